@@ -1,0 +1,1 @@
+//! Every answer the gateway makes itself, in Cloudflare's envelope.

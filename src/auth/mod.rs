@@ -1,0 +1,1 @@
+//! Credentials read from request headers (pure: no I/O, no clock).

@@ -1,0 +1,26 @@
+//! permgate: an API authorization gateway — a reverse proxy that checks every call against scoped permissions.
+//!
+//! The pipeline, in order, each step a module:
+//!
+//! ```text
+//! request → canonical target → route match → authenticate → authorize → forward | answer
+//!           routes::target      routes        auth            policy       proxy
+//! ```
+//!
+//! - [`config`]: the raw serde mirror of the files and the loader that turns them into a [`snapshot::Snapshot`],
+//!   reporting every error at once with file, path and line.
+//! - [`policy`]: the access model compiled into indexed structures, and the pure `evaluate`.
+//! - [`routes`]: canonical request targets and the matchit route tables.
+//! - [`auth`]: credentials read from request headers.
+//! - [`answer`]: every answer the gateway makes itself, in Cloudflare's envelope.
+//! - [`pipeline`]: the pure decision for one request, shared by `permgate check` and the proxy.
+//!
+//! The pure modules (`policy`, `routes`, `auth`, `answer`, `pipeline`) do no I/O and read no clock.
+
+pub mod answer;
+pub mod auth;
+pub mod config;
+pub mod pipeline;
+pub mod policy;
+pub mod routes;
+pub mod snapshot;

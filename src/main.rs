@@ -1,0 +1,3 @@
+//! The `permgate` command line: thin glue over the library.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The pure decision for one request, shared by `permgate check` and the proxy.

@@ -1,0 +1,1 @@
+//! Routes: canonical request targets and the matchit route tables (pure: no I/O).

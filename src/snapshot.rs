@@ -1,0 +1,1 @@
+//! One immutable snapshot of everything a request needs: settings, routes, policy set.
