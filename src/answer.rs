@@ -1,1 +1,249 @@
-//! Every answer the gateway makes itself, in Cloudflare's envelope.
+//! Every answer the gateway makes itself, in Cloudflare's envelope, and the one place that picks status codes.
+//!
+//! `{"success":false,"errors":[{"code":N,"message":"…","error_chain":[…]}],"messages":[],"result":null}`
+
+use std::fmt::Write as _;
+
+use crate::policy::decision::Denial;
+
+/// A gateway-made error answer: status, code, message and an optional chained reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub code: u32,
+    pub message: &'static str,
+    /// `error_chain` entry: always present for 400s that the spec gives a chain; for 403s it carries the
+    /// human reason and is shown only when `explain_denials` is on.
+    pub chain: Option<ChainEntry>,
+}
+
+/// One `error_chain` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEntry {
+    pub code: u32,
+    pub message: String,
+    /// Whether it is an explanation (hidden when `explain_denials` is off) or part of the fixed answer.
+    pub explanation: bool,
+}
+
+impl Answer {
+    const fn plain(status: u16, code: u32, message: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            chain: None,
+        }
+    }
+
+    fn chained(
+        status: u16,
+        code: u32,
+        message: &'static str,
+        chain_code: u32,
+        chain: String,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            chain: Some(ChainEntry {
+                code: chain_code,
+                message: chain,
+                explanation: false,
+            }),
+        }
+    }
+
+    /// 400/9106: a protected route without any credential.
+    pub fn missing_credential() -> Self {
+        Self::plain(
+            400,
+            9106,
+            "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
+        )
+    }
+
+    /// 400/6003 with chain 6111: a malformed `Authorization` header (or both kinds of credential).
+    pub fn malformed_authorization() -> Self {
+        Self::chained(
+            400,
+            6003,
+            "Invalid request headers",
+            6111,
+            "Invalid format for Authorization header".into(),
+        )
+    }
+
+    /// 400/6003 with chain 6102: a malformed or lone `X-Auth-Email`.
+    pub fn malformed_email() -> Self {
+        Self::chained(
+            400,
+            6003,
+            "Invalid request headers",
+            6102,
+            "Invalid format for X-Auth-Email header".into(),
+        )
+    }
+
+    /// 400/6003 with chain 6103: a malformed or lone `X-Auth-Key`.
+    pub fn malformed_key() -> Self {
+        Self::chained(
+            400,
+            6003,
+            "Invalid request headers",
+            6103,
+            "Invalid format for X-Auth-Key header".into(),
+        )
+    }
+
+    /// 400/6003 with chain 6100: a rejected request target or method-override header; `what` says which.
+    pub fn rejected_request(what: String) -> Self {
+        Self::chained(400, 6003, "Invalid request headers", 6100, what)
+    }
+
+    /// 404/7003: no route for the method and path.
+    pub fn no_route() -> Self {
+        Self::plain(404, 7003, "No route for the URI")
+    }
+
+    /// 502/1200: the upstream could not be reached.
+    pub fn upstream_unavailable() -> Self {
+        Self::plain(502, 1200, "Upstream unavailable")
+    }
+
+    /// 504/1201: the upstream did not answer in time.
+    pub fn upstream_timeout() -> Self {
+        Self::plain(504, 1201, "Upstream timed out")
+    }
+
+    /// 503/1202: over the connection or load limit.
+    pub fn overloaded() -> Self {
+        Self::plain(503, 1202, "Gateway overloaded")
+    }
+
+    /// The 403 for a denial, with the reason as an explanation in the chain.
+    pub fn for_denial(denial: &Denial) -> Self {
+        let (code, message): (u32, &'static str) = match denial {
+            Denial::TokenUnknown
+            | Denial::TokenDisabled { .. }
+            | Denial::TokenExpired { .. }
+            | Denial::TokenNotYetValid { .. } => (1000, "Invalid API Token"),
+            Denial::LegacyKeyUnknown => (9103, "Unknown X-Auth-Key or X-Auth-Email"),
+            Denial::IpOutsideCondition { .. } => {
+                (9109, "Cannot use the access token from location")
+            }
+            Denial::ApiAccessDisabled { .. } => {
+                (9109, "API access is disabled for this account member")
+            }
+            Denial::UnknownResource { .. }
+            | Denial::NotMember { .. }
+            | Denial::OutsideOwnAccount { .. }
+            | Denial::AccountTokenOnUserRoute { .. }
+            | Denial::MissingPermission { .. }
+            | Denial::MissingAnyPermission { .. }
+            | Denial::DeniedByPolicy { .. }
+            | Denial::NoResourceAllowed { .. }
+            | Denial::Internal { .. } => (10000, "Authentication error"),
+        };
+        Self {
+            status: 403,
+            code,
+            message,
+            chain: Some(ChainEntry {
+                code,
+                message: denial.to_string(),
+                explanation: true,
+            }),
+        }
+    }
+
+    /// The message as sent: 9109 for an IP names the IP, as Cloudflare does.
+    pub fn full_message(&self, denial: Option<&Denial>) -> String {
+        match denial {
+            Some(Denial::IpOutsideCondition { ip, .. }) => format!("{}: {ip}", self.message),
+            _ => self.message.to_string(),
+        }
+    }
+
+    /// The JSON envelope. `explain` adds 403 explanations to `error_chain`; fixed chains always show.
+    pub fn body(&self, denial: Option<&Denial>, explain: bool) -> String {
+        let mut body = String::with_capacity(160);
+        body.push_str("{\"success\":false,\"errors\":[{\"code\":");
+        let _ = write!(body, "{}", self.code);
+        body.push_str(",\"message\":");
+        push_json_string(&mut body, &self.full_message(denial));
+        if let Some(chain) = &self.chain {
+            if !chain.explanation || explain {
+                let _ = write!(
+                    body,
+                    ",\"error_chain\":[{{\"code\":{},\"message\":",
+                    chain.code
+                );
+                push_json_string(&mut body, &chain.message);
+                body.push_str("}]");
+            }
+        }
+        body.push_str("}],\"messages\":[],\"result\":null}");
+        body
+    }
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_match_cloudflare_byte_for_byte() {
+        assert_eq!(
+            Answer::missing_credential().body(None, true),
+            r#"{"success":false,"errors":[{"code":9106,"message":"Missing X-Auth-Key, X-Auth-Email or Authorization headers"}],"messages":[],"result":null}"#
+        );
+        assert_eq!(
+            Answer::malformed_authorization().body(None, false),
+            r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#
+        );
+        let denial = Denial::NoResourceAllowed {
+            keys: "#zone:read".into(),
+        };
+        assert_eq!(
+            Answer::for_denial(&denial).body(Some(&denial), false),
+            r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#
+        );
+    }
+
+    #[test]
+    fn explanations_show_only_when_asked_and_ip_is_named() {
+        let denial = Denial::IpOutsideCondition {
+            token: "t1".into(),
+            ip: "10.1.2.3".parse().unwrap(),
+        };
+        let answer = Answer::for_denial(&denial);
+        assert_eq!((answer.status, answer.code), (403, 9109));
+        let body = answer.body(Some(&denial), true);
+        assert!(
+            body.contains(r#""message":"Cannot use the access token from location: 10.1.2.3""#)
+        );
+        assert!(body.contains("error_chain"));
+        assert!(!answer.body(Some(&denial), false).contains("error_chain"));
+    }
+}

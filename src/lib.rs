@@ -19,6 +19,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod pipeline;
 pub mod policy;

@@ -1,3 +1,58 @@
-//! The `permgate` command line: thin glue over the library.
+//! The `permgate` command line: thin glue over the library (parse arguments, run a command, exit).
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// permgate: an API authorization gateway.
+#[derive(Debug, Parser)]
+#[command(name = "permgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The gateway config file.
+        #[arg(long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Run the shipped config in front of a built-in sample upstream and print curl lines to try.
+    Demo(permgate::cli::demo::DemoArgs),
+    /// Decide one request offline, exactly as the proxy would.
+    Check(permgate::cli::check::CheckArgs),
+    /// Load and compile the config; print every error and warning.
+    Validate {
+        /// The gateway config file.
+        #[arg(long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Manage tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new token secret once, and the YAML entry that stores only its SHA-256.
+    New(permgate::cli::token::NewTokenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => permgate::cli::serve::run(&config),
+        Command::Demo(args) => permgate::cli::demo::run(&args),
+        Command::Check(args) => permgate::cli::check::run(&args),
+        Command::Validate { config } => permgate::cli::validate::run(&config),
+        Command::Token {
+            command: TokenCommand::New(args),
+        } => permgate::cli::token::run_new(&args),
+    }
+}

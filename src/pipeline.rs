@@ -1,1 +1,298 @@
-//! The pure decision for one request, shared by `permgate check` and the proxy.
+//! The pure decision for one request, shared by `permgate check` and the proxy (no I/O, no clock).
+//!
+//! Order of checks (SPEC §3.3 point 7), so that one request has one answer: canonical target (400) →
+//! route (404) → credential present and well-formed (400) → credential known and usable (1000 / 9103) →
+//! token IP condition (9109) → resource known (10000) → API access (9109) → policies (10000).
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::answer::Answer;
+use crate::auth::{Credential, CredentialError, read_credential};
+use crate::policy::{AccessRequest, Denial, Presented, Principal, Required, ResourceRef, Target};
+use crate::routes::{
+    CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_method_override,
+};
+use crate::snapshot::Snapshot;
+
+/// What the gateway knows about one request before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub method: &'a str,
+    /// The raw request-target as received (origin-form path and query).
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The TCP peer's address.
+    pub peer_ip: IpAddr,
+    /// Now, in Unix seconds (passed in: this module reads no clock).
+    pub now: i64,
+}
+
+/// Why the gateway answers itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub answer: Answer,
+    /// The authorization reason, for 403s.
+    pub denial: Option<Denial>,
+    /// Whether `mode: shadow` may forward this request anyway. Never for a rejected target or a
+    /// method-override header: those cannot be forwarded safely.
+    pub shadow_forwardable: bool,
+}
+
+impl Refusal {
+    fn rejected(answer: Answer) -> Self {
+        Self {
+            answer,
+            denial: None,
+            shadow_forwardable: false,
+        }
+    }
+
+    fn refused(answer: Answer) -> Self {
+        Self {
+            answer,
+            denial: None,
+            shadow_forwardable: true,
+        }
+    }
+
+    fn denied(denial: Denial) -> Self {
+        Self {
+            answer: Answer::for_denial(&denial),
+            denial: Some(denial),
+            shadow_forwardable: true,
+        }
+    }
+
+    /// The response body; `explain` adds the 403 reason as `error_chain`.
+    pub fn body(&self, explain: bool) -> String {
+        self.answer.body(self.denial.as_ref(), explain)
+    }
+
+    /// The human reason, for logs and `permgate check`.
+    pub fn reason(&self) -> String {
+        match (&self.denial, &self.answer.chain) {
+            (Some(denial), _) => denial.to_string(),
+            (None, Some(chain)) => chain.message.clone(),
+            (None, None) => self.answer.message.to_string(),
+        }
+    }
+}
+
+/// The decision for one request, with everything the proxy forwards, logs and counts.
+#[derive(Debug)]
+pub struct Verdict<'s> {
+    /// The one canonical target: what was routed, authorized and is forwarded.
+    pub canonical: Option<CanonicalTarget>,
+    pub route: Option<&'s Route>,
+    /// The client IP used for the decision (peer, or `X-Forwarded-For` behind a trusted proxy).
+    pub client_ip: IpAddr,
+    pub principal: Option<Principal<'s>>,
+    pub resource: Option<ResourceRef<'s>>,
+    /// The ids of the policies that decided (allow or deny).
+    pub policies: Vec<&'s str>,
+    pub outcome: Result<(), Refusal>,
+}
+
+impl Verdict<'_> {
+    /// Whether the request may go to the upstream.
+    pub fn allowed(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The status the gateway answers when it refuses (200 when allowed: the upstream answers).
+    pub fn status(&self) -> u16 {
+        self.outcome
+            .as_ref()
+            .err()
+            .map_or(200, |refusal| refusal.answer.status)
+    }
+
+    /// The account the request acts in: the resource's account, or an account token's own account.
+    pub fn account(&self) -> Option<&str> {
+        self.resource
+            .and_then(|resource| resource.account)
+            .or_else(|| {
+                self.principal
+                    .filter(|principal| principal.kind == crate::policy::PrincipalKind::Account)
+                    .map(|principal| principal.id)
+            })
+    }
+
+    /// The code of the refusal, 0 when allowed.
+    pub fn code(&self) -> u32 {
+        self.outcome
+            .as_ref()
+            .err()
+            .map_or(0, |refusal| refusal.answer.code)
+    }
+}
+
+/// Decides one request against one snapshot.
+pub fn decide<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>) -> Verdict<'s> {
+    let mut verdict = Verdict {
+        canonical: None,
+        route: None,
+        client_ip: facts.peer_ip,
+        principal: None,
+        resource: None,
+        policies: Vec::new(),
+        outcome: Ok(()),
+    };
+    verdict.outcome = decide_into(snapshot, facts, &mut verdict);
+    verdict
+}
+
+fn decide_into<'s>(
+    snapshot: &'s Snapshot,
+    facts: &Facts<'_>,
+    verdict: &mut Verdict<'s>,
+) -> Result<(), Refusal> {
+    let canonical = canonicalize(facts.method, facts.target)
+        .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
+    reject_method_override(facts.headers)
+        .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
+    verdict.client_ip = client_ip(
+        facts.peer_ip,
+        facts.headers,
+        &snapshot.settings.trusted_proxies,
+    )
+    .ok_or_else(|| {
+        Refusal::rejected(Answer::rejected_request(
+            "malformed X-Forwarded-For header".into(),
+        ))
+    })?;
+    let canonical = verdict.canonical.insert(canonical);
+
+    let Some(matched) = snapshot.routes.lookup(facts.method, &canonical.path) else {
+        return Err(Refusal::refused(Answer::no_route()));
+    };
+    let route = matched.route;
+    verdict.route = Some(route);
+    let target = match (&route.scope, matched.resource_id) {
+        _ if route.public => return Ok(()),
+        (Scope::Account { .. }, Some(id)) => Target::Account(id),
+        (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
+        (Scope::User, _) => Target::User,
+        (Scope::Any, _) => Target::Any,
+        (Scope::None, _) => Target::None,
+        (Scope::Account { .. } | Scope::Zone { .. }, None) => {
+            return Err(Refusal::denied(Denial::Internal {
+                what: "route matched without its scope parameter".into(),
+            }));
+        }
+    };
+
+    let credential = read_credential(facts.headers).map_err(|error| {
+        Refusal::refused(match error {
+            CredentialError::Missing => Answer::missing_credential(),
+            CredentialError::MalformedAuthorization | CredentialError::Both => {
+                Answer::malformed_authorization()
+            }
+            CredentialError::MalformedEmail => Answer::malformed_email(),
+            CredentialError::MalformedKey => Answer::malformed_key(),
+        })
+    })?;
+    let presented = match credential {
+        Credential::Token(secret) => Presented::Token {
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+        },
+        Credential::LegacyKey { email, key } => Presented::LegacyKey {
+            email,
+            key_sha256: Sha256::digest(key.as_bytes()).into(),
+        },
+    };
+    let required = match &route.requirement {
+        Requirement::None => Required::None,
+        Requirement::AllOf(keys) => Required::AllOf(keys),
+        Requirement::AnyOf(keys) => Required::AnyOf(keys),
+    };
+    let decision = snapshot.policy.evaluate(&AccessRequest {
+        presented,
+        client_ip: verdict.client_ip,
+        now: facts.now,
+        target,
+        required,
+    });
+    verdict.principal = decision.principal;
+    verdict.resource = decision.resource;
+    verdict.policies = decision.policies;
+    decision.outcome.map_err(Refusal::denied)
+}
+
+/// The client IP: the peer, or behind a trusted proxy the right-most `X-Forwarded-For` entry that is not a
+/// trusted proxy (the left-most when all are). `None` when a needed entry is not an IP address.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.to_str().ok())
+        .collect::<Option<Vec<_>>>()?;
+    for entry in values.iter().rev().flat_map(|value| value.rsplit(',')) {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return None;
+        }
+        let ip = parse_forwarded_ip(entry)?;
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry.parse::<IpAddr>().ok().or_else(|| {
+        entry
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|addr| addr.ip())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in xff {
+            map.append("x-forwarded-for", value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn client_ip_believes_forwarded_for_only_behind_trusted_proxies() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            client_ip(outsider, &headers(&["1.1.1.1"]), &trusted),
+            Some(outsider)
+        );
+        assert_eq!(
+            client_ip(peer, &headers(&["1.1.1.1, 2.2.2.2, 10.0.0.7"]), &trusted),
+            Some("2.2.2.2".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(peer, &headers(&["1.1.1.1", "10.0.0.8"]), &trusted),
+            Some("1.1.1.1".parse().unwrap())
+        );
+        assert_eq!(client_ip(peer, &headers(&[]), &trusted), Some(peer));
+        assert_eq!(client_ip(peer, &headers(&["bogus"]), &trusted), None);
+        assert_eq!(
+            client_ip(peer, &headers(&["1.1.1.1, bogus"]), &trusted),
+            None
+        );
+    }
+}

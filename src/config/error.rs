@@ -20,7 +20,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at `path` inside `file`; the loader fills in line and column later.
-    pub fn new(file: impl Into<PathBuf>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.into(),
             path: path.into(),

@@ -1,7 +1,11 @@
 //! Configuration: the raw serde mirror of the files, and loading them into one compiled snapshot.
 
 pub mod error;
+pub mod gateway;
+pub mod load;
+pub mod raw;
 pub mod source;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use load::{ConfigSet, compile, load, read};
 pub use source::SourceFile;

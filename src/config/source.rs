@@ -28,7 +28,10 @@ impl SourceFile {
         let text = String::from_utf8(bytes).map_err(|error| {
             ConfigError::file(
                 path,
-                format!("file is not valid UTF-8 (byte {})", error.utf8_error().valid_up_to()),
+                format!(
+                    "file is not valid UTF-8 (byte {})",
+                    error.utf8_error().valid_up_to()
+                ),
             )
         })?;
         Ok(Self {
@@ -154,7 +157,9 @@ impl LineIndex {
     pub fn path_at(&self, line: u64, column: u64) -> String {
         self.entries
             .iter()
-            .take_while(|(entry_line, entry_column, _)| (*entry_line, *entry_column) <= (line, column))
+            .take_while(|(entry_line, entry_column, _)| {
+                (*entry_line, *entry_column) <= (line, column)
+            })
             .last()
             .map(|(_, _, path)| path.clone())
             .unwrap_or_default()
@@ -189,7 +194,8 @@ fn join_key(parent: &str, key: &str) -> String {
 mod tests {
     use super::*;
 
-    const DOC: &str = "accounts:\n  - id: a1\n    zones:\n      - { id: z1, name: one }\n      - id: z2\n";
+    const DOC: &str =
+        "accounts:\n  - id: a1\n    zones:\n      - { id: z1, name: one }\n      - id: z2\n";
 
     #[test]
     fn paths_are_placed_on_their_lines() {
@@ -197,7 +203,10 @@ mod tests {
         assert_eq!(index.position_of("accounts"), Some((1, 1)));
         assert_eq!(index.position_of("accounts[0].id"), Some((2, 5)));
         assert_eq!(index.position_of("accounts[0].zones[1].id"), Some((5, 9)));
-        assert_eq!(index.position_of("accounts[0].zones[0].name"), Some((4, 19)));
+        assert_eq!(
+            index.position_of("accounts[0].zones[0].name"),
+            Some((4, 19))
+        );
         assert_eq!(index.position_of("accounts[1]"), None);
     }
 

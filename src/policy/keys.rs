@@ -40,7 +40,10 @@ impl KeyInterner {
 
     /// The text of an interned key.
     pub fn name(&self, id: KeyId) -> &str {
-        self.names.get(id.0 as usize).map(|name| &**name).unwrap_or("")
+        self.names
+            .get(id.0 as usize)
+            .map(|name| &**name)
+            .unwrap_or("")
     }
 
     /// How many keys there are.
@@ -100,7 +103,9 @@ impl KeyPattern {
             return Err("empty permission key".to_string());
         }
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("permission key {text:?} contains whitespace or a control character"));
+            return Err(format!(
+                "permission key {text:?} contains whitespace or a control character"
+            ));
         }
         match text.find('*') {
             None => Ok(Self::Exact(text.into())),
@@ -128,7 +133,7 @@ impl KeyPattern {
 }
 
 /// A set of interned keys, as a bitset over the universe.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct KeySet {
     words: Box<[u64]>,
 }
@@ -181,7 +186,11 @@ mod tests {
         assert!(prefix.matches("com.cloudflare.api.account.zone.dns-record.read"));
         assert!(!prefix.matches("com.cloudflare.api.account.zone.read"));
         assert_eq!(KeyPattern::parse("*").unwrap(), KeyPattern::All);
-        assert!(KeyPattern::parse("#dns_records:*").unwrap().matches("#dns_records:edit"));
+        assert!(
+            KeyPattern::parse("#dns_records:*")
+                .unwrap()
+                .matches("#dns_records:edit")
+        );
         assert!(KeyPattern::parse("#dns_*records:read").is_err());
         assert!(KeyPattern::parse("*.read").is_err());
         assert!(KeyPattern::parse("").is_err());

@@ -1,3 +1,12 @@
 //! The access model compiled into indexed structures, and the pure decision over it (no I/O, no clock).
 
+pub mod compile;
+pub mod decision;
+pub mod evaluate;
 pub mod keys;
+pub mod model;
+
+pub use decision::{Denial, Outcome, PolicySource};
+pub use evaluate::{AccessRequest, Decision, Presented, Required, Target};
+pub use keys::{KeyId, KeyInterner, KeyPattern, KeySet};
+pub use model::{PolicySet, Principal, PrincipalKind, ResourceKind, ResourceRef, Token};

@@ -1,0 +1,316 @@
+//! The credential a request presents, read from its headers (SPEC §4, §5); it never hashes, looks up or logs it.
+//!
+//! Exactly one kind of credential is accepted per request: `Authorization: Bearer <token>`, or the legacy
+//! pair `X-Auth-Email` + `X-Auth-Key`. Anything ambiguous is a [`CredentialError`], never a guess. The
+//! returned strings borrow from the headers; neither this type's `Debug` nor the error's `Display` shows a
+//! secret. Pure: no I/O.
+
+use std::fmt;
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+/// The legacy API key's email header.
+pub const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
+/// The legacy API key header.
+pub const X_AUTH_KEY: HeaderName = HeaderName::from_static("x-auth-key");
+
+/// A credential as presented: not yet known to be valid.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// An API token (`Authorization: Bearer <token>`); any visible-ASCII string, looked up by its SHA-256.
+    Token(&'a str),
+    /// A legacy user API key (`X-Auth-Email` + `X-Auth-Key`).
+    LegacyKey { email: &'a str, key: &'a str },
+}
+
+impl fmt::Debug for Credential<'_> {
+    /// Redacted: the token and the key are secrets; the email is shown (it names the user, not a secret).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::LegacyKey { email, .. } => f
+                .debug_struct("LegacyKey")
+                .field("email", email)
+                .field("key", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Why the credential headers could not be read; each maps to one 400 answer (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// No credential header at all (9106).
+    #[error("no credential: neither Authorization nor X-Auth-Email and X-Auth-Key")]
+    Missing,
+    /// `Authorization` is not exactly `Bearer <token>`, is empty, or is given twice (6003 + 6111).
+    #[error("malformed Authorization header (expected exactly one `Bearer <token>`)")]
+    MalformedAuthorization,
+    /// `X-Auth-Email` missing next to `X-Auth-Key`, empty, duplicated, or not an email (6003 + 6102).
+    #[error("missing or malformed X-Auth-Email header")]
+    MalformedEmail,
+    /// `X-Auth-Key` missing next to `X-Auth-Email`, empty, or duplicated (6003 + 6103).
+    #[error("missing or malformed X-Auth-Key header")]
+    MalformedKey,
+    /// A bearer token and a legacy key at once: which one to check would be a guess (6003 + 6111).
+    #[error("both an Authorization header and X-Auth-Email/X-Auth-Key were presented")]
+    Both,
+}
+
+/// Reads the request's one credential.
+///
+/// The `Authorization` value must be the scheme `Bearer` (in any case) followed by exactly one space and
+/// a token of visible ASCII characters (`!`..`~`): no other scheme, no extra spaces, no empty token, and
+/// one `Authorization` header only. The legacy headers must both be present, once each, non-empty, visible
+/// ASCII without spaces; the email must look like `local@domain`. (HTTP parsers strip whitespace around a
+/// header value before it gets here.)
+pub fn read_credential(headers: &HeaderMap) -> Result<Credential<'_>, CredentialError> {
+    let authorization = single(headers, &AUTHORIZATION);
+    let email = single(headers, &X_AUTH_EMAIL);
+    let key = single(headers, &X_AUTH_KEY);
+    let legacy = !matches!(email, Single::Absent) || !matches!(key, Single::Absent);
+    match authorization {
+        Single::Absent if !legacy => Err(CredentialError::Missing),
+        Single::Absent => read_legacy(email, key),
+        _ if legacy => Err(CredentialError::Both),
+        Single::Many => Err(CredentialError::MalformedAuthorization),
+        Single::One(value) => read_bearer(value).ok_or(CredentialError::MalformedAuthorization),
+    }
+}
+
+/// How many times a header was given.
+enum Single<'a> {
+    Absent,
+    One(&'a HeaderValue),
+    Many,
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Single<'a> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Single::Absent,
+        (Some(value), None) => Single::One(value),
+        (Some(_), Some(_)) => Single::Many,
+    }
+}
+
+fn read_bearer(value: &HeaderValue) -> Option<Credential<'_>> {
+    let value = visible(value.as_bytes(), true)?;
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("bearer ") {
+        return None;
+    }
+    let token = value.get(7..)?;
+    // `visible` allowed the one space after the scheme; the token itself has none.
+    (!token.is_empty() && !token.contains(' ')).then_some(Credential::Token(token))
+}
+
+fn read_legacy<'a>(email: Single<'a>, key: Single<'a>) -> Result<Credential<'a>, CredentialError> {
+    let email = match email {
+        Single::One(value) => visible(value.as_bytes(), false),
+        Single::Absent | Single::Many => None,
+    }
+    .filter(|email| {
+        email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+    })
+    .ok_or(CredentialError::MalformedEmail)?;
+    let key = match key {
+        Single::One(value) => visible(value.as_bytes(), false),
+        Single::Absent | Single::Many => None,
+    }
+    .ok_or(CredentialError::MalformedKey)?;
+    Ok(Credential::LegacyKey { email, key })
+}
+
+/// The value as text when it is non-empty visible ASCII (`!`..`~`, and spaces only when `spaces` is set).
+fn visible(bytes: &[u8], spaces: bool) -> Option<&str> {
+    let ok = !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || (spaces && b == b' '));
+    if ok {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CredentialError as E;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn read(pairs: &[(&str, &[u8])]) -> Result<Credential<'static>, CredentialError> {
+        // Leak the map so the borrowed credential can be returned from a helper (tests only).
+        let map: &'static HeaderMap = Box::leak(Box::new(headers(pairs)));
+        read_credential(map)
+    }
+
+    #[test]
+    fn a_bearer_token_is_read() {
+        assert_eq!(
+            read(&[("authorization", b"Bearer abc.DEF-123_~+/=")]),
+            Ok(Credential::Token("abc.DEF-123_~+/="))
+        );
+        assert_eq!(
+            read(&[("Authorization", b"bearer t")]),
+            Ok(Credential::Token("t"))
+        );
+        assert_eq!(
+            read(&[("authorization", b"BEARER t")]),
+            Ok(Credential::Token("t"))
+        );
+        assert_eq!(
+            read(&[("authorization", b"Bearer pgt_x"), ("accept", b"*/*")]),
+            Ok(Credential::Token("pgt_x"))
+        );
+    }
+
+    #[test]
+    fn a_malformed_authorization_header_is_rejected() {
+        for value in [
+            &b""[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer  token",
+            b"Bearer token extra",
+            b"Bearer\ttoken",
+            b"Bearer tok\ten",
+            b"Basic dXNlcjpwYXNz",
+            b"Token abc",
+            b"Bearertoken",
+            b"abc",
+            b"Bearer caf\xc3\xa9",
+            b"Bearer \x7f",
+        ] {
+            assert_eq!(
+                read(&[("authorization", value)]),
+                Err(E::MalformedAuthorization),
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert_eq!(
+            read(&[
+                ("authorization", b"Bearer a"),
+                ("authorization", b"Bearer a")
+            ]),
+            Err(E::MalformedAuthorization),
+            "two Authorization headers"
+        );
+    }
+
+    #[test]
+    fn a_legacy_key_is_read() {
+        assert_eq!(
+            read(&[
+                ("x-auth-email", b"joe@example.com"),
+                ("X-Auth-Key", b"c2547eb745079dac9320b638f5e225cf483cc")
+            ]),
+            Ok(Credential::LegacyKey {
+                email: "joe@example.com",
+                key: "c2547eb745079dac9320b638f5e225cf483cc",
+            })
+        );
+    }
+
+    #[test]
+    fn a_malformed_legacy_pair_is_rejected() {
+        let key: (&str, &[u8]) = ("x-auth-key", b"k123");
+        let email: (&str, &[u8]) = ("x-auth-email", b"a@b.c");
+        assert_eq!(read(&[key]), Err(E::MalformedEmail), "key alone");
+        assert_eq!(read(&[email]), Err(E::MalformedKey), "email alone");
+        for bad in [
+            &b""[..],
+            b"joe",
+            b"@example.com",
+            b"joe@",
+            b"joe @example.com",
+            b"j\x01@x",
+            b"j\xc3\xa9@x",
+        ] {
+            assert_eq!(
+                read(&[("x-auth-email", bad), key]),
+                Err(E::MalformedEmail),
+                "{bad:?}"
+            );
+        }
+        for bad in [&b""[..], b"k 1", b"k\t1", b"k\x7f", b"\xff"] {
+            assert_eq!(
+                read(&[email, ("x-auth-key", bad)]),
+                Err(E::MalformedKey),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            read(&[email, email, key]),
+            Err(E::MalformedEmail),
+            "duplicated email"
+        );
+        assert_eq!(
+            read(&[email, key, key]),
+            Err(E::MalformedKey),
+            "duplicated key"
+        );
+    }
+
+    #[test]
+    fn both_kinds_at_once_are_rejected() {
+        let bearer: (&str, &[u8]) = ("authorization", b"Bearer t");
+        assert_eq!(
+            read(&[bearer, ("x-auth-email", b"a@b.c"), ("x-auth-key", b"k")]),
+            Err(E::Both)
+        );
+        assert_eq!(read(&[bearer, ("x-auth-key", b"k")]), Err(E::Both));
+        assert_eq!(
+            read(&[("authorization", b"Basic x"), ("x-auth-email", b"a@b.c")]),
+            Err(E::Both)
+        );
+    }
+
+    #[test]
+    fn no_credential_is_missing() {
+        assert_eq!(read(&[]), Err(E::Missing));
+        assert_eq!(
+            read(&[("cookie", b"a=b"), ("x-api-key", b"k")]),
+            Err(E::Missing)
+        );
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let token = Credential::Token("s3cr3t-token");
+        assert!(!format!("{token:?}").contains("s3cr3t"));
+        let key = Credential::LegacyKey {
+            email: "joe@example.com",
+            key: "s3cr3t-key",
+        };
+        let shown = format!("{key:?}");
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("joe@example.com"),
+            "{shown}"
+        );
+        for error in [
+            E::Missing,
+            E::MalformedAuthorization,
+            E::MalformedEmail,
+            E::MalformedKey,
+            E::Both,
+        ] {
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}

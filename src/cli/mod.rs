@@ -1,0 +1,7 @@
+//! The subcommands of the `permgate` binary; `main.rs` only parses arguments and dispatches here.
+
+pub mod check;
+pub mod demo;
+pub mod serve;
+pub mod token;
+pub mod validate;

@@ -1,0 +1,340 @@
+//! `gateway.yaml`: the server settings, as written (raw) and as used (compiled, valid by construction).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::error::ConfigError;
+
+/// The file as written. Every key is documented in the README's config reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen: String,
+    pub admin_listen: String,
+    pub upstream: RawUpstream,
+    pub policy_files: Vec<String>,
+    pub route_files: Vec<String>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub resource_namespace: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub forward_credentials: Option<bool>,
+    #[serde(default)]
+    pub explain_denials: Option<bool>,
+    #[serde(default)]
+    pub header_read_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub shutdown_grace_ms: Option<u64>,
+    #[serde(default)]
+    pub decision_log: Option<RawDecisionLog>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub response_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub pool_idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecisionLog {
+    pub sink: DecisionLogSink,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+}
+
+/// What the gateway does with a request that is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny: answer the error (the default).
+    #[default]
+    Enforce,
+    /// Log and count the would-be denial, then forward anyway (for rolling out policies).
+    Shadow,
+}
+
+/// Where decision-log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionLogSink {
+    Stdout,
+    Stderr,
+    File,
+    Off,
+}
+
+/// Settings as the gateway uses them: addresses parsed, paths resolved, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The folder of `gateway.yaml`; relative paths in it are resolved against this.
+    pub base_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub upstream: UpstreamSettings,
+    pub policy_files: Vec<PathBuf>,
+    pub route_files: Vec<PathBuf>,
+    pub tls: Option<TlsSettings>,
+    pub mode: Mode,
+    pub resource_namespace: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub forward_credentials: bool,
+    pub explain_denials: bool,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub decision_log: DecisionLogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The upstream's base URL (`http://` or `https://`), without a trailing slash.
+    pub url: http::Uri,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionLogSettings {
+    pub sink: DecisionLogSink,
+    pub path: Option<PathBuf>,
+    pub queue_capacity: usize,
+}
+
+/// The default resource namespace (`<ns>.account.<id>`, `<ns>.account.zone.<id>`, `<ns>.user.<id>`).
+pub const DEFAULT_NAMESPACE: &str = "com.cloudflare.api";
+
+impl Settings {
+    /// Checks and resolves the raw settings of the file at `file`; every problem is reported.
+    pub fn compile(raw: RawGateway, file: &Path) -> Result<Self, Vec<ConfigError>> {
+        let base_dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut errors = Vec::new();
+        let mut error =
+            |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
+
+        let address = |path: &str, text: &str, error: &mut dyn FnMut(&str, String)| {
+            text.parse::<SocketAddr>().unwrap_or_else(|_| {
+                error(
+                    path,
+                    format!("{text:?} is not an address like 127.0.0.1:8080"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        let listen = address("listen", &raw.listen, &mut error);
+        let admin_listen = address("admin_listen", &raw.admin_listen, &mut error);
+        if raw.listen == raw.admin_listen && listen.port() != 0 {
+            error(
+                "admin_listen",
+                "must differ from listen: the admin endpoints are never on the proxy listener"
+                    .into(),
+            );
+        }
+
+        let url = match raw.upstream.url.trim_end_matches('/').parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some()
+                    && uri.query().is_none() =>
+            {
+                uri
+            }
+            _ => {
+                error(
+                    "upstream.url",
+                    format!(
+                        "{:?} is not an http:// or https:// URL with a host",
+                        raw.upstream.url
+                    ),
+                );
+                http::Uri::from_static("http://127.0.0.1")
+            }
+        };
+        let resolve = |relative: &str| base_dir.join(relative);
+        let mut positive = |path: &str, value: Option<u64>, default: u64| match value {
+            Some(0) => {
+                error(path, "must be greater than 0".into());
+                Duration::from_millis(default)
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_millis(default),
+        };
+        let connect_timeout = positive(
+            "upstream.connect_timeout_ms",
+            raw.upstream.connect_timeout_ms,
+            2_000,
+        );
+        let response_timeout = positive(
+            "upstream.response_timeout_ms",
+            raw.upstream.response_timeout_ms,
+            30_000,
+        );
+        let pool_idle_timeout = positive(
+            "upstream.pool_idle_timeout_ms",
+            raw.upstream.pool_idle_timeout_ms,
+            90_000,
+        );
+        let header_read_timeout =
+            positive("header_read_timeout_ms", raw.header_read_timeout_ms, 10_000);
+        let shutdown_grace = positive("shutdown_grace_ms", raw.shutdown_grace_ms, 30_000);
+
+        let mut trusted_proxies = Vec::new();
+        for (index, text) in raw.trusted_proxies.iter().enumerate() {
+            match parse_cidr(text) {
+                Some(net) => trusted_proxies.push(net),
+                None => error(
+                    &format!("trusted_proxies[{index}]"),
+                    format!("{text:?} is not an IP address or CIDR range"),
+                ),
+            }
+        }
+        let namespace = raw
+            .resource_namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        if namespace.is_empty() || namespace.contains('*') || namespace.ends_with('.') {
+            error(
+                "resource_namespace",
+                format!("{namespace:?} is not a namespace like com.cloudflare.api"),
+            );
+        }
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            error("max_connections", "must be greater than 0".into());
+        }
+        if raw.policy_files.is_empty() {
+            error("policy_files", "at least one policy file is needed".into());
+        }
+        if raw.route_files.is_empty() {
+            error(
+                "route_files",
+                "at least one route file or folder is needed".into(),
+            );
+        }
+        let decision_log = match raw.decision_log {
+            None => DecisionLogSettings {
+                sink: DecisionLogSink::Stdout,
+                path: None,
+                queue_capacity: 65_536,
+            },
+            Some(log) => {
+                if log.sink == DecisionLogSink::File && log.path.is_none() {
+                    error("decision_log.path", "a file sink needs a path".into());
+                }
+                let queue_capacity = log.queue_capacity.unwrap_or(65_536);
+                if queue_capacity == 0 {
+                    error(
+                        "decision_log.queue_capacity",
+                        "must be greater than 0".into(),
+                    );
+                }
+                DecisionLogSettings {
+                    sink: log.sink,
+                    path: log.path.as_deref().map(resolve),
+                    queue_capacity,
+                }
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            listen,
+            admin_listen,
+            upstream: UpstreamSettings {
+                url,
+                ca_file: raw.upstream.ca_file.as_deref().map(resolve),
+                connect_timeout,
+                response_timeout,
+                pool_idle_timeout,
+                pool_max_idle_per_host: raw.upstream.pool_max_idle_per_host.unwrap_or(1024),
+            },
+            policy_files: raw.policy_files.iter().map(|path| resolve(path)).collect(),
+            route_files: raw.route_files.iter().map(|path| resolve(path)).collect(),
+            tls: raw.tls.map(|tls| TlsSettings {
+                cert_file: resolve(&tls.cert_file),
+                key_file: resolve(&tls.key_file),
+            }),
+            mode: raw.mode.unwrap_or_default(),
+            resource_namespace: namespace,
+            trusted_proxies,
+            forward_credentials: raw.forward_credentials.unwrap_or(false),
+            explain_denials: raw.explain_denials.unwrap_or(true),
+            header_read_timeout,
+            max_connections,
+            shutdown_grace,
+            decision_log,
+            base_dir,
+        })
+    }
+
+    /// The settings that only take effect at a restart, as `(key, old, new)` when they differ.
+    pub fn restart_only_changes(&self, next: &Settings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != next.listen {
+            changed.push("listen");
+        }
+        if self.admin_listen != next.admin_listen {
+            changed.push("admin_listen");
+        }
+        if self.max_connections != next.max_connections {
+            changed.push("max_connections");
+        }
+        if self.tls.is_some() != next.tls.is_some() {
+            changed.push("tls");
+        }
+        if self.upstream.url != next.upstream.url || self.upstream.ca_file != next.upstream.ca_file
+        {
+            changed.push("upstream");
+        }
+        changed
+    }
+}
+
+/// Parses `10.0.0.0/8`, `2400:cb00::/32` or a bare address (a single-host range).
+pub fn parse_cidr(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}

@@ -1,0 +1,1231 @@
+//! Turns the raw policy files into a [`PolicySet`]: resolves every reference, checks every rule of SPEC §2–§3,
+//! and reports every error at once with its file and document path.
+
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::keys::{KeyInterner, KeyPattern, KeySet};
+use super::model::{
+    Account, AccountIdx, Effect, GroupInfo, IpCondition, Member, Owner, Policy, PolicySet, Select,
+    Selector, Status, Token, User, Zone,
+};
+use crate::config::error::ConfigError;
+use crate::config::gateway::parse_cidr;
+use crate::config::raw::{
+    AccountApiAccess, Effect as RawEffect, MemberApiAccess, RawBachPolicy, RawGroup, RawPolicyFile,
+    RawResourceValue, RawToken, RawTokenPolicy, TokenStatus,
+};
+
+/// One parsed policy file and where it came from.
+pub struct PolicySource<'a> {
+    pub file: &'a Path,
+    pub raw: &'a RawPolicyFile,
+}
+
+/// A resource key parsed against the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ResourceKey<'a> {
+    AllAccounts,
+    Account(&'a str),
+    AllZones,
+    Zone(&'a str),
+    User(&'a str),
+    AllUsers,
+}
+
+struct Compiler<'a> {
+    namespace: &'a str,
+    keys: &'a KeyInterner,
+    set: PolicySet,
+    errors: Vec<ConfigError>,
+    /// Catalog groups: index into `set.groups`, with their expanded key sets.
+    group_keys: Vec<KeySet>,
+    group_by_id: FxHashMap<&'a str, usize>,
+    group_by_name: FxHashMap<&'a str, Vec<usize>>,
+    keyset_index: FxHashMap<KeySet, u32>,
+    /// Domain groups: id → (account, zones).
+    domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
+    /// Where each id was first defined, for duplicate errors.
+    first_seen: FxHashMap<(&'static str, &'a str), String>,
+}
+
+/// Compiles the policy files against the route keys. `namespace` is `<ns>` of resource keys.
+pub fn compile(
+    sources: &[PolicySource<'_>],
+    keys: KeyInterner,
+    namespace: &str,
+) -> Result<PolicySet, Vec<ConfigError>> {
+    let mut compiler = Compiler {
+        namespace,
+        keys: &keys,
+        set: PolicySet {
+            namespace: namespace.into(),
+            ..PolicySet::default()
+        },
+        errors: Vec::new(),
+        group_keys: Vec::new(),
+        group_by_id: FxHashMap::default(),
+        group_by_name: FxHashMap::default(),
+        keyset_index: FxHashMap::default(),
+        domain_groups: FxHashMap::default(),
+        first_seen: FxHashMap::default(),
+    };
+    for source in sources {
+        compiler.catalog(source);
+    }
+    for source in sources {
+        compiler.users(source);
+    }
+    for source in sources {
+        compiler.accounts(source);
+    }
+    for source in sources {
+        compiler.members(source);
+    }
+    for source in sources {
+        compiler.tokens(source);
+    }
+    let Compiler {
+        mut set, errors, ..
+    } = compiler;
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    set.keys = keys;
+    Ok(set)
+}
+
+impl<'a> Compiler<'a> {
+    fn error(&mut self, file: &Path, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(file, path, message));
+    }
+
+    /// Records the first definition of `(kind, id)`; a second one is an error naming the first.
+    fn unique(&mut self, kind: &'static str, id: &'a str, file: &Path, path: &str) -> bool {
+        let here = format!("{}: {path}", file.display());
+        match self.first_seen.entry((kind, id)) {
+            Entry::Vacant(slot) => {
+                slot.insert(here);
+                true
+            }
+            Entry::Occupied(first) => {
+                let message = format!("duplicate {kind} {id:?} (first defined at {})", first.get());
+                self.error(file, path, message);
+                false
+            }
+        }
+    }
+
+    fn check_id(&mut self, id: &str, file: &Path, path: &str) -> bool {
+        if id.is_empty()
+            || id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '/')
+        {
+            self.error(
+                file,
+                path,
+                format!("{id:?} is not a valid id (no spaces, `/` or `*`)"),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    // === permission groups ===
+
+    fn catalog(&mut self, source: &PolicySource<'a>) {
+        for (index, group) in source.raw.permission_groups.iter().enumerate() {
+            let path = format!("permission_groups[{index}]");
+            let Some(id) = group.id.as_deref() else {
+                self.error(
+                    source.file,
+                    &path,
+                    "a catalog permission group needs an `id`",
+                );
+                continue;
+            };
+            if !self.check_id(id, source.file, &format!("{path}.id"))
+                || !self.unique("permission group", id, source.file, &format!("{path}.id"))
+            {
+                continue;
+            }
+            if group.permissions.is_none() {
+                self.error(
+                    source.file,
+                    format!("{path}.permissions"),
+                    "a catalog permission group needs `permissions`",
+                );
+                continue;
+            }
+            let scopes = self.group_scopes(group, source.file, &path);
+            let Some((patterns, keys)) = self.group_patterns(group, source.file, &path) else {
+                continue;
+            };
+            let name = group.name.clone().unwrap_or_default();
+            let position = self.set.groups.len();
+            self.set.groups.push(GroupInfo {
+                id: id.into(),
+                name: name.as_str().into(),
+                scopes,
+                patterns,
+                used: false,
+            });
+            self.group_keys.push(keys);
+            self.group_by_id.insert(id, position);
+            if let Some(name) = group.name.as_deref() {
+                self.group_by_name.entry(name).or_default().push(position);
+            }
+        }
+    }
+
+    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: &str) -> Vec<Box<str>> {
+        let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
+        match (&group.scopes, meta_scopes) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    file,
+                    format!("{path}.scopes"),
+                    "give `scopes` at the top level or in `meta`, not both",
+                );
+                Vec::new()
+            }
+            (Some(scopes), None) | (None, Some(scopes)) => {
+                scopes.values().into_iter().map(Into::into).collect()
+            }
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Parses a group's permission patterns and expands them over the route keys.
+    fn group_patterns(
+        &mut self,
+        group: &RawGroup,
+        file: &Path,
+        path: &str,
+    ) -> Option<(Vec<KeyPattern>, KeySet)> {
+        let mut keys = KeySet::empty(self.keys.len());
+        let mut patterns = Vec::new();
+        let mut ok = true;
+        for (index, permission) in group.permissions.iter().flatten().enumerate() {
+            match KeyPattern::parse(permission.key()) {
+                Ok(pattern) => {
+                    keys.union_with(&self.keys.expand(&pattern));
+                    patterns.push(pattern);
+                }
+                Err(message) => {
+                    let suffix = match permission {
+                        crate::config::raw::RawPermission::Key(_) => String::new(),
+                        crate::config::raw::RawPermission::Object(_) => ".key".to_string(),
+                    };
+                    self.error(
+                        file,
+                        format!("{path}.permissions[{index}]{suffix}"),
+                        message,
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some((patterns, keys))
+    }
+
+    /// The keys of a policy's group entry: an inline definition, or a reference by id or by unique name.
+    fn resolve_group(
+        &mut self,
+        group: &RawGroup,
+        file: &Path,
+        path: &str,
+    ) -> Option<(KeySet, Vec<Box<str>>)> {
+        if group.permissions.is_some() {
+            let scopes = self.group_scopes(group, file, path);
+            return self
+                .group_patterns(group, file, path)
+                .map(|(_, keys)| (keys, scopes));
+        }
+        let position = match (group.id.as_deref(), group.name.as_deref()) {
+            (Some(id), _) => match self.group_by_id.get(id) {
+                Some(position) => *position,
+                None => {
+                    self.error(
+                        file,
+                        format!("{path}.id"),
+                        format!("unknown permission group {id:?}"),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(name)) => match self.group_by_name.get(name).map(Vec::as_slice) {
+                Some([position]) => *position,
+                Some([]) | None => {
+                    self.error(
+                        file,
+                        format!("{path}.name"),
+                        format!("unknown permission group name {name:?}"),
+                    );
+                    return None;
+                }
+                Some(_) => {
+                    self.error(
+                        file,
+                        format!("{path}.name"),
+                        format!("several permission groups are named {name:?}: reference it by id"),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => {
+                self.error(
+                    file,
+                    path,
+                    "a permission group entry needs an `id`, a `name` or `permissions`",
+                );
+                return None;
+            }
+        };
+        let scopes = match self.set.groups.get_mut(position) {
+            Some(info) => {
+                info.used = true;
+                info.scopes.clone()
+            }
+            None => Vec::new(),
+        };
+        self.group_keys
+            .get(position)
+            .cloned()
+            .map(|keys| (keys, scopes))
+    }
+
+    /// The union of a policy's groups, stored once per distinct set, with each group's scopes.
+    fn policy_keys(
+        &mut self,
+        groups: &[RawGroup],
+        file: &Path,
+        path: &str,
+    ) -> Option<(u32, Vec<(String, Vec<Box<str>>)>)> {
+        let mut group_scopes = Vec::new();
+        let mut keys = KeySet::empty(self.keys.len());
+        let mut ok = true;
+        if groups.is_empty() {
+            self.error(
+                file,
+                format!("{path}.permission_groups"),
+                "a policy needs at least one permission group",
+            );
+            return None;
+        }
+        for (index, group) in groups.iter().enumerate() {
+            let group_path = format!("{path}.permission_groups[{index}]");
+            match self.resolve_group(group, file, &group_path) {
+                Some((group_keys, scopes)) => {
+                    keys.union_with(&group_keys);
+                    group_scopes.push((group_path, scopes));
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let next = u32::try_from(self.set.keysets.len()).unwrap_or(u32::MAX);
+        let index = *self.keyset_index.entry(keys.clone()).or_insert(next);
+        if index == next {
+            if keys.is_empty() {
+                self.warn(file, path, "its permission groups grant no key that any route requires, so it can never match");
+            }
+            self.set.keysets.push(keys);
+        } else if self
+            .set
+            .keysets
+            .get(index as usize)
+            .is_some_and(KeySet::is_empty)
+        {
+            self.warn(
+                file,
+                path,
+                "its permission groups grant no key that any route requires, so it can never match",
+            );
+        }
+        Some((index, group_scopes))
+    }
+
+    /// Warns when a group sits in a policy whose selector holds no resource of the group's type (SPEC §1).
+    fn check_group_scopes(
+        &mut self,
+        group_scopes: &[(String, Vec<Box<str>>)],
+        selector: &Selector,
+        file: &Path,
+    ) {
+        let holds = |kind: &str| {
+            selector.items().iter().any(|item| match (kind, item) {
+                ("account", Select::AllAccounts | Select::Account(_)) => true,
+                ("account.zone", Select::AllZones | Select::AccountZones(_) | Select::Zone(_)) => {
+                    true
+                }
+                ("user", Select::User(_)) => true,
+                _ => false,
+            })
+        };
+        let mut warnings = Vec::new();
+        for (path, scopes) in group_scopes {
+            for scope in scopes {
+                let Some(kind) = scope
+                    .strip_prefix(self.namespace)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                else {
+                    continue;
+                };
+                if matches!(kind, "account" | "account.zone" | "user") && !holds(kind) {
+                    warnings.push((
+                        path.clone(),
+                        format!(
+                            "the group is meant for {scope} resources, but the policy selects none"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (path, message) in warnings {
+            self.warn(file, path, message);
+        }
+    }
+
+    fn warn(&mut self, file: &Path, path: impl Into<String>, message: impl Into<String>) {
+        self.set
+            .warnings
+            .push(ConfigError::new(file, path, message));
+    }
+
+    // === users, accounts, zones, domain groups ===
+
+    fn users(&mut self, source: &PolicySource<'a>) {
+        for (index, user) in source.raw.users.iter().enumerate() {
+            let path = format!("users[{index}]");
+            if !self.check_id(&user.id, source.file, &format!("{path}.id"))
+                || !self.unique("user", &user.id, source.file, &format!("{path}.id"))
+            {
+                continue;
+            }
+            if !user.email.contains('@')
+                || user
+                    .email
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                self.error(
+                    source.file,
+                    format!("{path}.email"),
+                    format!("{:?} is not an email address", user.email),
+                );
+                continue;
+            }
+            if !self.unique(
+                "user email",
+                &user.email,
+                source.file,
+                &format!("{path}.email"),
+            ) {
+                continue;
+            }
+            let api_key_sha256 = match user.api_key_sha256.as_deref() {
+                None => None,
+                Some(text) => match parse_sha256(text) {
+                    Some(hash) => Some(hash),
+                    None => {
+                        self.error(
+                            source.file,
+                            format!("{path}.api_key_sha256"),
+                            "not a hex SHA-256 (64 hex digits)",
+                        );
+                        continue;
+                    }
+                },
+            };
+            let position = self.set.users.len() as u32;
+            self.set
+                .user_by_id
+                .insert(user.id.as_str().into(), position);
+            self.set
+                .user_by_email
+                .insert(user.email.as_str().into(), position);
+            self.set.users.push(User {
+                id: user.id.as_str().into(),
+                email: user.email.as_str().into(),
+                api_key_sha256,
+                memberships: Vec::new(),
+            });
+        }
+    }
+
+    fn accounts(&mut self, source: &PolicySource<'a>) {
+        for (index, account) in source.raw.accounts.iter().enumerate() {
+            let path = format!("accounts[{index}]");
+            if !self.check_id(&account.id, source.file, &format!("{path}.id"))
+                || !self.unique("account", &account.id, source.file, &format!("{path}.id"))
+            {
+                continue;
+            }
+            let position = self.set.accounts.len() as AccountIdx;
+            self.set
+                .account_by_id
+                .insert(account.id.as_str().into(), position);
+            let mut zones = Vec::new();
+            for (zone_index, zone) in account.zones.iter().enumerate() {
+                let zone_path = format!("{path}.zones[{zone_index}].id");
+                if !self.check_id(&zone.id, source.file, &zone_path) {
+                    continue;
+                }
+                if let Some(existing) = self.set.zone_by_id.get(zone.id.as_str()) {
+                    let owner = self
+                        .set
+                        .zones
+                        .get(*existing as usize)
+                        .and_then(|zone| self.set.accounts.get(zone.account as usize))
+                        .map_or("", |account| &*account.id)
+                        .to_string();
+                    let message = if owner == account.id {
+                        format!("duplicate zone {:?}", zone.id)
+                    } else {
+                        format!(
+                            "zone {:?} is already in account {owner:?}: a zone belongs to one account",
+                            zone.id
+                        )
+                    };
+                    self.error(source.file, zone_path, message);
+                    continue;
+                }
+                let zone_position = self.set.zones.len() as u32;
+                self.set
+                    .zone_by_id
+                    .insert(zone.id.as_str().into(), zone_position);
+                self.set.zones.push(Zone {
+                    id: zone.id.as_str().into(),
+                    name: zone.name.as_str().into(),
+                    account: position,
+                });
+                zones.push(zone_position);
+            }
+            for (group_index, group) in account.domain_groups.iter().enumerate() {
+                let group_path = format!("{path}.domain_groups[{group_index}]");
+                if !self.check_id(&group.id, source.file, &format!("{group_path}.id"))
+                    || !self.unique(
+                        "domain group",
+                        &group.id,
+                        source.file,
+                        &format!("{group_path}.id"),
+                    )
+                {
+                    continue;
+                }
+                let mut members = Vec::new();
+                for (zone_index, zone_id) in group.zones.iter().enumerate() {
+                    match self.set.zone_by_id.get(zone_id.as_str()) {
+                        Some(zone) if zones.contains(zone) => members.push(*zone),
+                        _ => self.error(
+                            source.file,
+                            format!("{group_path}.zones[{zone_index}]"),
+                            format!("zone {zone_id:?} is not a zone of account {:?}", account.id),
+                        ),
+                    }
+                }
+                self.domain_groups.insert(&group.id, (position, members));
+            }
+            self.set.accounts.push(Account {
+                id: account.id.as_str().into(),
+                name: account.name.as_str().into(),
+                zones,
+                domain_groups: account.domain_groups.len(),
+            });
+        }
+    }
+
+    fn members(&mut self, source: &PolicySource<'a>) {
+        for (index, account) in source.raw.accounts.iter().enumerate() {
+            let Some(&account_position) = self.set.account_by_id.get(account.id.as_str()) else {
+                continue;
+            };
+            let account_on = account.api_access != Some(AccountApiAccess::Disabled);
+            for (member_index, member) in account.members.iter().enumerate() {
+                let path = format!("accounts[{index}].members[{member_index}]");
+                let Some(&user) = self.set.user_by_id.get(member.user.as_str()) else {
+                    self.error(
+                        source.file,
+                        format!("{path}.user"),
+                        format!("unknown user {:?}", member.user),
+                    );
+                    continue;
+                };
+                if self
+                    .set
+                    .member_by_user_account
+                    .contains_key(&(user, account_position))
+                {
+                    self.error(
+                        source.file,
+                        format!("{path}.user"),
+                        format!(
+                            "user {:?} is already a member of account {:?}",
+                            member.user, account.id
+                        ),
+                    );
+                    continue;
+                }
+                let api_access = match member.api_access.unwrap_or(MemberApiAccess::Default) {
+                    MemberApiAccess::Default => account_on,
+                    MemberApiAccess::Enabled => true,
+                    MemberApiAccess::Disabled => false,
+                };
+                let mut policies = Vec::new();
+                for (policy_index, policy) in member.policies.iter().enumerate() {
+                    let policy_path = format!("{path}.policies[{policy_index}]");
+                    let label = || {
+                        format!(
+                            "member {}@{}/policies[{policy_index}]",
+                            member.user, account.id
+                        )
+                    };
+                    if let Some(policy) = self.bach_policy(
+                        policy,
+                        account_position,
+                        &account.id,
+                        source.file,
+                        &policy_path,
+                        label,
+                    ) {
+                        policies.push(policy);
+                    }
+                }
+                let position = self.set.members.len() as u32;
+                self.set
+                    .member_by_user_account
+                    .insert((user, account_position), position);
+                if let Some(info) = self.set.users.get_mut(user as usize) {
+                    info.memberships.push(position);
+                }
+                self.set.members.push(Member {
+                    user,
+                    account: account_position,
+                    api_access,
+                    policies,
+                });
+            }
+        }
+    }
+
+    /// A member policy in the Bach form (SPEC §3.1).
+    fn bach_policy(
+        &mut self,
+        policy: &RawBachPolicy,
+        account: AccountIdx,
+        account_id: &str,
+        file: &Path,
+        path: &str,
+        label: impl Fn() -> String,
+    ) -> Option<Policy> {
+        let keyset = self.policy_keys(&policy.permission_groups, file, path);
+        let mut items = vec![];
+        let mut ok = true;
+        if policy.resource_groups.is_empty() {
+            self.error(
+                file,
+                format!("{path}.resource_groups"),
+                "a policy needs at least one resource group",
+            );
+            ok = false;
+        }
+        for (index, group) in policy.resource_groups.iter().enumerate() {
+            let group_path = format!("{path}.resource_groups[{index}]");
+            match &group.scope {
+                Some(scope) => {
+                    match self.parse_resource_key(&scope.key) {
+                        Some(ResourceKey::Account(id)) if id == account_id => {
+                            items.push(Select::Account(account))
+                        }
+                        Some(ResourceKey::Account(id))
+                            if self.set.account_by_id.contains_key(id) =>
+                        {
+                            self.error(
+                                file,
+                                format!("{group_path}.scope.key"),
+                                format!("the scope account {id:?} is not the member's account {account_id:?}"),
+                            );
+                            ok = false;
+                        }
+                        Some(ResourceKey::Account(id)) => {
+                            self.error(
+                                file,
+                                format!("{group_path}.scope.key"),
+                                format!("unknown account {id:?}"),
+                            );
+                            ok = false;
+                        }
+                        _ => {
+                            self.error(
+                                file,
+                                format!("{group_path}.scope.key"),
+                                format!(
+                                    "{:?} is not an account key like {}.account.<id>",
+                                    scope.key, self.namespace
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
+                    for (object_index, object) in scope.objects.iter().enumerate() {
+                        let object_path = format!("{group_path}.scope.objects[{object_index}].key");
+                        if object.key == "*" {
+                            items.push(Select::AccountZones(account));
+                            continue;
+                        }
+                        match self.parse_resource_key(&object.key) {
+                            Some(ResourceKey::Zone(zone_id)) => {
+                                match self.zone_in(zone_id, account) {
+                                    Ok(zone) => items.push(Select::Zone(zone)),
+                                    Err(message) => {
+                                        self.error(file, object_path, message);
+                                        ok = false;
+                                    }
+                                }
+                            }
+                            Some(ResourceKey::AllZones) => {
+                                items.push(Select::AccountZones(account))
+                            }
+                            _ => {
+                                self.error(
+                                    file,
+                                    object_path,
+                                    format!(
+                                        "{:?} is not `*` or a zone key like {}.account.zone.<id>",
+                                        object.key, self.namespace
+                                    ),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let Some(id) = group.id.as_deref() else {
+                        self.error(
+                            file,
+                            &group_path,
+                            "a resource group needs a `scope` or a domain group `id`",
+                        );
+                        ok = false;
+                        continue;
+                    };
+                    match self.domain_groups.get(id) {
+                        Some((owner, zones)) if *owner == account => {
+                            items.push(Select::Account(account));
+                            items.extend(zones.iter().map(|zone| Select::Zone(*zone)));
+                        }
+                        Some(_) => {
+                            self.error(
+                                file,
+                                format!("{group_path}.id"),
+                                format!("domain group {id:?} belongs to another account than {account_id:?}"),
+                            );
+                            ok = false;
+                        }
+                        None => {
+                            self.error(
+                                file,
+                                format!("{group_path}.id"),
+                                format!("unknown domain group {id:?}"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        let (keyset, group_scopes) = keyset?;
+        if !ok {
+            return None;
+        }
+        let selector = Selector::new(items);
+        self.check_group_scopes(&group_scopes, &selector, file);
+        Some(Policy {
+            id: policy.id.clone().map_or_else(label, |id| id).into(),
+            effect: effect(policy.access),
+            keyset,
+            selector,
+        })
+    }
+
+    /// Warns when a user token's policy names only accounts and zones where its user is not a member.
+    fn check_reachable(&mut self, user: u32, selector: &Selector, file: &Path, path: &str) {
+        let memberships: Vec<AccountIdx> = self
+            .set
+            .users
+            .get(user as usize)
+            .map(|info| {
+                info.memberships
+                    .iter()
+                    .filter_map(|member| {
+                        self.set
+                            .members
+                            .get(*member as usize)
+                            .map(|member| member.account)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reachable = selector.items().iter().any(|item| match item {
+            Select::AllAccounts | Select::AllZones | Select::User(_) => true,
+            Select::Account(account) | Select::AccountZones(account) => {
+                memberships.contains(account)
+            }
+            Select::Zone(zone) => self
+                .set
+                .zones
+                .get(*zone as usize)
+                .is_some_and(|zone| memberships.contains(&zone.account)),
+        });
+        if !reachable {
+            self.warn(
+                file,
+                format!("{path}.resources"),
+                "the token's user is a member of none of these accounts, so the policy can never match",
+            );
+        }
+    }
+
+    fn zone_in(&self, zone_id: &str, account: AccountIdx) -> Result<u32, String> {
+        match self.set.zone_by_id.get(zone_id) {
+            Some(zone)
+                if self
+                    .set
+                    .zones
+                    .get(*zone as usize)
+                    .is_some_and(|z| z.account == account) =>
+            {
+                Ok(*zone)
+            }
+            Some(_) => Err(format!(
+                "zone {zone_id:?} belongs to another account than {:?}",
+                self.set
+                    .accounts
+                    .get(account as usize)
+                    .map_or("", |a| &*a.id)
+            )),
+            None => Err(format!("unknown zone {zone_id:?}")),
+        }
+    }
+
+    /// Parses `<ns>.account.*`, `<ns>.account.<A>`, `<ns>.account.zone.*`, `<ns>.account.zone.<Z>`,
+    /// `<ns>.user.<U>`.
+    fn parse_resource_key<'k>(&self, key: &'k str) -> Option<ResourceKey<'k>> {
+        let rest = key.strip_prefix(self.namespace)?.strip_prefix('.')?;
+        let valid = |id: &str| !id.is_empty() && !id.contains(['*', '.', ' ']);
+        if let Some(zone) = rest.strip_prefix("account.zone.") {
+            return match zone {
+                "*" => Some(ResourceKey::AllZones),
+                id if valid(id) => Some(ResourceKey::Zone(id)),
+                _ => None,
+            };
+        }
+        if let Some(account) = rest.strip_prefix("account.") {
+            return match account {
+                "*" => Some(ResourceKey::AllAccounts),
+                id if valid(id) => Some(ResourceKey::Account(id)),
+                _ => None,
+            };
+        }
+        if let Some(user) = rest.strip_prefix("user.") {
+            return match user {
+                "*" => Some(ResourceKey::AllUsers),
+                id if valid(id) => Some(ResourceKey::User(id)),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    // === tokens ===
+
+    fn tokens(&mut self, source: &PolicySource<'a>) {
+        for (index, token) in source.raw.tokens.iter().enumerate() {
+            let path = format!("tokens[{index}]");
+            if let Some(compiled) = self.token(token, source.file, &path) {
+                let position = self.set.tokens.len() as u32;
+                let hash = parse_sha256(&token.secret_sha256).unwrap_or_default();
+                self.set.token_by_hash.insert(hash, position);
+                self.set.tokens.push(compiled);
+            }
+        }
+    }
+
+    fn token(&mut self, token: &'a RawToken, file: &Path, path: &str) -> Option<Token> {
+        let id_ok = self.check_id(&token.id, file, &format!("{path}.id"))
+            && self.unique("token", &token.id, file, &format!("{path}.id"));
+        let hash_ok = match parse_sha256(&token.secret_sha256) {
+            Some(_) => self.unique(
+                "token secret hash",
+                &token.secret_sha256,
+                file,
+                &format!("{path}.secret_sha256"),
+            ),
+            None => {
+                self.error(
+                    file,
+                    format!("{path}.secret_sha256"),
+                    "not a hex SHA-256 (64 hex digits)",
+                );
+                false
+            }
+        };
+        let owner = match (&token.owner.user, &token.owner.account) {
+            (Some(user), None) => match self.set.user_by_id.get(user.as_str()) {
+                Some(user) => Some(Owner::User(*user)),
+                None => {
+                    self.error(
+                        file,
+                        format!("{path}.owner.user"),
+                        format!("unknown user {user:?}"),
+                    );
+                    None
+                }
+            },
+            (None, Some(account)) => match self.set.account_by_id.get(account.as_str()) {
+                Some(account) => Some(Owner::Account(*account)),
+                None => {
+                    self.error(
+                        file,
+                        format!("{path}.owner.account"),
+                        format!("unknown account {account:?}"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.error(
+                    file,
+                    format!("{path}.owner"),
+                    "give exactly one of `user` or `account`",
+                );
+                None
+            }
+        };
+        let not_before = self.timestamp(
+            token.not_before.as_deref(),
+            file,
+            &format!("{path}.not_before"),
+        );
+        let expires_on = self.timestamp(
+            token.expires_on.as_deref(),
+            file,
+            &format!("{path}.expires_on"),
+        );
+        if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on) {
+            if start >= end {
+                self.error(
+                    file,
+                    format!("{path}.expires_on"),
+                    "expires_on must be after not_before",
+                );
+            }
+        }
+        let ip_condition = self.ip_condition(token, file, path);
+        let mut policies = Vec::new();
+        let mut policies_ok = true;
+        if let Some(owner) = owner {
+            for (policy_index, policy) in token.policies.iter().enumerate() {
+                let policy_path = format!("{path}.policies[{policy_index}]");
+                let label = || format!("{}/policies[{policy_index}]", token.id);
+                match self.token_policy(policy, owner, file, &policy_path, label) {
+                    Some(policy) => policies.push(policy),
+                    None => policies_ok = false,
+                }
+            }
+        }
+        let status = match token.status.unwrap_or(TokenStatus::Active) {
+            TokenStatus::Active => Status::Active,
+            TokenStatus::Disabled => Status::Disabled,
+            TokenStatus::Expired => Status::Expired,
+        };
+        if !(id_ok && hash_ok && policies_ok) {
+            return None;
+        }
+        Some(Token {
+            id: token.id.as_str().into(),
+            name: token.name.as_deref().unwrap_or("").into(),
+            owner: owner?,
+            status,
+            not_before: not_before?,
+            expires_on: expires_on?,
+            ip_condition: ip_condition?,
+            policies,
+        })
+    }
+
+    /// `Some(None)` when absent, `Some(Some(..))` when valid, `None` (with an error) when invalid.
+    fn timestamp(
+        &mut self,
+        text: Option<&str>,
+        file: &Path,
+        path: &str,
+    ) -> Option<Option<(i64, Box<str>)>> {
+        let Some(text) = text else { return Some(None) };
+        match OffsetDateTime::parse(text, &Rfc3339) {
+            Ok(time) => Some(Some((time.unix_timestamp(), text.into()))),
+            Err(_) => {
+                self.error(
+                    file,
+                    path,
+                    format!("{text:?} is not an RFC 3339 time like 2025-11-14T00:00:00Z"),
+                );
+                None
+            }
+        }
+    }
+
+    fn ip_condition(
+        &mut self,
+        token: &RawToken,
+        file: &Path,
+        path: &str,
+    ) -> Option<Option<IpCondition>> {
+        let Some(condition) = token
+            .condition
+            .as_ref()
+            .and_then(|condition| condition.request_ip.as_ref())
+        else {
+            return Some(None);
+        };
+        let mut ok = true;
+        let mut parse =
+            |list: &[String], key: &str, errors: &mut Vec<ConfigError>| -> Vec<ipnet::IpNet> {
+                let mut nets = Vec::new();
+                for (index, text) in list.iter().enumerate() {
+                    match parse_cidr(text) {
+                        Some(net) => nets.push(net),
+                        None => {
+                            errors.push(ConfigError::new(
+                                file,
+                                format!("{path}.condition.request.ip.{key}[{index}]"),
+                                format!("{text:?} is not an IP address or CIDR range"),
+                            ));
+                            ok = false;
+                        }
+                    }
+                }
+                nets
+            };
+        let inside = condition
+            .inside
+            .as_ref()
+            .map(|list| parse(list, "in", &mut self.errors));
+        let not_in = parse(&condition.not_in, "not_in", &mut self.errors);
+        ok.then_some(Some(IpCondition { inside, not_in }))
+    }
+
+    /// A token policy in Cloudflare's API-token form (SPEC §3.2).
+    fn token_policy(
+        &mut self,
+        policy: &RawTokenPolicy,
+        owner: Owner,
+        file: &Path,
+        path: &str,
+        label: impl Fn() -> String,
+    ) -> Option<Policy> {
+        let keyset = self.policy_keys(&policy.permission_groups, file, path);
+        let mut items = Vec::new();
+        let mut ok = true;
+        if policy.resources.is_empty() {
+            self.error(
+                file,
+                format!("{path}.resources"),
+                "a policy needs at least one resource",
+            );
+            ok = false;
+        }
+        for (key, value) in &policy.resources {
+            let entry_path = format!("{path}.resources.{key}");
+            match self.resource_entry(key, value, owner, file, &entry_path) {
+                Some(entry_items) => items.extend(entry_items),
+                None => ok = false,
+            }
+        }
+        let (keyset, group_scopes) = keyset?;
+        if !ok {
+            return None;
+        }
+        let selector = Selector::new(items);
+        self.check_group_scopes(&group_scopes, &selector, file);
+        if let Owner::User(user) = owner {
+            self.check_reachable(user, &selector, file, path);
+        }
+        Some(Policy {
+            id: policy.id.clone().map_or_else(label, |id| id).into(),
+            effect: effect(policy.effect),
+            keyset,
+            selector,
+        })
+    }
+
+    /// One `resources` entry: what it selects, or an error.
+    fn resource_entry(
+        &mut self,
+        key: &str,
+        value: &RawResourceValue,
+        owner: Owner,
+        file: &Path,
+        path: &str,
+    ) -> Option<Vec<Select>> {
+        let Some(parsed) = self.parse_resource_key(key) else {
+            self.error(
+                file,
+                path,
+                format!(
+                    "{key:?} is not a resource key ({ns}.account.<id>, {ns}.account.zone.<id>, {ns}.user.<id> or a `*` form)",
+                    ns = self.namespace
+                ),
+            );
+            return None;
+        };
+        let own_account = match owner {
+            Owner::Account(account) => Some(account),
+            Owner::User(_) => None,
+        };
+        let nested = match value {
+            RawResourceValue::Text(star) if star == "*" => None,
+            RawResourceValue::Text(other) => {
+                self.error(
+                    file,
+                    path,
+                    format!("the value must be \"*\" or a map of zone keys, not {other:?}"),
+                );
+                return None;
+            }
+            RawResourceValue::Nested(map) => Some(map),
+        };
+        if nested.is_some() && !matches!(parsed, ResourceKey::Account(_)) {
+            self.error(
+                file,
+                path,
+                "only an account key can hold a nested map of zones",
+            );
+            return None;
+        }
+        match parsed {
+            ResourceKey::AllAccounts => Some(vec![Select::AllAccounts, Select::AllZones]),
+            ResourceKey::AllZones => Some(vec![Select::AllZones]),
+            ResourceKey::AllUsers => {
+                self.error(file, path, "a token may name only its own user");
+                None
+            }
+            ResourceKey::User(user_id) => match (owner, self.set.user_by_id.get(user_id)) {
+                (Owner::User(own), Some(user)) if own == *user => Some(vec![Select::User(own)]),
+                (Owner::User(_), Some(_)) => {
+                    self.error(
+                        file,
+                        path,
+                        format!("a user token may name only its own user, not {user_id:?}"),
+                    );
+                    None
+                }
+                (Owner::Account(_), _) => {
+                    self.error(
+                        file,
+                        path,
+                        "an account-owned token cannot hold user resources",
+                    );
+                    None
+                }
+                (_, None) => {
+                    self.error(file, path, format!("unknown user {user_id:?}"));
+                    None
+                }
+            },
+            ResourceKey::Zone(zone_id) => {
+                let Some(&zone) = self.set.zone_by_id.get(zone_id) else {
+                    self.error(file, path, format!("unknown zone {zone_id:?}"));
+                    return None;
+                };
+                let zone_account = self.set.zones.get(zone as usize).map(|z| z.account);
+                if own_account.is_some() && zone_account != own_account {
+                    self.error(
+                        file,
+                        path,
+                        format!("zone {zone_id:?} is outside the token's own account"),
+                    );
+                    return None;
+                }
+                Some(vec![Select::Zone(zone)])
+            }
+            ResourceKey::Account(account_id) => {
+                let Some(&account) = self.set.account_by_id.get(account_id) else {
+                    self.error(file, path, format!("unknown account {account_id:?}"));
+                    return None;
+                };
+                if own_account.is_some_and(|own| own != account) {
+                    self.error(
+                        file,
+                        path,
+                        format!("account {account_id:?} is not the token's own account"),
+                    );
+                    return None;
+                }
+                let Some(nested) = nested else {
+                    return Some(vec![
+                        Select::Account(account),
+                        Select::AccountZones(account),
+                    ]);
+                };
+                let mut items = Vec::new();
+                let mut ok = true;
+                for (zone_key, zone_value) in nested {
+                    let zone_path = format!("{path}.{zone_key}");
+                    if zone_value != "*" {
+                        self.error(
+                            file,
+                            &zone_path,
+                            format!("the value must be \"*\", not {zone_value:?}"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.parse_resource_key(zone_key) {
+                        Some(ResourceKey::AllZones) => items.push(Select::AccountZones(account)),
+                        Some(ResourceKey::Zone(zone_id)) => match self.zone_in(zone_id, account) {
+                            Ok(zone) => items.push(Select::Zone(zone)),
+                            Err(message) => {
+                                self.error(file, &zone_path, message);
+                                ok = false;
+                            }
+                        },
+                        _ => {
+                            self.error(
+                                file,
+                                &zone_path,
+                                format!("{zone_key:?} is not a zone key like {}.account.zone.<id> or its `*` form", self.namespace),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(items)
+            }
+        }
+    }
+}
+
+fn effect(raw: RawEffect) -> Effect {
+    match raw {
+        RawEffect::Allow => Effect::Allow,
+        RawEffect::Deny => Effect::Deny,
+    }
+}
+
+/// 64 hex digits (either case) to 32 bytes.
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}

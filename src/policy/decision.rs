@@ -1,0 +1,148 @@
+//! What a decision says: allowed, or denied with a reason a human can act on (SPEC §3.5).
+//!
+//! A [`Denial`] never mentions another token or another user: only the caller's own credential, the
+//! resource it asked for and the policy or key that decided.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Which policy list a key was checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The token's own policies.
+    Token,
+    /// The owning user's member policies in the resource's account.
+    Member,
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Token => "the token's policies",
+            Self::Member => "the user's member policies",
+        })
+    }
+}
+
+/// Why a request was denied. Each variant maps to one status and code (see [`crate::answer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No token has the presented secret's hash.
+    TokenUnknown,
+    /// The token exists but its status is `disabled`.
+    TokenDisabled { token: Box<str> },
+    /// The token's status is `expired`, or `expires_on` has passed.
+    TokenExpired {
+        token: Box<str>,
+        at: Option<Box<str>>,
+    },
+    /// `not_before` is still in the future.
+    TokenNotYetValid { token: Box<str>, at: Box<str> },
+    /// The legacy key's email is unknown, the user has no key, or the key does not match.
+    LegacyKeyUnknown,
+    /// The client IP is outside the token's `condition.request.ip`.
+    IpOutsideCondition { token: Box<str>, ip: IpAddr },
+    /// The route targets a resource id the config does not know.
+    UnknownResource { kind: &'static str, id: Box<str> },
+    /// The user is not a member of the resource's account.
+    NotMember { user: Box<str>, account: Box<str> },
+    /// The member's API access is disabled on the resource's account.
+    ApiAccessDisabled { user: Box<str>, account: Box<str> },
+    /// An account-owned token asked for a resource of another account.
+    OutsideOwnAccount { token: Box<str>, account: Box<str> },
+    /// An account-owned token on a user-scope route.
+    AccountTokenOnUserRoute { token: Box<str> },
+    /// A required key is not granted by `source` on the resource.
+    MissingPermission {
+        key: Box<str>,
+        resource: Box<str>,
+        source: PolicySource,
+    },
+    /// None of an any-of set's keys is granted on the resource.
+    MissingAnyPermission {
+        keys: Box<str>,
+        resource: Box<str>,
+        source: PolicySource,
+    },
+    /// A deny policy matched.
+    DeniedByPolicy {
+        policy: Box<str>,
+        key: Box<str>,
+        resource: Box<str>,
+        source: PolicySource,
+    },
+    /// A collection route (`scope: any`): no resource on which the request would be allowed.
+    NoResourceAllowed { keys: Box<str> },
+    /// Something could not be decided: fail closed.
+    Internal { what: Box<str> },
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TokenUnknown => f.write_str("no token has this secret"),
+            Self::TokenDisabled { token } => write!(f, "token {token} is disabled"),
+            Self::TokenExpired {
+                token,
+                at: Some(at),
+            } => write!(f, "token {token} expired at {at}"),
+            Self::TokenExpired { token, at: None } => write!(f, "token {token} has status expired"),
+            Self::TokenNotYetValid { token, at } => {
+                write!(f, "token {token} is not valid before {at}")
+            }
+            Self::LegacyKeyUnknown => f.write_str("no user has this X-Auth-Email and X-Auth-Key"),
+            Self::IpOutsideCondition { token, ip } => {
+                write!(
+                    f,
+                    "client IP {ip} is outside the request.ip condition of token {token}"
+                )
+            }
+            Self::UnknownResource { kind, id } => write!(f, "unknown {kind} {id}"),
+            Self::NotMember { user, account } => {
+                write!(f, "user {user} is not a member of account {account}")
+            }
+            Self::ApiAccessDisabled { user, account } => {
+                write!(
+                    f,
+                    "API access is disabled for member {user} on account {account}"
+                )
+            }
+            Self::OutsideOwnAccount { token, account } => {
+                write!(f, "account token {token} cannot act on account {account}")
+            }
+            Self::AccountTokenOnUserRoute { token } => {
+                write!(f, "account token {token} cannot use a user-scope route")
+            }
+            Self::MissingPermission {
+                key,
+                resource,
+                source,
+            } => {
+                write!(f, "{key} is not granted on {resource} by {source}")
+            }
+            Self::MissingAnyPermission {
+                keys,
+                resource,
+                source,
+            } => {
+                write!(f, "none of {keys} is granted on {resource} by {source}")
+            }
+            Self::DeniedByPolicy {
+                policy,
+                key,
+                resource,
+                source,
+            } => {
+                write!(
+                    f,
+                    "deny policy {policy} of {source} matches {key} on {resource}"
+                )
+            }
+            Self::NoResourceAllowed { keys } => write!(f, "{keys} is not granted on any resource"),
+            Self::Internal { what } => write!(f, "internal error: {what}"),
+        }
+    }
+}
+
+/// The outcome of authorizing one request.
+pub type Outcome = Result<(), Denial>;

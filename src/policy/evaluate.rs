@@ -1,0 +1,549 @@
+//! The decision (SPEC §3.3–§4): authenticate the presented credential, then authorize the request. Pure.
+//!
+//! `evaluate` cannot fail: a denial is a value, and anything that cannot be decided is a denial too.
+
+use std::net::IpAddr;
+
+use super::decision::{Denial, Outcome, PolicySource};
+use super::keys::KeyId;
+use super::model::{
+    AccountIdx, Effect, Member, Owner, Policy, PolicySet, Principal, PrincipalKind, Resource,
+    ResourceRef, Status, Token, UserIdx, ZoneIdx,
+};
+
+/// The credential as presented, already hashed (secrets never go further than the hash).
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    Token {
+        sha256: [u8; 32],
+    },
+    LegacyKey {
+        email: &'a str,
+        key_sha256: [u8; 32],
+    },
+}
+
+/// The resource a route targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// An account, by id (from the path).
+    Account(&'a str),
+    /// A zone, by id (from the path).
+    Zone(&'a str),
+    /// The caller's own user.
+    User,
+    /// A collection: allowed when allowed on at least one resource.
+    Any,
+    /// Any usable credential; no permission check.
+    None,
+}
+
+/// The keys a route requires.
+#[derive(Debug, Clone, Copy)]
+pub enum Required<'a> {
+    None,
+    AllOf(&'a [KeyId]),
+    AnyOf(&'a [KeyId]),
+}
+
+/// One request as the policy engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    pub presented: Presented<'a>,
+    pub client_ip: IpAddr,
+    /// Unix seconds.
+    pub now: i64,
+    pub target: Target<'a>,
+    pub required: Required<'a>,
+}
+
+/// The decision, with who asked, on what, and which policies decided.
+#[derive(Debug)]
+pub struct Decision<'s> {
+    pub principal: Option<Principal<'s>>,
+    pub resource: Option<ResourceRef<'s>>,
+    pub policies: Vec<&'s str>,
+    pub outcome: Outcome,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'s> {
+    UserToken(&'s Token, UserIdx),
+    AccountToken(&'s Token, AccountIdx),
+    LegacyKey(UserIdx),
+}
+
+impl PolicySet {
+    /// Decides one request.
+    pub fn evaluate(&self, request: &AccessRequest<'_>) -> Decision<'_> {
+        let mut decision = Decision {
+            principal: None,
+            resource: None,
+            policies: Vec::new(),
+            outcome: Ok(()),
+        };
+        decision.outcome = self.evaluate_into(request, &mut decision);
+        decision
+    }
+
+    fn evaluate_into<'s>(
+        &'s self,
+        request: &AccessRequest<'_>,
+        decision: &mut Decision<'s>,
+    ) -> Outcome {
+        let caller = self.authenticate(request)?;
+        decision.principal = Some(self.principal(caller)?);
+        let resource = match request.target {
+            Target::None => return Ok(()),
+            Target::Any => {
+                return self.authorize_any(caller, request.required, &mut decision.policies);
+            }
+            Target::User => match caller {
+                Caller::UserToken(_, user) | Caller::LegacyKey(user) => Resource::User(user),
+                Caller::AccountToken(token, _) => {
+                    return Err(Denial::AccountTokenOnUserRoute {
+                        token: token.id.clone(),
+                    });
+                }
+            },
+            Target::Account(id) => match self.account_by_id.get(id) {
+                Some(account) => Resource::Account(*account),
+                None => return Err(unknown("account", id)),
+            },
+            Target::Zone(id) => match self
+                .zone_by_id
+                .get(id)
+                .and_then(|zone| Some((*zone, self.zones.get(*zone as usize)?)))
+            {
+                Some((zone, info)) => Resource::Zone(zone, info.account),
+                None => return Err(unknown("zone", id)),
+            },
+        };
+        decision.resource = Some(self.resource_ref(resource));
+        self.authorize(caller, resource, request.required, &mut decision.policies)
+    }
+
+    /// Finds the credential and checks it is usable: status, validity window, IP condition.
+    fn authenticate(&self, request: &AccessRequest<'_>) -> Result<Caller<'_>, Denial> {
+        match request.presented {
+            Presented::Token { sha256 } => {
+                let token = self
+                    .token_by_hash
+                    .get(&sha256)
+                    .and_then(|index| self.tokens.get(*index as usize))
+                    .ok_or(Denial::TokenUnknown)?;
+                check_usable(token, request.now, request.client_ip)?;
+                Ok(match token.owner {
+                    Owner::User(user) => Caller::UserToken(token, user),
+                    Owner::Account(account) => Caller::AccountToken(token, account),
+                })
+            }
+            Presented::LegacyKey { email, key_sha256 } => {
+                let user = self
+                    .user_by_email
+                    .get(email)
+                    .copied()
+                    .ok_or(Denial::LegacyKeyUnknown)?;
+                let stored = self
+                    .users
+                    .get(user as usize)
+                    .and_then(|user| user.api_key_sha256)
+                    .ok_or(Denial::LegacyKeyUnknown)?;
+                if constant_time_eq(&stored, &key_sha256) {
+                    Ok(Caller::LegacyKey(user))
+                } else {
+                    Err(Denial::LegacyKeyUnknown)
+                }
+            }
+        }
+    }
+
+    fn principal<'s>(&'s self, caller: Caller<'s>) -> Result<Principal<'s>, Denial> {
+        let (kind, id, token) = match caller {
+            Caller::UserToken(token, user) => {
+                (PrincipalKind::User, self.user_id(user)?, Some(token))
+            }
+            Caller::LegacyKey(user) => (PrincipalKind::User, self.user_id(user)?, None),
+            Caller::AccountToken(token, account) => (
+                PrincipalKind::Account,
+                self.account_id(account)?,
+                Some(token),
+            ),
+        };
+        Ok(Principal { kind, id, token })
+    }
+
+    /// Authorizes `required` on one known resource (SPEC §3.3 point 4).
+    fn authorize<'s>(
+        &'s self,
+        caller: Caller<'s>,
+        resource: Resource,
+        required: Required<'_>,
+        decided_by: &mut Vec<&'s str>,
+    ) -> Outcome {
+        let Some(account) = resource.account() else {
+            // A user resource: no account, so no membership bound and no API-access toggle.
+            return match caller {
+                Caller::UserToken(token, _) => self.grant(
+                    &token.policies,
+                    PolicySource::Token,
+                    resource,
+                    required,
+                    decided_by,
+                ),
+                Caller::LegacyKey(_) => Ok(()),
+                Caller::AccountToken(token, _) => Err(Denial::AccountTokenOnUserRoute {
+                    token: token.id.clone(),
+                }),
+            };
+        };
+        match caller {
+            Caller::AccountToken(token, own) => {
+                if own != account {
+                    return Err(Denial::OutsideOwnAccount {
+                        token: token.id.clone(),
+                        account: self.account_id(account)?.into(),
+                    });
+                }
+                self.grant(
+                    &token.policies,
+                    PolicySource::Token,
+                    resource,
+                    required,
+                    decided_by,
+                )
+            }
+            Caller::UserToken(token, user) => {
+                let member = self.usable_member(user, account)?;
+                self.grant(
+                    &token.policies,
+                    PolicySource::Token,
+                    resource,
+                    required,
+                    decided_by,
+                )?;
+                self.grant(
+                    &member.policies,
+                    PolicySource::Member,
+                    resource,
+                    required,
+                    decided_by,
+                )
+            }
+            Caller::LegacyKey(user) => {
+                let member = self.usable_member(user, account)?;
+                self.grant(
+                    &member.policies,
+                    PolicySource::Member,
+                    resource,
+                    required,
+                    decided_by,
+                )
+            }
+        }
+    }
+
+    /// The user's membership of `account`, if it exists and its API access is on.
+    fn usable_member(&self, user: UserIdx, account: AccountIdx) -> Result<&Member, Denial> {
+        let member = self
+            .member_by_user_account
+            .get(&(user, account))
+            .and_then(|index| self.members.get(*index as usize))
+            .ok_or_else(|| match (self.user_id(user), self.account_id(account)) {
+                (Ok(user), Ok(account)) => Denial::NotMember {
+                    user: user.into(),
+                    account: account.into(),
+                },
+                (Err(error), _) | (_, Err(error)) => error,
+            })?;
+        if member.api_access {
+            Ok(member)
+        } else {
+            Err(Denial::ApiAccessDisabled {
+                user: self.user_id(user)?.into(),
+                account: self.account_id(account)?.into(),
+            })
+        }
+    }
+
+    /// Whether `policies` grant `required` on `resource`: explicit deny, then explicit allow, then implicit deny.
+    fn grant<'s>(
+        &'s self,
+        policies: &'s [Policy],
+        source: PolicySource,
+        resource: Resource,
+        required: Required<'_>,
+        decided_by: &mut Vec<&'s str>,
+    ) -> Outcome {
+        match required {
+            Required::None => Ok(()),
+            Required::AllOf(keys) => {
+                for key in keys {
+                    let policy = self.grant_key(policies, source, resource, *key)?;
+                    push_unique(decided_by, policy);
+                }
+                Ok(())
+            }
+            Required::AnyOf(keys) => {
+                let mut first_denial = None;
+                for key in keys {
+                    match self.grant_key(policies, source, resource, *key) {
+                        Ok(policy) => {
+                            push_unique(decided_by, policy);
+                            return Ok(());
+                        }
+                        Err(denial) => {
+                            first_denial.get_or_insert(denial);
+                        }
+                    }
+                }
+                Err(match first_denial {
+                    Some(denial @ Denial::DeniedByPolicy { .. }) if keys.len() == 1 => denial,
+                    Some(Denial::MissingPermission { .. })
+                    | Some(Denial::DeniedByPolicy { .. })
+                    | None => Denial::MissingAnyPermission {
+                        keys: self.key_list(keys).into(),
+                        resource: self.resource_ref(resource).to_string().into(),
+                        source,
+                    },
+                    Some(other) => other,
+                })
+            }
+        }
+    }
+
+    /// One key on one resource: the id of the allow policy that grants it, or why not.
+    fn grant_key<'s>(
+        &'s self,
+        policies: &'s [Policy],
+        source: PolicySource,
+        resource: Resource,
+        key: KeyId,
+    ) -> Result<&'s str, Denial> {
+        let mut allowed_by = None;
+        for policy in policies {
+            let holds_key = self
+                .keysets
+                .get(policy.keyset as usize)
+                .is_some_and(|keys| keys.contains(key));
+            if !holds_key || !policy.selector.covers(resource) {
+                continue;
+            }
+            match policy.effect {
+                Effect::Deny => {
+                    return Err(Denial::DeniedByPolicy {
+                        policy: policy.id.clone(),
+                        key: self.keys.name(key).into(),
+                        resource: self.resource_ref(resource).to_string().into(),
+                        source,
+                    });
+                }
+                Effect::Allow => {
+                    allowed_by.get_or_insert(&*policy.id);
+                }
+            }
+        }
+        allowed_by.ok_or_else(|| Denial::MissingPermission {
+            key: self.keys.name(key).into(),
+            resource: self.resource_ref(resource).to_string().into(),
+            source,
+        })
+    }
+
+    /// `scope: any`: allowed when the request would be allowed on at least one resource (SPEC §3.3).
+    ///
+    /// Only the caller's reachable accounts are candidates (its own account for an account token, its
+    /// memberships for a user). Within an account, the account itself, every zone that some relevant policy
+    /// names, and one zone that no policy names are tried: zones no policy names are indistinguishable to the
+    /// policies, so one stands for all of them and the check stays small however many zones there are.
+    fn authorize_any<'s>(
+        &'s self,
+        caller: Caller<'s>,
+        required: Required<'_>,
+        decided_by: &mut Vec<&'s str>,
+    ) -> Outcome {
+        let accounts: Vec<AccountIdx> = match caller {
+            Caller::AccountToken(_, account) => vec![account],
+            Caller::UserToken(_, user) | Caller::LegacyKey(user) => self
+                .users
+                .get(user as usize)
+                .map(|user| {
+                    user.memberships
+                        .iter()
+                        .filter_map(|member| {
+                            self.members
+                                .get(*member as usize)
+                                .map(|member| member.account)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let mut first_denial: Option<Denial> = None;
+        for account in accounts {
+            for resource in self.candidate_resources(caller, account) {
+                let mut policies = Vec::new();
+                match self.authorize(caller, resource, required, &mut policies) {
+                    Ok(()) => {
+                        for policy in policies {
+                            push_unique(decided_by, policy);
+                        }
+                        return Ok(());
+                    }
+                    Err(denial) => {
+                        first_denial.get_or_insert(denial);
+                    }
+                }
+            }
+        }
+        Err(match first_denial {
+            Some(denial @ Denial::ApiAccessDisabled { .. }) => denial,
+            _ => Denial::NoResourceAllowed {
+                keys: match required {
+                    Required::None => String::new(),
+                    Required::AllOf(keys) | Required::AnyOf(keys) => self.key_list(keys),
+                }
+                .into(),
+            },
+        })
+    }
+
+    /// The resources of `account` worth trying for a collection route (see [`Self::authorize_any`]).
+    fn candidate_resources(&self, caller: Caller<'_>, account: AccountIdx) -> Vec<Resource> {
+        let mut candidates = vec![Resource::Account(account)];
+        let Some(info) = self.accounts.get(account as usize) else {
+            return candidates;
+        };
+        let mut named: Vec<ZoneIdx> = Vec::new();
+        let mut collect = |policies: &[Policy]| {
+            for policy in policies {
+                named.extend(policy.selector.named_zones().filter(|zone| {
+                    self.zones
+                        .get(*zone as usize)
+                        .is_some_and(|z| z.account == account)
+                }));
+            }
+        };
+        match caller {
+            Caller::AccountToken(token, _) => collect(&token.policies),
+            Caller::UserToken(token, user) => {
+                collect(&token.policies);
+                if let Some(member) = self.member(user, account) {
+                    collect(&member.policies);
+                }
+            }
+            Caller::LegacyKey(user) => {
+                if let Some(member) = self.member(user, account) {
+                    collect(&member.policies);
+                }
+            }
+        }
+        named.sort_unstable();
+        named.dedup();
+        candidates.extend(named.iter().map(|zone| Resource::Zone(*zone, account)));
+        if let Some(unnamed) = info
+            .zones
+            .iter()
+            .find(|zone| named.binary_search(zone).is_err())
+        {
+            candidates.push(Resource::Zone(*unnamed, account));
+        }
+        candidates
+    }
+
+    fn member(&self, user: UserIdx, account: AccountIdx) -> Option<&Member> {
+        self.member_by_user_account
+            .get(&(user, account))
+            .and_then(|index| self.members.get(*index as usize))
+    }
+
+    fn user_id(&self, user: UserIdx) -> Result<&str, Denial> {
+        self.users
+            .get(user as usize)
+            .map(|user| &*user.id)
+            .ok_or_else(|| internal("user index out of range"))
+    }
+
+    fn account_id(&self, account: AccountIdx) -> Result<&str, Denial> {
+        self.accounts
+            .get(account as usize)
+            .map(|account| &*account.id)
+            .ok_or_else(|| internal("account index out of range"))
+    }
+
+    fn key_list(&self, keys: &[KeyId]) -> String {
+        keys.iter()
+            .map(|key| self.keys.name(*key))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Whether a token may be used now, from this IP.
+fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial> {
+    match token.status {
+        Status::Active => {}
+        Status::Disabled => {
+            return Err(Denial::TokenDisabled {
+                token: token.id.clone(),
+            });
+        }
+        Status::Expired => {
+            return Err(Denial::TokenExpired {
+                token: token.id.clone(),
+                at: None,
+            });
+        }
+    }
+    if let Some((not_before, text)) = &token.not_before {
+        if now < *not_before {
+            return Err(Denial::TokenNotYetValid {
+                token: token.id.clone(),
+                at: text.clone(),
+            });
+        }
+    }
+    if let Some((expires_on, text)) = &token.expires_on {
+        if now >= *expires_on {
+            return Err(Denial::TokenExpired {
+                token: token.id.clone(),
+                at: Some(text.clone()),
+            });
+        }
+    }
+    if let Some(condition) = &token.ip_condition {
+        if !condition.allows(client_ip) {
+            return Err(Denial::IpOutsideCondition {
+                token: token.id.clone(),
+                ip: client_ip,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn unknown(kind: &'static str, id: &str) -> Denial {
+    Denial::UnknownResource {
+        kind,
+        id: id.into(),
+    }
+}
+
+fn internal(what: &str) -> Denial {
+    Denial::Internal { what: what.into() }
+}
+
+fn push_unique<'s>(list: &mut Vec<&'s str>, id: &'s str) {
+    if !list.contains(&id) {
+        list.push(id);
+    }
+}
+
+/// Compares two hashes without an early exit, so timing says nothing about how much matched.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}

@@ -1,0 +1,354 @@
+//! The compiled access model: users, accounts, zones, members, tokens and their policies, indexed for lookups.
+//!
+//! Built once per config by [`super::compile`]; read-only afterwards. Entities refer to each other by dense
+//! `u32` indices, and each policy's groups are pre-expanded into a [`KeySet`] over the route keys, so a
+//! decision is a handful of hash lookups and bit tests, independent of how many tokens or zones exist.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use rustc_hash::FxHashMap;
+
+use super::keys::{KeyInterner, KeyPattern, KeySet};
+
+/// Index of a user in [`PolicySet::users`].
+pub type UserIdx = u32;
+/// Index of an account in [`PolicySet::accounts`].
+pub type AccountIdx = u32;
+/// Index of a zone in [`PolicySet::zones`].
+pub type ZoneIdx = u32;
+
+/// Every entity and policy of one config, compiled.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    /// `<ns>` of resource keys, e.g. `com.cloudflare.api`.
+    pub namespace: Box<str>,
+    /// Every key a route requires.
+    pub keys: KeyInterner,
+    /// The distinct key sets of all policies (policies refer to them by index).
+    pub keysets: Vec<KeySet>,
+    pub users: Vec<User>,
+    pub accounts: Vec<Account>,
+    pub zones: Vec<Zone>,
+    pub members: Vec<Member>,
+    pub tokens: Vec<Token>,
+    /// The permission-group catalog, kept for `permgate validate`.
+    pub groups: Vec<GroupInfo>,
+    /// Problems that do not stop the config from loading (`permgate validate` prints them).
+    pub warnings: Vec<crate::config::ConfigError>,
+    pub(crate) user_by_id: FxHashMap<Box<str>, UserIdx>,
+    pub(crate) user_by_email: FxHashMap<Box<str>, UserIdx>,
+    pub(crate) account_by_id: FxHashMap<Box<str>, AccountIdx>,
+    pub(crate) zone_by_id: FxHashMap<Box<str>, ZoneIdx>,
+    pub(crate) token_by_hash: FxHashMap<[u8; 32], u32>,
+    pub(crate) member_by_user_account: FxHashMap<(UserIdx, AccountIdx), u32>,
+}
+
+#[derive(Debug)]
+pub struct User {
+    pub id: Box<str>,
+    pub email: Box<str>,
+    pub api_key_sha256: Option<[u8; 32]>,
+    /// Indices into [`PolicySet::members`].
+    pub memberships: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub struct Account {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub zones: Vec<ZoneIdx>,
+    pub domain_groups: usize,
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub account: AccountIdx,
+}
+
+/// A user's membership of an account.
+#[derive(Debug)]
+pub struct Member {
+    pub user: UserIdx,
+    pub account: AccountIdx,
+    /// The effective API-access toggle for this user's credentials on this account.
+    pub api_access: bool,
+    pub policies: Vec<Policy>,
+}
+
+/// Who owns a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    User(UserIdx),
+    Account(AccountIdx),
+}
+
+/// A token's configured status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Disabled,
+    Expired,
+}
+
+#[derive(Debug)]
+pub struct Token {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub owner: Owner,
+    pub status: Status,
+    /// Unix seconds, with the text as configured (for reasons and token verify).
+    pub not_before: Option<(i64, Box<str>)>,
+    pub expires_on: Option<(i64, Box<str>)>,
+    pub ip_condition: Option<IpCondition>,
+    pub policies: Vec<Policy>,
+}
+
+/// `condition.request.ip`: inside some `in` range (when given), inside no `not_in` range.
+#[derive(Debug, Clone, Default)]
+pub struct IpCondition {
+    pub inside: Option<Vec<IpNet>>,
+    pub not_in: Vec<IpNet>,
+}
+
+impl IpCondition {
+    /// Whether `ip` satisfies the condition. IPv4-mapped IPv6 addresses are checked as IPv4.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let inside = self
+            .inside
+            .as_ref()
+            .is_none_or(|ranges| ranges.iter().any(|range| range.contains(&ip)));
+        inside && !self.not_in.iter().any(|range| range.contains(&ip))
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// One compiled policy: its effect, the route keys its groups hold, and the resources it covers.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The configured id, or a generated label (`<owner>#<index>`) when none was given.
+    pub id: Box<str>,
+    pub effect: Effect,
+    /// Index into [`PolicySet::keysets`]: identical key sets are stored once.
+    pub keyset: u32,
+    pub selector: Selector,
+}
+
+/// One thing a policy's selector covers.
+///
+/// Ordered (variant, then index) so a selector's items can be kept sorted and binary-searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Select {
+    /// Every account's account-level resource (`<ns>.account.*`).
+    AllAccounts,
+    /// Every zone of every account (`<ns>.account.*` or `<ns>.account.zone.*`).
+    AllZones,
+    /// One account's account-level resource.
+    Account(AccountIdx),
+    /// Every zone of one account.
+    AccountZones(AccountIdx),
+    /// One zone.
+    Zone(ZoneIdx),
+    /// One user's user resource.
+    User(UserIdx),
+}
+
+/// The resources a policy covers: a sorted, deduplicated list of [`Select`] items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Selector {
+    items: Box<[Select]>,
+}
+
+impl Selector {
+    /// A selector of these items (sorted and deduplicated here).
+    pub fn new(mut items: Vec<Select>) -> Self {
+        items.sort_unstable();
+        items.dedup();
+        Self {
+            items: items.into_boxed_slice(),
+        }
+    }
+
+    #[inline]
+    fn has(&self, item: Select) -> bool {
+        self.items.binary_search(&item).is_ok()
+    }
+
+    /// Whether the selector covers `resource`.
+    #[inline]
+    pub fn covers(&self, resource: Resource) -> bool {
+        match resource {
+            Resource::Account(account) => {
+                self.has(Select::AllAccounts) || self.has(Select::Account(account))
+            }
+            Resource::Zone(zone, account) => {
+                self.has(Select::AllZones)
+                    || self.has(Select::AccountZones(account))
+                    || self.has(Select::Zone(zone))
+            }
+            Resource::User(user) => self.has(Select::User(user)),
+        }
+    }
+
+    /// The zones it names one by one.
+    pub fn named_zones(&self) -> impl Iterator<Item = ZoneIdx> + '_ {
+        self.items.iter().filter_map(|item| match item {
+            Select::Zone(zone) => Some(*zone),
+            _ => None,
+        })
+    }
+
+    /// Every item.
+    pub fn items(&self) -> &[Select] {
+        &self.items
+    }
+
+    /// Whether it covers nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// A resource as the decision sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Account(AccountIdx),
+    /// A zone and the account it belongs to.
+    Zone(ZoneIdx, AccountIdx),
+    User(UserIdx),
+}
+
+impl Resource {
+    /// The account the resource belongs to (none for users).
+    pub fn account(self) -> Option<AccountIdx> {
+        match self {
+            Self::Account(account) | Self::Zone(_, account) => Some(account),
+            Self::User(_) => None,
+        }
+    }
+}
+
+/// A catalog permission group, kept for warnings.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    pub scopes: Vec<Box<str>>,
+    pub patterns: Vec<KeyPattern>,
+    /// Whether any policy references it.
+    pub used: bool,
+}
+
+/// The kind of principal a credential authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A user, by a user-owned token or a legacy API key.
+    User,
+    /// An account, by an account-owned token.
+    Account,
+}
+
+/// Who is calling: the owner and, for tokens, the token.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'s> {
+    pub kind: PrincipalKind,
+    /// The user or account id.
+    pub id: &'s str,
+    /// The token used, if the credential was a token (never its secret).
+    pub token: Option<&'s Token>,
+}
+
+impl Principal<'_> {
+    /// `user:<id>` or `account:<id>`, as sent upstream in `X-Permgate-Principal`.
+    pub fn header_value(&self) -> String {
+        self.to_string()
+    }
+
+    /// The token id, for token credentials.
+    pub fn token_id(&self) -> Option<&str> {
+        self.token.map(|token| &*token.id)
+    }
+}
+
+impl fmt::Display for Principal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            PrincipalKind::User => write!(f, "user:{}", self.id),
+            PrincipalKind::Account => write!(f, "account:{}", self.id),
+        }
+    }
+}
+
+/// The resource a request targeted, for logs and headers; displays as its resource key.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRef<'s> {
+    pub namespace: &'s str,
+    pub kind: ResourceKind,
+    pub id: &'s str,
+    /// The id of the account it belongs to (none for users).
+    pub account: Option<&'s str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Account,
+    Zone,
+    User,
+}
+
+impl fmt::Display for ResourceRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ResourceKind::Account => "account",
+            ResourceKind::Zone => "account.zone",
+            ResourceKind::User => "user",
+        };
+        write!(f, "{}.{kind}.{}", self.namespace, self.id)
+    }
+}
+
+impl PolicySet {
+    /// The display form of a resource.
+    pub fn resource_ref(&self, resource: Resource) -> ResourceRef<'_> {
+        let account_id = |account: AccountIdx| self.accounts.get(account as usize).map(|a| &*a.id);
+        match resource {
+            Resource::Account(account) => ResourceRef {
+                namespace: &self.namespace,
+                kind: ResourceKind::Account,
+                id: account_id(account).unwrap_or(""),
+                account: account_id(account),
+            },
+            Resource::Zone(zone, account) => ResourceRef {
+                namespace: &self.namespace,
+                kind: ResourceKind::Zone,
+                id: self.zones.get(zone as usize).map_or("", |z| &*z.id),
+                account: account_id(account),
+            },
+            Resource::User(user) => ResourceRef {
+                namespace: &self.namespace,
+                kind: ResourceKind::User,
+                id: self.users.get(user as usize).map_or("", |u| &*u.id),
+                account: None,
+            },
+        }
+    }
+
+    /// How many policies there are, member and token policies together.
+    pub fn policy_count(&self) -> usize {
+        self.members.iter().map(|m| m.policies.len()).sum::<usize>()
+            + self.tokens.iter().map(|t| t.policies.len()).sum::<usize>()
+    }
+}

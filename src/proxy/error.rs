@@ -1,0 +1,173 @@
+//! Everything that can stop a request from being forwarded, and the one function that turns it into the
+//! answer the client gets (linkerd's `inbound/src/http/server.rs`, pingora's error type).
+//!
+//! Each variant records who caused it (`Side`): the client (400/403/404), the upstream (502/504), the
+//! gateway itself (503). Only this module and `crate::answer` pick status codes. Messages never contain a
+//! credential: upstream errors are described by kind, not by the URL they were for.
+
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::{self, BoxError, ProxyBody};
+use super::framing::FramingError;
+use super::headers::REQUEST_ID;
+use crate::answer::Answer;
+use crate::pipeline::Refusal;
+use crate::tls::TlsError;
+
+/// Who caused a failure: for logs and metrics (bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+impl Side {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
+/// Why the gateway answers a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The decision refused the request (400, 403, 404).
+    #[error("refused: {}", .0.reason())]
+    Refused(Box<Refusal>),
+    /// The request's framing headers are ambiguous (400).
+    #[error("rejected framing: {0}")]
+    Framing(#[from] FramingError),
+    /// A request the gateway authorized but cannot express towards the upstream (400).
+    #[error("cannot forward this {0}")]
+    Unforwardable(&'static str),
+    /// The upstream could not be reached, refused, or broke the exchange (502).
+    #[error("upstream {}: {source}", if *.connect { "unreachable" } else { "failed" })]
+    Upstream {
+        connect: bool,
+        #[source]
+        source: BoxError,
+    },
+    /// No response head within the response timeout (504).
+    #[error("upstream sent no response within {0:?}")]
+    UpstreamTimeout(Duration),
+    /// Over the connection limit (503).
+    #[error("over the connection limit")]
+    Overloaded,
+    /// TLS material for the upstream client could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    /// Who caused it.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::Refused(_) | Self::Framing(_) | Self::Unforwardable(_) => Side::Client,
+            Self::Upstream { .. } | Self::UpstreamTimeout(_) => Side::Upstream,
+            Self::Overloaded | Self::Tls(_) => Side::Gateway,
+        }
+    }
+
+    /// A bounded label for logs and metrics (`permgate_upstream_errors_total{kind}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Refused(_) => "refused",
+            Self::Framing(_) => "framing",
+            Self::Unforwardable(_) => "unforwardable",
+            Self::Upstream { connect: true, .. } => "connect",
+            Self::Upstream { connect: false, .. } => "exchange",
+            Self::UpstreamTimeout(_) => "timeout",
+            Self::Overloaded => "overloaded",
+            Self::Tls(_) => "tls",
+        }
+    }
+
+    /// The answer for this error. A TLS setup error can only happen before serving; if it ever reached a
+    /// request it means the upstream cannot be used, so it answers like an unreachable upstream.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Self::Refused(refusal) => refusal.answer.clone(),
+            Self::Framing(error) => Answer::rejected_request(error.to_string()),
+            Self::Unforwardable(what) => Answer::rejected_request(format!("cannot forward this {what}")),
+            Self::Upstream { .. } | Self::Tls(_) => Answer::upstream_unavailable(),
+            Self::UpstreamTimeout(_) => Answer::upstream_timeout(),
+            Self::Overloaded => Answer::overloaded(),
+        }
+    }
+}
+
+/// The one place an error becomes a response: the Cloudflare envelope, its status, `Content-Type` and
+/// `X-Request-Id`. `explain` is `explain_denials`.
+pub fn error_response(error: &ProxyError, request_id: &HeaderValue, explain: bool) -> Response<ProxyBody> {
+    let answer = error.answer();
+    let body = match error {
+        ProxyError::Refused(refusal) => refusal.body(explain),
+        _ => answer.body(None, explain),
+    };
+    let mut response = json_response(answer.status, body);
+    response.headers_mut().insert(REQUEST_ID, request_id.clone());
+    response
+}
+
+/// A JSON response with `status` (500 if it is not a valid status code: it always is, as they come from
+/// `Answer`'s fixed table).
+pub fn json_response(status: u16, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn text(response: Response<ProxyBody>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_error_maps_to_its_envelope() {
+        let id = HeaderValue::from_static("rid");
+        let cases = [
+            (ProxyError::UpstreamTimeout(Duration::from_secs(1)), 504, 1201),
+            (
+                ProxyError::Upstream {
+                    connect: true,
+                    source: "refused".into(),
+                },
+                502,
+                1200,
+            ),
+            (ProxyError::Overloaded, 503, 1202),
+            (ProxyError::Framing(FramingError::LengthAndEncoding), 400, 6003),
+        ];
+        for (error, status, code) in cases {
+            let response = error_response(&error, &id, true);
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()["content-type"], "application/json");
+            assert_eq!(response.headers()["x-request-id"], "rid");
+            let body = text(response).await;
+            assert!(body.starts_with(&format!(r#"{{"success":false,"errors":[{{"code":{code},"#)), "{body}");
+        }
+        let body = text(error_response(&ProxyError::Framing(FramingError::DifferingLengths), &id, false)).await;
+        assert_eq!(
+            body,
+            r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6100,"message":"several differing Content-Length values"}]}],"messages":[],"result":null}"#
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Header hygiene (SPEC §7): what the upstream may see of a request and the client of a response.
+//!
+//! Pure functions over `HeaderMap`s, applied in a fixed order so that nothing a client sends can remove,
+//! spoof or shadow a header the gateway sets: hop-by-hop headers and every header named in `Connection`
+//! go first; then spoofable names (inbound `X-Permgate-*` in any spelling, gateway-set names from an
+//! untrusted peer, credentials); only then does the gateway add its own headers. Names are compared
+//! "normalised": lowercase with `_` read as `-`, because many upstream frameworks (CGI, WSGI, PHP, some
+//! Node servers) fold the two spellings together.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and `Keep-Alive`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that carry a credential: removed before forwarding unless `forward_credentials`.
+const CREDENTIALS: &[&str] = &["authorization", "x-auth-email", "x-auth-key"];
+
+/// Headers the gateway sets; from an untrusted peer they are never believed.
+const GATEWAY_SET: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"];
+
+/// The prefix of the identity headers only the gateway may set.
+const PERMGATE_PREFIX: &str = "x-permgate-";
+
+/// The identity header names sent upstream.
+pub const PRINCIPAL: HeaderName = HeaderName::from_static("x-permgate-principal");
+/// The token id of a token principal.
+pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-permgate-token-id");
+/// The account of the resource the request was authorized on.
+pub const ACCOUNT: HeaderName = HeaderName::from_static("x-permgate-account");
+/// The request id, on forwarded requests, forwarded responses and the gateway's own answers.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Who the gateway decided the caller is: what the upstream is told, owned so it outlives the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `user:<id>` or `account:<id>`.
+    pub principal: Option<String>,
+    /// The token's id, for token principals.
+    pub token_id: Option<String>,
+    /// The account of the resource the request targets.
+    pub account: Option<String>,
+}
+
+/// Everything the request hygiene needs besides the headers themselves.
+#[derive(Debug, Clone)]
+pub struct ForwardContext<'a> {
+    pub identity: &'a Identity,
+    pub request_id: &'a str,
+    /// The TCP peer.
+    pub peer_ip: IpAddr,
+    /// Whether the peer is in `trusted_proxies` (its `X-Forwarded-*` are believed and extended).
+    pub peer_trusted: bool,
+    /// Whether the inbound connection was TLS (`X-Forwarded-Proto`).
+    pub inbound_tls: bool,
+    /// The inbound `Host` (HTTP/1.1) or `:authority` (HTTP/2), for `X-Forwarded-Host`.
+    pub inbound_host: Option<HeaderValue>,
+    pub forward_credentials: bool,
+    /// A WebSocket upgrade: `Upgrade` and `Connection: upgrade` survive the hop-by-hop removal.
+    pub websocket: bool,
+}
+
+/// The name as upstream frameworks may read it: lowercase (`HeaderName` already is) with `_` as `-`.
+fn normalised(name: &HeaderName) -> Cow<'_, str> {
+    let text = name.as_str();
+    if text.contains('_') {
+        Cow::Owned(text.replace('_', "-"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Whether a comma-separated header (`Connection`, `Upgrade`) lists `token`, case-insensitively.
+fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the request asks for a WebSocket upgrade (`Connection: upgrade` and `Upgrade: websocket`).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    lists_token(headers, &header::CONNECTION, "upgrade") && lists_token(headers, &header::UPGRADE, "websocket")
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the upgrade
+/// handshake (`Upgrade` and `Connection: upgrade`) is put back afterwards.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
+        .collect();
+    let upgrade: Vec<HeaderValue> = headers.get_all(header::UPGRADE).iter().cloned().collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    if keep_upgrade && !upgrade.is_empty() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        for value in upgrade {
+            headers.append(header::UPGRADE, value);
+        }
+    }
+}
+
+/// Removes every header whose normalised name satisfies `doomed`.
+fn remove_where(headers: &mut HeaderMap, mut doomed: impl FnMut(&str, &HeaderName) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(&normalised(name), name))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Applies the whole request hygiene, in order, and adds the gateway's headers. `Host` is removed: the
+/// upstream client sets it to the upstream's authority.
+pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
+    // What the trusted proxy in front already said, kept before anything is removed.
+    let prior_forwarded_for = ctx.peer_trusted.then(|| joined(headers, &FORWARDED_FOR)).flatten();
+
+    // 1. Hop-by-hop first, so that `Connection: x-permgate-principal` can only remove the client's own.
+    strip_hop_by_hop(headers, ctx.websocket);
+
+    // 2. Spoofable names.
+    remove_where(headers, |normal, name| {
+        let underscored = name.as_str().contains('_');
+        normal.starts_with(PERMGATE_PREFIX)
+            || normal == "x-permgate"
+            // Gateway-set names: from an untrusted peer never believed; in the `_` spelling never
+            // legitimate (a proxy in front uses `-`), so dropped even from a trusted one.
+            || (GATEWAY_SET.contains(&normal) && (!ctx.peer_trusted || underscored))
+            // Credentials: the `_` spellings were not what was authorized, so they never pass.
+            || (CREDENTIALS.contains(&normal) && (!ctx.forward_credentials || underscored))
+            || normal == "host"
+    });
+    // The request id is always the gateway's (which is the trusted peer's when it sent a usable one).
+    headers.remove(&REQUEST_ID);
+    headers.remove(&FORWARDED_FOR);
+
+    // 3. The gateway's own headers.
+    let identity = ctx.identity;
+    for (name, value) in [
+        (PRINCIPAL, identity.principal.as_deref()),
+        (TOKEN_ID, identity.token_id.as_deref()),
+        (ACCOUNT, identity.account.as_deref()),
+        (REQUEST_ID, Some(ctx.request_id)),
+    ] {
+        if let Some(value) = value.and_then(|value| HeaderValue::from_str(value).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    let peer = ctx.peer_ip.to_string();
+    let forwarded_for = match prior_forwarded_for {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(FORWARDED_FOR, value);
+    }
+    if !headers.contains_key(&FORWARDED_PROTO) {
+        let proto = if ctx.inbound_tls { "https" } else { "http" };
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&FORWARDED_HOST) {
+        if let Some(host) = &ctx.inbound_host {
+            headers.insert(FORWARDED_HOST, host.clone());
+        }
+    }
+}
+
+/// Response hygiene: hop-by-hop headers go (kept for a `101 Switching Protocols`), the request id is set.
+pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool, request_id: &HeaderValue) {
+    strip_hop_by_hop(headers, switching_protocols);
+    headers.insert(REQUEST_ID, request_id.clone());
+}
+
+/// All values of `name` joined with `, ` (`None` when one is not text).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out = String::new();
+    for value in headers.get_all(name) {
+        let text = value.to_str().ok()?.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(text);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            principal: Some("user:u1".into()),
+            token_id: Some("t1".into()),
+            account: Some("a1".into()),
+        }
+    }
+
+    fn context(identity: &Identity, trusted: bool) -> ForwardContext<'_> {
+        ForwardContext {
+            identity,
+            request_id: "rid-1",
+            peer_ip: "203.0.113.7".parse().unwrap(),
+            peer_trusted: trusted,
+            inbound_tls: false,
+            inbound_host: Some(HeaderValue::from_static("gw.example")),
+            forward_credentials: false,
+            websocket: false,
+        }
+    }
+
+    fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_replaced_in_every_spelling() {
+        let identity = identity();
+        let mut headers = map(&[
+            ("X-Permgate-Principal", "user:admin"),
+            ("x_permgate_principal", "user:admin"),
+            ("X_PERMGATE-ACCOUNT", "a-evil"),
+            ("x-permgate-anything", "1"),
+            ("x-permgate", "1"),
+            ("accept", "application/json"),
+        ]);
+        prepare_request(&mut headers, &context(&identity, false));
+        assert_eq!(get(&headers, "x-permgate-principal"), Some("user:u1"));
+        assert_eq!(headers.get_all("x-permgate-principal").iter().count(), 1);
+        assert_eq!(get(&headers, "x-permgate-account"), Some("a1"));
+        assert_eq!(get(&headers, "x-permgate-token-id"), Some("t1"));
+        assert!(!headers.contains_key("x_permgate_principal"));
+        assert!(!headers.contains_key("x_permgate-account"));
+        assert!(!headers.contains_key("x-permgate-anything"));
+        assert!(!headers.contains_key("x-permgate"));
+        assert_eq!(get(&headers, "accept"), Some("application/json"));
+    }
+
+    #[test]
+    fn connection_named_headers_go_before_the_gateway_adds_its_own() {
+        let identity = identity();
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Permgate-Principal, x-custom"),
+            ("x-custom", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-kept", "yes"),
+        ]);
+        prepare_request(&mut headers, &context(&identity, false));
+        assert_eq!(get(&headers, "x-permgate-principal"), Some("user:u1"));
+        for gone in ["connection", "x-custom", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-authorization"] {
+            assert!(!headers.contains_key(gone), "{gone} should be removed");
+        }
+        assert_eq!(get(&headers, "x-kept"), Some("yes"));
+    }
+
+    #[test]
+    fn credentials_are_removed_unless_forwarded_and_underscores_never_pass() {
+        let identity = identity();
+        let inbound = map(&[
+            ("authorization", "Bearer secret"),
+            ("x-auth-email", "a@b.c"),
+            ("x-auth-key", "k"),
+            ("x_auth_key", "k2"),
+            ("authorization_", "x"),
+        ]);
+        let mut headers = inbound.clone();
+        prepare_request(&mut headers, &context(&identity, false));
+        for gone in ["authorization", "x-auth-email", "x-auth-key", "x_auth_key"] {
+            assert!(!headers.contains_key(gone), "{gone} should be removed");
+        }
+        let mut headers = inbound;
+        let mut forwarding = context(&identity, false);
+        forwarding.forward_credentials = true;
+        prepare_request(&mut headers, &forwarding);
+        assert_eq!(get(&headers, "authorization"), Some("Bearer secret"));
+        assert_eq!(get(&headers, "x-auth-key"), Some("k"));
+        assert!(!headers.contains_key("x_auth_key"));
+    }
+
+    #[test]
+    fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
+        let identity = identity();
+        let mut headers = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x_forwarded_for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-request-id", "spoofed"),
+            ("host", "gw.example"),
+        ]);
+        prepare_request(&mut headers, &context(&identity, false));
+        assert_eq!(get(&headers, "x-forwarded-for"), Some("203.0.113.7"));
+        assert!(!headers.contains_key("x_forwarded_for"));
+        assert_eq!(get(&headers, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&headers, "x-forwarded-host"), Some("gw.example"));
+        assert_eq!(get(&headers, "x-request-id"), Some("rid-1"));
+        assert!(!headers.contains_key("host"));
+    }
+
+    #[test]
+    fn forwarded_headers_from_a_trusted_peer_are_extended() {
+        let identity = identity();
+        let mut headers = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example"),
+        ]);
+        prepare_request(&mut headers, &context(&identity, true));
+        assert_eq!(get(&headers, "x-forwarded-for"), Some("1.1.1.1, 10.0.0.1, 203.0.113.7"));
+        assert!(!headers.contains_key("x_forwarded_for"));
+        assert_eq!(get(&headers, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&headers, "x-forwarded-host"), Some("api.example"));
+    }
+
+    #[test]
+    fn a_websocket_upgrade_keeps_its_handshake() {
+        let identity = Identity::default();
+        let mut headers = map(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert!(is_websocket_upgrade(&headers));
+        let mut ctx = context(&identity, false);
+        ctx.websocket = true;
+        prepare_request(&mut headers, &ctx);
+        assert_eq!(get(&headers, "connection"), Some("upgrade"));
+        assert_eq!(get(&headers, "upgrade"), Some("websocket"));
+        assert!(!headers.contains_key("x-secret"));
+        assert!(headers.contains_key("sec-websocket-key"));
+        assert!(!headers.contains_key("x-permgate-principal"));
+        assert!(!is_websocket_upgrade(&map(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_headers_and_get_the_request_id() {
+        let id = HeaderValue::from_static("rid-9");
+        let mut headers = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("keep-alive", "timeout=5"),
+            ("x-request-id", "upstream"),
+            ("content-type", "application/json"),
+        ]);
+        prepare_response(&mut headers, false, &id);
+        assert!(!headers.contains_key("connection"));
+        assert!(!headers.contains_key("x-internal"));
+        assert!(!headers.contains_key("keep-alive"));
+        assert_eq!(get(&headers, "x-request-id"), Some("rid-9"));
+        assert_eq!(get(&headers, "content-type"), Some("application/json"));
+
+        let mut switching = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        prepare_response(&mut switching, true, &id);
+        assert_eq!(get(&switching, "upgrade"), Some("websocket"));
+        assert_eq!(get(&switching, "connection"), Some("upgrade"));
+    }
+}

@@ -1,0 +1,391 @@
+//! The per-request path: load the snapshot once, decide, then forward, answer `verify`, or refuse.
+//!
+//! ```text
+//! framing check → pipeline::decide (target, route, credential, policy) → plan
+//!   plan = Forward { canonical target, identity } | Verify { token } | Refuse (error_response)
+//! ```
+//!
+//! The decision borrows the snapshot; everything the rest of the request needs is copied out into an owned
+//! [`Plan`] before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
+//! `load_full`, which keeps the snapshot it started with alive to the end).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{self, ProxyBody};
+use super::error::{ProxyError, error_response, json_response};
+use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
+use super::upstream::{UpstreamClient, upstream_uri};
+use super::{framing, request_id};
+use crate::answer::{Answer, ChainEntry, push_json_string};
+use crate::config::gateway::Mode;
+use crate::pipeline::{self, Facts, Verdict};
+use crate::policy::{Principal, PrincipalKind};
+use crate::routes::Handler;
+use crate::snapshot::Snapshot;
+
+/// The gateway: the live snapshot and the upstream clients, shared by every connection.
+#[derive(Debug)]
+pub struct Gateway {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    upstream: ArcSwap<UpstreamClient>,
+}
+
+/// What is known about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+/// What to do with a request, owned: nothing in it borrows the snapshot.
+#[derive(Debug)]
+enum Plan {
+    Forward { path_and_query: String, identity: Identity },
+    Verify(VerifiedToken),
+    Refuse(Box<pipeline::Refusal>),
+}
+
+/// What `GET /user/tokens/verify` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VerifiedToken {
+    id: String,
+    not_before: Option<String>,
+    expires_on: Option<String>,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// A gateway over the live `snapshot`, with upstream clients built from its settings.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Result<Arc<Self>, ProxyError> {
+        let upstream = UpstreamClient::new(&snapshot.load().settings.upstream)?;
+        Ok(Arc::new(Self {
+            snapshot,
+            upstream: ArcSwap::from_pointee(upstream),
+        }))
+    }
+
+    /// The live snapshot (the reloader stores new ones here).
+    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    /// For the reloader, after storing a new snapshot: rebuilds the upstream clients when the settings baked
+    /// into them (CA file, connect timeout, pool) changed. The URL and response timeout are read per request
+    /// and need no rebuild. On error the old clients stay.
+    pub fn refresh_upstream(&self) -> Result<(), ProxyError> {
+        let snapshot = self.snapshot.load_full();
+        if !self.upstream.load().is_built_for(&snapshot.settings.upstream) {
+            let client = UpstreamClient::new(&snapshot.settings.upstream)?;
+            self.upstream.store(Arc::new(client));
+        }
+        Ok(())
+    }
+
+    /// Serves one request; never fails (every error is an answer).
+    pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        let snapshot = self.snapshot.load_full();
+        let peer_trusted = is_trusted(conn.peer.ip(), &snapshot.settings.trusted_proxies);
+        let request_id = request_id::choose(request.headers(), peer_trusted);
+        // Valid by construction (hex, or an inbound id checked to be plain ASCII); a fresh one otherwise.
+        let id_value =
+            HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
+        let method = request.method().clone();
+        match self.process(&snapshot, request, conn, peer_trusted, &request_id, &id_value).await {
+            Ok(response) => response,
+            Err(error) => {
+                match &error {
+                    ProxyError::Refused(refusal) => tracing::debug!(
+                        request_id, %method, status = refusal.answer.status, code = refusal.answer.code,
+                        reason = %refusal.reason(), "refused"
+                    ),
+                    other => tracing::warn!(
+                        request_id, %method, side = other.side().as_str(), kind = other.kind(), error = %other,
+                        "request failed"
+                    ),
+                }
+                error_response(&error, &id_value, snapshot.settings.explain_denials)
+            }
+        }
+    }
+
+    async fn process(
+        &self,
+        snapshot: &Snapshot,
+        mut request: Request<Incoming>,
+        conn: ConnInfo,
+        peer_trusted: bool,
+        request_id: &str,
+        id_value: &HeaderValue,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        framing::check(request.headers())?;
+        let settings = &snapshot.settings;
+        let plan = {
+            let target = request_target(&request);
+            let facts = Facts {
+                method: request.method().as_str(),
+                target: &target,
+                headers: request.headers(),
+                peer_ip: conn.peer.ip(),
+                now: unix_now(),
+            };
+            plan(&pipeline::decide(snapshot, &facts), settings.mode, request_id)
+        };
+        let (path_and_query, identity) = match plan {
+            Plan::Refuse(refusal) => return Err(ProxyError::Refused(refusal)),
+            Plan::Verify(token) => return Ok(verify_response(&token, id_value)),
+            Plan::Forward {
+                path_and_query,
+                identity,
+            } => (path_and_query, identity),
+        };
+
+        let websocket = request.version() == Version::HTTP_11 && headers::is_websocket_upgrade(request.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, incoming) = request.into_parts();
+        let inbound_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        });
+        headers::prepare_request(
+            &mut parts.headers,
+            &ForwardContext {
+                identity: &identity,
+                request_id,
+                peer_ip: conn.peer.ip(),
+                peer_trusted,
+                inbound_tls: conn.tls,
+                inbound_host,
+                forward_credentials: settings.forward_credentials,
+                websocket,
+            },
+        );
+        let mut outbound = Request::new(body::stream(incoming));
+        *outbound.method_mut() = parts.method;
+        *outbound.uri_mut() = upstream_uri(&settings.upstream.url, &path_and_query)?;
+        // HTTP/1.1 towards the upstream whatever the inbound version: the client upgrades to h2 by ALPN.
+        *outbound.version_mut() = Version::HTTP_11;
+        *outbound.headers_mut() = parts.headers;
+
+        let upstream = self.upstream.load_full();
+        let mut response = upstream
+            .forward(outbound, websocket, settings.upstream.response_timeout)
+            .await?;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(tunnel(client_upgrade, upstream_upgrade, request_id.to_string()));
+                }
+                // A 101 the client did not ask for cannot be relayed.
+                None => {
+                    return Err(ProxyError::Upstream {
+                        connect: false,
+                        source: "unrequested 101 Switching Protocols".into(),
+                    });
+                }
+            }
+        }
+        let (mut parts, incoming) = response.into_parts();
+        headers::prepare_response(&mut parts.headers, switching, id_value);
+        parts.version = Version::HTTP_11;
+        Ok(Response::from_parts(parts, body::stream(incoming)))
+    }
+}
+
+/// The request-target to decide on. HTTP/1.1 origin-form arrives as a bare path and query. A URI with a
+/// scheme or authority is absolute-form (or authority-form) on HTTP/1.x, passed whole so `canonicalize`
+/// rejects it; on HTTP/2 the scheme and authority come from pseudo-headers, so `:path` alone is the target.
+fn request_target(request: &Request<Incoming>) -> String {
+    let uri = request.uri();
+    let h2 = request.version() == Version::HTTP_2;
+    if !h2 && (uri.scheme().is_some() || uri.authority().is_some()) {
+        return uri.to_string();
+    }
+    uri.path_and_query().map_or_else(String::new, |pq| pq.as_str().to_string())
+}
+
+/// Turns the verdict into an owned plan (and logs shadow-mode forwards).
+fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
+    let identity = identity(verdict);
+    match &verdict.outcome {
+        Ok(()) => {
+            let handler = verdict.route.and_then(|route| route.handler);
+            match (handler, verdict.principal) {
+                (Some(Handler::VerifyToken), Some(principal)) => match verified_token(&principal) {
+                    Some(token) => Plan::Verify(token),
+                    None => Plan::Refuse(Box::new(verify_with_legacy_key())),
+                },
+                (Some(Handler::VerifyToken), None) => Plan::Refuse(Box::new(verify_with_legacy_key())),
+                (None, _) => match &verdict.canonical {
+                    Some(canonical) => Plan::Forward {
+                        path_and_query: canonical.path_and_query(),
+                        identity,
+                    },
+                    // `decide` always sets the target of an allowed request; fail closed if not.
+                    None => Plan::Refuse(Box::new(pipeline::Refusal {
+                        answer: Answer::rejected_request("request target could not be checked".into()),
+                        denial: None,
+                        shadow_forwardable: false,
+                    })),
+                },
+            }
+        }
+        Err(refusal) => match (&verdict.canonical, mode) {
+            (Some(canonical), Mode::Shadow) if refusal.shadow_forwardable => {
+                tracing::warn!(
+                    request_id,
+                    status = refusal.answer.status,
+                    code = refusal.answer.code,
+                    route = verdict.route.map(|route| &*route.label),
+                    principal = identity.principal.as_deref(),
+                    reason = %refusal.reason(),
+                    "shadow mode: forwarding a request that enforce mode would refuse"
+                );
+                Plan::Forward {
+                    path_and_query: canonical.path_and_query(),
+                    identity,
+                }
+            }
+            _ => Plan::Refuse(Box::new(refusal.clone())),
+        },
+    }
+}
+
+/// The identity headers' values.
+fn identity(verdict: &Verdict<'_>) -> Identity {
+    let principal = verdict.principal;
+    // The resource's account; for an account token on a route without one (`scope: any`/`none`), its own.
+    let account = verdict.resource.and_then(|resource| resource.account).or_else(|| {
+        principal
+            .filter(|principal| principal.kind == PrincipalKind::Account)
+            .map(|principal| principal.id)
+    });
+    Identity {
+        principal: principal.map(|principal| principal.header_value()),
+        token_id: principal.and_then(|principal| principal.token_id().map(str::to_string)),
+        account: account.map(str::to_string),
+    }
+}
+
+fn verified_token(principal: &Principal<'_>) -> Option<VerifiedToken> {
+    let token = principal.token?;
+    Some(VerifiedToken {
+        id: token.id.to_string(),
+        not_before: token.not_before.as_ref().map(|(_, text)| text.to_string()),
+        expires_on: token.expires_on.as_ref().map(|(_, text)| text.to_string()),
+    })
+}
+
+/// `verify` reports on API tokens; a legacy key is authenticated but is not a token, so it gets the answer
+/// an unknown token gets (403/1000), with the reason as an explanation.
+fn verify_with_legacy_key() -> pipeline::Refusal {
+    pipeline::Refusal {
+        answer: Answer {
+            status: 403,
+            code: 1000,
+            message: "Invalid API Token",
+            chain: Some(ChainEntry {
+                code: 1000,
+                message: "token verification needs an API token, not a legacy API key".into(),
+                explanation: true,
+            }),
+        },
+        denial: None,
+        shadow_forwardable: false,
+    }
+}
+
+/// Cloudflare's `GET /user/tokens/verify` answer for a usable token.
+fn verify_response(token: &VerifiedToken, id_value: &HeaderValue) -> Response<ProxyBody> {
+    let mut body = String::with_capacity(256);
+    body.push_str(
+        r#"{"success":true,"errors":[],"messages":[{"code":10000,"message":"This API Token is valid and active","type":null}],"result":{"id":"#,
+    );
+    push_json_string(&mut body, &token.id);
+    body.push_str(r#","status":"active""#);
+    for (name, value) in [("not_before", &token.not_before), ("expires_on", &token.expires_on)] {
+        if let Some(value) = value {
+            body.push_str(",\"");
+            body.push_str(name);
+            body.push_str("\":");
+            push_json_string(&mut body, value);
+        }
+    }
+    body.push_str("}}");
+    let mut response = json_response(200, body);
+    response.headers_mut().insert(REQUEST_ID, id_value.clone());
+    response
+}
+
+/// Relays an upgraded connection (WebSocket) both ways until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, request_id: String) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(request_id, %error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(request_id, %error, "upgraded connection ended with an error");
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Now, in Unix seconds (0 if the clock is before 1970, which only makes time-bound tokens fail closed).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn verify_answers_in_cloudflare_shape() {
+        let id = HeaderValue::from_static("rid");
+        let token = VerifiedToken {
+            id: "ed17574386854bf78a67040be0a770b0".into(),
+            not_before: None,
+            expires_on: Some("2030-01-01T00:00:00Z".into()),
+        };
+        let response = verify_response(&token, &id);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-request-id"], "rid");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"success":true,"errors":[],"messages":[{"code":10000,"message":"This API Token is valid and active","type":null}],"result":{"id":"ed17574386854bf78a67040be0a770b0","status":"active","expires_on":"2030-01-01T00:00:00Z"}}"#
+        );
+    }
+
+    #[test]
+    fn a_legacy_key_on_verify_is_not_a_token() {
+        let refusal = verify_with_legacy_key();
+        assert_eq!((refusal.answer.status, refusal.answer.code), (403, 1000));
+        assert!(!refusal.body(false).contains("legacy"));
+        assert!(refusal.body(true).contains("legacy API key"));
+    }
+}

@@ -1,0 +1,154 @@
+//! The upstream side: one pooled hyper client per upstream settings, the upstream URI, and `forward`
+//! with the response timeout.
+//!
+//! The client is built once (native roots plus `upstream.ca_file`, connect timeout, keep-alive pool) and
+//! shared by every request. Upgrade requests use a second, HTTP/1.1-only client over the same settings:
+//! a WebSocket handshake cannot ride an HTTP/2 connection that ALPN might pick for an `https` upstream.
+
+use std::time::Duration;
+
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use crate::config::gateway::UpstreamSettings;
+use crate::tls;
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// The pooled clients for one set of upstream settings.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    /// The settings the clients were built from, to know when a reload needs a rebuild.
+    built_from: BuiltFrom,
+    client: HttpsClient,
+    upgrade_client: HttpsClient,
+}
+
+/// The settings baked into a client (the URL and the response timeout are read per request instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuiltFrom {
+    ca_file: Option<std::path::PathBuf>,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+}
+
+impl BuiltFrom {
+    fn of(settings: &UpstreamSettings) -> Self {
+        Self {
+            ca_file: settings.ca_file.clone(),
+            connect_timeout: settings.connect_timeout,
+            pool_idle_timeout: settings.pool_idle_timeout,
+            pool_max_idle_per_host: settings.pool_max_idle_per_host,
+        }
+    }
+}
+
+// === impl UpstreamClient ===
+
+impl UpstreamClient {
+    /// Builds the clients: TLS roots, connect timeout and pool from `settings`.
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, ProxyError> {
+        let tls = tls::client_config(settings.ca_file.as_deref())?;
+        let connector = |http2: bool| {
+            let mut http = HttpConnector::new();
+            // The https connector wraps this one; it must accept https URIs too.
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(settings.connect_timeout));
+            http.set_nodelay(true);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http();
+            if http2 {
+                builder.enable_all_versions().wrap_connector(http)
+            } else {
+                builder.enable_http1().wrap_connector(http)
+            }
+        };
+        let client = |connector| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(settings.pool_idle_timeout)
+                .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(connector)
+        };
+        Ok(Self {
+            built_from: BuiltFrom::of(settings),
+            client: client(connector(true)),
+            upgrade_client: client(connector(false)),
+        })
+    }
+
+    /// Whether `settings` need different clients than these.
+    pub fn is_built_for(&self, settings: &UpstreamSettings) -> bool {
+        self.built_from == BuiltFrom::of(settings)
+    }
+
+    /// Sends `request` and waits at most `response_timeout` for the response head; the body then streams.
+    pub async fn forward(
+        &self,
+        request: Request<ProxyBody>,
+        upgrade: bool,
+        response_timeout: Duration,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let client = if upgrade { &self.upgrade_client } else { &self.client };
+        match tokio::time::timeout(response_timeout, client.request(request)).await {
+            Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
+            Ok(Err(error)) => Err(ProxyError::Upstream {
+                connect: error.is_connect(),
+                source: Box::new(error),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient").field("built_from", &self.built_from).finish()
+    }
+}
+
+/// The upstream URI for a canonical target: the base URL's scheme and authority, its path prefix (if
+/// any), then exactly the canonical path and query that were authorized.
+pub fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError> {
+    if !path_and_query.starts_with('/') {
+        // `OPTIONS *` (the only other canonical form) names the server, not a resource behind a prefix.
+        return Err(ProxyError::Unforwardable("asterisk-form request target"));
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
+    joined.push_str(prefix);
+    joined.push_str(path_and_query);
+    let path_and_query = PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|_| ProxyError::Unforwardable("upstream URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canonical_target_is_appended_to_the_base_exactly() {
+        let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&base, "/client/v4/zones/~x?a=%2F&b").unwrap().to_string(),
+            "http://127.0.0.1:9000/client/v4/zones/~x?a=%2F&b"
+        );
+        let prefixed: Uri = "https://api.internal/base/".parse().unwrap();
+        assert_eq!(upstream_uri(&prefixed, "/v4").unwrap().to_string(), "https://api.internal/base/v4");
+        assert!(upstream_uri(&base, "*").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The raw serde mirror of a route file (`routes/*.yaml`), exactly as written; unknown fields are errors.
+//!
+//! Nothing here is validated beyond its shape: [`super::table::RouteTable::compile`] checks the meaning and
+//! reports every problem with its place. No I/O.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::table::Handler;
+
+/// A whole route file: `routes: [...]` (an empty list is fine).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteFile {
+    pub routes: Vec<RawRoute>,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// A label for metrics and logs; defaults to the path pattern.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// One method, a list, or `"*"`.
+    pub method: RawMethods,
+    /// A matchit pattern: `{param}` for one segment, `{*rest}` for the rest of the path.
+    pub path: String,
+    /// The permission keys the route requires.
+    #[serde(default)]
+    pub permissions: Option<RawPermissions>,
+    /// The resource the request targets.
+    #[serde(default)]
+    pub scope: Option<RawScope>,
+    /// The gateway answers this route itself.
+    #[serde(default)]
+    pub handler: Option<Handler>,
+    /// No credential at all.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// `method: GET` or `method: [GET, HEAD]` (`"*"` is any method).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawMethods {
+    One(String),
+    List(Vec<String>),
+}
+
+/// `permissions: [a, b]` (all of them), `{ all_of: [...] }` or `{ any_of: [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawPermissions {
+    /// The plain list: every key is required.
+    List(Vec<String>),
+    AllOf(Vec<String>),
+    AnyOf(Vec<String>),
+}
+
+/// `scope: user | any | none` or `scope: { zone: <param> }` / `{ account: <param> }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawScope {
+    User,
+    Any,
+    None,
+    Zone(String),
+    Account(String),
+}
+
+// === impl RawMethods ===
+
+impl<'de> Deserialize<'de> for RawMethods {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MethodsVisitor;
+
+        impl<'de> Visitor<'de> for MethodsVisitor {
+            type Value = RawMethods;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a method (GET), a list of methods ([GET, HEAD]) or \"*\"")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(RawMethods::One(value.to_string()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut methods = Vec::new();
+                while let Some(method) = seq.next_element::<String>()? {
+                    methods.push(method);
+                }
+                Ok(RawMethods::List(methods))
+            }
+        }
+
+        deserializer.deserialize_any(MethodsVisitor)
+    }
+}
+
+// === impl RawPermissions ===
+
+impl RawPermissions {
+    /// The keys, whichever spelling was used.
+    pub fn keys(&self) -> &[String] {
+        match self {
+            Self::List(keys) | Self::AllOf(keys) | Self::AnyOf(keys) => keys,
+        }
+    }
+
+    /// The document path of the key list below `permissions` (`""`, `.all_of` or `.any_of`).
+    pub fn list_path(&self) -> &'static str {
+        match self {
+            Self::List(_) => "",
+            Self::AllOf(_) => ".all_of",
+            Self::AnyOf(_) => ".any_of",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPermissions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PermissionsVisitor;
+
+        const FIELDS: &[&str] = &["all_of", "any_of"];
+
+        impl<'de> Visitor<'de> for PermissionsVisitor {
+            type Value = RawPermissions;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of permission keys, { all_of: [...] } or { any_of: [...] }")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = seq.next_element::<String>()? {
+                    keys.push(key);
+                }
+                Ok(RawPermissions::List(keys))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found: Option<RawPermissions> = None;
+                while let Some(field) = map.next_key::<String>()? {
+                    let keys = match field.as_str() {
+                        "all_of" | "any_of" => map.next_value::<Vec<String>>()?,
+                        other => return Err(de::Error::unknown_field(other, FIELDS)),
+                    };
+                    if found.is_some() {
+                        return Err(de::Error::custom(
+                            "permissions take all_of or any_of, not both (nest no further: one list per route)",
+                        ));
+                    }
+                    found = Some(if field == "all_of" {
+                        RawPermissions::AllOf(keys)
+                    } else {
+                        RawPermissions::AnyOf(keys)
+                    });
+                }
+                found.ok_or_else(|| de::Error::custom("permissions map needs all_of or any_of"))
+            }
+        }
+
+        deserializer.deserialize_any(PermissionsVisitor)
+    }
+}

@@ -1,0 +1,623 @@
+//! The one canonical request target: checks and canonicalises the raw request-target once (SPEC §7).
+//!
+//! The route match, the policy decision and the forwarded request all use the string produced here, so
+//! the gateway and the upstream can never disagree about which resource a request names. Anything
+//! ambiguous is rejected rather than repaired. Pure: no I/O.
+//!
+//! Canonical form of the path:
+//! - percent-encoded unreserved characters (`ALPHA DIGIT - . _ ~`) are decoded (RFC 3986 §6.2.2.2);
+//! - every other percent-encoding is kept, with its hex in upper case (`%3a` → `%3A`);
+//! - raw printable characters that RFC 3986 does not allow in a path (`" < > [ ] ^ ` { | }`) are
+//!   percent-encoded, so `{` and `%7B` have one form;
+//! - the query (after the first `?`) is forwarded byte for byte and plays no part in the decision.
+//!
+//! Canonicalisation is idempotent: `canonicalize(m, &c.path_and_query()) == Ok(c)`.
+
+use http::HeaderMap;
+
+/// The longest path (in bytes, as received and after canonicalisation) the gateway accepts.
+pub const MAX_PATH_LEN: usize = 8 * 1024;
+
+/// A checked, canonical request target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalTarget {
+    /// The canonical path: starts with `/` (or is `*` for `OPTIONS *`). Routes match against it.
+    pub path: String,
+    /// The text after the first `?`, unchanged; `Some("")` for a bare trailing `?`.
+    pub query: Option<String>,
+}
+
+// === impl CanonicalTarget ===
+
+impl CanonicalTarget {
+    /// The exact request-target to forward upstream: the canonical path plus the original query.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(query) => {
+                let mut out = String::with_capacity(self.path.len() + 1 + query.len());
+                out.push_str(&self.path);
+                out.push('?');
+                out.push_str(query);
+                out
+            }
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// Why a request target (or a method-override header) was rejected; every variant answers 400.
+///
+/// `Display` says what was rejected, for the `error_chain` message; it never echoes the target itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetRejection {
+    #[error("empty request target")]
+    Empty,
+    #[error("request target is not in origin-form (it must start with /)")]
+    NotOriginForm,
+    #[error("asterisk-form request target (*) is only allowed for OPTIONS")]
+    AsteriskForm,
+    #[error("encoded slash (%2F) in path")]
+    EncodedSlash,
+    #[error("backslash (raw or %5C) in path")]
+    Backslash,
+    #[error("dot segment (. or .., raw or percent-encoded) in path")]
+    DotSegment,
+    #[error("empty path segment (//) in path")]
+    EmptySegment,
+    #[error("semicolon (raw or %3B) in path")]
+    Semicolon,
+    #[error("control character (raw or percent-encoded) in request target")]
+    ControlCharacter,
+    #[error("unencoded space in request target")]
+    Space,
+    #[error("unencoded non-ASCII byte in request target")]
+    NonAscii,
+    #[error("fragment (#) in request target")]
+    Fragment,
+    #[error("invalid percent-encoding in path")]
+    InvalidPercentEncoding,
+    #[error("percent-encoded bytes in path are not valid UTF-8")]
+    InvalidUtf8,
+    #[error("path longer than 8192 bytes")]
+    TooLong,
+    /// The canonical spelling of the header family that was present.
+    #[error("method-override header {0} is not allowed")]
+    MethodOverride(&'static str),
+}
+
+// === impl TargetRejection ===
+
+impl TargetRejection {
+    /// A short, stable, bounded name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::NotOriginForm => "not_origin_form",
+            Self::AsteriskForm => "asterisk_form",
+            Self::EncodedSlash => "encoded_slash",
+            Self::Backslash => "backslash",
+            Self::DotSegment => "dot_segment",
+            Self::EmptySegment => "empty_segment",
+            Self::Semicolon => "semicolon",
+            Self::ControlCharacter => "control_character",
+            Self::Space => "space",
+            Self::NonAscii => "non_ascii",
+            Self::Fragment => "fragment",
+            Self::InvalidPercentEncoding => "invalid_percent_encoding",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::TooLong => "too_long",
+            Self::MethodOverride(_) => "method_override",
+        }
+    }
+}
+
+/// Checks and canonicalises a raw request-target (for HTTP/2, the `:path`) of a request with `method`.
+///
+/// Accepts origin-form (`/path?query`) and, for `OPTIONS` only, `*`. See the module docs for the form
+/// produced and [`TargetRejection`] for everything refused.
+pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, TargetRejection> {
+    if target.is_empty() {
+        return Err(TargetRejection::Empty);
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(CanonicalTarget {
+                path: "*".to_string(),
+                query: None,
+            })
+        } else {
+            Err(TargetRejection::AsteriskForm)
+        };
+    }
+    if !target.starts_with('/') {
+        return Err(TargetRejection::NotOriginForm);
+    }
+    let (raw_path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    if let Some(query) = query {
+        check_query(query)?;
+    }
+    if raw_path.len() > MAX_PATH_LEN {
+        return Err(TargetRejection::TooLong);
+    }
+    let path = canonical_path(raw_path)?;
+    if path.len() > MAX_PATH_LEN {
+        return Err(TargetRejection::TooLong);
+    }
+    check_segments(&path)?;
+    Ok(CanonicalTarget {
+        path,
+        query: query.map(str::to_string),
+    })
+}
+
+/// The query is forwarded as is, but bytes that can never be in a request line are still refused.
+fn check_query(query: &str) -> Result<(), TargetRejection> {
+    for &byte in query.as_bytes() {
+        match byte {
+            b'#' => return Err(TargetRejection::Fragment),
+            b' ' => return Err(TargetRejection::Space),
+            0x00..=0x1F | 0x7F => return Err(TargetRejection::ControlCharacter),
+            0x80..=0xFF => return Err(TargetRejection::NonAscii),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Decodes unreserved percent-encodings, upper-cases the others, encodes raw characters a path may not
+/// hold, and refuses everything ambiguous. Segment rules are checked afterwards on the result.
+fn canonical_path(raw: &str) -> Result<String, TargetRejection> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    // Consecutive percent-encoded bytes ≥ 0x80: they must decode to valid UTF-8 (no overlong `.` or `/`).
+    let mut high_run: Vec<u8> = Vec::new();
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let value = match (bytes.get(index + 1), bytes.get(index + 2)) {
+                (Some(&high), Some(&low)) => match (hex_value(high), hex_value(low)) {
+                    (Some(high), Some(low)) => (high << 4) | low,
+                    _ => return Err(TargetRejection::InvalidPercentEncoding),
+                },
+                _ => return Err(TargetRejection::InvalidPercentEncoding),
+            };
+            index += 3;
+            if value >= 0x80 {
+                high_run.push(value);
+                push_encoded(&mut out, value);
+                continue;
+            }
+            flush_high_run(&mut high_run)?;
+            match value {
+                b'/' => return Err(TargetRejection::EncodedSlash),
+                b'\\' => return Err(TargetRejection::Backslash),
+                b';' => return Err(TargetRejection::Semicolon),
+                0x00..=0x1F | 0x7F => return Err(TargetRejection::ControlCharacter),
+                _ if is_unreserved(value) => out.push(char::from(value)),
+                _ => push_encoded(&mut out, value),
+            }
+            continue;
+        }
+        flush_high_run(&mut high_run)?;
+        index += 1;
+        match byte {
+            b'\\' => return Err(TargetRejection::Backslash),
+            b';' => return Err(TargetRejection::Semicolon),
+            b'#' => return Err(TargetRejection::Fragment),
+            b' ' => return Err(TargetRejection::Space),
+            0x00..=0x1F | 0x7F => return Err(TargetRejection::ControlCharacter),
+            0x80..=0xFF => return Err(TargetRejection::NonAscii),
+            _ if is_path_char(byte) => out.push(char::from(byte)),
+            // Printable ASCII that RFC 3986 does not allow raw in a path: one form, encoded.
+            _ => push_encoded(&mut out, byte),
+        }
+    }
+    flush_high_run(&mut high_run)?;
+    Ok(out)
+}
+
+/// Empty segments and dot segments, checked on the decoded path (a decoded `%2E` is a `.`).
+/// An empty last segment is the root `/` or a trailing slash (`/a/`), which is kept.
+fn check_segments(path: &str) -> Result<(), TargetRejection> {
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            "" if segments.peek().is_some() => return Err(TargetRejection::EmptySegment),
+            "." | ".." => return Err(TargetRejection::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn flush_high_run(run: &mut Vec<u8>) -> Result<(), TargetRejection> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let valid = std::str::from_utf8(run).is_ok();
+    run.clear();
+    if valid {
+        Ok(())
+    } else {
+        Err(TargetRejection::InvalidUtf8)
+    }
+}
+
+fn push_encoded(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    for nibble in [byte >> 4, byte & 0x0F] {
+        if let Some(&digit) = HEX.get(usize::from(nibble)) {
+            out.push(char::from(digit));
+        }
+    }
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 unreserved: `ALPHA / DIGIT / - . _ ~`.
+pub(crate) fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Bytes kept raw in a canonical path: `/`, unreserved, sub-delims other than `;`, `:` and `@`.
+fn is_path_char(byte: u8) -> bool {
+    is_unreserved(byte)
+        || matches!(
+            byte,
+            b'/' | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// The method-override header families, by canonical spelling.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+];
+
+/// Rejects any method-override header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`),
+/// in any case and with `_` in place of `-`: the method the gateway authorised must be the one upstream
+/// acts on.
+pub fn reject_method_override(headers: &HeaderMap) -> Result<(), TargetRejection> {
+    for name in headers.keys() {
+        let name = name.as_str().as_bytes();
+        for canonical in METHOD_OVERRIDE_HEADERS {
+            if same_header_name(name, canonical.as_bytes()) {
+                return Err(TargetRejection::MethodOverride(canonical));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Case-insensitive, with `_` and `-` equal.
+fn same_header_name(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical).all(|(&a, &b)| {
+            let a = if a == b'_' { b'-' } else { a };
+            a.eq_ignore_ascii_case(&b)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TargetRejection as R;
+    use proptest::prelude::*;
+
+    fn get(target: &str) -> Result<CanonicalTarget, TargetRejection> {
+        canonicalize("GET", target)
+    }
+
+    fn path(target: &str) -> String {
+        get(target).unwrap().path
+    }
+
+    #[test]
+    fn plain_paths_are_kept() {
+        assert_eq!(path("/"), "/");
+        assert_eq!(path("/client/v4/zones"), "/client/v4/zones");
+        assert_eq!(path("/a/"), "/a/", "a single trailing slash is kept");
+        assert_eq!(path("/a/.../b"), "/a/.../b", "three dots are a name");
+        assert_eq!(path("/a/.b/c./..d"), "/a/.b/c./..d");
+        assert_eq!(path("/a:b@c!$&'()*+,="), "/a:b@c!$&'()*+,=");
+    }
+
+    #[test]
+    fn the_query_is_split_off_unchanged() {
+        let target = get("/a/b?x=%2F&y=/../;z?w").unwrap();
+        assert_eq!(target.path, "/a/b");
+        assert_eq!(target.query.as_deref(), Some("x=%2F&y=/../;z?w"));
+        assert_eq!(target.path_and_query(), "/a/b?x=%2F&y=/../;z?w");
+        let bare = get("/a?").unwrap();
+        assert_eq!(bare.query.as_deref(), Some(""));
+        assert_eq!(bare.path_and_query(), "/a?");
+        assert_eq!(get("/a").unwrap().query, None);
+        assert_eq!(get("/a?b c"), Err(R::Space));
+        assert_eq!(get("/a?b\x01"), Err(R::ControlCharacter));
+        assert_eq!(get("/a?b#c"), Err(R::Fragment));
+        assert_eq!(get("/a?\u{e9}"), Err(R::NonAscii));
+    }
+
+    #[test]
+    fn unreserved_encodings_are_decoded_others_upper_cased() {
+        assert_eq!(path("/%61%62%7e%5F%2d%30"), "/ab~_-0");
+        assert_eq!(path("/a%3ab%40c"), "/a%3Ab%40c");
+        assert_eq!(path("/a%20b"), "/a%20b");
+        assert_eq!(path("/a%25b"), "/a%25b", "an encoded % stays encoded");
+        assert_eq!(path("/a%3fb%23c"), "/a%3Fb%23c");
+        assert_eq!(path("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(
+            path("/x%2e"),
+            "/x.",
+            "a decoded dot that is not a dot segment is fine"
+        );
+    }
+
+    #[test]
+    fn raw_characters_a_path_may_not_hold_are_encoded() {
+        assert_eq!(path("/a{b}|c"), "/a%7Bb%7D%7Cc");
+        assert_eq!(path("/\"<>[]^`"), "/%22%3C%3E%5B%5D%5E%60");
+        assert_eq!(path("/%7b"), path("/{"));
+    }
+
+    #[test]
+    fn encoded_slashes_are_rejected() {
+        assert_eq!(get("/a%2Fb"), Err(R::EncodedSlash));
+        assert_eq!(get("/a%2fb"), Err(R::EncodedSlash));
+        assert_eq!(get("/%2f"), Err(R::EncodedSlash));
+    }
+
+    #[test]
+    fn backslashes_are_rejected() {
+        assert_eq!(get("/a\\b"), Err(R::Backslash));
+        assert_eq!(get("/a%5Cb"), Err(R::Backslash));
+        assert_eq!(get("/a%5cb"), Err(R::Backslash));
+    }
+
+    #[test]
+    fn dot_segments_are_rejected_raw_or_encoded() {
+        for target in [
+            "/.",
+            "/..",
+            "/a/.",
+            "/a/..",
+            "/a/./b",
+            "/a/../b",
+            "/./a",
+            "/../a",
+            "/a/./",
+            "/a/../",
+            "/%2e",
+            "/%2E",
+            "/a/%2e/b",
+            "/a/%2E%2E/b",
+            "/a/.%2e/b",
+            "/a/%2e./b",
+            "/a/%2E%2e",
+            "/a/.%2E/",
+        ] {
+            assert_eq!(get(target), Err(R::DotSegment), "{target}");
+        }
+    }
+
+    #[test]
+    fn empty_segments_are_rejected() {
+        for target in ["//", "//a", "/a//b", "/a//", "/a/b//", "///"] {
+            assert_eq!(get(target), Err(R::EmptySegment), "{target}");
+        }
+    }
+
+    #[test]
+    fn semicolons_are_rejected() {
+        assert_eq!(get("/a;b"), Err(R::Semicolon));
+        assert_eq!(get("/a/b;jsessionid=1"), Err(R::Semicolon));
+        assert_eq!(get("/a%3Bb"), Err(R::Semicolon));
+        assert_eq!(get("/a%3bb"), Err(R::Semicolon));
+    }
+
+    #[test]
+    fn control_characters_are_rejected_raw_or_encoded() {
+        for target in [
+            "/a\0b", "/a\x01", "/a\tb", "/a\nb", "/a\rb", "/a\x1f", "/a\x7f",
+        ] {
+            assert_eq!(get(target), Err(R::ControlCharacter), "{target:?}");
+        }
+        for target in [
+            "/a%00b", "/a%01", "/a%09", "/a%0a", "/a%0D", "/a%1F", "/a%1f", "/a%7F", "/a%7f",
+        ] {
+            assert_eq!(get(target), Err(R::ControlCharacter), "{target}");
+        }
+    }
+
+    #[test]
+    fn raw_space_and_non_ascii_are_rejected() {
+        assert_eq!(get("/a b"), Err(R::Space));
+        assert_eq!(get("/caf\u{e9}"), Err(R::NonAscii));
+        assert_eq!(get("/\u{2215}"), Err(R::NonAscii));
+    }
+
+    #[test]
+    fn fragments_are_rejected() {
+        assert_eq!(get("/a#b"), Err(R::Fragment));
+        assert_eq!(get("/a#"), Err(R::Fragment));
+    }
+
+    #[test]
+    fn invalid_percent_encoding_is_rejected() {
+        for target in [
+            "/%", "/a%", "/a%4", "/%G1", "/%g1", "/%1G", "/%%41", "/a%-1", "/%4 ",
+        ] {
+            assert_eq!(get(target), Err(R::InvalidPercentEncoding), "{target}");
+        }
+    }
+
+    #[test]
+    fn encoded_bytes_must_be_utf8() {
+        // Overlong encodings of `.` and `/`, which lenient decoders turn into traversal.
+        assert_eq!(get("/%C0%AE%C0%AE/x"), Err(R::InvalidUtf8));
+        assert_eq!(get("/a%c0%afb"), Err(R::InvalidUtf8));
+        assert_eq!(get("/a%E9"), Err(R::InvalidUtf8));
+        assert_eq!(get("/a%C3"), Err(R::InvalidUtf8), "a truncated sequence");
+        assert_eq!(
+            get("/a%C3a%A9"),
+            Err(R::InvalidUtf8),
+            "a sequence split by an ASCII byte"
+        );
+        assert_eq!(path("/%E2%88%95"), "/%E2%88%95");
+    }
+
+    #[test]
+    fn only_origin_form_and_options_asterisk_are_accepted() {
+        assert_eq!(get(""), Err(R::Empty));
+        assert_eq!(get("http://host/x"), Err(R::NotOriginForm));
+        assert_eq!(get("https://host"), Err(R::NotOriginForm));
+        assert_eq!(get("host:443"), Err(R::NotOriginForm));
+        assert_eq!(get("a/b"), Err(R::NotOriginForm));
+        assert_eq!(get("?a"), Err(R::NotOriginForm));
+        assert_eq!(get("*"), Err(R::AsteriskForm));
+        assert_eq!(
+            canonicalize("options", "*"),
+            Err(R::AsteriskForm),
+            "methods are case-sensitive"
+        );
+        let star = canonicalize("OPTIONS", "*").unwrap();
+        assert_eq!((star.path.as_str(), star.query.as_deref()), ("*", None));
+        assert_eq!(star.path_and_query(), "*");
+        assert_eq!(canonicalize("OPTIONS", "*?a"), Err(R::NotOriginForm));
+        assert_eq!(canonicalize("OPTIONS", "/a").unwrap().path, "/a");
+    }
+
+    #[test]
+    fn long_paths_are_rejected() {
+        let limit = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+        assert_eq!(path(&limit).len(), MAX_PATH_LEN);
+        assert_eq!(get(&format!("{limit}a")), Err(R::TooLong));
+        // Encoding raw `{` grows the path; the canonical form must fit too.
+        let grows = format!("/{}", "{".repeat(3000));
+        assert_eq!(get(&grows), Err(R::TooLong));
+        let long_query = format!("/a?{}", "q".repeat(3 * MAX_PATH_LEN));
+        assert!(get(&long_query).is_ok(), "the limit is on the path");
+    }
+
+    #[test]
+    fn rejections_say_what_was_rejected() {
+        assert_eq!(R::EncodedSlash.to_string(), "encoded slash (%2F) in path");
+        assert_eq!(
+            R::MethodOverride("X-HTTP-Method").to_string(),
+            "method-override header X-HTTP-Method is not allowed"
+        );
+        assert_eq!(R::DotSegment.kind(), "dot_segment");
+    }
+
+    #[test]
+    fn method_override_headers_are_rejected_in_any_spelling() {
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method-Override",
+            "x_http_method_override",
+            "X-Http_Method-Override",
+            "x-http-method",
+            "x_http_method",
+            "x-method-override",
+            "X_METHOD_OVERRIDE",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", "*/*".parse().unwrap());
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "DELETE".parse().unwrap(),
+            );
+            assert!(
+                matches!(reject_method_override(&headers), Err(R::MethodOverride(_))),
+                "{name}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-http-method-overrides", "DELETE".parse().unwrap());
+        headers.insert("x-method", "DELETE".parse().unwrap());
+        headers.insert("authorization", "Bearer x".parse().unwrap());
+        assert_eq!(reject_method_override(&headers), Ok(()));
+        assert_eq!(reject_method_override(&HeaderMap::new()), Ok(()));
+    }
+
+    /// Targets built from the interesting pieces, so that many are accepted and many rejected.
+    fn target_strategy() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/".to_string()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            Just("%2e".to_string()),
+            Just("%2E".to_string()),
+            Just("%2F".to_string()),
+            Just("%5c".to_string()),
+            Just("%3B".to_string()),
+            Just(";".to_string()),
+            Just("\\".to_string()),
+            Just("%41".to_string()),
+            Just("%7e".to_string()),
+            Just("%3a".to_string()),
+            Just("%c3%a9".to_string()),
+            Just("%C0%AE".to_string()),
+            Just("%".to_string()),
+            Just("{".to_string()),
+            Just("?".to_string()),
+            Just("#".to_string()),
+            Just("%00".to_string()),
+            "[a-zA-Z0-9._~:@!$&'()*+,=-]{1,4}",
+            "[ -~]{1,3}",
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|pieces| format!("/{}", pieces.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn canonicalisation_is_idempotent(target in target_strategy()) {
+            if let Ok(canonical) = get(&target) {
+                prop_assert_eq!(get(&canonical.path_and_query()), Ok(canonical.clone()));
+            }
+        }
+
+        #[test]
+        fn canonical_paths_hold_nothing_ambiguous(target in target_strategy()) {
+            if let Ok(canonical) = get(&target) {
+                prop_assert!(!canonical.path.contains("//"));
+                let path = format!("{}/", canonical.path);
+                for bad in ["/./", "/../", "%2F", "%2f", "%5C", "%5c", ";", "\\", "#", "?", " "] {
+                    prop_assert!(!path.contains(bad), "{:?} holds {:?}", canonical.path, bad);
+                }
+                prop_assert!(canonical.path.starts_with('/'));
+                prop_assert!(canonical.path.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics_and_accepted_output_is_a_fixed_point(target in "\\PC{0,40}") {
+            if let Ok(canonical) = get(&target) {
+                prop_assert_eq!(get(&canonical.path_and_query()), Ok(canonical.clone()));
+            }
+        }
+    }
+}
