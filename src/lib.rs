@@ -23,5 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy;
 pub mod routes;
 pub mod snapshot;
+pub mod tls;

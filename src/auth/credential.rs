@@ -142,6 +142,7 @@ mod tests {
     use super::*;
     use CredentialError as E;
 
+    /// (`HeaderValue` itself refuses control characters other than tab, so those never reach us.)
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -194,7 +195,6 @@ mod tests {
             b"Bearertoken",
             b"abc",
             b"Bearer caf\xc3\xa9",
-            b"Bearer \x7f",
         ] {
             assert_eq!(
                 read(&[("authorization", value)]),
@@ -239,7 +239,7 @@ mod tests {
             b"@example.com",
             b"joe@",
             b"joe @example.com",
-            b"j\x01@x",
+            b"j\t@x",
             b"j\xc3\xa9@x",
         ] {
             assert_eq!(
@@ -248,7 +248,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        for bad in [&b""[..], b"k 1", b"k\t1", b"k\x7f", b"\xff"] {
+        for bad in [&b""[..], b"k 1", b"k\t1", b"\xff"] {
             assert_eq!(
                 read(&[email, ("x-auth-key", bad)]),
                 Err(E::MalformedKey),

@@ -35,6 +35,34 @@ impl ConfigSet {
     }
 }
 
+impl ConfigSet {
+    /// A config from files already in memory (tests, benches, generated configs); `gateway.path` locates
+    /// the others only for messages.
+    pub fn from_sources(
+        gateway: SourceFile,
+        policy_files: Vec<SourceFile>,
+        route_files: Vec<SourceFile>,
+    ) -> Result<Self, ConfigErrors> {
+        let settings = gateway
+            .parse::<RawGateway>()
+            .map_err(|error| vec![error])
+            .and_then(|raw| Settings::compile(raw, &gateway.path))
+            .map_err(|mut errors| {
+                gateway.locate(&mut errors);
+                ConfigErrors(errors)
+            })?;
+        let mut set = Self {
+            gateway,
+            settings,
+            policy_files,
+            route_files,
+            content_hash: String::new(),
+        };
+        set.content_hash = content_hash(set.files());
+        Ok(set)
+    }
+}
+
 /// Reads and compiles the config at `gateway_path` (generation 1, loaded now).
 pub fn load(gateway_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let set = read(gateway_path)?;
@@ -44,14 +72,9 @@ pub fn load(gateway_path: &Path) -> Result<Snapshot, ConfigErrors> {
 /// Reads `gateway.yaml` and every file it names. Missing or unreadable files are errors naming them.
 pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     let gateway = SourceFile::read(gateway_path)?;
-    let settings = gateway
-        .parse::<RawGateway>()
-        .map_err(|error| vec![error])
-        .and_then(|raw| Settings::compile(raw, gateway_path))
-        .map_err(|mut errors| {
-            gateway.locate(&mut errors);
-            ConfigErrors(errors)
-        })?;
+    let ConfigSet {
+        gateway, settings, ..
+    } = ConfigSet::from_sources(gateway, Vec::new(), Vec::new())?;
     let mut errors = Vec::new();
     let mut policy_files = Vec::new();
     for (index, path) in settings.policy_files.iter().enumerate() {

@@ -98,7 +98,9 @@ impl ProxyError {
         match self {
             Self::Refused(refusal) => refusal.answer.clone(),
             Self::Framing(error) => Answer::rejected_request(error.to_string()),
-            Self::Unforwardable(what) => Answer::rejected_request(format!("cannot forward this {what}")),
+            Self::Unforwardable(what) => {
+                Answer::rejected_request(format!("cannot forward this {what}"))
+            }
             Self::Upstream { .. } | Self::Tls(_) => Answer::upstream_unavailable(),
             Self::UpstreamTimeout(_) => Answer::upstream_timeout(),
             Self::Overloaded => Answer::overloaded(),
@@ -108,14 +110,20 @@ impl ProxyError {
 
 /// The one place an error becomes a response: the Cloudflare envelope, its status, `Content-Type` and
 /// `X-Request-Id`. `explain` is `explain_denials`.
-pub fn error_response(error: &ProxyError, request_id: &HeaderValue, explain: bool) -> Response<ProxyBody> {
+pub fn error_response(
+    error: &ProxyError,
+    request_id: &HeaderValue,
+    explain: bool,
+) -> Response<ProxyBody> {
     let answer = error.answer();
     let body = match error {
         ProxyError::Refused(refusal) => refusal.body(explain),
         _ => answer.body(None, explain),
     };
     let mut response = json_response(answer.status, body);
-    response.headers_mut().insert(REQUEST_ID, request_id.clone());
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
     response
 }
 
@@ -123,7 +131,8 @@ pub fn error_response(error: &ProxyError, request_id: &HeaderValue, explain: boo
 /// `Answer`'s fixed table).
 pub fn json_response(status: u16, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(body::full(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -144,7 +153,11 @@ mod tests {
     async fn each_error_maps_to_its_envelope() {
         let id = HeaderValue::from_static("rid");
         let cases = [
-            (ProxyError::UpstreamTimeout(Duration::from_secs(1)), 504, 1201),
+            (
+                ProxyError::UpstreamTimeout(Duration::from_secs(1)),
+                504,
+                1201,
+            ),
             (
                 ProxyError::Upstream {
                     connect: true,
@@ -154,7 +167,11 @@ mod tests {
                 1200,
             ),
             (ProxyError::Overloaded, 503, 1202),
-            (ProxyError::Framing(FramingError::LengthAndEncoding), 400, 6003),
+            (
+                ProxyError::Framing(FramingError::LengthAndEncoding),
+                400,
+                6003,
+            ),
         ];
         for (error, status, code) in cases {
             let response = error_response(&error, &id, true);
@@ -162,9 +179,17 @@ mod tests {
             assert_eq!(response.headers()["content-type"], "application/json");
             assert_eq!(response.headers()["x-request-id"], "rid");
             let body = text(response).await;
-            assert!(body.starts_with(&format!(r#"{{"success":false,"errors":[{{"code":{code},"#)), "{body}");
+            assert!(
+                body.starts_with(&format!(r#"{{"success":false,"errors":[{{"code":{code},"#)),
+                "{body}"
+            );
         }
-        let body = text(error_response(&ProxyError::Framing(FramingError::DifferingLengths), &id, false)).await;
+        let body = text(error_response(
+            &ProxyError::Framing(FramingError::DifferingLengths),
+            &id,
+            false,
+        ))
+        .await;
         assert_eq!(
             body,
             r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6100,"message":"several differing Content-Length values"}]}],"messages":[],"result":null}"#

@@ -29,7 +29,12 @@ const HOP_BY_HOP: &[&str] = &[
 const CREDENTIALS: &[&str] = &["authorization", "x-auth-email", "x-auth-key"];
 
 /// Headers the gateway sets; from an untrusted peer they are never believed.
-const GATEWAY_SET: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"];
+const GATEWAY_SET: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
 
 /// The prefix of the identity headers only the gateway may set.
 const PERMGATE_PREFIX: &str = "x-permgate-";
@@ -97,7 +102,8 @@ fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 
 /// Whether the request asks for a WebSocket upgrade (`Connection: upgrade` and `Upgrade: websocket`).
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    lists_token(headers, &header::CONNECTION, "upgrade") && lists_token(headers, &header::UPGRADE, "websocket")
+    lists_token(headers, &header::CONNECTION, "upgrade")
+        && lists_token(headers, &header::UPGRADE, "websocket")
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the upgrade
@@ -141,7 +147,10 @@ fn remove_where(headers: &mut HeaderMap, mut doomed: impl FnMut(&str, &HeaderNam
 /// upstream client sets it to the upstream's authority.
 pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     // What the trusted proxy in front already said, kept before anything is removed.
-    let prior_forwarded_for = ctx.peer_trusted.then(|| joined(headers, &FORWARDED_FOR)).flatten();
+    let prior_forwarded_for = ctx
+        .peer_trusted
+        .then(|| joined(headers, &FORWARDED_FOR))
+        .flatten();
 
     // 1. Hop-by-hop first, so that `Connection: x-permgate-principal` can only remove the client's own.
     strip_hop_by_hop(headers, ctx.websocket);
@@ -194,7 +203,11 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
 }
 
 /// Response hygiene: hop-by-hop headers go (kept for a `101 Switching Protocols`), the request id is set.
-pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool, request_id: &HeaderValue) {
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    switching_protocols: bool,
+    request_id: &HeaderValue,
+) {
     strip_hop_by_hop(headers, switching_protocols);
     headers.insert(REQUEST_ID, request_id.clone());
 }
@@ -222,7 +235,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
         }
         headers
     }
@@ -290,7 +306,15 @@ mod tests {
         ]);
         prepare_request(&mut headers, &context(&identity, false));
         assert_eq!(get(&headers, "x-permgate-principal"), Some("user:u1"));
-        for gone in ["connection", "x-custom", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-authorization"] {
+        for gone in [
+            "connection",
+            "x-custom",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+        ] {
             assert!(!headers.contains_key(gone), "{gone} should be removed");
         }
         assert_eq!(get(&headers, "x-kept"), Some("yes"));
@@ -351,7 +375,10 @@ mod tests {
             ("x-forwarded-host", "api.example"),
         ]);
         prepare_request(&mut headers, &context(&identity, true));
-        assert_eq!(get(&headers, "x-forwarded-for"), Some("1.1.1.1, 10.0.0.1, 203.0.113.7"));
+        assert_eq!(
+            get(&headers, "x-forwarded-for"),
+            Some("1.1.1.1, 10.0.0.1, 203.0.113.7")
+        );
         assert!(!headers.contains_key("x_forwarded_for"));
         assert_eq!(get(&headers, "x-forwarded-proto"), Some("https"));
         assert_eq!(get(&headers, "x-forwarded-host"), Some("api.example"));

@@ -16,7 +16,10 @@ pub fn generate() -> String {
 /// The request id to use: the trusted peer's when it sent a usable one, else a fresh one.
 pub fn choose(headers: &HeaderMap, peer_trusted: bool) -> String {
     if peer_trusted {
-        if let Some(inbound) = headers.get("x-request-id").and_then(|value| value.to_str().ok()) {
+        if let Some(inbound) = headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+        {
             if is_usable(inbound) {
                 return inbound.to_string();
             }
@@ -29,9 +32,10 @@ pub fn choose(headers: &HeaderMap, peer_trusted: bool) -> String {
 fn is_usable(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_INBOUND_LEN
-        && id
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+        && id.bytes().all(|byte| {
+            byte.is_ascii_alphanumeric()
+                || matches!(byte, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        })
 }
 
 #[cfg(test)]

@@ -50,7 +50,10 @@ pub struct ConnInfo {
 /// What to do with a request, owned: nothing in it borrows the snapshot.
 #[derive(Debug)]
 enum Plan {
-    Forward { path_and_query: String, identity: Identity },
+    Forward {
+        path_and_query: String,
+        identity: Identity,
+    },
     Verify(VerifiedToken),
     Refuse(Box<pipeline::Refusal>),
 }
@@ -85,7 +88,11 @@ impl Gateway {
     /// and need no rebuild. On error the old clients stay.
     pub fn refresh_upstream(&self) -> Result<(), ProxyError> {
         let snapshot = self.snapshot.load_full();
-        if !self.upstream.load().is_built_for(&snapshot.settings.upstream) {
+        if !self
+            .upstream
+            .load()
+            .is_built_for(&snapshot.settings.upstream)
+        {
             let client = UpstreamClient::new(&snapshot.settings.upstream)?;
             self.upstream.store(Arc::new(client));
         }
@@ -98,10 +105,20 @@ impl Gateway {
         let peer_trusted = is_trusted(conn.peer.ip(), &snapshot.settings.trusted_proxies);
         let request_id = request_id::choose(request.headers(), peer_trusted);
         // Valid by construction (hex, or an inbound id checked to be plain ASCII); a fresh one otherwise.
-        let id_value =
-            HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
+        let id_value = HeaderValue::from_str(&request_id)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
         let method = request.method().clone();
-        match self.process(&snapshot, request, conn, peer_trusted, &request_id, &id_value).await {
+        match self
+            .process(
+                &snapshot,
+                request,
+                conn,
+                peer_trusted,
+                &request_id,
+                &id_value,
+            )
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 match &error {
@@ -139,7 +156,11 @@ impl Gateway {
                 peer_ip: conn.peer.ip(),
                 now: unix_now(),
             };
-            plan(&pipeline::decide(snapshot, &facts), settings.mode, request_id)
+            plan(
+                &pipeline::decide(snapshot, &facts),
+                settings.mode,
+                request_id,
+            )
         };
         let (path_and_query, identity) = match plan {
             Plan::Refuse(refusal) => return Err(ProxyError::Refused(refusal)),
@@ -150,7 +171,8 @@ impl Gateway {
             } => (path_and_query, identity),
         };
 
-        let websocket = request.version() == Version::HTTP_11 && headers::is_websocket_upgrade(request.headers());
+        let websocket = request.version() == Version::HTTP_11
+            && headers::is_websocket_upgrade(request.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let inbound_host = parts.headers.get(HOST).cloned().or_else(|| {
@@ -188,7 +210,11 @@ impl Gateway {
             match client_upgrade {
                 Some(client_upgrade) => {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    tokio::spawn(tunnel(client_upgrade, upstream_upgrade, request_id.to_string()));
+                    tokio::spawn(tunnel(
+                        client_upgrade,
+                        upstream_upgrade,
+                        request_id.to_string(),
+                    ));
                 }
                 // A 101 the client did not ask for cannot be relayed.
                 None => {
@@ -215,7 +241,8 @@ fn request_target(request: &Request<Incoming>) -> String {
     if !h2 && (uri.scheme().is_some() || uri.authority().is_some()) {
         return uri.to_string();
     }
-    uri.path_and_query().map_or_else(String::new, |pq| pq.as_str().to_string())
+    uri.path_and_query()
+        .map_or_else(String::new, |pq| pq.as_str().to_string())
 }
 
 /// Turns the verdict into an owned plan (and logs shadow-mode forwards).
@@ -229,7 +256,9 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
                     Some(token) => Plan::Verify(token),
                     None => Plan::Refuse(Box::new(verify_with_legacy_key())),
                 },
-                (Some(Handler::VerifyToken), None) => Plan::Refuse(Box::new(verify_with_legacy_key())),
+                (Some(Handler::VerifyToken), None) => {
+                    Plan::Refuse(Box::new(verify_with_legacy_key()))
+                }
                 (None, _) => match &verdict.canonical {
                     Some(canonical) => Plan::Forward {
                         path_and_query: canonical.path_and_query(),
@@ -237,7 +266,9 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
                     },
                     // `decide` always sets the target of an allowed request; fail closed if not.
                     None => Plan::Refuse(Box::new(pipeline::Refusal {
-                        answer: Answer::rejected_request("request target could not be checked".into()),
+                        answer: Answer::rejected_request(
+                            "request target could not be checked".into(),
+                        ),
                         denial: None,
                         shadow_forwardable: false,
                     })),
@@ -269,11 +300,14 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
 fn identity(verdict: &Verdict<'_>) -> Identity {
     let principal = verdict.principal;
     // The resource's account; for an account token on a route without one (`scope: any`/`none`), its own.
-    let account = verdict.resource.and_then(|resource| resource.account).or_else(|| {
-        principal
-            .filter(|principal| principal.kind == PrincipalKind::Account)
-            .map(|principal| principal.id)
-    });
+    let account = verdict
+        .resource
+        .and_then(|resource| resource.account)
+        .or_else(|| {
+            principal
+                .filter(|principal| principal.kind == PrincipalKind::Account)
+                .map(|principal| principal.id)
+        });
     Identity {
         principal: principal.map(|principal| principal.header_value()),
         token_id: principal.and_then(|principal| principal.token_id().map(str::to_string)),
@@ -317,7 +351,10 @@ fn verify_response(token: &VerifiedToken, id_value: &HeaderValue) -> Response<Pr
     );
     push_json_string(&mut body, &token.id);
     body.push_str(r#","status":"active""#);
-    for (name, value) in [("not_before", &token.not_before), ("expires_on", &token.expires_on)] {
+    for (name, value) in [
+        ("not_before", &token.not_before),
+        ("expires_on", &token.expires_on),
+    ] {
         if let Some(value) = value {
             body.push_str(",\"");
             body.push_str(name);
@@ -332,7 +369,11 @@ fn verify_response(token: &VerifiedToken, id_value: &HeaderValue) -> Response<Pr
 }
 
 /// Relays an upgraded connection (WebSocket) both ways until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, request_id: String) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    request_id: String,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(error) => {
@@ -355,7 +396,9 @@ fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]

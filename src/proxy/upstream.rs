@@ -99,7 +99,11 @@ impl UpstreamClient {
         upgrade: bool,
         response_timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let client = if upgrade { &self.upgrade_client } else { &self.client };
+        let client = if upgrade {
+            &self.upgrade_client
+        } else {
+            &self.client
+        };
         match tokio::time::timeout(response_timeout, client.request(request)).await {
             Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
             Ok(Err(error)) => Err(ProxyError::Upstream {
@@ -113,7 +117,9 @@ impl UpstreamClient {
 
 impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamClient").field("built_from", &self.built_from).finish()
+        f.debug_struct("UpstreamClient")
+            .field("built_from", &self.built_from)
+            .finish()
     }
 }
 
@@ -128,7 +134,8 @@ pub fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError>
     let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
     joined.push_str(prefix);
     joined.push_str(path_and_query);
-    let path_and_query = PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))?;
+    let path_and_query =
+        PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))?;
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
@@ -144,11 +151,16 @@ mod tests {
     fn the_canonical_target_is_appended_to_the_base_exactly() {
         let base: Uri = "http://127.0.0.1:9000".parse().unwrap();
         assert_eq!(
-            upstream_uri(&base, "/client/v4/zones/~x?a=%2F&b").unwrap().to_string(),
+            upstream_uri(&base, "/client/v4/zones/~x?a=%2F&b")
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:9000/client/v4/zones/~x?a=%2F&b"
         );
         let prefixed: Uri = "https://api.internal/base/".parse().unwrap();
-        assert_eq!(upstream_uri(&prefixed, "/v4").unwrap().to_string(), "https://api.internal/base/v4");
+        assert_eq!(
+            upstream_uri(&prefixed, "/v4").unwrap().to_string(),
+            "https://api.internal/base/v4"
+        );
         assert!(upstream_uri(&base, "*").is_err());
     }
 }

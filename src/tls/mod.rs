@@ -113,12 +113,12 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
         });
     }
     let key = read_private_key(key_file)?;
-    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(|source| {
-        TlsError::BadKey {
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(
+        |source| TlsError::BadKey {
             file: key_file.to_path_buf(),
             source,
-        }
-    })
+        },
+    )
 }
 
 /// The inbound server config: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `store`.
@@ -163,10 +163,12 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
 }
 
 fn open(file: &Path) -> Result<BufReader<File>, TlsError> {
-    File::open(file).map(BufReader::new).map_err(|source| TlsError::Read {
-        file: file.to_path_buf(),
-        source,
-    })
+    File::open(file)
+        .map(BufReader::new)
+        .map_err(|source| TlsError::Read {
+            file: file.to_path_buf(),
+            source,
+        })
 }
 
 fn read_certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -199,7 +201,10 @@ mod tests {
         let key_file = dir.join(format!("{name}.key"));
         std::fs::write(&cert_file, cert.cert.pem()).unwrap();
         std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
-        TlsSettings { cert_file, key_file }
+        TlsSettings {
+            cert_file,
+            key_file,
+        }
     }
 
     #[test]
@@ -218,7 +223,10 @@ mod tests {
             cert_file: first.cert_file.clone(),
             key_file: second.key_file.clone(),
         };
-        assert!(matches!(store.reload(&mismatched), Err(TlsError::BadKey { .. })));
+        assert!(matches!(
+            store.reload(&mismatched),
+            Err(TlsError::BadKey { .. })
+        ));
         assert_eq!(store.current().cert[0], after);
         assert!(server_config(Arc::new(store)).is_ok());
     }
@@ -239,7 +247,13 @@ mod tests {
             cert_file: pair.cert_file,
             key_file: empty.clone(),
         };
-        assert!(matches!(CertStore::load(&no_key), Err(TlsError::NoPrivateKey { .. })));
-        assert!(matches!(client_config(Some(&empty)), Err(TlsError::NoCertificate { .. })));
+        assert!(matches!(
+            CertStore::load(&no_key),
+            Err(TlsError::NoPrivateKey { .. })
+        ));
+        assert!(matches!(
+            client_config(Some(&empty)),
+            Err(TlsError::NoCertificate { .. })
+        ));
     }
 }

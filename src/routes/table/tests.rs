@@ -857,3 +857,5 @@ proptest! {
         }
     }
 }
+#[cfg(test)]
+mod probe;

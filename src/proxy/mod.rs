@@ -1,0 +1,28 @@
+//! The gateway server: a hyper reverse proxy that authorizes every request before forwarding it.
+//!
+//! - [`server`]: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, slow clients, graceful shutdown.
+//! - [`service`]: one request: snapshot → decision → forward | answer `verify` | refuse.
+//! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure).
+//! - [`upstream`]: the pooled upstream client and the upstream URI.
+//! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
+//! - [`error`]: the one function that turns any failure into the client's answer.
+//! - [`sample_upstream`]: the demo's built-in upstream.
+//!
+//! Nothing outside this module imports it except the CLI; it never decides anything itself (that is
+//! `pipeline::decide`) and never logs a credential.
+
+pub mod body;
+pub mod error;
+pub mod framing;
+pub mod headers;
+pub mod launch;
+pub mod request_id;
+pub mod sample_upstream;
+pub mod server;
+pub mod service;
+pub mod upstream;
+
+pub use error::ProxyError;
+pub use launch::{Running, StartError, start, start_on};
+pub use server::{Drain, serve};
+pub use service::{ConnInfo, Gateway};

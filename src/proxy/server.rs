@@ -1,0 +1,283 @@
+//! The accept loop: connection limit, TLS handshake, HTTP/1.1 + HTTP/2 serving, slow-client cut-off and
+//! graceful shutdown.
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future (mini-redis style), so tests bind
+//! `127.0.0.1:0` and stop the server whenever they like. One connection is one task:
+//!
+//! - **Limit.** `max_connections` permits. A connection over the limit is still answered, once, with
+//!   503/1202 and `Connection: close` (so clients see why instead of a reset); at most [`OVERFLOW_LIMIT`]
+//!   such answers are in progress at a time, beyond that the connection is closed at once.
+//! - **TLS.** The handshake must finish within `header_read_timeout`.
+//! - **Protocol.** hyper-util's auto builder: HTTP/2 when the client starts with the HTTP/2 preface (chosen
+//!   by ALPN `h2` over TLS, or h2c prior knowledge in plain text), HTTP/1.1 otherwise, upgrades enabled.
+//! - **Slow clients.** HTTP/1 heads must arrive within `header_read_timeout` (hyper's timer, which also
+//!   bounds idle keep-alive). Because the protocol sniffing before that has no timer, the gateway adds
+//!   one: a connection that has not produced its first request within `header_read_timeout` of being
+//!   ready is closed.
+//! - **Shutdown.** When `shutdown` resolves the listener is dropped (no new connections), every connection
+//!   is told to finish (HTTP/1 closes after the in-flight response, HTTP/2 sends GOAWAY), and `serve`
+//!   waits up to `shutdown_grace` for them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::header::{CONNECTION, HeaderValue};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::body::BoxError;
+use super::error::{ProxyError, error_response};
+use super::request_id;
+use super::service::{ConnInfo, Gateway};
+
+/// How many over-the-limit connections may be getting their 503 at once.
+pub const OVERFLOW_LIMIT: usize = 64;
+
+/// How `serve` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished within the grace period.
+    Complete,
+    /// The grace period ran out; the remaining connections were dropped.
+    GraceElapsed { remaining: usize },
+}
+
+/// Connection-level settings, read once when serving starts (they need a restart to change).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    max_connections: usize,
+    shutdown_grace: Duration,
+}
+
+/// What every connection task shares.
+struct Shared {
+    gateway: Arc<Gateway>,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    overload_builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+}
+
+/// Serves the gateway on `listener` (TLS when `tls` is given) until `shutdown` resolves, then drains.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
+    let limits = {
+        let snapshot = gateway.snapshot().load();
+        Limits {
+            header_read_timeout: snapshot.settings.header_read_timeout,
+            max_connections: snapshot.settings.max_connections,
+            shutdown_grace: snapshot.settings.shutdown_grace,
+        }
+    };
+    let builder = connection_builder(limits.header_read_timeout, true);
+    let overload_builder = connection_builder(limits.header_read_timeout, false);
+    let shared = Arc::new(Shared {
+        gateway,
+        tls: tls.map(TlsAcceptor::from),
+        builder,
+        overload_builder,
+        limits,
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let overflow = Arc::new(Semaphore::new(OVERFLOW_LIMIT));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let admission = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => Admission {
+                overloaded: false,
+                _permit: permit,
+            },
+            Err(_) => match Arc::clone(&overflow).try_acquire_owned() {
+                Ok(permit) => Admission {
+                    overloaded: true,
+                    _permit: permit,
+                },
+                Err(_) => {
+                    tracing::debug!(%peer, "over the connection limit: closing");
+                    continue;
+                }
+            },
+        };
+        let conn = ConnInfo {
+            peer,
+            tls: shared.tls.is_some(),
+        };
+        tokio::spawn(connection(
+            Arc::clone(&shared),
+            stream,
+            conn,
+            admission,
+            graceful.watcher(),
+        ));
+    }
+
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: draining connections"
+    );
+    let remaining = graceful.count();
+    match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => Drain::Complete,
+        Err(_) => {
+            tracing::warn!(
+                remaining,
+                "shutdown grace elapsed with connections still open"
+            );
+            Drain::GraceElapsed { remaining }
+        }
+    }
+}
+
+/// A connection's slot: a normal one, or one of the few over-the-limit answers. Holding it holds the
+/// permit; dropping it (when the connection task ends) frees the slot.
+struct Admission {
+    overloaded: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn connection_builder(
+    header_read_timeout: Duration,
+    keep_alive: bool,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(keep_alive);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Detects dead peers on idle HTTP/2 connections.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// One connection: TLS handshake (bounded), then HTTP until it closes.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    admission: Admission,
+    watcher: Watcher,
+) {
+    let timeout = shared.limits.header_read_timeout;
+    match &shared.tls {
+        None => drive(&shared, stream, conn, &admission, watcher).await,
+        Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => drive(&shared, tls, conn, &admission, watcher).await,
+            Ok(Err(error)) => tracing::debug!(peer = %conn.peer, %error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
+        },
+    }
+    // The permit is released here, when the connection is gone.
+    drop(admission);
+}
+
+async fn drive<I>(shared: &Shared, io: I, conn: ConnInfo, admission: &Admission, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let result = if admission.overloaded {
+        answer_overloaded(shared, io, watcher).await
+    } else {
+        serve_gateway(shared, io, conn, watcher).await
+    };
+    if let Err(error) = result {
+        tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
+    }
+}
+
+async fn serve_gateway<I>(
+    shared: &Shared,
+    io: I,
+    conn: ConnInfo,
+    watcher: Watcher,
+) -> Result<(), BoxError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = shared.limits.header_read_timeout;
+    let started = Arc::new(AtomicBool::new(false));
+    let gateway = Arc::clone(&shared.gateway);
+    let seen = Arc::clone(&started);
+    let service = service_fn(move |request| {
+        seen.store(true, Ordering::Relaxed);
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(gateway.handle(request, conn).await) }
+    });
+    let served = watcher.watch(
+        shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service),
+    );
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => result,
+        () = tokio::time::sleep(timeout) => {
+            if started.load(Ordering::Relaxed) {
+                served.await
+            } else {
+                tracing::debug!(peer = %conn.peer, "no request within header_read_timeout: closing");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Over the limit: one 503/1202 answer with `Connection: close`, within `header_read_timeout` at most.
+async fn answer_overloaded<I>(shared: &Shared, io: I, watcher: Watcher) -> Result<(), BoxError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let explain = shared.gateway.snapshot().load().settings.explain_denials;
+    let service = service_fn(move |_request| async move {
+        let id = HeaderValue::from_str(&request_id::generate())
+            .unwrap_or_else(|_| HeaderValue::from_static("overloaded"));
+        let mut response = error_response(&ProxyError::Overloaded, &id, explain);
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, Infallible>(response)
+    });
+    let served = watcher.watch(
+        shared
+            .overload_builder
+            .serve_connection(TokioIo::new(io), service),
+    );
+    tokio::time::timeout(shared.limits.header_read_timeout, served)
+        .await
+        .unwrap_or(Ok(()))
+}

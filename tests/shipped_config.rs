@@ -1,0 +1,132 @@
+//! The shipped `config/` and `routes/` (what `permgate demo` serves) load, compile and decide the three demo
+//! requests as the demo prints them: an allowed call, a 403 and a 404.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use http::HeaderMap;
+use permgate::pipeline::{Facts, decide};
+use permgate::snapshot::Snapshot;
+
+/// 2026-01-01T00:00:00Z: the demo tokens are active then (and now).
+const NOW: i64 = 1_767_225_600;
+
+fn shipped_gateway() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join("gateway.yaml")
+}
+
+fn load() -> Snapshot {
+    match permgate::config::load(&shipped_gateway()) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => panic!("the shipped config does not load:\n{errors}"),
+    }
+}
+
+fn decide_with_token(
+    snapshot: &Snapshot,
+    method: &str,
+    target: &str,
+    token: &str,
+) -> (bool, u16, u32) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let facts = Facts {
+        method,
+        target,
+        headers: &headers,
+        peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        now: NOW,
+    };
+    let verdict = decide(snapshot, &facts);
+    (verdict.allowed(), verdict.status(), verdict.code())
+}
+
+#[test]
+fn shipped_config_loads() {
+    let snapshot = load();
+    assert_eq!(
+        snapshot.routes.len(),
+        28,
+        "routes/demo.yaml holds 28 routes"
+    );
+    assert!(snapshot.settings.explain_denials);
+    assert_eq!(snapshot.settings.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(snapshot.settings.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(snapshot.settings.resource_namespace, "com.cloudflare.api");
+    let names: Vec<String> = snapshot
+        .files
+        .iter()
+        .filter_map(|file| {
+            file.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .collect();
+    for expected in [
+        "gateway.yaml",
+        "permission_groups.yaml",
+        "accounts.yaml",
+        "tokens.yaml",
+        "demo.yaml",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} is not among the loaded files {names:?}"
+        );
+    }
+}
+
+#[test]
+fn shipped_config_decides_the_demo_requests() {
+    let snapshot = load();
+    let records = "/client/v4/zones/b1fbb152bbde3bd28919a7f4bdca841f/dns_records";
+    assert_eq!(
+        decide_with_token(&snapshot, "GET", records, "pgt_demo_joe_dns_read"),
+        (true, 200, 0),
+        "the demo's allowed call"
+    );
+    assert_eq!(
+        decide_with_token(&snapshot, "POST", records, "pgt_demo_joe_dns_read"),
+        (false, 403, 10000),
+        "the demo's 403"
+    );
+    assert_eq!(
+        decide_with_token(
+            &snapshot,
+            "GET",
+            "/client/v4/no/such/route",
+            "pgt_demo_joe_dns_read"
+        ),
+        (false, 404, 7003),
+        "the demo's 404"
+    );
+}
+
+#[test]
+fn shipped_tokens_file_lists_every_demo_secret() {
+    // The comment block at the top of tokens.yaml names each demo secret; each must match a token's hash,
+    // so the demo's printed secrets keep working when the file is edited.
+    use sha2::{Digest, Sha256};
+    let text = std::fs::read_to_string(shipped_gateway().with_file_name("tokens.yaml")).unwrap();
+    let secrets: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("#   "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|word| word.starts_with("pgt_demo_"))
+        .collect();
+    assert!(
+        secrets.len() >= 10,
+        "expected the demo secrets listed at the top of tokens.yaml"
+    );
+    for secret in secrets {
+        let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+        assert!(
+            text.contains(&format!("secret_sha256: {hash}")),
+            "demo secret {secret} has no token with secret_sha256 {hash}"
+        );
+    }
+}
