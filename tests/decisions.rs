@@ -84,6 +84,9 @@ struct Expect {
     /// A substring of the human reason (case-insensitive).
     #[serde(default)]
     reason_contains: Option<String>,
+    /// Substrings the reason must not contain (e.g. another user's id: SPEC §3.5).
+    #[serde(default)]
+    reason_excludes: Vec<String>,
 }
 
 /// What the library decided, in the terms of `Expect`.
@@ -124,6 +127,9 @@ impl std::fmt::Display for Expect {
         }
         if let Some(reason) = &self.reason_contains {
             write!(f, " reason containing {reason:?}")?;
+        }
+        if !self.reason_excludes.is_empty() {
+            write!(f, " reason without {:?}", self.reason_excludes)?;
         }
         Ok(())
     }
@@ -252,6 +258,14 @@ fn mismatch(expect: &Expect, got: &Got) -> Option<String> {
         if !got.reason.to_lowercase().contains(&needle.to_lowercase()) {
             problems.push("reason");
         }
+    }
+    let reason = got.reason.to_lowercase();
+    if expect
+        .reason_excludes
+        .iter()
+        .any(|needle| reason.contains(&needle.to_lowercase()))
+    {
+        problems.push("reason (contains an excluded text)");
     }
     (!problems.is_empty()).then(|| problems.join(", "))
 }

@@ -1,5 +1,11 @@
 //! Property tests of the decision: a deny policy never turns a deny into an allow; a user token never exceeds
 //! its user; the decision does not depend on the order of policies. Worlds are generated from a seed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 use std::net::IpAddr;
 
@@ -258,7 +264,10 @@ fn requests() -> Vec<(&'static str, String)> {
 }
 
 /// (credential, method, path) → (status, code) for every request.
-fn decisions(snapshot: &Snapshot) -> Vec<((String, &'static str, String), (u16, u32))> {
+/// (credential, method, path) and its (status, code).
+type Decisions = Vec<((String, &'static str, String), (u16, u32))>;
+
+fn decisions(snapshot: &Snapshot) -> Decisions {
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     let mut out = Vec::new();
     for (name, headers) in credentials() {

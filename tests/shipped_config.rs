@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use permgate::pipeline::{Facts, decide};
 use permgate::snapshot::Snapshot;
 
@@ -17,11 +17,9 @@ fn shipped_gateway() -> PathBuf {
         .join("gateway.yaml")
 }
 
-fn load() -> Snapshot {
-    match permgate::config::load(&shipped_gateway()) {
-        Ok(snapshot) => snapshot,
-        Err(errors) => panic!("the shipped config does not load:\n{errors}"),
-    }
+fn load() -> Result<Snapshot, String> {
+    permgate::config::load(&shipped_gateway())
+        .map_err(|errors| format!("the shipped config does not load:\n{errors}"))
 }
 
 fn decide_with_token(
@@ -29,12 +27,10 @@ fn decide_with_token(
     method: &str,
     target: &str,
     token: &str,
-) -> (bool, u16, u32) {
+) -> Result<(bool, u16, u32), String> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
+    let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    headers.insert(http::header::AUTHORIZATION, value);
     let facts = Facts {
         method,
         target,
@@ -43,17 +39,31 @@ fn decide_with_token(
         now: NOW,
     };
     let verdict = decide(snapshot, &facts);
-    (verdict.allowed(), verdict.status(), verdict.code())
+    Ok((verdict.allowed(), verdict.status(), verdict.code()))
 }
 
 #[test]
 fn shipped_config_loads() {
-    let snapshot = load();
+    let snapshot = load().unwrap();
     assert_eq!(
         snapshot.routes.len(),
         28,
         "routes/demo.yaml holds 28 routes"
     );
+    let policy = &snapshot.policy;
+    assert_eq!(policy.users.len(), 10, "users in accounts.yaml");
+    assert_eq!(
+        policy.accounts.len(),
+        2,
+        "Example Company and Globex Corporation"
+    );
+    assert_eq!(
+        policy.zones.len(),
+        5,
+        "three zones of Example Company, two of Globex"
+    );
+    assert_eq!(policy.tokens.len(), 21, "tokens in tokens.yaml");
+    assert!(policy.groups.len() >= 17, "the catalog holds 17 groups");
     assert!(snapshot.settings.explain_denials);
     assert_eq!(snapshot.settings.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(snapshot.settings.admin_listen.to_string(), "127.0.0.1:9090");
@@ -82,15 +92,15 @@ fn shipped_config_loads() {
 
 #[test]
 fn shipped_config_decides_the_demo_requests() {
-    let snapshot = load();
+    let snapshot = load().unwrap();
     let records = "/client/v4/zones/b1fbb152bbde3bd28919a7f4bdca841f/dns_records";
     assert_eq!(
-        decide_with_token(&snapshot, "GET", records, "pgt_demo_joe_dns_read"),
+        decide_with_token(&snapshot, "GET", records, "pgt_demo_joe_dns_read").unwrap(),
         (true, 200, 0),
         "the demo's allowed call"
     );
     assert_eq!(
-        decide_with_token(&snapshot, "POST", records, "pgt_demo_joe_dns_read"),
+        decide_with_token(&snapshot, "POST", records, "pgt_demo_joe_dns_read").unwrap(),
         (false, 403, 10000),
         "the demo's 403"
     );
@@ -100,7 +110,8 @@ fn shipped_config_decides_the_demo_requests() {
             "GET",
             "/client/v4/no/such/route",
             "pgt_demo_joe_dns_read"
-        ),
+        )
+        .unwrap(),
         (false, 404, 7003),
         "the demo's 404"
     );

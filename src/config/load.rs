@@ -163,7 +163,7 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
     for file in &set.policy_files {
         match file.parse::<RawPolicyFile>() {
             Ok(raw) => raw_policies.push((file, raw)),
-            Err(error) => errors.push(error),
+            Err(error) => errors.extend(policy_file_errors(file, error)),
         }
     }
     let sources: Vec<PolicySource<'_>> = raw_policies
@@ -173,12 +173,19 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             raw,
         })
         .collect();
-    let policy = match compile_policies(&sources, keys, &set.settings.resource_namespace) {
-        Ok(policy) => Some(policy),
-        Err(policy_errors) => {
-            errors.extend(policy_errors);
-            None
+    // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
+    // would be a misleading knock-on error: report the parse errors alone.
+    let all_parsed = raw_policies.len() == set.policy_files.len();
+    let policy = if all_parsed {
+        match compile_policies(&sources, keys, &set.settings.resource_namespace) {
+            Ok(policy) => Some(policy),
+            Err(policy_errors) => {
+                errors.extend(policy_errors);
+                None
+            }
         }
+    } else {
+        None
     };
     match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
@@ -197,6 +204,28 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// Every shape error of a policy file that did not parse: the first one the parser met, plus those of every
+/// other broken list item (each item parsed on its own).
+fn policy_file_errors(file: &SourceFile, first: ConfigError) -> Vec<ConfigError> {
+    use super::raw::{RawAccount, RawGroup, RawToken, RawUser};
+    let mut errors = vec![first];
+    let more = [
+        file.item_errors::<RawGroup>("permission_groups"),
+        file.item_errors::<RawUser>("users"),
+        file.item_errors::<RawAccount>("accounts"),
+        file.item_errors::<RawToken>("tokens"),
+    ];
+    for error in more.into_iter().flatten() {
+        if !errors
+            .iter()
+            .any(|known| known.line == error.line && known.message == error.message)
+        {
+            errors.push(error);
+        }
+    }
+    errors
 }
 
 /// Hex SHA-256 over each file's path, length and content.

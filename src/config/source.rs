@@ -50,18 +50,27 @@ impl SourceFile {
 
     /// Parses the file (YAML, so JSON too) into raw type `T`; a syntax or shape error names its place.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        serde_saphyr::from_str::<T>(&self.text).map_err(|error| {
-            let mut config_error = ConfigError::new(&self.path, "", first_line(&error.to_string()));
-            if let Some(location) = error.location() {
-                if location.line() > 0 {
-                    config_error.line = Some(location.line());
-                    config_error.column = Some(location.column());
-                    config_error.path =
-                        LineIndex::build(&self.text).path_at(location.line(), location.column());
+        parse_text::<T>(&self.text, &self.path, 0, "")
+    }
+
+    /// After a whole-file parse error: parses each item of the top-level list `key` on its own as a `T`, so
+    /// that every broken item is reported, not only the first one the parser met.
+    ///
+    /// An item's text is cut out of the file by the positions the YAML parser reports (and un-indented for
+    /// block items); its errors are shifted back to the file's lines and prefixed with `key[index]`.
+    pub fn item_errors<T: DeserializeOwned>(&self, key: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (index, (line, column, text)) in list_items(&self.text, key).into_iter().enumerate() {
+            if let Err(mut error) =
+                parse_text::<T>(&text, &self.path, line - 1, &format!("{key}[{index}]"))
+            {
+                if error.line == Some(line) {
+                    error.column = error.column.map(|c| c + column);
                 }
+                errors.push(error);
             }
-            config_error
-        })
+        }
+        errors
     }
 
     /// Fills in line and column of every error of this file that has a path but no line yet.
@@ -80,10 +89,130 @@ impl SourceFile {
     }
 }
 
-/// serde-saphyr's messages can carry a source snippet after the first line; the location is reported
-/// separately, so keep only the sentence.
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+/// Parses `text` as a `T`; errors get `line_offset` added and their path prefixed with `prefix`.
+fn parse_text<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    line_offset: u64,
+    prefix: &str,
+) -> Result<T, ConfigError> {
+    serde_saphyr::from_str::<T>(text).map_err(|error| {
+        let mut config_error = ConfigError::new(file, prefix, clean_message(&error.to_string()));
+        if let Some(location) = error.location() {
+            if location.line() > 0 {
+                config_error.line = Some(location.line() + line_offset);
+                config_error.column = Some(location.column());
+                let inner = LineIndex::build(text).path_at(location.line(), location.column());
+                config_error.path = match (prefix.is_empty(), inner.is_empty()) {
+                    (_, true) => prefix.to_string(),
+                    (true, false) => inner,
+                    (false, false) => format!("{prefix}.{inner}"),
+                };
+            }
+        }
+        config_error
+    })
+}
+
+/// serde-saphyr's messages start with `error: line N column M:` and can carry a source snippet after the
+/// first line; the location is reported separately, so keep only the sentence.
+fn clean_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let without_error = first.strip_prefix("error:").map_or(first, str::trim_start);
+    match without_error
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((position, rest)) if position.contains("column") => rest.to_string(),
+        _ => without_error.to_string(),
+    }
+}
+
+/// The items of the top-level sequence `key`: each item's 1-based line, 0-based column and its text
+/// (un-indented so it parses on its own). Empty when the document is not valid YAML.
+fn list_items(text: &str, key: &str) -> Vec<(u64, u64, String)> {
+    // (start byte, line, column, end byte) of each item.
+    let mut items: Vec<(usize, u64, u64, usize)> = Vec::new();
+    let mut depth = 0usize;
+    let mut in_list = false;
+    let mut expect_key = false;
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            return Vec::new();
+        };
+        let start = span.start.byte_offset().unwrap_or(0);
+        let end = span.end.byte_offset().unwrap_or(start);
+        let line = span.start.line() as u64;
+        let column = span.start.col() as u64;
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if in_list && depth == 2 {
+                    items.push((start, line, column, text.len()));
+                }
+                if depth == 1 {
+                    expect_key = !expect_key;
+                }
+                depth += 1;
+                if depth == 1 {
+                    expect_key = true;
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                depth = depth.saturating_sub(1);
+                if in_list && depth == 2 {
+                    if let Some(item) = items.last_mut() {
+                        item.3 = end.max(start);
+                    }
+                } else if in_list && depth == 1 {
+                    in_list = false;
+                }
+            }
+            Event::Scalar(value, ..) => {
+                if in_list && depth == 2 {
+                    items.push((start, line, column, end));
+                } else if depth == 1 {
+                    if expect_key {
+                        in_list = value == key;
+                    }
+                    expect_key = !expect_key;
+                }
+            }
+            Event::Alias(..) => {
+                if in_list && depth == 2 {
+                    items.push((start, line, column, end));
+                } else if depth == 1 {
+                    expect_key = !expect_key;
+                }
+            }
+            _ => {}
+        }
+    }
+    items
+        .into_iter()
+        .filter_map(|(start, line, column, end)| {
+            let slice = text.get(start..end)?;
+            Some((line, column, unindent(slice, column as usize)))
+        })
+        .collect()
+}
+
+/// Removes `column` leading spaces from every line after the first (the first starts at the item).
+fn unindent(slice: &str, column: usize) -> String {
+    let mut out = String::with_capacity(slice.len());
+    for (index, line) in slice.split_inclusive('\n').enumerate() {
+        if index == 0 {
+            out.push_str(line);
+            continue;
+        }
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        out.push_str(line.get(spaces.min(column)..).unwrap_or(line));
+    }
+    // A block item's slice runs up to the next `- `; drop a trailing dash left on the last line.
+    let trimmed = out.trim_end();
+    match trimmed.strip_suffix('-') {
+        Some(rest) => rest.to_string(),
+        None => out,
+    }
 }
 
 /// Where each node of a YAML document starts, by document path.
@@ -227,6 +356,31 @@ mod tests {
     #[allow(dead_code)]
     struct Account {
         id: String,
+    }
+
+    #[test]
+    fn every_broken_item_is_reported_not_only_the_first() {
+        let text =
+            "# accounts\naccounts:\n  - id: a\n    nme: b\n  - { id: c }\n  - id: d\n    naem: e\n";
+        let source = SourceFile::from_text("x.yaml", text);
+        let errors = source.item_errors::<Account>("accounts");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].path, "accounts[0].nme");
+        assert_eq!(errors[0].line, Some(4));
+        assert_eq!(errors[1].path, "accounts[2].naem");
+        assert_eq!(errors[1].line, Some(7));
+        assert!(
+            errors[1].message.starts_with("unknown field `naem`"),
+            "{}",
+            errors[1].message
+        );
+        let json = SourceFile::from_text(
+            "x.json",
+            "{\"accounts\": [{\"id\": \"a\"}, {\"id\": \"b\", \"x\": 1}]}",
+        );
+        let errors = json.item_errors::<Account>("accounts");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "accounts[1].x");
     }
 
     #[test]

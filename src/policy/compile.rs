@@ -20,6 +20,9 @@ use crate::config::raw::{
     RawResourceValue, RawToken, RawTokenPolicy, TokenStatus,
 };
 
+/// Each group of a policy, by document path, with the resource types it is meant for.
+type GroupScopes = Vec<(String, Vec<Box<str>>)>;
+
 /// One parsed policy file and where it came from.
 pub struct PolicySource<'a> {
     pub file: &'a Path,
@@ -164,9 +167,9 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let scopes = self.group_scopes(group, source.file, &path);
-            let Some((patterns, keys)) = self.group_patterns(group, source.file, &path) else {
-                continue;
-            };
+            // A group with a bad key is still registered (its error is reported), so references to it do
+            // not each report a misleading "unknown permission group".
+            let (patterns, keys, _) = self.group_patterns(group, source.file, &path);
             let name = group.name.clone().unwrap_or_default();
             let position = self.set.groups.len();
             self.set.groups.push(GroupInfo {
@@ -208,7 +211,7 @@ impl<'a> Compiler<'a> {
         group: &RawGroup,
         file: &Path,
         path: &str,
-    ) -> Option<(Vec<KeyPattern>, KeySet)> {
+    ) -> (Vec<KeyPattern>, KeySet, bool) {
         let mut keys = KeySet::empty(self.keys.len());
         let mut patterns = Vec::new();
         let mut ok = true;
@@ -232,7 +235,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        ok.then_some((patterns, keys))
+        (patterns, keys, ok)
     }
 
     /// The keys of a policy's group entry: an inline definition, or a reference by id or by unique name.
@@ -244,9 +247,8 @@ impl<'a> Compiler<'a> {
     ) -> Option<(KeySet, Vec<Box<str>>)> {
         if group.permissions.is_some() {
             let scopes = self.group_scopes(group, file, path);
-            return self
-                .group_patterns(group, file, path)
-                .map(|(_, keys)| (keys, scopes));
+            let (_, keys, ok) = self.group_patterns(group, file, path);
+            return ok.then_some((keys, scopes));
         }
         let position = match (group.id.as_deref(), group.name.as_deref()) {
             (Some(id), _) => match self.group_by_id.get(id) {
@@ -307,7 +309,7 @@ impl<'a> Compiler<'a> {
         groups: &[RawGroup],
         file: &Path,
         path: &str,
-    ) -> Option<(u32, Vec<(String, Vec<Box<str>>)>)> {
+    ) -> Option<(u32, GroupScopes)> {
         let mut group_scopes = Vec::new();
         let mut keys = KeySet::empty(self.keys.len());
         let mut ok = true;
@@ -355,20 +357,18 @@ impl<'a> Compiler<'a> {
     }
 
     /// Warns when a group sits in a policy whose selector holds no resource of the group's type (SPEC §1).
-    fn check_group_scopes(
-        &mut self,
-        group_scopes: &[(String, Vec<Box<str>>)],
-        selector: &Selector,
-        file: &Path,
-    ) {
+    fn check_group_scopes(&mut self, group_scopes: &GroupScopes, selector: &Selector, file: &Path) {
         let holds = |kind: &str| {
-            selector.items().iter().any(|item| match (kind, item) {
-                ("account", Select::AllAccounts | Select::Account(_)) => true,
-                ("account.zone", Select::AllZones | Select::AccountZones(_) | Select::Zone(_)) => {
-                    true
-                }
-                ("user", Select::User(_)) => true,
-                _ => false,
+            selector.items().iter().any(|item| {
+                matches!(
+                    (kind, item),
+                    ("account", Select::AllAccounts | Select::Account(_))
+                        | (
+                            "account.zone",
+                            Select::AllZones | Select::AccountZones(_) | Select::Zone(_)
+                        )
+                        | ("user", Select::User(_))
+                )
             })
         };
         let mut warnings = Vec::new();
@@ -485,16 +485,16 @@ impl<'a> Compiler<'a> {
                         .set
                         .zones
                         .get(*existing as usize)
-                        .and_then(|zone| self.set.accounts.get(zone.account as usize))
-                        .map_or("", |account| &*account.id)
-                        .to_string();
-                    let message = if owner == account.id {
-                        format!("duplicate zone {:?}", zone.id)
-                    } else {
-                        format!(
-                            "zone {:?} is already in account {owner:?}: a zone belongs to one account",
-                            zone.id
-                        )
+                        .map(|zone| zone.account);
+                    let message = match owner
+                        .and_then(|owner| self.set.accounts.get(owner as usize))
+                    {
+                        Some(other) => format!(
+                            "zone {:?} is already in account {:?}: a zone belongs to one account",
+                            zone.id, other.id
+                        ),
+                        // Not yet in `accounts`: the owner is the account being read.
+                        None => format!("duplicate zone {:?} in account {:?}", zone.id, account.id),
                     };
                     self.error(source.file, zone_path, message);
                     continue;
@@ -751,7 +751,7 @@ impl<'a> Compiler<'a> {
         let selector = Selector::new(items);
         self.check_group_scopes(&group_scopes, &selector, file);
         Some(Policy {
-            id: policy.id.clone().map_or_else(label, |id| id).into(),
+            id: policy.id.clone().unwrap_or_else(label).into(),
             effect: effect(policy.access),
             keyset,
             selector,
@@ -1062,7 +1062,7 @@ impl<'a> Compiler<'a> {
             self.check_reachable(user, &selector, file, path);
         }
         Some(Policy {
-            id: policy.id.clone().map_or_else(label, |id| id).into(),
+            id: policy.id.clone().unwrap_or_else(label).into(),
             effect: effect(policy.effect),
             keyset,
             selector,

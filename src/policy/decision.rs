@@ -72,7 +72,11 @@ pub enum Denial {
         source: PolicySource,
     },
     /// A collection route (`scope: any`): no resource on which the request would be allowed.
-    NoResourceAllowed { keys: Box<str> },
+    NoResourceAllowed {
+        keys: Box<str>,
+        /// Accounts that were not tried because the member's API access is disabled there (may be empty).
+        api_access_disabled_on: Box<str>,
+    },
     /// Something could not be decided: fail closed.
     Internal { what: Box<str> },
 }
@@ -138,7 +142,19 @@ impl fmt::Display for Denial {
                     "deny policy {policy} of {source} matches {key} on {resource}"
                 )
             }
-            Self::NoResourceAllowed { keys } => write!(f, "{keys} is not granted on any resource"),
+            Self::NoResourceAllowed {
+                keys,
+                api_access_disabled_on,
+            } if api_access_disabled_on.is_empty() => {
+                write!(f, "{keys} is not granted on any resource")
+            }
+            Self::NoResourceAllowed {
+                keys,
+                api_access_disabled_on,
+            } => write!(
+                f,
+                "{keys} is not granted on any resource (API access is disabled on account {api_access_disabled_on})"
+            ),
             Self::Internal { what } => write!(f, "internal error: {what}"),
         }
     }

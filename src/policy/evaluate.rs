@@ -380,7 +380,8 @@ impl PolicySet {
                 })
                 .unwrap_or_default(),
         };
-        let mut first_denial: Option<Denial> = None;
+        let mut disabled: Vec<&str> = Vec::new();
+        let mut other_denials = 0usize;
         for account in accounts {
             for resource in self.candidate_resources(caller, account) {
                 let mut policies = Vec::new();
@@ -391,21 +392,32 @@ impl PolicySet {
                         }
                         return Ok(());
                     }
-                    Err(denial) => {
-                        first_denial.get_or_insert(denial);
+                    Err(Denial::ApiAccessDisabled { .. }) => {
+                        // Every resource of this account is denied the same way: one mention is enough.
+                        disabled.push(self.account_id(account)?);
+                        break;
                     }
+                    Err(_) => other_denials += 1,
                 }
             }
         }
-        Err(match first_denial {
-            Some(denial @ Denial::ApiAccessDisabled { .. }) => denial,
-            _ => Denial::NoResourceAllowed {
-                keys: match required {
-                    Required::None => String::new(),
-                    Required::AllOf(keys) | Required::AnyOf(keys) => self.key_list(keys),
-                }
-                .into(),
-            },
+        if other_denials == 0 {
+            if let (Some(account), Caller::UserToken(_, user) | Caller::LegacyKey(user)) =
+                (disabled.first(), caller)
+            {
+                return Err(Denial::ApiAccessDisabled {
+                    user: self.user_id(user)?.into(),
+                    account: (*account).into(),
+                });
+            }
+        }
+        Err(Denial::NoResourceAllowed {
+            keys: match required {
+                Required::None => String::new(),
+                Required::AllOf(keys) | Required::AnyOf(keys) => self.key_list(keys),
+            }
+            .into(),
+            api_access_disabled_on: disabled.join(", ").into(),
         })
     }
 

@@ -130,3 +130,203 @@ mod tests {
         }
     }
 }
+
+/// Watches the raw bytes of an HTTP/1 connection for request heads that carry both `Content-Length` and
+/// `Transfer-Encoding`.
+///
+/// hyper resolves that conflict itself as RFC 9112 §6.1 allows (chunked wins, `Content-Length` is removed,
+/// the connection closes after the response), so the service never sees both headers. The gateway's rule
+/// is stricter: such a request is refused, because a proxy in front of it may have framed it by
+/// `Content-Length`. The scanner follows message boundaries (`Content-Length` bodies, chunked bodies and
+/// trailers) and records one verdict per request head, in order; the service takes the next verdict for
+/// each HTTP/1 request it gets. When it cannot follow the stream (an upgrade, `CONNECT`, HTTP/2, an
+/// oversized head or chunk line) it stops and records nothing more: it can only add refusals, never
+/// allow something hyper refused.
+#[derive(Debug, Default)]
+pub struct HeadScanner {
+    state: ScanState,
+    /// The head or line being collected.
+    line: Vec<u8>,
+    /// One entry per complete request head: whether it had both framing headers.
+    verdicts: std::collections::VecDeque<bool>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    /// Collecting a request head (leading empty lines are skipped, as hyper does).
+    #[default]
+    Head,
+    /// Skipping a `Content-Length` body.
+    Body(u64),
+    /// Collecting a chunk-size line.
+    ChunkSize,
+    /// Skipping chunk data.
+    ChunkData(u64),
+    /// Skipping the line end after chunk data.
+    ChunkEnd,
+    /// Collecting trailer lines until an empty one.
+    Trailers,
+    /// The stream is no longer followed.
+    Stopped,
+}
+
+/// The longest head or line the scanner collects before it stops following the stream.
+const MAX_SCANNED_HEAD: usize = 64 * 1024;
+
+// === impl HeadScanner ===
+
+impl HeadScanner {
+    /// The verdict for the next request: `Some(true)` when its head had both framing headers.
+    pub fn next_verdict(&mut self) -> Option<bool> {
+        self.verdicts.pop_front()
+    }
+
+    /// Feeds bytes read from the client, in order.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            match self.state {
+                ScanState::Stopped => return,
+                ScanState::Body(remaining) | ScanState::ChunkData(remaining) => {
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len());
+                    bytes = bytes.get(take..).unwrap_or_default();
+                    let left = remaining - take as u64;
+                    self.state = match (self.state, left) {
+                        (ScanState::Body(_), 0) => ScanState::Head,
+                        (ScanState::Body(_), left) => ScanState::Body(left),
+                        (_, 0) => ScanState::ChunkEnd,
+                        (_, left) => ScanState::ChunkData(left),
+                    };
+                    continue;
+                }
+                ScanState::ChunkEnd => {
+                    if byte == b'\n' {
+                        self.state = ScanState::ChunkSize;
+                    }
+                }
+                ScanState::Head if self.line.is_empty() && (byte == b'\r' || byte == b'\n') => {}
+                ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
+                    self.line.push(byte);
+                    if self.line.len() > MAX_SCANNED_HEAD {
+                        self.stop();
+                        return;
+                    }
+                    if byte == b'\n' {
+                        self.line_end();
+                    }
+                }
+            }
+            bytes = rest;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.state = ScanState::Stopped;
+        self.line = Vec::new();
+    }
+
+    /// A `\n` was just collected.
+    fn line_end(&mut self) {
+        match self.state {
+            ScanState::Head if self.line.ends_with(b"\n\n") || self.line.ends_with(b"\n\r\n") => {
+                let head = std::mem::take(&mut self.line);
+                self.head_end(&head);
+            }
+            ScanState::ChunkSize => {
+                let line = std::mem::take(&mut self.line);
+                let text = String::from_utf8_lossy(&line);
+                let size = text.split(';').next().unwrap_or("").trim();
+                match u64::from_str_radix(size, 16) {
+                    Ok(0) => self.state = ScanState::Trailers,
+                    Ok(size) => self.state = ScanState::ChunkData(size),
+                    // hyper refuses this body; nothing after it is served.
+                    Err(_) => self.stop(),
+                }
+            }
+            ScanState::Trailers => {
+                if self.line == b"\n" || self.line == b"\r\n" {
+                    self.state = ScanState::Head;
+                }
+                self.line.clear();
+            }
+            _ => {}
+        }
+    }
+
+    fn head_end(&mut self, head: &[u8]) {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split('\n').map(|line| line.trim_end_matches('\r'));
+        let request_line = lines.next().unwrap_or("");
+        if request_line.ends_with("HTTP/2.0") || request_line.starts_with("CONNECT ") {
+            self.stop();
+            return;
+        }
+        let (mut length, mut has_length, mut has_encoding, mut upgrade) =
+            (None, false, false, false);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                has_length = true;
+                length = length.or_else(|| value.trim().parse::<u64>().ok());
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                has_encoding = true;
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        self.verdicts.push_back(has_length && has_encoding);
+        self.state = if upgrade {
+            // After a successful upgrade the bytes are no longer HTTP/1.
+            ScanState::Stopped
+        } else if has_encoding {
+            ScanState::ChunkSize
+        } else {
+            match length {
+                Some(0) | None => ScanState::Head,
+                Some(length) => ScanState::Body(length),
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::*;
+
+    fn verdicts(chunks: &[&[u8]]) -> Vec<bool> {
+        let mut scanner = HeadScanner::default();
+        for chunk in chunks {
+            scanner.feed(chunk);
+        }
+        std::iter::from_fn(|| scanner.next_verdict()).collect()
+    }
+
+    #[test]
+    fn follows_pipelined_requests_and_bodies() {
+        let stream: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST /x HTTP/1.1\r\nContent-Length: 40\r\n\r\nTransfer-Encoding: chunked\r\n\r\n123456789012\
+            POST /y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n\
+            \r\nGET /z HTTP/1.1\nContent-Length: 1\nTransfer-Encoding: chunked\n\n0\r\n\r\n";
+        assert_eq!(verdicts(&[stream]), [false, false, false, true]);
+        // The same stream in one-byte reads.
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(verdicts(&bytes), [false, false, false, true]);
+    }
+
+    #[test]
+    fn stops_following_where_the_stream_is_not_http1() {
+        assert_eq!(verdicts(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\n"]), [] as [bool; 0]);
+        assert_eq!(
+            verdicts(&[b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"]),
+            [false]
+        );
+        let mut scanner = HeadScanner::default();
+        scanner.feed(&vec![b'a'; MAX_SCANNED_HEAD + 10]);
+        scanner.feed(b"\r\n\r\n");
+        assert_eq!(scanner.next_verdict(), None);
+    }
+}

@@ -36,6 +36,10 @@ const GATEWAY_SET: &[&str] = &[
     "x-request-id",
 ];
 
+/// Other client-address claims upstream frameworks commonly believe; the gateway does not set them, so from
+/// an untrusted peer they are dropped rather than passed on as if vouched for.
+const CLIENT_CLAIMS: &[&str] = &["forwarded", "x-real-ip", "true-client-ip"];
+
 /// The prefix of the identity headers only the gateway may set.
 const PERMGATE_PREFIX: &str = "x-permgate-";
 
@@ -163,6 +167,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
             // Gateway-set names: from an untrusted peer never believed; in the `_` spelling never
             // legitimate (a proxy in front uses `-`), so dropped even from a trusted one.
             || (GATEWAY_SET.contains(&normal) && (!ctx.peer_trusted || underscored))
+            || (CLIENT_CLAIMS.contains(&normal) && (!ctx.peer_trusted || underscored))
             // Credentials: the `_` spellings were not what was authorized, so they never pass.
             || (CREDENTIALS.contains(&normal) && (!ctx.forward_credentials || underscored))
             || normal == "host"
@@ -353,6 +358,8 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.example"),
             ("x-request-id", "spoofed"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x-real-ip", "1.1.1.1"),
             ("host", "gw.example"),
         ]);
         prepare_request(&mut headers, &context(&identity, false));
@@ -362,6 +369,8 @@ mod tests {
         assert_eq!(get(&headers, "x-forwarded-host"), Some("gw.example"));
         assert_eq!(get(&headers, "x-request-id"), Some("rid-1"));
         assert!(!headers.contains_key("host"));
+        assert!(!headers.contains_key("forwarded"));
+        assert!(!headers.contains_key("x-real-ip"));
     }
 
     #[test]

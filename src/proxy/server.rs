@@ -20,8 +20,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{CONNECTION, HeaderValue};
@@ -29,13 +32,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::body::BoxError;
 use super::error::{ProxyError, error_response};
+use super::framing::HeadScanner;
 use super::request_id;
 use super::service::{ConnInfo, Gateway};
 
@@ -131,6 +135,7 @@ pub async fn serve(
         let conn = ConnInfo {
             peer,
             tls: shared.tls.is_some(),
+            framing: None,
         };
         tokio::spawn(connection(
             Arc::clone(&shared),
@@ -210,25 +215,30 @@ async fn drive<I>(shared: &Shared, io: I, conn: ConnInfo, admission: &Admission,
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn.peer;
     let result = if admission.overloaded {
         answer_overloaded(shared, io, watcher).await
     } else {
         serve_gateway(shared, io, conn, watcher).await
     };
     if let Err(error) = result {
-        tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
 async fn serve_gateway<I>(
     shared: &Shared,
     io: I,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     watcher: Watcher,
 ) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let scanner = Arc::new(Mutex::new(HeadScanner::default()));
+    conn.framing = Some(Arc::clone(&scanner));
+    let io = Scanned { inner: io, scanner };
+    let peer = conn.peer;
     let timeout = shared.limits.header_read_timeout;
     let started = Arc::new(AtomicBool::new(false));
     let gateway = Arc::clone(&shared.gateway);
@@ -236,6 +246,7 @@ where
     let service = service_fn(move |request| {
         seen.store(true, Ordering::Relaxed);
         let gateway = Arc::clone(&gateway);
+        let conn = conn.clone();
         async move { Ok::<_, Infallible>(gateway.handle(request, conn).await) }
     });
     let served = watcher.watch(
@@ -250,7 +261,7 @@ where
             if started.load(Ordering::Relaxed) {
                 served.await
             } else {
-                tracing::debug!(peer = %conn.peer, "no request within header_read_timeout: closing");
+                tracing::debug!(%peer, "no request within header_read_timeout: closing");
                 Ok(())
             }
         }
@@ -280,4 +291,58 @@ where
     tokio::time::timeout(shared.limits.header_read_timeout, served)
         .await
         .unwrap_or(Ok(()))
+}
+
+/// A client stream whose incoming bytes also feed the connection's [`HeadScanner`] on their way to hyper.
+struct Scanned<I> {
+    inner: I,
+    scanner: Arc<Mutex<HeadScanner>>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Scanned<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            if let (Some(new), Ok(mut scanner)) = (buf.filled().get(before..), self.scanner.lock())
+            {
+                scanner.feed(new);
+            }
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Scanned<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

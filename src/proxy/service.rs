@@ -10,7 +10,7 @@
 //! `load_full`, which keeps the snapshot it started with alive to the end).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -20,10 +20,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::body::{self, ProxyBody};
-use super::error::{ProxyError, error_response, json_response};
+use super::error::{ProxyError, Side, error_response, json_response};
+use super::framing::{self, HeadScanner};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
+use super::request_id;
 use super::upstream::{UpstreamClient, upstream_uri};
-use super::{framing, request_id};
 use crate::answer::{Answer, ChainEntry, push_json_string};
 use crate::config::gateway::Mode;
 use crate::pipeline::{self, Facts, Verdict};
@@ -39,12 +40,27 @@ pub struct Gateway {
 }
 
 /// What is known about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// Whether the connection is TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
+    /// The raw-byte framing scanner of this connection (HTTP/1 requests take one verdict each).
+    pub framing: Option<Arc<Mutex<HeadScanner>>>,
+}
+
+// === impl ConnInfo ===
+
+impl ConnInfo {
+    /// Whether the next HTTP/1 request's head carried both `Content-Length` and `Transfer-Encoding`
+    /// (which hyper hides by dropping `Content-Length`). Must be called once per HTTP/1 request, in order.
+    fn next_head_was_ambiguous(&self) -> bool {
+        self.framing
+            .as_ref()
+            .and_then(|scanner| scanner.lock().ok()?.next_verdict())
+            .unwrap_or(false)
+    }
 }
 
 /// What to do with a request, owned: nothing in it borrows the snapshot.
@@ -101,6 +117,8 @@ impl Gateway {
 
     /// Serves one request; never fails (every error is an answer).
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        // First, before anything can return early: keeps the scanner's verdicts aligned with requests.
+        let ambiguous = request.version() <= Version::HTTP_11 && conn.next_head_was_ambiguous();
         let snapshot = self.snapshot.load_full();
         let peer_trusted = is_trusted(conn.peer.ip(), &snapshot.settings.trusted_proxies);
         let request_id = request_id::choose(request.headers(), peer_trusted);
@@ -108,39 +126,54 @@ impl Gateway {
         let id_value = HeaderValue::from_str(&request_id)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
         let method = request.method().clone();
-        match self
-            .process(
+        let http1 = request.version() <= Version::HTTP_11;
+        let result = if ambiguous {
+            Err(ProxyError::Framing(
+                framing::FramingError::LengthAndEncoding,
+            ))
+        } else {
+            self.process(
                 &snapshot,
                 request,
-                conn,
+                &conn,
                 peer_trusted,
                 &request_id,
                 &id_value,
             )
             .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                match &error {
-                    ProxyError::Refused(refusal) => tracing::debug!(
-                        request_id, %method, status = refusal.answer.status, code = refusal.answer.code,
-                        reason = %refusal.reason(), "refused"
-                    ),
-                    other => tracing::warn!(
-                        request_id, %method, side = other.side().as_str(), kind = other.kind(), error = %other,
-                        "request failed"
-                    ),
-                }
-                error_response(&error, &id_value, snapshot.settings.explain_denials)
-            }
+        };
+        let error = match result {
+            Ok(response) => return response,
+            Err(error) => error,
+        };
+        match &error {
+            ProxyError::Refused(refusal) => tracing::debug!(
+                request_id, %method, status = refusal.answer.status, code = refusal.answer.code,
+                reason = %refusal.reason(), "refused"
+            ),
+            other if other.side() == Side::Client => tracing::debug!(
+                request_id, %method, kind = other.kind(), error = %other, "rejected"
+            ),
+            other => tracing::warn!(
+                request_id, %method, side = other.side().as_str(), kind = other.kind(), error = %other,
+                "request failed"
+            ),
         }
+        let mut response = error_response(&error, &id_value, snapshot.settings.explain_denials);
+        if http1 && matches!(error, ProxyError::Framing(_)) {
+            // The body's end is in doubt: never read another request from this connection.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 
     async fn process(
         &self,
         snapshot: &Snapshot,
         mut request: Request<Incoming>,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         peer_trusted: bool,
         request_id: &str,
         id_value: &HeaderValue,

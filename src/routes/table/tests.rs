@@ -857,5 +857,3 @@ proptest! {
         }
     }
 }
-#[cfg(test)]
-mod probe;

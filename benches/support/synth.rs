@@ -1,0 +1,316 @@
+//! A deterministic synthetic config generator for benchmarks: accounts, zones, users, members and tokens at
+//! any scale, built straight into the raw config types (no YAML text), plus a request mix over it.
+// Included by benches (`#[path]`); a broken setup should stop loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use permgate::config::raw::{
+    Effect, RawAccount, RawBachPolicy, RawGroup, RawMember, RawObject, RawOwner, RawPermission,
+    RawPolicyFile, RawResourceGroup, RawResourceValue, RawScope, RawToken, RawTokenPolicy, RawUser,
+    RawZone,
+};
+use sha2::{Digest, Sha256};
+
+pub const NS: &str = "com.cloudflare.api";
+
+/// How big a world to make.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub tokens: usize,
+    pub accounts: usize,
+    pub zones_per_account: usize,
+    pub users: usize,
+    pub max_policies_per_token: usize,
+}
+
+/// SplitMix64: small, fast, deterministic.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Resource families and actions: keys `#<family>:<action>` and dotted `<ns>.account.zone.<family>.<action>`.
+pub const FAMILIES: [&str; 12] = [
+    "dns_records",
+    "zone",
+    "zone_settings",
+    "cache",
+    "ssl",
+    "waf",
+    "workers",
+    "analytics",
+    "firewall",
+    "logs",
+    "page_rules",
+    "load_balancers",
+];
+pub const ACTIONS: [&str; 2] = ["read", "edit"];
+
+pub fn account_id(index: usize) -> String {
+    format!("a{index:031x}")
+}
+pub fn zone_id(account: usize, zone: usize, per_account: usize) -> String {
+    format!("z{:031x}", account * per_account + zone)
+}
+pub fn user_id(index: usize) -> String {
+    format!("u{index:031x}")
+}
+pub fn token_secret(index: usize) -> String {
+    format!("pgt_bench_{index:012}")
+}
+
+fn sha_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The route file: a zone-scoped read and edit route per family, and account-scoped ones.
+pub fn routes_yaml() -> String {
+    let mut out = String::from("routes:\n");
+    for family in FAMILIES {
+        out.push_str(&format!(
+            "  - {{ method: GET, path: \"/client/v4/zones/{{zone_id}}/{family}\", permissions: [\"#{family}:read\"], scope: {{ zone: zone_id }} }}\n  - {{ method: POST, path: \"/client/v4/zones/{{zone_id}}/{family}\", permissions: [\"#{family}:edit\"], scope: {{ zone: zone_id }} }}\n  - {{ method: GET, path: \"/client/v4/accounts/{{account_id}}/{family}\", permissions: [\"#{family}:read\"], scope: {{ account: account_id }} }}\n"
+        ));
+    }
+    out
+}
+
+/// Catalog: a read and an edit group per family, a read-all group with a wildcard, and an admin group.
+pub fn groups() -> Vec<RawGroup> {
+    let mut groups = Vec::new();
+    for family in FAMILIES {
+        for action in ACTIONS {
+            groups.push(RawGroup {
+                id: Some(format!("g-{family}-{action}")),
+                name: Some(format!("{family} {action}")),
+                permissions: Some(vec![RawPermission::Key(format!("#{family}:{action}"))]),
+                ..RawGroup::default()
+            });
+        }
+    }
+    groups.push(RawGroup {
+        id: Some("g-all-dns".into()),
+        name: Some("all dns".into()),
+        permissions: Some(vec![RawPermission::Key("#dns_records:*".into())]),
+        ..RawGroup::default()
+    });
+    groups.push(RawGroup {
+        id: Some("g-admin".into()),
+        name: Some("admin".into()),
+        permissions: Some(vec![RawPermission::Key("*".into())]),
+        ..RawGroup::default()
+    });
+    groups
+}
+
+fn group_ref(rng: &mut Rng) -> RawGroup {
+    let id = match rng.below(10) {
+        0 => "g-all-dns".to_string(),
+        1 => "g-admin".to_string(),
+        _ => format!(
+            "g-{}-{}",
+            FAMILIES[rng.below(FAMILIES.len())],
+            ACTIONS[rng.below(2)]
+        ),
+    };
+    RawGroup {
+        id: Some(id),
+        ..RawGroup::default()
+    }
+}
+
+/// The world: one policy file.
+pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
+    let mut rng = Rng(seed);
+    let per = scale.zones_per_account;
+    let mut accounts: Vec<RawAccount> = (0..scale.accounts)
+        .map(|a| RawAccount {
+            id: account_id(a),
+            name: format!("account {a}"),
+            api_access: None,
+            zones: (0..per)
+                .map(|z| RawZone {
+                    id: zone_id(a, z, per),
+                    name: format!("z{z}.a{a}.example"),
+                })
+                .collect(),
+            domain_groups: Vec::new(),
+            members: Vec::new(),
+        })
+        .collect();
+    // Each user is a member of one or two accounts, with one to three policies.
+    let mut memberships: Vec<Vec<usize>> = Vec::with_capacity(scale.users);
+    for u in 0..scale.users {
+        let count = 1 + rng.below(2);
+        let mut mine = Vec::new();
+        for _ in 0..count {
+            let a = rng.below(scale.accounts);
+            if mine.contains(&a) {
+                continue;
+            }
+            mine.push(a);
+            let policies = (0..1 + rng.below(3))
+                .map(|p| {
+                    let objects = if rng.below(3) == 0 {
+                        vec![RawObject {
+                            key: format!("{NS}.account.zone.{}", zone_id(a, rng.below(per), per)),
+                        }]
+                    } else {
+                        vec![RawObject { key: "*".into() }]
+                    };
+                    RawBachPolicy {
+                        id: Some(format!("m{u}-{a}-{p}")),
+                        access: if rng.below(10) == 0 {
+                            Effect::Deny
+                        } else {
+                            Effect::Allow
+                        },
+                        permission_groups: vec![group_ref(&mut rng), group_ref(&mut rng)],
+                        resource_groups: vec![RawResourceGroup {
+                            id: None,
+                            name: None,
+                            meta: None,
+                            scope: Some(RawScope {
+                                key: format!("{NS}.account.{}", account_id(a)),
+                                objects,
+                            }),
+                        }],
+                    }
+                })
+                .collect();
+            if let Some(account) = accounts.get_mut(a) {
+                account.members.push(RawMember {
+                    user: user_id(u),
+                    api_access: None,
+                    policies,
+                });
+            }
+        }
+        memberships.push(mine);
+    }
+    let users = (0..scale.users)
+        .map(|u| RawUser {
+            id: user_id(u),
+            email: format!("user{u}@example.com"),
+            name: None,
+            api_key_sha256: Some(sha_hex(&format!("key-{u}"))),
+        })
+        .collect();
+    let tokens = (0..scale.tokens)
+        .map(|t| {
+            let user_owned = t % 2 == 0;
+            let (owner, home) = if user_owned {
+                let u = rng.below(scale.users);
+                let home = memberships
+                    .get(u)
+                    .and_then(|m| m.first().copied())
+                    .unwrap_or(0);
+                (
+                    RawOwner {
+                        user: Some(user_id(u)),
+                        account: None,
+                    },
+                    home,
+                )
+            } else {
+                let a = rng.below(scale.accounts);
+                (
+                    RawOwner {
+                        user: None,
+                        account: Some(account_id(a)),
+                    },
+                    a,
+                )
+            };
+            let policies = (0..1 + rng.below(scale.max_policies_per_token))
+                .map(|p| {
+                    let zone = zone_id(home, rng.below(per), per);
+                    let account = format!("{NS}.account.{}", account_id(home));
+                    let mut resources = BTreeMap::new();
+                    match rng.below(4) {
+                        0 => {
+                            resources.insert(account, RawResourceValue::Text("*".into()));
+                        }
+                        1 => {
+                            resources.insert(
+                                format!("{NS}.account.zone.{zone}"),
+                                RawResourceValue::Text("*".into()),
+                            );
+                        }
+                        2 => {
+                            let mut nested = BTreeMap::new();
+                            nested.insert(format!("{NS}.account.zone.*"), "*".to_string());
+                            resources.insert(account, RawResourceValue::Nested(nested));
+                        }
+                        _ => {
+                            let mut nested = BTreeMap::new();
+                            nested.insert(format!("{NS}.account.zone.{zone}"), "*".to_string());
+                            resources.insert(account, RawResourceValue::Nested(nested));
+                        }
+                    }
+                    RawTokenPolicy {
+                        id: Some(format!("t{t}-{p}")),
+                        effect: if p > 0 && rng.below(8) == 0 {
+                            Effect::Deny
+                        } else {
+                            Effect::Allow
+                        },
+                        permission_groups: vec![group_ref(&mut rng), group_ref(&mut rng)],
+                        resources,
+                    }
+                })
+                .collect();
+            RawToken {
+                id: format!("t{t:031x}"),
+                name: None,
+                owner,
+                secret_sha256: sha_hex(&token_secret(t)),
+                status: None,
+                not_before: None,
+                expires_on: None,
+                condition: None,
+                policies,
+                issued_on: None,
+                modified_on: None,
+                last_used_on: None,
+            }
+        })
+        .collect();
+    RawPolicyFile {
+        permission_groups: groups(),
+        users,
+        accounts,
+        tokens,
+    }
+}
+
+/// Which account a token was generated for (its owner's account, or its owning user's first account).
+pub fn token_home(world: &RawPolicyFile, token: usize) -> Option<String> {
+    let raw = world.tokens.get(token)?;
+    if let Some(account) = &raw.owner.account {
+        return Some(account.clone());
+    }
+    raw.policies.first().and_then(|policy| {
+        policy.resources.keys().next().and_then(|key| {
+            key.strip_prefix(&format!("{NS}.account."))
+                .filter(|rest| !rest.starts_with("zone."))
+                .map(str::to_string)
+        })
+    })
+}

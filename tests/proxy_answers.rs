@@ -1,0 +1,474 @@
+//! Every row of SPEC §5 through the real gateway: status, code and the exact envelope, and that a refused
+//! request never reaches the upstream.
+// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `GET records` with `headers` and checks status, exact body, JSON type and request id.
+async fn expect(
+    setup: &Setup,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    body: &str,
+) {
+    let response = send(setup.addr(), method, target, headers).await;
+    assert_eq!(
+        response.status, status,
+        "{method} {target} {headers:?}: {}",
+        response.body
+    );
+    assert_eq!(response.body, body, "{method} {target} {headers:?}");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let id = response
+        .header("x-request-id")
+        .expect("every answer has X-Request-Id");
+    assert_eq!(id.len(), 32);
+}
+
+#[tokio::test]
+async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
+    let setup = setup(|options| options.explain_denials = false).await;
+    let records = records_path();
+    let bearer_read = bearer(TOKEN_READ);
+    let rejected = (6003, "Invalid request headers");
+
+    // 400/9106: no credential on a protected route.
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[],
+        400,
+        &envelope(
+            9106,
+            "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
+            None,
+        ),
+    )
+    .await;
+    // 400/6003 + 6111: not a Bearer token; and both kinds of credential at once.
+    let malformed_authorization = envelope(
+        rejected.0,
+        rejected.1,
+        Some((6111, "Invalid format for Authorization header")),
+    );
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("Authorization", "Basic dXNlcjpwYXNz")],
+        400,
+        &malformed_authorization,
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[
+            ("Authorization", &bearer_read),
+            ("X-Auth-Email", JOE_EMAIL),
+            ("X-Auth-Key", JOE_KEY),
+        ],
+        400,
+        &malformed_authorization,
+    )
+    .await;
+    // 400/6003 + 6102: an X-Auth-Email that is not an email.
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("X-Auth-Email", "not-an-email"), ("X-Auth-Key", JOE_KEY)],
+        400,
+        &envelope(
+            rejected.0,
+            rejected.1,
+            Some((6102, "Invalid format for X-Auth-Email header")),
+        ),
+    )
+    .await;
+    // 400/6003 + 6103: X-Auth-Email without X-Auth-Key.
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("X-Auth-Email", JOE_EMAIL)],
+        400,
+        &envelope(
+            rejected.0,
+            rejected.1,
+            Some((6103, "Invalid format for X-Auth-Key header")),
+        ),
+    )
+    .await;
+    // 400/6003 + 6100: a rejected target, and a method-override header.
+    expect(
+        &setup,
+        "GET",
+        &format!("/client/v4/zones/{ZONE}/%2e%2e/dns_records"),
+        &[("Authorization", &bearer_read)],
+        400,
+        &envelope(
+            rejected.0,
+            rejected.1,
+            Some((
+                6100,
+                "dot segment (. or .., raw or percent-encoded) in path",
+            )),
+        ),
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[
+            ("Authorization", &bearer_read),
+            ("X-HTTP-Method-Override", "DELETE"),
+        ],
+        400,
+        &envelope(
+            rejected.0,
+            rejected.1,
+            Some((
+                6100,
+                "method-override header X-HTTP-Method-Override is not allowed",
+            )),
+        ),
+    )
+    .await;
+    // 403/1000: unknown and disabled tokens.
+    let invalid_token = envelope(1000, "Invalid API Token", None);
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("Authorization", "Bearer pgt_nobody_has_this")],
+        403,
+        &invalid_token,
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("Authorization", &bearer(TOKEN_DISABLED))],
+        403,
+        &invalid_token,
+    )
+    .await;
+    // 403/9103: unknown legacy key.
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", "wrong_key")],
+        403,
+        &envelope(9103, "Unknown X-Auth-Key or X-Auth-Email", None),
+    )
+    .await;
+    // 403/9109: client IP outside the token's condition (the test client is 127.0.0.1).
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("Authorization", &bearer(TOKEN_IP))],
+        403,
+        &envelope(
+            9109,
+            "Cannot use the access token from location: 127.0.0.1",
+            None,
+        ),
+    )
+    .await;
+    // 403/9109: API access disabled for the member.
+    expect(
+        &setup,
+        "GET",
+        &records,
+        &[("Authorization", &bearer(TOKEN_DAVE))],
+        403,
+        &envelope(9109, "API access is disabled for this account member", None),
+    )
+    .await;
+    // 403/10000: missing permission (a read token POSTs), out-of-scope zone, unknown zone.
+    let auth_error = envelope(10000, "Authentication error", None);
+    expect(
+        &setup,
+        "POST",
+        &records,
+        &[("Authorization", &bearer_read)],
+        403,
+        &auth_error,
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        &format!("/client/v4/zones/{OTHER_ZONE}/dns_records"),
+        &[("Authorization", &bearer_read)],
+        403,
+        &auth_error,
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        "/client/v4/zones/zone-unknown/dns_records",
+        &[("Authorization", &bearer_read)],
+        403,
+        &auth_error,
+    )
+    .await;
+    // 404/7003: no route, with or without a credential, and a path that exists only for other methods.
+    let no_route = envelope(7003, "No route for the URI", None);
+    expect(
+        &setup,
+        "GET",
+        "/client/v4/no/such/route",
+        &[],
+        404,
+        &no_route,
+    )
+    .await;
+    expect(
+        &setup,
+        "DELETE",
+        &records,
+        &[("Authorization", &bearer_read)],
+        404,
+        &no_route,
+    )
+    .await;
+
+    assert!(
+        setup.upstream.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+
+    // Allowed, for contrast: the same token reads.
+    let response = send(
+        setup.addr(),
+        "GET",
+        &records,
+        &[("Authorization", &bearer_read)],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(setup.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn explained_denials_carry_the_reason_and_nothing_else_changes() {
+    let setup = setup(|_| {}).await;
+    let response = send(
+        setup.addr(),
+        "POST",
+        &records_path(),
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert_eq!(response.status, 403);
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(json["success"], false);
+    assert_eq!(json["errors"][0]["code"], 10000);
+    assert_eq!(json["errors"][0]["message"], "Authentication error");
+    let chain = &json["errors"][0]["error_chain"][0];
+    assert_eq!(chain["code"], 10000);
+    let reason = chain["message"].as_str().unwrap();
+    assert!(reason.contains("dns-record.create"), "{reason}");
+    assert!(
+        !response.body.contains(TOKEN_READ),
+        "a secret leaked into the answer"
+    );
+}
+
+#[tokio::test]
+async fn verify_reports_the_presented_token() {
+    let setup = setup(|_| {}).await;
+    let response = send(
+        setup.addr(),
+        "GET",
+        "/client/v4/user/tokens/verify",
+        &[("Authorization", &bearer(TOKEN_DATED))],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.body,
+        r#"{"success":true,"errors":[],"messages":[{"code":10000,"message":"This API Token is valid and active","type":null}],"result":{"id":"tok-dated","status":"active","not_before":"2020-01-01T00:00:00Z","expires_on":"2099-01-01T00:00:00Z"}}"#
+    );
+    let plain = send(
+        setup.addr(),
+        "GET",
+        "/client/v4/user/tokens/verify",
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert!(
+        plain
+            .body
+            .ends_with(r#""result":{"id":"tok-read","status":"active"}}"#),
+        "{}",
+        plain.body
+    );
+    // A disabled token is refused like anywhere else.
+    let disabled = send(
+        setup.addr(),
+        "GET",
+        "/client/v4/user/tokens/verify",
+        &[("Authorization", &bearer(TOKEN_DISABLED))],
+    )
+    .await;
+    assert_eq!((disabled.status, disabled.code()), (403, Some(1000)));
+    // A legacy key authenticates, but is not a token.
+    let legacy = send(
+        setup.addr(),
+        "GET",
+        "/client/v4/user/tokens/verify",
+        &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", JOE_KEY)],
+    )
+    .await;
+    assert_eq!((legacy.status, legacy.code()), (403, Some(1000)));
+    assert!(
+        setup.upstream.requests().is_empty(),
+        "verify is answered by the gateway"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_1200_promptly() {
+    let closed = closed_port().await;
+    let config = write_config(&Options::new(&format!("http://{closed}")));
+    let gateway = start_gateway(&config).await;
+    let started = Instant::now();
+    let response = send(
+        gateway.addr,
+        "GET",
+        &records_path(),
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert_eq!(response.status, 502);
+    assert_eq!(response.body, envelope(1200, "Upstream unavailable", None));
+    assert!(response.header("x-request-id").is_some());
+    // Connect timeout is 2 s; a refused port must not take longer than that plus slack.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_cut_by_the_connect_timeout() {
+    // A listener whose accept queue is full drops further SYNs, so a connect to it hangs until the
+    // gateway's connect timeout (an "unroutable address" would depend on the network the tests run in).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let blackhole = socket.listen(1).unwrap();
+    let addr = blackhole.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let config = write_config(&Options {
+        connect_timeout_ms: 300,
+        ..Options::new(&format!("http://{addr}"))
+    });
+    let gateway = start_gateway(&config).await;
+    let started = Instant::now();
+    let response = send(
+        gateway.addr,
+        "GET",
+        &records_path(),
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert_eq!(
+        (response.status, response.code()),
+        (502, Some(1200)),
+        "{}",
+        response.body
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop((fillers, blackhole));
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_504_1201_at_the_response_timeout() {
+    let setup = setup(|options| options.response_timeout_ms = 300).await;
+    let started = Instant::now();
+    let response = send(
+        setup.addr(),
+        "GET",
+        &format!("{}/slow?ms=5000", records_path()),
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert_eq!(response.status, 504);
+    assert_eq!(response.body, envelope(1201, "Upstream timed out", None));
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_is_503_1202() {
+    let setup = setup(|options| options.max_connections = 1).await;
+    // The first connection completes a keep-alive exchange and stays open: it holds the only slot.
+    let mut first = TcpStream::connect(setup.addr()).await.unwrap();
+    first
+        .write_all(b"GET /client/v4/ips HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, first.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+
+    let response = send(setup.addr(), "GET", "/client/v4/ips", &[]).await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.body, envelope(1202, "Gateway overloaded", None));
+    assert_eq!(response.header("connection"), Some("close"));
+
+    // Once the first connection is gone, the slot is free again.
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let response = send(setup.addr(), "GET", "/client/v4/ips", &[]).await;
+        if response.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never released");
+        // No signal exists for "the server saw the close"; poll briefly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
