@@ -2,18 +2,21 @@
 //!
 //! `{"success":false,"errors":[{"code":N,"message":"…","error_chain":[…]}],"messages":[],"result":null}`
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::policy::decision::Denial;
 
-/// A gateway-made error answer: status, code, message and an optional chained reason.
+/// A gateway-made error answer: status, code, message and an optional fixed `error_chain` entry.
+///
+/// The explanation of a 403 is not stored here: it is the [`Denial`] itself, rendered into the body only
+/// when `explain_denials` is on, so deciding allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
     pub code: u32,
     pub message: &'static str,
-    /// `error_chain` entry: always present for 400s that the spec gives a chain; for 403s it carries the
-    /// human reason and is shown only when `explain_denials` is on.
+    /// The fixed `error_chain` entry of 400s (6111, 6102, 6103, 6100), always shown.
     pub chain: Option<ChainEntry>,
 }
 
@@ -21,9 +24,7 @@ pub struct Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainEntry {
     pub code: u32,
-    pub message: String,
-    /// Whether it is an explanation (hidden when `explain_denials` is off) or part of the fixed answer.
-    pub explanation: bool,
+    pub message: Cow<'static, str>,
 }
 
 impl Answer {
@@ -41,7 +42,7 @@ impl Answer {
         code: u32,
         message: &'static str,
         chain_code: u32,
-        chain: String,
+        chain: Cow<'static, str>,
     ) -> Self {
         Self {
             status,
@@ -50,7 +51,6 @@ impl Answer {
             chain: Some(ChainEntry {
                 code: chain_code,
                 message: chain,
-                explanation: false,
             }),
         }
     }
@@ -98,8 +98,8 @@ impl Answer {
     }
 
     /// 400/6003 with chain 6100: a rejected request target or method-override header; `what` says which.
-    pub fn rejected_request(what: String) -> Self {
-        Self::chained(400, 6003, "Invalid request headers", 6100, what)
+    pub fn rejected_request(what: impl Into<Cow<'static, str>>) -> Self {
+        Self::chained(400, 6003, "Invalid request headers", 6100, what.into())
     }
 
     /// 404/7003: no route for the method and path.
@@ -122,13 +122,14 @@ impl Answer {
         Self::plain(503, 1202, "Gateway overloaded")
     }
 
-    /// The 403 for a denial, with the reason as an explanation in the chain.
-    pub fn for_denial(denial: &Denial) -> Self {
+    /// The 403 for a denial (SPEC §5); its reason is rendered from the denial when explaining.
+    pub fn for_denial(denial: &Denial<'_>) -> Self {
         let (code, message): (u32, &'static str) = match denial {
             Denial::TokenUnknown
             | Denial::TokenDisabled { .. }
             | Denial::TokenExpired { .. }
-            | Denial::TokenNotYetValid { .. } => (1000, "Invalid API Token"),
+            | Denial::TokenNotYetValid { .. }
+            | Denial::NotAToken => (1000, "Invalid API Token"),
             Denial::LegacyKeyUnknown => (9103, "Unknown X-Auth-Key or X-Auth-Email"),
             Denial::IpOutsideCondition { .. } => {
                 (9109, "Cannot use the access token from location")
@@ -146,43 +147,33 @@ impl Answer {
             | Denial::NoResourceAllowed { .. }
             | Denial::Internal { .. } => (10000, "Authentication error"),
         };
-        Self {
-            status: 403,
-            code,
-            message,
-            chain: Some(ChainEntry {
-                code,
-                message: denial.to_string(),
-                explanation: true,
-            }),
-        }
+        Self::plain(403, code, message)
     }
 
     /// The message as sent: 9109 for an IP names the IP, as Cloudflare does.
-    pub fn full_message(&self, denial: Option<&Denial>) -> String {
+    pub fn full_message(&self, denial: Option<&Denial<'_>>) -> Cow<'static, str> {
         match denial {
-            Some(Denial::IpOutsideCondition { ip, .. }) => format!("{}: {ip}", self.message),
-            _ => self.message.to_string(),
+            Some(Denial::IpOutsideCondition { ip, .. }) => format!("{}: {ip}", self.message).into(),
+            _ => self.message.into(),
         }
     }
 
-    /// The JSON envelope. `explain` adds 403 explanations to `error_chain`; fixed chains always show.
-    pub fn body(&self, denial: Option<&Denial>, explain: bool) -> String {
+    /// The JSON envelope. A fixed chain always shows; with `explain`, a denial's reason is the chain.
+    pub fn body(&self, denial: Option<&Denial<'_>>, explain: bool) -> String {
         let mut body = String::with_capacity(160);
         body.push_str("{\"success\":false,\"errors\":[{\"code\":");
         let _ = write!(body, "{}", self.code);
         body.push_str(",\"message\":");
         push_json_string(&mut body, &self.full_message(denial));
-        if let Some(chain) = &self.chain {
-            if !chain.explanation || explain {
-                let _ = write!(
-                    body,
-                    ",\"error_chain\":[{{\"code\":{},\"message\":",
-                    chain.code
-                );
-                push_json_string(&mut body, &chain.message);
-                body.push_str("}]");
-            }
+        let chain = match (&self.chain, denial) {
+            (Some(chain), _) => Some((chain.code, chain.message.to_string())),
+            (None, Some(denial)) if explain => Some((self.code, denial.to_string())),
+            (None, _) => None,
+        };
+        if let Some((code, message)) = chain {
+            let _ = write!(body, ",\"error_chain\":[{{\"code\":{code},\"message\":");
+            push_json_string(&mut body, &message);
+            body.push_str("}]");
         }
         body.push_str("}],\"messages\":[],\"result\":null}");
         body
@@ -222,19 +213,17 @@ mod tests {
             Answer::malformed_authorization().body(None, false),
             r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#
         );
-        let denial = Denial::NoResourceAllowed {
-            keys: "#zone:read".into(),
-        };
+        let denial = Denial::LegacyKeyUnknown;
         assert_eq!(
             Answer::for_denial(&denial).body(Some(&denial), false),
-            r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#
+            r#"{"success":false,"errors":[{"code":9103,"message":"Unknown X-Auth-Key or X-Auth-Email"}],"messages":[],"result":null}"#
         );
     }
 
     #[test]
     fn explanations_show_only_when_asked_and_ip_is_named() {
         let denial = Denial::IpOutsideCondition {
-            token: "t1".into(),
+            token: "t1",
             ip: "10.1.2.3".parse().unwrap(),
         };
         let answer = Answer::for_denial(&denial);

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
+use crate::policy::evaluate::PolicyIds;
 use crate::policy::{AccessRequest, Denial, Presented, Principal, Required, ResourceRef, Target};
 use crate::routes::{
     CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_method_override,
@@ -30,18 +31,30 @@ pub struct Facts<'a> {
     pub now: i64,
 }
 
-/// Why the gateway answers itself instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+/// Why the gateway answers itself instead of forwarding. Borrows the snapshot; [`Refusal::render`] gives
+/// an owned copy to keep past it.
+#[derive(Debug, Clone)]
+pub struct Refusal<'s> {
     pub answer: Answer,
     /// The authorization reason, for 403s.
-    pub denial: Option<Denial>,
+    pub denial: Option<Denial<'s>>,
     /// Whether `mode: shadow` may forward this request anyway. Never for a rejected target or a
     /// method-override header: those cannot be forwarded safely.
     pub shadow_forwardable: bool,
 }
 
-impl Refusal {
+/// A refusal turned into text: what the proxy keeps once the snapshot may be gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedRefusal {
+    pub answer: Answer,
+    /// The response body (with the reason as `error_chain` when explaining).
+    pub body: String,
+    /// The human reason, for logs.
+    pub reason: String,
+    pub shadow_forwardable: bool,
+}
+
+impl<'s> Refusal<'s> {
     fn rejected(answer: Answer) -> Self {
         Self {
             answer,
@@ -58,7 +71,8 @@ impl Refusal {
         }
     }
 
-    fn denied(denial: Denial) -> Self {
+    /// A 403 for `denial`.
+    pub fn denied(denial: Denial<'s>) -> Self {
         Self {
             answer: Answer::for_denial(&denial),
             denial: Some(denial),
@@ -75,8 +89,18 @@ impl Refusal {
     pub fn reason(&self) -> String {
         match (&self.denial, &self.answer.chain) {
             (Some(denial), _) => denial.to_string(),
-            (None, Some(chain)) => chain.message.clone(),
+            (None, Some(chain)) => chain.message.to_string(),
             (None, None) => self.answer.message.to_string(),
+        }
+    }
+
+    /// An owned copy with the body and reason as text.
+    pub fn render(&self, explain: bool) -> RenderedRefusal {
+        RenderedRefusal {
+            answer: self.answer.clone(),
+            body: self.body(explain),
+            reason: self.reason(),
+            shadow_forwardable: self.shadow_forwardable,
         }
     }
 }
@@ -92,8 +116,8 @@ pub struct Verdict<'s> {
     pub principal: Option<Principal<'s>>,
     pub resource: Option<ResourceRef<'s>>,
     /// The ids of the policies that decided (allow or deny).
-    pub policies: Vec<&'s str>,
-    pub outcome: Result<(), Refusal>,
+    pub policies: PolicyIds<'s>,
+    pub outcome: Result<(), Refusal<'s>>,
 }
 
 impl Verdict<'_> {
@@ -138,18 +162,20 @@ pub fn decide<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>) -> Verdict<'s> {
         client_ip: facts.peer_ip,
         principal: None,
         resource: None,
-        policies: Vec::new(),
+        policies: PolicyIds::new(),
         outcome: Ok(()),
     };
     verdict.outcome = decide_into(snapshot, facts, &mut verdict);
     verdict
 }
 
+// The refusal is moved once into the verdict; boxing it would allocate on every refused request.
+#[allow(clippy::result_large_err)]
 fn decide_into<'s>(
     snapshot: &'s Snapshot,
     facts: &Facts<'_>,
     verdict: &mut Verdict<'s>,
-) -> Result<(), Refusal> {
+) -> Result<(), Refusal<'s>> {
     let canonical = canonicalize(facts.method, facts.target)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
     reject_method_override(facts.headers)
@@ -160,9 +186,7 @@ fn decide_into<'s>(
         &snapshot.settings.trusted_proxies,
     )
     .ok_or_else(|| {
-        Refusal::rejected(Answer::rejected_request(
-            "malformed X-Forwarded-For header".into(),
-        ))
+        Refusal::rejected(Answer::rejected_request("malformed X-Forwarded-For header"))
     })?;
     let canonical = verdict.canonical.insert(canonical);
 
@@ -180,7 +204,7 @@ fn decide_into<'s>(
         (Scope::None, _) => Target::None,
         (Scope::Account { .. } | Scope::Zone { .. }, None) => {
             return Err(Refusal::denied(Denial::Internal {
-                what: "route matched without its scope parameter".into(),
+                what: "route matched without its scope parameter",
             }));
         }
     };

@@ -193,7 +193,12 @@ fn render_json(verdict: &Verdict<'_>) -> String {
     );
     field(
         "message",
-        refusal.map(|refusal| refusal.answer.full_message(refusal.denial.as_ref())),
+        refusal.map(|refusal| {
+            refusal
+                .answer
+                .full_message(refusal.denial.as_ref())
+                .into_owned()
+        }),
         true,
     );
     field(

@@ -163,7 +163,7 @@ pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
                         Some(denial) if snapshot.settings.explain_denials => {
                             format!("{message}: {denial}")
                         }
-                        _ => message,
+                        _ => message.into_owned(),
                     };
                     (refusal.answer.status, refusal.answer.code, outcome)
                 }

@@ -1,10 +1,14 @@
 //! What a decision says: allowed, or denied with a reason a human can act on (SPEC §3.5).
 //!
-//! A [`Denial`] never mentions another token or another user: only the caller's own credential, the
-//! resource it asked for and the policy or key that decided.
+//! A [`Denial`] borrows its names from the compiled policy set, so deciding allocates nothing; it is turned
+//! into text only when an answer or a log line needs it. It never mentions another token or another user:
+//! only the caller's own credential, the resource it asked for and the policy or key that decided.
 
 use std::fmt;
 use std::net::IpAddr;
+
+use super::keys::{KeyId, KeyInterner};
+use super::model::ResourceRef;
 
 /// Which policy list a key was checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,64 +28,82 @@ impl fmt::Display for PolicySource {
     }
 }
 
+/// Several keys, by name, for reasons (`a, b, c`).
+#[derive(Debug, Clone)]
+pub struct KeyList<'s> {
+    pub names: &'s KeyInterner,
+    pub ids: Box<[KeyId]>,
+}
+
+impl fmt::Display for KeyList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, id) in self.ids.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(self.names.name(*id))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a request was denied. Each variant maps to one status and code (see [`crate::answer`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
+#[derive(Debug, Clone)]
+pub enum Denial<'s> {
     /// No token has the presented secret's hash.
     TokenUnknown,
     /// The token exists but its status is `disabled`.
-    TokenDisabled { token: Box<str> },
+    TokenDisabled { token: &'s str },
     /// The token's status is `expired`, or `expires_on` has passed.
-    TokenExpired {
-        token: Box<str>,
-        at: Option<Box<str>>,
-    },
+    TokenExpired { token: &'s str, at: Option<&'s str> },
     /// `not_before` is still in the future.
-    TokenNotYetValid { token: Box<str>, at: Box<str> },
+    TokenNotYetValid { token: &'s str, at: &'s str },
     /// The legacy key's email is unknown, the user has no key, or the key does not match.
     LegacyKeyUnknown,
     /// The client IP is outside the token's `condition.request.ip`.
-    IpOutsideCondition { token: Box<str>, ip: IpAddr },
+    IpOutsideCondition { token: &'s str, ip: IpAddr },
     /// The route targets a resource id the config does not know.
     UnknownResource { kind: &'static str, id: Box<str> },
     /// The user is not a member of the resource's account.
-    NotMember { user: Box<str>, account: Box<str> },
+    NotMember { user: &'s str, account: &'s str },
     /// The member's API access is disabled on the resource's account.
-    ApiAccessDisabled { user: Box<str>, account: Box<str> },
+    ApiAccessDisabled { user: &'s str, account: &'s str },
     /// An account-owned token asked for a resource of another account.
-    OutsideOwnAccount { token: Box<str>, account: Box<str> },
+    OutsideOwnAccount { token: &'s str, account: &'s str },
     /// An account-owned token on a user-scope route.
-    AccountTokenOnUserRoute { token: Box<str> },
+    AccountTokenOnUserRoute { token: &'s str },
     /// A required key is not granted by `source` on the resource.
     MissingPermission {
-        key: Box<str>,
-        resource: Box<str>,
+        key: &'s str,
+        resource: ResourceRef<'s>,
         source: PolicySource,
     },
     /// None of an any-of set's keys is granted on the resource.
     MissingAnyPermission {
-        keys: Box<str>,
-        resource: Box<str>,
+        keys: KeyList<'s>,
+        resource: ResourceRef<'s>,
         source: PolicySource,
     },
     /// A deny policy matched.
     DeniedByPolicy {
-        policy: Box<str>,
-        key: Box<str>,
-        resource: Box<str>,
+        policy: &'s str,
+        key: &'s str,
+        resource: ResourceRef<'s>,
         source: PolicySource,
     },
     /// A collection route (`scope: any`): no resource on which the request would be allowed.
     NoResourceAllowed {
-        keys: Box<str>,
+        keys: KeyList<'s>,
         /// Accounts that were not tried because the member's API access is disabled there (may be empty).
-        api_access_disabled_on: Box<str>,
+        api_access_disabled_on: Vec<&'s str>,
     },
+    /// A route that answers for tokens only (token verify) was called with a legacy key.
+    NotAToken,
     /// Something could not be decided: fail closed.
-    Internal { what: Box<str> },
+    Internal { what: &'static str },
 }
 
-impl fmt::Display for Denial {
+impl fmt::Display for Denial<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TokenUnknown => f.write_str("no token has this secret"),
@@ -145,20 +167,24 @@ impl fmt::Display for Denial {
             Self::NoResourceAllowed {
                 keys,
                 api_access_disabled_on,
-            } if api_access_disabled_on.is_empty() => {
-                write!(f, "{keys} is not granted on any resource")
+            } => {
+                write!(f, "{keys} is not granted on any resource")?;
+                if !api_access_disabled_on.is_empty() {
+                    write!(
+                        f,
+                        " (API access is disabled on account {})",
+                        api_access_disabled_on.join(", ")
+                    )?;
+                }
+                Ok(())
             }
-            Self::NoResourceAllowed {
-                keys,
-                api_access_disabled_on,
-            } => write!(
-                f,
-                "{keys} is not granted on any resource (API access is disabled on account {api_access_disabled_on})"
-            ),
+            Self::NotAToken => {
+                f.write_str("token verification needs an API token, not a legacy API key")
+            }
             Self::Internal { what } => write!(f, "internal error: {what}"),
         }
     }
 }
 
 /// The outcome of authorizing one request.
-pub type Outcome = Result<(), Denial>;
+pub type Outcome<'s> = Result<(), Denial<'s>>;

@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use super::decision::{Denial, Outcome, PolicySource};
+use smallvec::SmallVec;
+
+use super::decision::{Denial, KeyList, Outcome, PolicySource};
 use super::keys::KeyId;
 use super::model::{
     AccountIdx, Effect, Member, Owner, Policy, PolicySet, Principal, PrincipalKind, Resource,
@@ -62,9 +64,12 @@ pub struct AccessRequest<'a> {
 pub struct Decision<'s> {
     pub principal: Option<Principal<'s>>,
     pub resource: Option<ResourceRef<'s>>,
-    pub policies: Vec<&'s str>,
-    pub outcome: Outcome,
+    pub policies: PolicyIds<'s>,
+    pub outcome: Outcome<'s>,
 }
+
+/// The ids of the policies that decided; almost always one or two, kept inline.
+pub type PolicyIds<'s> = SmallVec<[&'s str; 4]>;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +85,7 @@ impl PolicySet {
         let mut decision = Decision {
             principal: None,
             resource: None,
-            policies: Vec::new(),
+            policies: SmallVec::new(),
             outcome: Ok(()),
         };
         decision.outcome = self.evaluate_into(request, &mut decision);
@@ -91,7 +96,7 @@ impl PolicySet {
         &'s self,
         request: &AccessRequest<'_>,
         decision: &mut Decision<'s>,
-    ) -> Outcome {
+    ) -> Outcome<'s> {
         let caller = self.authenticate(request)?;
         decision.principal = Some(self.principal(caller)?);
         let resource = match request.target {
@@ -102,9 +107,7 @@ impl PolicySet {
             Target::User => match caller {
                 Caller::UserToken(_, user) | Caller::LegacyKey(user) => Resource::User(user),
                 Caller::AccountToken(token, _) => {
-                    return Err(Denial::AccountTokenOnUserRoute {
-                        token: token.id.clone(),
-                    });
+                    return Err(Denial::AccountTokenOnUserRoute { token: &token.id });
                 }
             },
             Target::Account(id) => match self.account_by_id.get(id) {
@@ -125,7 +128,7 @@ impl PolicySet {
     }
 
     /// Finds the credential and checks it is usable: status, validity window, IP condition.
-    fn authenticate(&self, request: &AccessRequest<'_>) -> Result<Caller<'_>, Denial> {
+    fn authenticate(&self, request: &AccessRequest<'_>) -> Result<Caller<'_>, Denial<'_>> {
         match request.presented {
             Presented::Token { sha256 } => {
                 let token = self
@@ -159,7 +162,7 @@ impl PolicySet {
         }
     }
 
-    fn principal<'s>(&'s self, caller: Caller<'s>) -> Result<Principal<'s>, Denial> {
+    fn principal<'s>(&'s self, caller: Caller<'s>) -> Result<Principal<'s>, Denial<'s>> {
         let (kind, id, token) = match caller {
             Caller::UserToken(token, user) => {
                 (PrincipalKind::User, self.user_id(user)?, Some(token))
@@ -180,8 +183,8 @@ impl PolicySet {
         caller: Caller<'s>,
         resource: Resource,
         required: Required<'_>,
-        decided_by: &mut Vec<&'s str>,
-    ) -> Outcome {
+        decided_by: &mut PolicyIds<'s>,
+    ) -> Outcome<'s> {
         let Some(account) = resource.account() else {
             // A user resource: no account, so no membership bound and no API-access toggle.
             return match caller {
@@ -193,17 +196,17 @@ impl PolicySet {
                     decided_by,
                 ),
                 Caller::LegacyKey(_) => Ok(()),
-                Caller::AccountToken(token, _) => Err(Denial::AccountTokenOnUserRoute {
-                    token: token.id.clone(),
-                }),
+                Caller::AccountToken(token, _) => {
+                    Err(Denial::AccountTokenOnUserRoute { token: &token.id })
+                }
             };
         };
         match caller {
             Caller::AccountToken(token, own) => {
                 if own != account {
                     return Err(Denial::OutsideOwnAccount {
-                        token: token.id.clone(),
-                        account: self.account_id(account)?.into(),
+                        token: &token.id,
+                        account: self.account_id(account)?,
                     });
                 }
                 self.grant(
@@ -245,24 +248,21 @@ impl PolicySet {
     }
 
     /// The user's membership of `account`, if it exists and its API access is on.
-    fn usable_member(&self, user: UserIdx, account: AccountIdx) -> Result<&Member, Denial> {
+    fn usable_member(&self, user: UserIdx, account: AccountIdx) -> Result<&Member, Denial<'_>> {
         let member = self
             .member_by_user_account
             .get(&(user, account))
             .and_then(|index| self.members.get(*index as usize))
             .ok_or_else(|| match (self.user_id(user), self.account_id(account)) {
-                (Ok(user), Ok(account)) => Denial::NotMember {
-                    user: user.into(),
-                    account: account.into(),
-                },
+                (Ok(user), Ok(account)) => Denial::NotMember { user, account },
                 (Err(error), _) | (_, Err(error)) => error,
             })?;
         if member.api_access {
             Ok(member)
         } else {
             Err(Denial::ApiAccessDisabled {
-                user: self.user_id(user)?.into(),
-                account: self.account_id(account)?.into(),
+                user: self.user_id(user)?,
+                account: self.account_id(account)?,
             })
         }
     }
@@ -274,8 +274,8 @@ impl PolicySet {
         source: PolicySource,
         resource: Resource,
         required: Required<'_>,
-        decided_by: &mut Vec<&'s str>,
-    ) -> Outcome {
+        decided_by: &mut PolicyIds<'s>,
+    ) -> Outcome<'s> {
         match required {
             Required::None => Ok(()),
             Required::AllOf(keys) => {
@@ -303,8 +303,8 @@ impl PolicySet {
                     Some(Denial::MissingPermission { .. })
                     | Some(Denial::DeniedByPolicy { .. })
                     | None => Denial::MissingAnyPermission {
-                        keys: self.key_list(keys).into(),
-                        resource: self.resource_ref(resource).to_string().into(),
+                        keys: self.key_list(keys),
+                        resource: self.resource_ref(resource),
                         source,
                     },
                     Some(other) => other,
@@ -320,7 +320,7 @@ impl PolicySet {
         source: PolicySource,
         resource: Resource,
         key: KeyId,
-    ) -> Result<&'s str, Denial> {
+    ) -> Result<&'s str, Denial<'s>> {
         let mut allowed_by = None;
         for policy in policies {
             let holds_key = self
@@ -333,9 +333,9 @@ impl PolicySet {
             match policy.effect {
                 Effect::Deny => {
                     return Err(Denial::DeniedByPolicy {
-                        policy: policy.id.clone(),
-                        key: self.keys.name(key).into(),
-                        resource: self.resource_ref(resource).to_string().into(),
+                        policy: &policy.id,
+                        key: self.keys.name(key),
+                        resource: self.resource_ref(resource),
                         source,
                     });
                 }
@@ -345,8 +345,8 @@ impl PolicySet {
             }
         }
         allowed_by.ok_or_else(|| Denial::MissingPermission {
-            key: self.keys.name(key).into(),
-            resource: self.resource_ref(resource).to_string().into(),
+            key: self.keys.name(key),
+            resource: self.resource_ref(resource),
             source,
         })
     }
@@ -361,8 +361,8 @@ impl PolicySet {
         &'s self,
         caller: Caller<'s>,
         required: Required<'_>,
-        decided_by: &mut Vec<&'s str>,
-    ) -> Outcome {
+        decided_by: &mut PolicyIds<'s>,
+    ) -> Outcome<'s> {
         let accounts: Vec<AccountIdx> = match caller {
             Caller::AccountToken(_, account) => vec![account],
             Caller::UserToken(_, user) | Caller::LegacyKey(user) => self
@@ -384,7 +384,7 @@ impl PolicySet {
         let mut other_denials = 0usize;
         for account in accounts {
             for resource in self.candidate_resources(caller, account) {
-                let mut policies = Vec::new();
+                let mut policies = PolicyIds::new();
                 match self.authorize(caller, resource, required, &mut policies) {
                     Ok(()) => {
                         for policy in policies {
@@ -402,22 +402,21 @@ impl PolicySet {
             }
         }
         if other_denials == 0 {
-            if let (Some(account), Caller::UserToken(_, user) | Caller::LegacyKey(user)) =
+            if let (Some(&account), Caller::UserToken(_, user) | Caller::LegacyKey(user)) =
                 (disabled.first(), caller)
             {
                 return Err(Denial::ApiAccessDisabled {
-                    user: self.user_id(user)?.into(),
-                    account: (*account).into(),
+                    user: self.user_id(user)?,
+                    account,
                 });
             }
         }
         Err(Denial::NoResourceAllowed {
             keys: match required {
-                Required::None => String::new(),
+                Required::None => self.key_list(&[]),
                 Required::AllOf(keys) | Required::AnyOf(keys) => self.key_list(keys),
-            }
-            .into(),
-            api_access_disabled_on: disabled.join(", ").into(),
+            },
+            api_access_disabled_on: disabled,
         })
     }
 
@@ -470,40 +469,38 @@ impl PolicySet {
             .and_then(|index| self.members.get(*index as usize))
     }
 
-    fn user_id(&self, user: UserIdx) -> Result<&str, Denial> {
+    fn user_id(&self, user: UserIdx) -> Result<&str, Denial<'_>> {
         self.users
             .get(user as usize)
             .map(|user| &*user.id)
             .ok_or_else(|| internal("user index out of range"))
     }
 
-    fn account_id(&self, account: AccountIdx) -> Result<&str, Denial> {
+    fn account_id(&self, account: AccountIdx) -> Result<&str, Denial<'_>> {
         self.accounts
             .get(account as usize)
             .map(|account| &*account.id)
             .ok_or_else(|| internal("account index out of range"))
     }
 
-    fn key_list(&self, keys: &[KeyId]) -> String {
-        keys.iter()
-            .map(|key| self.keys.name(*key))
-            .collect::<Vec<_>>()
-            .join(", ")
+    fn key_list(&self, keys: &[KeyId]) -> KeyList<'_> {
+        KeyList {
+            names: &self.keys,
+            ids: keys.into(),
+        }
     }
 }
 
 /// Whether a token may be used now, from this IP.
-fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial> {
+fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial<'_>> {
     match token.status {
         Status::Active => {}
         Status::Disabled => {
-            return Err(Denial::TokenDisabled {
-                token: token.id.clone(),
-            });
+            return Err(Denial::TokenDisabled { token: &token.id });
         }
         Status::Expired => {
             return Err(Denial::TokenExpired {
-                token: token.id.clone(),
+                token: &token.id,
                 at: None,
             });
         }
@@ -511,23 +508,23 @@ fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial
     if let Some((not_before, text)) = &token.not_before {
         if now < *not_before {
             return Err(Denial::TokenNotYetValid {
-                token: token.id.clone(),
-                at: text.clone(),
+                token: &token.id,
+                at: text,
             });
         }
     }
     if let Some((expires_on, text)) = &token.expires_on {
         if now >= *expires_on {
             return Err(Denial::TokenExpired {
-                token: token.id.clone(),
-                at: Some(text.clone()),
+                token: &token.id,
+                at: Some(text),
             });
         }
     }
     if let Some(condition) = &token.ip_condition {
         if !condition.allows(client_ip) {
             return Err(Denial::IpOutsideCondition {
-                token: token.id.clone(),
+                token: &token.id,
                 ip: client_ip,
             });
         }
@@ -535,18 +532,18 @@ fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial
     Ok(())
 }
 
-fn unknown(kind: &'static str, id: &str) -> Denial {
+fn unknown(kind: &'static str, id: &str) -> Denial<'static> {
     Denial::UnknownResource {
         kind,
         id: id.into(),
     }
 }
 
-fn internal(what: &str) -> Denial {
-    Denial::Internal { what: what.into() }
+fn internal(what: &'static str) -> Denial<'static> {
+    Denial::Internal { what }
 }
 
-fn push_unique<'s>(list: &mut Vec<&'s str>, id: &'s str) {
+fn push_unique<'s>(list: &mut PolicyIds<'s>, id: &'s str) {
     if !list.contains(&id) {
         list.push(id);
     }

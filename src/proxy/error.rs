@@ -14,7 +14,7 @@ use super::body::{self, BoxError, ProxyBody};
 use super::framing::FramingError;
 use super::headers::REQUEST_ID;
 use crate::answer::Answer;
-use crate::pipeline::Refusal;
+use crate::pipeline::RenderedRefusal;
 use crate::tls::TlsError;
 
 /// Who caused a failure: for logs and metrics (bounded).
@@ -40,8 +40,8 @@ impl Side {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// The decision refused the request (400, 403, 404).
-    #[error("refused: {}", .0.reason())]
-    Refused(Box<Refusal>),
+    #[error("refused: {}", .0.reason)]
+    Refused(Box<RenderedRefusal>),
     /// The request's framing headers are ambiguous (400).
     #[error("rejected framing: {0}")]
     Framing(#[from] FramingError),
@@ -117,7 +117,7 @@ pub fn error_response(
 ) -> Response<ProxyBody> {
     let answer = error.answer();
     let body = match error {
-        ProxyError::Refused(refusal) => refusal.body(explain),
+        ProxyError::Refused(refusal) => refusal.body.clone(),
         _ => answer.body(None, explain),
     };
     let mut response = json_response(answer.status, body);

@@ -25,9 +25,10 @@ use super::framing::{self, HeadScanner};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
 use super::upstream::{UpstreamClient, upstream_uri};
-use crate::answer::{Answer, ChainEntry, push_json_string};
+use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::pipeline::{self, Facts, Verdict};
+use crate::policy::Denial;
 use crate::policy::{Principal, PrincipalKind};
 use crate::routes::Handler;
 use crate::snapshot::Snapshot;
@@ -71,7 +72,7 @@ enum Plan {
         identity: Identity,
     },
     Verify(VerifiedToken),
-    Refuse(Box<pipeline::Refusal>),
+    Refuse(Box<pipeline::RenderedRefusal>),
 }
 
 /// What `GET /user/tokens/verify` reports.
@@ -149,7 +150,7 @@ impl Gateway {
         match &error {
             ProxyError::Refused(refusal) => tracing::debug!(
                 request_id, %method, status = refusal.answer.status, code = refusal.answer.code,
-                reason = %refusal.reason(), "refused"
+                reason = %refusal.reason, "refused"
             ),
             other if other.side() == Side::Client => tracing::debug!(
                 request_id, %method, kind = other.kind(), error = %other, "rejected"
@@ -192,6 +193,7 @@ impl Gateway {
             plan(
                 &pipeline::decide(snapshot, &facts),
                 settings.mode,
+                settings.explain_denials,
                 request_id,
             )
         };
@@ -279,7 +281,7 @@ fn request_target(request: &Request<Incoming>) -> String {
 }
 
 /// Turns the verdict into an owned plan (and logs shadow-mode forwards).
-fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
+fn plan(verdict: &Verdict<'_>, mode: Mode, explain: bool, request_id: &str) -> Plan {
     let identity = identity(verdict);
     match &verdict.outcome {
         Ok(()) => {
@@ -287,10 +289,10 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
             match (handler, verdict.principal) {
                 (Some(Handler::VerifyToken), Some(principal)) => match verified_token(&principal) {
                     Some(token) => Plan::Verify(token),
-                    None => Plan::Refuse(Box::new(verify_with_legacy_key())),
+                    None => Plan::Refuse(Box::new(verify_with_legacy_key().render(explain))),
                 },
                 (Some(Handler::VerifyToken), None) => {
-                    Plan::Refuse(Box::new(verify_with_legacy_key()))
+                    Plan::Refuse(Box::new(verify_with_legacy_key().render(explain)))
                 }
                 (None, _) => match &verdict.canonical {
                     Some(canonical) => Plan::Forward {
@@ -298,13 +300,14 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
                         identity,
                     },
                     // `decide` always sets the target of an allowed request; fail closed if not.
-                    None => Plan::Refuse(Box::new(pipeline::Refusal {
-                        answer: Answer::rejected_request(
-                            "request target could not be checked".into(),
-                        ),
-                        denial: None,
-                        shadow_forwardable: false,
-                    })),
+                    None => Plan::Refuse(Box::new(
+                        pipeline::Refusal {
+                            answer: Answer::rejected_request("request target could not be checked"),
+                            denial: None,
+                            shadow_forwardable: false,
+                        }
+                        .render(explain),
+                    )),
                 },
             }
         }
@@ -324,7 +327,7 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, request_id: &str) -> Plan {
                     identity,
                 }
             }
-            _ => Plan::Refuse(Box::new(refusal.clone())),
+            _ => Plan::Refuse(Box::new(refusal.render(explain))),
         },
     }
 }
@@ -359,20 +362,10 @@ fn verified_token(principal: &Principal<'_>) -> Option<VerifiedToken> {
 
 /// `verify` reports on API tokens; a legacy key is authenticated but is not a token, so it gets the answer
 /// an unknown token gets (403/1000), with the reason as an explanation.
-fn verify_with_legacy_key() -> pipeline::Refusal {
+fn verify_with_legacy_key() -> pipeline::Refusal<'static> {
     pipeline::Refusal {
-        answer: Answer {
-            status: 403,
-            code: 1000,
-            message: "Invalid API Token",
-            chain: Some(ChainEntry {
-                code: 1000,
-                message: "token verification needs an API token, not a legacy API key".into(),
-                explanation: true,
-            }),
-        },
-        denial: None,
         shadow_forwardable: false,
+        ..pipeline::Refusal::denied(Denial::NotAToken)
     }
 }
 
