@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
-use crate::policy::{AccessRequest, Denial, Presented, Principal, Required, ResourceRef, Target};
+use crate::policy::{
+    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef, Target,
+};
 use crate::routes::{
     CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_method_override,
 };
@@ -195,8 +197,36 @@ fn decide_into<'s>(
     };
     let route = matched.route;
     verdict.route = Some(route);
-    let target = match (&route.scope, matched.resource_id) {
-        _ if route.public => return Ok(()),
+    if route.public {
+        return Ok(());
+    }
+    let decision = authenticate_and_authorize(
+        &snapshot.policy,
+        route,
+        matched.resource_id,
+        facts.headers,
+        verdict.client_ip,
+        facts.now,
+    )?;
+    verdict.principal = decision.principal;
+    verdict.resource = decision.resource;
+    verdict.policies = decision.policies;
+    decision.outcome.map_err(Refusal::denied)
+}
+
+/// The decision proper, once the route is known (SPEC §10's "authenticate + authorize"): read the
+/// credential from the headers, hash it, and evaluate the policy set for the route's keys and resource.
+/// `Err` is a missing or malformed credential (400); a denial is in the returned decision.
+#[allow(clippy::result_large_err)] // see decide_into
+pub fn authenticate_and_authorize<'s>(
+    policy: &'s PolicySet,
+    route: &'s Route,
+    resource_id: Option<&str>,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+    now: i64,
+) -> Result<Decision<'s>, Refusal<'s>> {
+    let target = match (&route.scope, resource_id) {
         (Scope::Account { .. }, Some(id)) => Target::Account(id),
         (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
         (Scope::User, _) => Target::User,
@@ -208,8 +238,7 @@ fn decide_into<'s>(
             }));
         }
     };
-
-    let credential = read_credential(facts.headers).map_err(|error| {
+    let credential = read_credential(headers).map_err(|error| {
         Refusal::refused(match error {
             CredentialError::Missing => Answer::missing_credential(),
             CredentialError::MalformedAuthorization | CredentialError::Both => {
@@ -233,17 +262,13 @@ fn decide_into<'s>(
         Requirement::AllOf(keys) => Required::AllOf(keys),
         Requirement::AnyOf(keys) => Required::AnyOf(keys),
     };
-    let decision = snapshot.policy.evaluate(&AccessRequest {
+    Ok(policy.evaluate(&AccessRequest {
         presented,
-        client_ip: verdict.client_ip,
-        now: facts.now,
+        client_ip,
+        now,
         target,
         required,
-    });
-    verdict.principal = decision.principal;
-    verdict.resource = decision.resource;
-    verdict.policies = decision.policies;
-    decision.outcome.map_err(Refusal::denied)
+    }))
 }
 
 /// The client IP: the peer, or behind a trusted proxy the right-most `X-Forwarded-For` entry that is not a
