@@ -41,7 +41,7 @@ pub struct PolicySet {
     pub(crate) user_by_email: FxHashMap<Box<str>, UserIdx>,
     pub(crate) account_by_id: FxHashMap<Box<str>, AccountIdx>,
     pub(crate) zone_by_id: FxHashMap<Box<str>, ZoneIdx>,
-    pub(crate) token_by_hash: FxHashMap<[u8; 32], u32>,
+    pub(crate) token_by_hash: DigestMap<u32>,
     pub(crate) member_by_user_account: FxHashMap<(UserIdx, AccountIdx), u32>,
 }
 
@@ -352,3 +352,30 @@ impl PolicySet {
             + self.tokens.iter().map(|t| t.policies.len()).sum::<usize>()
     }
 }
+
+/// Hashes a SHA-256 digest by its first eight bytes: the digest is already uniformly random, so running
+/// it through another hash function would only cost time. (Equal prefixes are still told apart by the map's
+/// full-key comparison.)
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestPrefixHasher(u64);
+
+impl std::hash::Hasher for DigestPrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A `[u8; 32]` key arrives as one 32-byte write (after its length, which `write_usize` ignores).
+        let mut prefix = [0u8; 8];
+        for (slot, byte) in prefix.iter_mut().zip(bytes) {
+            *slot = *byte;
+        }
+        self.0 ^= u64::from_le_bytes(prefix);
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+}
+
+/// The token index's map type.
+pub type DigestMap<V> =
+    std::collections::HashMap<[u8; 32], V, std::hash::BuildHasherDefault<DigestPrefixHasher>>;
