@@ -13,17 +13,27 @@
 //! - [`routes`]: canonical request targets and the matchit route tables.
 //! - [`auth`]: credentials read from request headers.
 //! - [`answer`]: every answer the gateway makes itself, in Cloudflare's envelope.
+//! - [`openapi`]: the OpenAPI importer behind `permgate routes import-openapi` (pure).
 //! - [`pipeline`]: the pure decision for one request, shared by `permgate check` and the proxy.
+//! - [`metrics`]: the Prometheus registry and one typed function per event.
+//! - [`decision_log`]: one JSON line per request, queued off the request path.
+//! - [`reload`]: file watcher, timer and `SIGHUP` → re-read, compile, one atomic swap of the snapshot.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //!
 //! The pure modules (`policy`, `routes`, `auth`, `answer`, `pipeline`) do no I/O and read no clock.
 
+pub mod admin;
 pub mod answer;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
+pub mod metrics;
+pub mod openapi;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod snapshot;
 pub mod tls;

@@ -36,6 +36,18 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Work with route files.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoutesCommand {
+    /// Write a route file from OpenAPI specs (x-permgate-permissions, x-cfPermissionsRequired,
+    /// x-api-token-group); report every skipped operation on stderr.
+    ImportOpenapi(permgate::cli::routes::ImportOpenApiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,5 +66,8 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::New(args),
         } => permgate::cli::token::run_new(&args),
+        Command::Routes {
+            command: RoutesCommand::ImportOpenapi(args),
+        } => permgate::cli::routes::run_import_openapi(&args),
     }
 }

@@ -1,9 +1,17 @@
 //! Keeps the functional core pure: the policy, routes, auth, answer and pipeline modules must not do I/O or
 //! read a clock. Fails on any use of tokio, hyper, the file system, sockets, the environment or the clock.
 
+#![allow(clippy::unwrap_used)] // test code
+
 use std::path::{Path, PathBuf};
 
-const PURE: &[&str] = &["src/policy", "src/routes", "src/auth", "src/answer.rs", "src/pipeline.rs"];
+const PURE: &[&str] = &[
+    "src/policy",
+    "src/routes",
+    "src/auth",
+    "src/answer.rs",
+    "src/pipeline.rs",
+];
 
 /// `std::net::IpAddr` and friends are plain values and allowed; sockets are not.
 const FORBIDDEN: &[&str] = &[
@@ -38,7 +46,10 @@ fn the_core_modules_do_no_io_and_read_no_clock() {
     for module in PURE {
         rust_files(&root.join(module), &mut files);
     }
-    assert!(files.len() >= 8, "expected the pure modules' sources, found {files:?}");
+    assert!(
+        files.len() >= 8,
+        "expected the pure modules' sources, found {files:?}"
+    );
     let mut violations = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -52,5 +63,9 @@ fn the_core_modules_do_no_io_and_read_no_clock() {
             }
         }
     }
-    assert!(violations.is_empty(), "I/O or clock in the pure core:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "I/O or clock in the pure core:\n{}",
+        violations.join("\n")
+    );
 }

@@ -314,3 +314,176 @@ pub fn token_home(world: &RawPolicyFile, token: usize) -> Option<String> {
         })
     })
 }
+
+// === YAML text of a world ===
+
+/// A YAML string scalar: every string the generator makes is plain ASCII without quotes or backslashes,
+/// so double quotes alone make it safe (`#` would otherwise start a comment).
+fn q(text: &str) -> String {
+    debug_assert!(!text.contains(['"', '\\']));
+    format!("\"{text}\"")
+}
+
+fn group_refs(groups: &[RawGroup]) -> String {
+    let refs: Vec<String> = groups
+        .iter()
+        .map(|group| format!("{{id: {}}}", q(group.id.as_deref().unwrap_or(""))))
+        .collect();
+    format!("[{}]", refs.join(", "))
+}
+
+fn effect(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    }
+}
+
+/// Writes `world` as one policy file in the documented format (SPEC §2.2–§2.4), one flow-style mapping per
+/// list item: what an operator's generator would emit. Covers the shapes [`world`] makes.
+pub fn write_world_yaml(
+    world: &RawPolicyFile,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    writeln!(out, "permission_groups:")?;
+    for group in &world.permission_groups {
+        let keys: Vec<String> = group
+            .permissions
+            .iter()
+            .flatten()
+            .map(|permission| q(permission.key()))
+            .collect();
+        writeln!(
+            out,
+            "  - {{id: {}, name: {}, permissions: [{}]}}",
+            q(group.id.as_deref().unwrap_or("")),
+            q(group.name.as_deref().unwrap_or("")),
+            keys.join(", ")
+        )?;
+    }
+    writeln!(out, "users:")?;
+    for user in &world.users {
+        match &user.api_key_sha256 {
+            Some(hash) => writeln!(
+                out,
+                "  - {{id: {}, email: {}, api_key_sha256: {}}}",
+                q(&user.id),
+                q(&user.email),
+                q(hash)
+            )?,
+            None => writeln!(
+                out,
+                "  - {{id: {}, email: {}}}",
+                q(&user.id),
+                q(&user.email)
+            )?,
+        }
+    }
+    writeln!(out, "accounts:")?;
+    for account in &world.accounts {
+        writeln!(
+            out,
+            "  - id: {}\n    name: {}",
+            q(&account.id),
+            q(&account.name)
+        )?;
+        writeln!(out, "    zones:")?;
+        for zone in &account.zones {
+            writeln!(
+                out,
+                "      - {{id: {}, name: {}}}",
+                q(&zone.id),
+                q(&zone.name)
+            )?;
+        }
+        if account.members.is_empty() {
+            continue;
+        }
+        writeln!(out, "    members:")?;
+        for member in &account.members {
+            writeln!(out, "      - user: {}\n        policies:", q(&member.user))?;
+            for policy in &member.policies {
+                let groups: Vec<String> = policy
+                    .resource_groups
+                    .iter()
+                    .filter_map(|group| group.scope.as_ref())
+                    .map(|scope| {
+                        let objects: Vec<String> = scope
+                            .objects
+                            .iter()
+                            .map(|object| format!("{{key: {}}}", q(&object.key)))
+                            .collect();
+                        format!(
+                            "{{scope: {{key: {}, objects: [{}]}}}}",
+                            q(&scope.key),
+                            objects.join(", ")
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "          - {{id: {}, access: {}, permission_groups: {}, resource_groups: [{}]}}",
+                    q(policy.id.as_deref().unwrap_or("")),
+                    effect(policy.access),
+                    group_refs(&policy.permission_groups),
+                    groups.join(", ")
+                )?;
+            }
+        }
+    }
+    writeln!(out, "tokens:")?;
+    for token in &world.tokens {
+        let owner = match (&token.owner.user, &token.owner.account) {
+            (Some(user), _) => format!("{{user: {}}}", q(user)),
+            (None, Some(account)) => format!("{{account: {}}}", q(account)),
+            (None, None) => "{}".to_string(),
+        };
+        writeln!(
+            out,
+            "  - id: {}\n    owner: {owner}\n    secret_sha256: {}\n    policies:",
+            q(&token.id),
+            q(&token.secret_sha256)
+        )?;
+        for policy in &token.policies {
+            let resources: Vec<String> = policy
+                .resources
+                .iter()
+                .map(|(key, value)| match value {
+                    RawResourceValue::Text(text) => format!("{}: {}", q(key), q(text)),
+                    RawResourceValue::Nested(nested) => {
+                        let inner: Vec<String> = nested
+                            .iter()
+                            .map(|(key, value)| format!("{}: {}", q(key), q(value)))
+                            .collect();
+                        format!("{}: {{{}}}", q(key), inner.join(", "))
+                    }
+                })
+                .collect();
+            writeln!(
+                out,
+                "      - {{id: {}, effect: {}, permission_groups: {}, resources: {{{}}}}}",
+                q(policy.id.as_deref().unwrap_or("")),
+                effect(policy.effect),
+                group_refs(&policy.permission_groups),
+                resources.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A `gateway.yaml` for a generated config folder holding `policies.yaml` and `routes.yaml`.
+pub fn gateway_yaml(
+    listen: &str,
+    admin_listen: &str,
+    upstream: &str,
+    tls: Option<(&str, &str)>,
+) -> String {
+    let mut out = format!(
+        "listen: {listen}\nadmin_listen: {admin_listen}\nupstream:\n  url: {upstream}\n  pool_max_idle_per_host: 1024\npolicy_files: [policies.yaml]\nroute_files: [routes.yaml]\ndecision_log:\n  sink: \"off\"\n"
+    );
+    if let Some((cert, key)) = tls {
+        out.push_str(&format!("tls:\n  cert_file: {cert}\n  key_file: {key}\n"));
+    }
+    out
+}

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod routes;
 pub mod serve;
 pub mod token;
 pub mod validate;

@@ -1,14 +1,23 @@
-//! `permgate serve`: load the config (a bad one is fatal: every error printed, exit 2), start the proxy,
-//! run until SIGTERM/SIGINT, drain within `shutdown_grace`, exit 0.
+//! `permgate serve`: load the config (a bad one is fatal: every error printed, exit 2), start the proxy, the
+//! admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`), the decision log and the reloader (file
+//! watcher, timer, `SIGHUP`), run until SIGTERM/SIGINT, drain within `shutdown_grace`, exit 0.
 //!
-//! Seam for the next issue: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`) and the
-//! config reloader start next to the proxy in [`serve`], sharing `running.gateway.snapshot()` (the live
-//! `ArcSwap`) and `running.certificates` (the inbound certificate store).
+//! [`start`] starts everything and hands back [`Services`], so integration tests run exactly what the
+//! binary runs (on port 0, without the process-wide `SIGHUP` handler).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::proxy::{self, Drain};
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Admin, AdminState};
+use crate::decision_log::{DecisionLog, DecisionLogError, LogWriter};
+use crate::metrics::Metrics;
+use crate::proxy::{self, Drain, Observer, Running, StartError};
+use crate::reload::{ReloadTask, Reloader, Triggers};
 use crate::snapshot::Snapshot;
 
 /// Runs the gateway with the config at `config`.
@@ -35,33 +44,157 @@ pub fn run(config: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(snapshot))
+    runtime.block_on(serve(config, snapshot))
 }
 
-/// Starts everything for `snapshot` and runs until a shutdown signal.
-pub async fn serve(snapshot: Snapshot) -> ExitCode {
-    let generation = snapshot.generation;
-    let running = match proxy::start(snapshot).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("permgate: {error}");
-            return ExitCode::from(match error {
-                proxy::StartError::Bind { .. } => 1,
-                // Unreadable certificates or CA files are config errors.
-                proxy::StartError::Tls(_) | proxy::StartError::Upstream(_) => 2,
+/// Why the services could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Proxy(#[from] StartError),
+    #[error("cannot listen on {addr} (admin_listen): {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    DecisionLog(#[from] DecisionLogError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl ServeError {
+    /// The exit code: 2 for what the config can fix (certificates, CA file, decision-log path), 1 else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Proxy(StartError::Tls(_) | StartError::Upstream(_)) | Self::DecisionLog(_) => 2,
+            Self::Proxy(_) | Self::Admin { .. } | Self::Metrics(_) => 1,
+        }
+    }
+}
+
+/// Everything `permgate serve` runs.
+#[derive(Debug)]
+pub struct Services {
+    /// The proxy (its `gateway` holds the live snapshot and the metrics).
+    pub proxy: Running,
+    /// The admin listener.
+    pub admin: Admin,
+    /// The reloader ([`Reloader::reload_now`] reloads at once).
+    pub reloader: Arc<Reloader>,
+    reload_task: ReloadTask,
+    decision_log: Option<LogWriter>,
+}
+
+impl Services {
+    /// Graceful stop: `/readyz` turns 503, reloading stops, the proxy drains, the decision log is flushed,
+    /// then the admin listener closes.
+    pub async fn stop(self) -> Drain {
+        self.admin.state.begin_draining();
+        self.reload_task.stop().await;
+        let drain = self.proxy.stop().await;
+        if let Some(writer) = self.decision_log {
+            writer.stop().await;
+        }
+        self.admin.stop().await;
+        drain
+    }
+}
+
+/// Starts the proxy, admin listener, decision log and reloader for `snapshot`, loaded from `config`.
+/// Both listeners are bound before anything serves, so a taken port fails the start cleanly.
+pub async fn start(
+    config: &Path,
+    snapshot: Snapshot,
+    triggers: Triggers,
+) -> Result<Services, ServeError> {
+    let settings = &snapshot.settings;
+    let listen = settings.listen;
+    let admin_addr = settings.admin_listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let admin_listener =
+        TcpListener::bind(admin_addr)
+            .await
+            .map_err(|source| ServeError::Admin {
+                addr: admin_addr,
+                source,
+            })?;
+    let metrics = Metrics::new()?;
+    let (decision_log, writer) =
+        match DecisionLog::start(&settings.decision_log, Arc::clone(&metrics))? {
+            Some((log, writer)) => (Some(log), Some(writer)),
+            None => (None, None),
+        };
+    let observer = Observer {
+        metrics: Arc::clone(&metrics),
+        decision_log,
+    };
+    let running = proxy::start_observed(
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        listener,
+        observer,
+    )
+    .await?;
+    let reloader = Reloader::new(
+        config,
+        Arc::clone(&running.gateway),
+        running.certificates.clone(),
+        metrics,
+    );
+    let state = AdminState::new(Arc::clone(&running.gateway), Some(Arc::clone(&reloader)));
+    let admin = match admin::start_on(admin_listener, state) {
+        Ok(admin) => admin,
+        Err(source) => {
+            let _ = running.stop().await;
+            return Err(ServeError::Admin {
+                addr: admin_addr,
+                source,
             });
         }
     };
-    let scheme = if running.certificates.is_some() {
+    let reload_task = reloader.spawn(triggers);
+    Ok(Services {
+        proxy: running,
+        admin,
+        reloader,
+        reload_task,
+        decision_log: writer,
+    })
+}
+
+/// Starts everything for `snapshot` (loaded from `config`) and runs until a shutdown signal.
+pub async fn serve(config: &Path, snapshot: Snapshot) -> ExitCode {
+    let generation = snapshot.generation;
+    let triggers = Triggers {
+        watch: true,
+        timer: true,
+        sighup: true,
+    };
+    let services = match start(config, snapshot, triggers).await {
+        Ok(services) => services,
+        Err(error) => {
+            eprintln!("permgate: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
+    let scheme = if services.proxy.certificates.is_some() {
         "https"
     } else {
         "http"
     };
-    tracing::info!(listen = %running.addr, scheme, generation, "permgate is serving");
-    // Next issue: admin listener and reloader are started here.
+    tracing::info!(
+        listen = %services.proxy.addr, scheme, admin = %services.admin.addr, generation,
+        "permgate is serving"
+    );
     shutdown_signal().await;
     tracing::info!("shutdown signal received: no new connections, finishing in-flight requests");
-    match running.stop().await {
+    match services.stop().await {
         Drain::Complete => tracing::info!("all connections finished"),
         Drain::GraceElapsed { remaining } => {
             tracing::warn!(

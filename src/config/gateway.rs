@@ -38,6 +38,8 @@ pub struct RawGateway {
     pub shutdown_grace_ms: Option<u64>,
     #[serde(default)]
     pub decision_log: Option<RawDecisionLog>,
+    #[serde(default)]
+    pub reload_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +116,9 @@ pub struct Settings {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub decision_log: DecisionLogSettings,
+    /// How often the reloader re-reads the files even without a file-system event (a missed event, a
+    /// network file system): `reload_interval_ms`, default 30 s.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +224,7 @@ impl Settings {
         let header_read_timeout =
             positive("header_read_timeout_ms", raw.header_read_timeout_ms, 10_000);
         let shutdown_grace = positive("shutdown_grace_ms", raw.shutdown_grace_ms, 30_000);
+        let reload_interval = positive("reload_interval_ms", raw.reload_interval_ms, 30_000);
 
         let mut trusted_proxies = Vec::new();
         for (index, text) in raw.trusted_proxies.iter().enumerate() {
@@ -305,11 +311,17 @@ impl Settings {
             max_connections,
             shutdown_grace,
             decision_log,
+            reload_interval,
             base_dir,
         })
     }
 
-    /// The settings that only take effect at a restart, as `(key, old, new)` when they differ.
+    /// The settings that only take effect at a restart, by key, when they differ between `self` (what the
+    /// listeners were started with) and `next`.
+    ///
+    /// The upstream is not among them: its URL and response timeout are read per request, and the reloader
+    /// rebuilds the upstream client when the CA file, connect timeout or pool settings change. The TLS
+    /// certificate files are not either (they rotate live); only turning TLS on or off needs a restart.
     pub fn restart_only_changes(&self, next: &Settings) -> Vec<&'static str> {
         let mut changed = Vec::new();
         if self.listen != next.listen {
@@ -324,9 +336,19 @@ impl Settings {
         if self.tls.is_some() != next.tls.is_some() {
             changed.push("tls");
         }
-        if self.upstream.url != next.upstream.url || self.upstream.ca_file != next.upstream.ca_file
+        // Baked into the connection builder and the drain when serving starts.
+        if self.header_read_timeout != next.header_read_timeout {
+            changed.push("header_read_timeout_ms");
+        }
+        if self.shutdown_grace != next.shutdown_grace {
+            changed.push("shutdown_grace_ms");
+        }
+        // The writer task and its queue are created once.
+        if self.decision_log.sink != next.decision_log.sink
+            || self.decision_log.path != next.decision_log.path
+            || self.decision_log.queue_capacity != next.decision_log.queue_capacity
         {
-            changed.push("upstream");
+            changed.push("decision_log");
         }
         changed
     }

@@ -51,6 +51,16 @@ impl ConfigSet {
                 gateway.locate(&mut errors);
                 ConfigErrors(errors)
             })?;
+        Ok(Self::assemble(gateway, settings, policy_files, route_files))
+    }
+
+    /// The set of these files, with its content hash.
+    fn assemble(
+        gateway: SourceFile,
+        settings: Settings,
+        policy_files: Vec<SourceFile>,
+        route_files: Vec<SourceFile>,
+    ) -> Self {
         let mut set = Self {
             gateway,
             settings,
@@ -59,7 +69,7 @@ impl ConfigSet {
             content_hash: String::new(),
         };
         set.content_hash = content_hash(set.files());
-        Ok(set)
+        set
     }
 }
 
@@ -108,15 +118,12 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let mut set = ConfigSet {
+    Ok(ConfigSet::assemble(
         gateway,
         settings,
         policy_files,
         route_files,
-        content_hash: String::new(),
-    };
-    set.content_hash = content_hash(set.files());
-    Ok(set)
+    ))
 }
 
 /// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.

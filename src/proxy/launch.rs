@@ -2,7 +2,9 @@
 //! hand back a [`Running`] handle with its address and a shutdown trigger.
 //!
 //! `permgate serve`, `permgate demo` and the integration tests all start the gateway this way, so they
-//! exercise the same path.
+//! exercise the same path. [`start`] and [`start_on`] give the gateway its own metrics registry and no
+//! decision log; `permgate serve` passes its [`Observer`] (the registry `/metrics` serves, the decision
+//! log) to [`start_observed`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use super::error::ProxyError;
 use super::server::{Drain, serve};
-use super::service::Gateway;
+use super::service::{Gateway, Observer};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::{self, CertStore, TlsError};
 
@@ -31,6 +34,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("upstream client: {0}")]
     Upstream(#[from] ProxyError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A gateway serving in the background.
@@ -83,6 +88,19 @@ pub async fn start_on(
     snapshot: Arc<ArcSwap<Snapshot>>,
     listener: TcpListener,
 ) -> Result<Running, StartError> {
+    let observer = Observer {
+        metrics: Metrics::new()?,
+        decision_log: None,
+    };
+    start_observed(snapshot, listener, observer).await
+}
+
+/// Starts serving the live snapshot on an already-bound listener, reporting to `observer`.
+pub async fn start_observed(
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    listener: TcpListener,
+    observer: Observer,
+) -> Result<Running, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: snapshot.load().settings.listen,
         source,
@@ -95,7 +113,7 @@ pub async fn start_on(
         }
         None => (None, None),
     };
-    let gateway = Gateway::new(snapshot)?;
+    let gateway = Gateway::new(snapshot, observer)?;
     let (trigger, triggered) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         Arc::clone(&gateway),

@@ -23,6 +23,6 @@ pub mod service;
 pub mod upstream;
 
 pub use error::ProxyError;
-pub use launch::{Running, StartError, start, start_on};
+pub use launch::{Running, StartError, start, start_observed, start_on};
 pub use server::{Drain, serve};
-pub use service::{ConnInfo, Gateway};
+pub use service::{ConnInfo, Gateway, Observer};

@@ -42,6 +42,7 @@ use super::error::{ProxyError, error_response};
 use super::framing::HeadScanner;
 use super::request_id;
 use super::service::{ConnInfo, Gateway};
+use crate::metrics::{ConnectionGuard, DecisionLabel, NO_ROUTE};
 
 /// How many over-the-limit connections may be getting their 503 at once.
 pub const OVERFLOW_LIMIT: usize = 64;
@@ -120,11 +121,13 @@ pub async fn serve(
             Ok(permit) => Admission {
                 overloaded: false,
                 _permit: permit,
+                _counted: shared.gateway.metrics().connection_opened(),
             },
             Err(_) => match Arc::clone(&overflow).try_acquire_owned() {
                 Ok(permit) => Admission {
                     overloaded: true,
                     _permit: permit,
+                    _counted: shared.gateway.metrics().connection_opened(),
                 },
                 Err(_) => {
                     tracing::debug!(%peer, "over the connection limit: closing");
@@ -169,6 +172,8 @@ pub async fn serve(
 struct Admission {
     overloaded: bool,
     _permit: OwnedSemaphorePermit,
+    /// Counts the connection in `permgate_active_connections` until it ends.
+    _counted: ConnectionGuard,
 }
 
 fn connection_builder(
@@ -274,14 +279,24 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let explain = shared.gateway.snapshot().load().settings.explain_denials;
-    let service = service_fn(move |_request| async move {
+    let metrics = Arc::clone(shared.gateway.metrics());
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let started = std::time::Instant::now();
         let id = HeaderValue::from_str(&request_id::generate())
             .unwrap_or_else(|_| HeaderValue::from_static("overloaded"));
         let mut response = error_response(&ProxyError::Overloaded, &id, explain);
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        Ok::<_, Infallible>(response)
+        // No decision was made: counted, not logged (the decision log is for decisions).
+        metrics.request(
+            NO_ROUTE,
+            request.method(),
+            DecisionLabel::None,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        async move { Ok::<_, Infallible>(response) }
     });
     let served = watcher.watch(
         shared

@@ -8,10 +8,13 @@
 //! The decision borrows the snapshot; everything the rest of the request needs is copied out into an owned
 //! [`Plan`] before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
 //! `load_full`, which keeps the snapshot it started with alive to the end).
+//!
+//! Every request is observed once its response head is ready: `permgate_requests_total` and the duration
+//! histograms, and (when on) one decision-log line, built from the verdict and queued without waiting.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use http::header::{HOST, HeaderValue};
@@ -27,10 +30,12 @@ use super::request_id;
 use super::upstream::{UpstreamClient, upstream_uri};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
+use crate::decision_log::{Decided, DecisionLog, Entry};
+use crate::metrics::{DecisionLabel, Metrics, NO_ROUTE};
 use crate::pipeline::{self, Facts, Verdict};
 use crate::policy::Denial;
 use crate::policy::{Principal, PrincipalKind};
-use crate::routes::Handler;
+use crate::routes::{Handler, Route};
 use crate::snapshot::Snapshot;
 
 /// The gateway: the live snapshot and the upstream clients, shared by every connection.
@@ -38,6 +43,41 @@ use crate::snapshot::Snapshot;
 pub struct Gateway {
     snapshot: Arc<ArcSwap<Snapshot>>,
     upstream: ArcSwap<UpstreamClient>,
+    metrics: Arc<Metrics>,
+    decision_log: Option<DecisionLog>,
+}
+
+/// Where the gateway reports what it does: its metrics, and the decision log when one is on.
+#[derive(Debug, Clone)]
+pub struct Observer {
+    pub metrics: Arc<Metrics>,
+    pub decision_log: Option<DecisionLog>,
+}
+
+/// What one request's observation has gathered by the time its response head is ready.
+#[derive(Debug)]
+struct Observation<'s> {
+    route: Option<&'s Route>,
+    decision: DecisionLabel,
+    /// The gateway's error code (0 when it did not refuse).
+    code: u32,
+    /// The upstream failure kind, if the upstream failed.
+    error: Option<&'static str>,
+    /// The decision-log line, when the log is on and the request got as far as a decision.
+    entry: Option<Entry>,
+}
+
+impl Observation<'_> {
+    /// Before any decision: a request that fails now (framing) was refused.
+    fn new() -> Self {
+        Self {
+            route: None,
+            decision: DecisionLabel::Deny,
+            code: 0,
+            error: None,
+            entry: None,
+        }
+    }
 }
 
 /// What is known about the connection a request came on.
@@ -86,13 +126,24 @@ struct VerifiedToken {
 // === impl Gateway ===
 
 impl Gateway {
-    /// A gateway over the live `snapshot`, with upstream clients built from its settings.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Result<Arc<Self>, ProxyError> {
+    /// A gateway over the live `snapshot`, with upstream clients built from its settings, reporting to
+    /// `observer`.
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        observer: Observer,
+    ) -> Result<Arc<Self>, ProxyError> {
         let upstream = UpstreamClient::new(&snapshot.load().settings.upstream)?;
         Ok(Arc::new(Self {
             snapshot,
             upstream: ArcSwap::from_pointee(upstream),
+            metrics: observer.metrics,
+            decision_log: observer.decision_log,
         }))
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The live snapshot (the reloader stores new ones here).
@@ -118,6 +169,7 @@ impl Gateway {
 
     /// Serves one request; never fails (every error is an answer).
     pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        let started = Instant::now();
         // First, before anything can return early: keeps the scanner's verdicts aligned with requests.
         let ambiguous = request.version() <= Version::HTTP_11 && conn.next_head_was_ambiguous();
         let snapshot = self.snapshot.load_full();
@@ -128,6 +180,9 @@ impl Gateway {
             .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
         let method = request.method().clone();
         let http1 = request.version() <= Version::HTTP_11;
+        // The arrival time, for the decision log only (the clock read is skipped when the log is off).
+        let arrived = self.decision_log.as_ref().map(|_| SystemTime::now());
+        let mut seen = Observation::new();
         let result = if ambiguous {
             Err(ProxyError::Framing(
                 framing::FramingError::LengthAndEncoding,
@@ -140,14 +195,72 @@ impl Gateway {
                 peer_trusted,
                 &request_id,
                 &id_value,
+                arrived,
+                &mut seen,
             )
             .await
         };
-        let error = match result {
-            Ok(response) => return response,
-            Err(error) => error,
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                self.failed(&error, &mut seen);
+                if let (None, Some(arrived)) = (&seen.entry, arrived) {
+                    seen.entry = Some(Entry::undecided(
+                        arrived,
+                        &request_id,
+                        method.as_str(),
+                        conn.peer.ip(),
+                        &error.to_string(),
+                        snapshot.generation,
+                    ));
+                }
+                self.error_answer(&error, &snapshot, &request_id, &method, http1, &id_value)
+            }
         };
-        match &error {
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics.request(
+            seen.route.map_or(NO_ROUTE, |route| &*route.label),
+            &method,
+            seen.decision,
+            status,
+            elapsed,
+        );
+        if let (Some(log), Some(entry)) = (&self.decision_log, seen.entry.take()) {
+            log.submit(entry.finish(status, seen.code, seen.error, elapsed));
+        }
+        response
+    }
+
+    /// Records a failure in the observation (and counts upstream failures).
+    fn failed(&self, error: &ProxyError, seen: &mut Observation<'_>) {
+        match error {
+            ProxyError::Refused(refusal) => {
+                seen.decision = DecisionLabel::Deny;
+                seen.code = refusal.answer.code;
+            }
+            other => {
+                seen.code = other.answer().code;
+                if other.side() == Side::Upstream {
+                    let kind = other.kind();
+                    seen.error = Some(kind);
+                    self.metrics.upstream_error(kind);
+                }
+            }
+        }
+    }
+
+    /// Logs a failure and turns it into the client's answer.
+    fn error_answer(
+        &self,
+        error: &ProxyError,
+        snapshot: &Snapshot,
+        request_id: &str,
+        method: &http::Method,
+        http1: bool,
+        id_value: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        match error {
             ProxyError::Refused(refusal) => tracing::debug!(
                 request_id, %method, status = refusal.answer.status, code = refusal.answer.code,
                 reason = %refusal.reason, "refused"
@@ -160,7 +273,7 @@ impl Gateway {
                 "request failed"
             ),
         }
-        let mut response = error_response(&error, &id_value, snapshot.settings.explain_denials);
+        let mut response = error_response(error, id_value, snapshot.settings.explain_denials);
         if http1 && matches!(error, ProxyError::Framing(_)) {
             // The body's end is in doubt: never read another request from this connection.
             response
@@ -170,14 +283,17 @@ impl Gateway {
         response
     }
 
-    async fn process(
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
+    async fn process<'s>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
         mut request: Request<Incoming>,
         conn: &ConnInfo,
         peer_trusted: bool,
         request_id: &str,
         id_value: &HeaderValue,
+        arrived: Option<SystemTime>,
+        seen: &mut Observation<'s>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         framing::check(request.headers())?;
         let settings = &snapshot.settings;
@@ -190,12 +306,26 @@ impl Gateway {
                 peer_ip: conn.peer.ip(),
                 now: unix_now(),
             };
-            plan(
-                &pipeline::decide(snapshot, &facts),
+            let deciding = Instant::now();
+            let verdict = pipeline::decide(snapshot, &facts);
+            let decision_time = deciding.elapsed();
+            self.metrics.decision(decision_time);
+            let plan = plan(
+                &verdict,
                 settings.mode,
                 settings.explain_denials,
                 request_id,
-            )
+            );
+            self.observe_decision(
+                seen,
+                &verdict,
+                &plan,
+                snapshot,
+                (request_id, facts.method),
+                arrived,
+                decision_time,
+            );
+            plan
         };
         let (path_and_query, identity) = match plan {
             Plan::Refuse(refusal) => return Err(ProxyError::Refused(refusal)),
@@ -264,6 +394,55 @@ impl Gateway {
         headers::prepare_response(&mut parts.headers, switching, id_value);
         parts.version = Version::HTTP_11;
         Ok(Response::from_parts(parts, body::stream(incoming)))
+    }
+}
+
+// === impl Gateway (observation) ===
+
+impl Gateway {
+    /// Notes the decision for metrics and, when the log is on, starts the request's decision-log line.
+    #[allow(clippy::too_many_arguments)] // the pieces of one request, from one call site
+    fn observe_decision<'s>(
+        &self,
+        seen: &mut Observation<'s>,
+        verdict: &Verdict<'s>,
+        plan: &Plan,
+        snapshot: &'s Snapshot,
+        (request_id, method): (&str, &str),
+        arrived: Option<SystemTime>,
+        decision_time: std::time::Duration,
+    ) {
+        seen.route = verdict.route;
+        (seen.decision, seen.code) = match plan {
+            Plan::Refuse(refusal) => (DecisionLabel::Deny, refusal.answer.code),
+            // Forwarded although the decision refused it: shadow mode.
+            Plan::Forward { .. } if !verdict.allowed() => {
+                (DecisionLabel::ShadowAllow, verdict.code())
+            }
+            Plan::Forward { .. } | Plan::Verify(_) => (DecisionLabel::Allow, 0),
+        };
+        let (Some(_), Some(arrived)) = (&self.decision_log, arrived) else {
+            return;
+        };
+        let would_refuse;
+        let reason = match (plan, &verdict.outcome) {
+            (Plan::Refuse(refusal), _) => refusal.reason.as_str(),
+            (_, Err(refusal)) => {
+                would_refuse = refusal.reason();
+                would_refuse.as_str()
+            }
+            (_, Ok(())) => "allowed",
+        };
+        seen.entry = Some(Entry::decided(&Decided {
+            time: arrived,
+            request_id,
+            method,
+            verdict,
+            snapshot,
+            decision: seen.decision,
+            reason,
+            decision_time,
+        }));
     }
 }
 

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# End-to-end load test (SPEC §10): wrk against a fast upstream directly, through nginx (plain proxy_pass, no
+# authorization) and through permgate (full authorization on every request, 100k tokens loaded), over plain
+# HTTP and TLS. Prints requests/s, latency percentiles, proxy CPU per request and the ratios.
+# Everything listens on 127.0.0.1, every run is bounded, and every process started here is stopped on exit.
+# Not for CI (it installs wrk and nginx from apt). See benches/load/README.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CONNS="${CONNS:-64}"            # wrk connections (same for every target)
+THREADS="${THREADS:-1}"         # wrk threads
+DURATION="${DURATION:-10s}"     # per measured run
+WARMUP="${WARMUP:-2s}"          # per target, before its measured run (fills the upstream pools)
+ROUNDS="${ROUNDS:-2}"           # every target is measured ROUNDS times, interleaved
+TOKENS="${TOKENS:-100000}"      # tokens in the generated permgate config
+PIN="${PIN:-auto}"              # 1: wrk + upstream on CPU 0, the proxy alone on CPU 1; 0: no pinning
+TLS="${TLS:-1}"                 # 1: also measure nginx and permgate with inbound TLS
+MIMALLOC="${MIMALLOC:-0}"       # 1: also measure permgate built with mimalloc as the global allocator
+WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+UPSTREAM_PORT=9100; NGINX_PORT=8181; NGINX_TLS_PORT=8443; PERMGATE_PORT=8180; PERMGATE_TLS_PORT=8444
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT INT TERM
+
+log() { printf '%s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  if [ "${NO_APT:-0}" = 1 ]; then log "wrk and nginx are needed (apt-get install -y wrk nginx-light)"; exit 1; fi
+  log "installing wrk and nginx-light from apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+NGINX_BIN="$(command -v nginx)"
+
+CPUS="$(nproc)"
+if [ "$PIN" = auto ]; then PIN=$([ "$CPUS" -ge 2 ] && echo 1 || echo 0); fi
+if [ "$PIN" = 1 ]; then
+  LOADGEN_CPUS=0; PROXY_CPUS=1; PROXY_WORKERS=1
+else
+  LOADGEN_CPUS="0-$((CPUS - 1))"; PROXY_CPUS="$LOADGEN_CPUS"; PROXY_WORKERS="$CPUS"
+fi
+on() { taskset -c "$1" "${@:2}"; }
+
+# --- build -------------------------------------------------------------------------------------------------
+log "building permgate and the load tools (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config)
+PERMGATE_BINS=("permgate=$TARGET_DIR/release/permgate")
+if [ "$MIMALLOC" = 1 ]; then
+  (cd "$ROOT" && cargo build --release --quiet --example permgate_mimalloc)
+  PERMGATE_BINS+=("permgate+mimalloc=$TARGET_DIR/release/examples/permgate_mimalloc")
+fi
+
+# --- config, certificate -----------------------------------------------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+"$TARGET_DIR/release/examples/load_gen_config" "$WORK/plain" "$TOKENS" "127.0.0.1:$PERMGATE_PORT" \
+  127.0.0.1:9181 "http://127.0.0.1:$UPSTREAM_PORT"
+mkdir -p "$WORK/tls"
+cp "$WORK/plain/policies.yaml" "$WORK/plain/routes.yaml" "$WORK/tls/"
+sed -e "s/127.0.0.1:$PERMGATE_PORT/127.0.0.1:$PERMGATE_TLS_PORT/" -e "s/127.0.0.1:9181/127.0.0.1:9182/" \
+  "$WORK/plain/gateway.yaml" > "$WORK/tls/gateway.yaml"
+printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$WORK/cert.pem" "$WORK/key.pem" >> "$WORK/tls/gateway.yaml"
+REQUESTS="$WORK/plain/requests.txt"
+
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+worker_processes $PROXY_WORKERS;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+# --- processes ---------------------------------------------------------------------------------------------
+wait_port() {
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "nothing listens on port $1"; exit 1
+}
+
+# CPU time (clock ticks) used so far by a process and its children's threads (nginx: master + workers).
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
+    if [ -r "/proc/$pid/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    fi
+  done
+  echo "$total"
+}
+
+on "$LOADGEN_CPUS" "$TARGET_DIR/release/examples/fast_upstream" "127.0.0.1:$UPSTREAM_PORT" 1 2>"$WORK/upstream.log" &
+UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")
+on "$PROXY_CPUS" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr.log" &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+declare -A PERMGATE_PID   # "<binary name>-<plain|tls>" -> pid; started on demand by start_permgate
+wait_port "$UPSTREAM_PORT"; wait_port "$NGINX_PORT"
+
+# --- measuring ---------------------------------------------------------------------------------------------
+# wrk's latency figures in ms.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
+
+RESULTS="$WORK/results.tsv"
+printf 'round\ttarget\treq_s\tp50_ms\tp90_ms\tp99_ms\tnon_2xx\tproxy_cpu_us_per_req\n' > "$RESULTS"
+
+measure() { # round name url [pid of the proxy]
+  local round="$1" name="$2" url="$3" pid="${4:-}" out before after requests cpu
+  on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS" >/dev/null
+  before=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  out="$(on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS")"
+  after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  echo "$out" > "$WORK/wrk-$round-$name.txt"
+  local rps p50 p90 p99 non2xx
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
+  p90=$(echo "$out" | awk '$1=="90%" {print $2}' | to_ms)
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); non2xx="${non2xx:-0}"
+  cpu=$([ -n "$pid" ] && awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}' || echo "-")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$cpu" >> "$RESULTS"
+  log "  round $round  $(printf '%-24s' "$name") $(printf '%10s' "$rps") req/s  p50 ${p50} ms  p90 ${p90} ms  p99 ${p99} ms  non-2xx $non2xx  proxy CPU ${cpu} us/req"
+}
+
+start_permgate() { # name mode: run this binary on the mode's port, stopping another binary there
+  local name="$1" mode="$2" entry bin key
+  for key in "${!PERMGATE_PID[@]}"; do
+    if [[ "$key" == *"-$mode" ]] && [ "$key" != "$name-$mode" ]; then
+      kill "${PERMGATE_PID[$key]}" 2>/dev/null || true; wait "${PERMGATE_PID[$key]}" 2>/dev/null || true
+      unset "PERMGATE_PID[$key]"
+    fi
+  done
+  [ -n "${PERMGATE_PID[$name-$mode]:-}" ] && return 0
+  for entry in "${PERMGATE_BINS[@]}"; do [ "${entry%%=*}" = "$name" ] && bin="${entry#*=}"; done
+  TOKIO_WORKER_THREADS="$PROXY_WORKERS" on "$PROXY_CPUS" "$bin" serve --config "$WORK/$mode/gateway.yaml" \
+    >"$WORK/$name-$mode.log" 2>&1 &
+  PERMGATE_PID["$name-$mode"]=$!; PIDS+=("$!")
+  wait_port "$([ "$mode" = tls ] && echo "$PERMGATE_TLS_PORT" || echo "$PERMGATE_PORT")"
+}
+
+log ""
+log "machine: $(nproc) CPUs, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/,"",$2); print $2}'), load:$(uptime | sed 's/.*load average//')"
+log "wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $TOKENS tokens, pinning: $([ "$PIN" = 1 ] && echo "wrk + upstream on CPU $LOADGEN_CPUS, proxy on CPU $PROXY_CPUS ($PROXY_WORKERS worker)" || echo none)"
+for round in $(seq 1 "$ROUNDS"); do
+  measure "$round" direct "http://127.0.0.1:$UPSTREAM_PORT"
+  measure "$round" nginx "http://127.0.0.1:$NGINX_PORT" "$NGINX_PID"
+  for entry in "${PERMGATE_BINS[@]}"; do
+    name="${entry%%=*}"
+    start_permgate "$name" plain
+    measure "$round" "$name" "http://127.0.0.1:$PERMGATE_PORT" "${PERMGATE_PID[$name-plain]}"
+  done
+  if [ "$TLS" = 1 ]; then
+    measure "$round" nginx-tls "https://127.0.0.1:$NGINX_TLS_PORT" "$NGINX_PID"
+    for entry in "${PERMGATE_BINS[@]}"; do
+      name="${entry%%=*}"
+      start_permgate "$name" tls
+      measure "$round" "$name-tls" "https://127.0.0.1:$PERMGATE_TLS_PORT" "${PERMGATE_PID[$name-tls]}"
+    done
+  fi
+done
+log "load after: $(uptime | sed 's/.*load average//')"
+
+# --- summary -----------------------------------------------------------------------------------------------
+echo
+echo "results (also in $RESULTS):"
+column -t -s $'\t' "$RESULTS"
+echo
+echo "ratios per round (req/s ratio; p99 added = p99(proxy) - p99(direct)):"
+awk -F'\t' 'NR > 1 { rps[$1, $2] = $3; p99[$1, $2] = $6; rounds[$1] = 1; names[$2] = 1 }
+  END {
+    for (r in rounds) {
+      for (n in names) {
+        if (n ~ /^permgate/) {
+          base = (n ~ /-tls$/) ? "nginx-tls" : "nginx"
+          printf "  round %s  %-24s /%-9s %.2f   /direct %.2f   p99 added vs direct %+.3f ms   vs %s %+.3f ms\n",
+            r, n, base, rps[r, n] / rps[r, base], rps[r, n] / rps[r, "direct"],
+            p99[r, n] - p99[r, "direct"], base, p99[r, n] - p99[r, base]
+        }
+      }
+    }
+  }' "$RESULTS" | sort
+if awk -F'\t' 'NR > 1 && $7 != 0 { bad = 1 } END { exit !bad }' "$RESULTS"; then
+  echo "WARNING: some responses were not 2xx (see $WORK/wrk-*.txt)"
+fi

@@ -1,0 +1,397 @@
+//! The decision log: one JSON line per request, built on the request path and written off it.
+//!
+//! The proxy builds an [`Entry`] as soon as the decision is made (everything it needs is borrowed from the
+//! snapshot then) and finishes it with the status and total latency once the response head is ready. The
+//! finished [`Line`] goes through a bounded queue (`decision_log.queue_capacity`) with `try_send`: a full
+//! queue drops the line and counts it in `permgate_decision_log_dropped_total`, so logging never blocks or
+//! slows a request. A writer task formats the time and writes the lines to stdout, stderr or a file,
+//! flushing whenever the queue runs empty.
+//!
+//! What a line never holds: a credential (token secret, API key, `Authorization` or `X-Auth-Key` value),
+//! any other header, or the query string (it plays no part in the decision and often carries secrets).
+//! Token ids, principals and the canonical path are fine.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::answer::push_json_string;
+use crate::config::gateway::{DecisionLogSettings, DecisionLogSink};
+use crate::metrics::{DecisionLabel, Metrics};
+use crate::pipeline::Verdict;
+use crate::routes::Requirement;
+use crate::snapshot::Snapshot;
+
+/// The sending side, held by the gateway: cheap to use from every request.
+#[derive(Debug, Clone)]
+pub struct DecisionLog {
+    sender: mpsc::Sender<Line>,
+    metrics: Arc<Metrics>,
+}
+
+/// One finished line: when the request arrived, and its JSON members after `time`.
+#[derive(Debug)]
+pub struct Line {
+    time: SystemTime,
+    members: String,
+}
+
+/// A line whose decision is known; [`Entry::finish`] adds what the response tells.
+#[derive(Debug)]
+pub struct Entry {
+    time: SystemTime,
+    members: String,
+}
+
+/// The writer task; [`LogWriter::stop`] drains the queue, flushes and ends it.
+#[derive(Debug)]
+pub struct LogWriter {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// Why the decision log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionLogError {
+    #[error("decision_log.path {}: cannot open for appending: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("decision_log: sink `file` needs a path")]
+    NoPath,
+}
+
+// === impl DecisionLog ===
+
+impl DecisionLog {
+    /// Opens the sink of `settings` and starts the writer; `None` when the sink is `off`. Must run inside a
+    /// tokio runtime. The file is opened here so that an unwritable path fails the start, not the first line.
+    pub fn start(
+        settings: &DecisionLogSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<(Self, LogWriter)>, DecisionLogError> {
+        let sink: Box<dyn AsyncWrite + Send + Unpin> = match settings.sink {
+            DecisionLogSink::Off => return Ok(None),
+            DecisionLogSink::Stdout => Box::new(tokio::io::stdout()),
+            DecisionLogSink::Stderr => Box::new(tokio::io::stderr()),
+            DecisionLogSink::File => {
+                let path = settings.path.clone().ok_or(DecisionLogError::NoPath)?;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|source| DecisionLogError::Open { path, source })?;
+                Box::new(tokio::fs::File::from_std(file))
+            }
+        };
+        let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(write_lines(receiver, stopped, BufWriter::new(sink)));
+        Ok(Some((
+            Self { sender, metrics },
+            LogWriter {
+                stop: Some(stop),
+                task,
+            },
+        )))
+    }
+
+    /// Queues a line; never waits. A full (or closed) queue drops it and counts the drop.
+    pub fn submit(&self, line: Line) {
+        if self.sender.try_send(line).is_err() {
+            self.metrics.decision_log_dropped();
+        }
+    }
+}
+
+// === impl LogWriter ===
+
+impl LogWriter {
+    /// Writes what is queued, flushes, and ends the writer (at shutdown, after the proxy has drained).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Bounded: a stuck stdout must not hold up the exit.
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+async fn write_lines(
+    mut receiver: mpsc::Receiver<Line>,
+    mut stopped: oneshot::Receiver<()>,
+    mut out: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+) {
+    let mut text = String::with_capacity(1024);
+    loop {
+        let line = tokio::select! {
+            line = receiver.recv() => line,
+            _ = &mut stopped => None,
+        };
+        let Some(line) = line else { break };
+        render(&line, &mut text);
+        let mut result = out.write_all(text.as_bytes()).await;
+        // Batch whatever else is waiting, then flush once: one write per burst, not per line.
+        while result.is_ok() {
+            match receiver.try_recv() {
+                Ok(line) => {
+                    render(&line, &mut text);
+                    result = out.write_all(text.as_bytes()).await;
+                }
+                Err(_) => break,
+            }
+        }
+        if result.is_ok() {
+            result = out.flush().await;
+        }
+        if let Err(error) = result {
+            // Nothing sensible to do but say so; the next line tries again.
+            tracing::warn!(%error, "cannot write the decision log");
+        }
+    }
+    // Stopping: what is still queued is written too.
+    receiver.close();
+    while let Some(line) = receiver.recv().await {
+        render(&line, &mut text);
+        if out.write_all(text.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = out.flush().await;
+}
+
+/// `{"time":"<RFC 3339>",<members>}\n` into `text` (cleared first).
+fn render(line: &Line, text: &mut String) {
+    text.clear();
+    text.push_str("{\"time\":");
+    let time = OffsetDateTime::from(line.time)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"));
+    push_json_string(text, &time);
+    text.push(',');
+    text.push_str(&line.members);
+    text.push_str("}\n");
+}
+
+// === impl Entry ===
+
+/// What the proxy knows about a decided request, for [`Entry::decided`].
+#[derive(Debug)]
+pub struct Decided<'a, 's> {
+    /// When the request arrived.
+    pub time: SystemTime,
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub verdict: &'a Verdict<'s>,
+    pub snapshot: &'s Snapshot,
+    pub decision: DecisionLabel,
+    /// The human reason (`allowed`, or why it was refused or would have been).
+    pub reason: &'a str,
+    /// How long `decide` took.
+    pub decision_time: Duration,
+}
+
+impl Entry {
+    /// The members known once the request is decided.
+    pub fn decided(decided: &Decided<'_, '_>) -> Self {
+        let verdict = decided.verdict;
+        let mut out = String::with_capacity(512);
+        string(&mut out, "request_id", Some(decided.request_id));
+        out.push(',');
+        string(&mut out, "method", Some(decided.method));
+        out.push(',');
+        // The canonical path only: never the query.
+        string(
+            &mut out,
+            "path",
+            verdict
+                .canonical
+                .as_ref()
+                .map(|target| target.path.as_str()),
+        );
+        out.push(',');
+        string(&mut out, "route", verdict.route.map(|route| &*route.label));
+        out.push(',');
+        let principal = verdict.principal.map(|principal| principal.to_string());
+        string(&mut out, "principal", principal.as_deref());
+        out.push(',');
+        string(
+            &mut out,
+            "token_id",
+            verdict
+                .principal
+                .as_ref()
+                .and_then(|principal| principal.token_id()),
+        );
+        out.push(',');
+        string(&mut out, "account", verdict.account());
+        out.push(',');
+        let resource = verdict.resource.map(|resource| resource.to_string());
+        string(&mut out, "resource", resource.as_deref());
+        out.push(',');
+        let (mode, keys): (&str, &[crate::policy::KeyId]) =
+            match verdict.route.map(|route| &route.requirement) {
+                Some(Requirement::AllOf(keys)) => ("all_of", keys),
+                Some(Requirement::AnyOf(keys)) => ("any_of", keys),
+                Some(Requirement::None) | None => ("none", &[]),
+            };
+        out.push_str("\"required\":[");
+        for (index, key) in keys.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, decided.snapshot.policy.keys.name(*key));
+        }
+        out.push_str("],");
+        string(&mut out, "required_mode", Some(mode));
+        out.push(',');
+        string(&mut out, "decision", Some(decided.decision.as_str()));
+        out.push(',');
+        string(&mut out, "reason", Some(decided.reason));
+        out.push_str(",\"policies\":[");
+        for (index, policy) in verdict.policies.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, policy);
+        }
+        out.push_str("],");
+        let client_ip = verdict.client_ip.to_string();
+        string(&mut out, "client_ip", Some(&client_ip));
+        let _ = write!(
+            out,
+            ",\"decision_us\":{},\"generation\":{}",
+            decided.decision_time.as_micros(),
+            decided.snapshot.generation
+        );
+        Self {
+            time: decided.time,
+            members: out,
+        }
+    }
+
+    /// A request refused before any decision (ambiguous framing): the fields a decision would set are null.
+    pub fn undecided(
+        time: SystemTime,
+        request_id: &str,
+        method: &str,
+        client_ip: std::net::IpAddr,
+        reason: &str,
+        generation: u64,
+    ) -> Self {
+        let mut out = String::with_capacity(384);
+        string(&mut out, "request_id", Some(request_id));
+        out.push(',');
+        string(&mut out, "method", Some(method));
+        for name in [
+            "path",
+            "route",
+            "principal",
+            "token_id",
+            "account",
+            "resource",
+        ] {
+            out.push(',');
+            string(&mut out, name, None);
+        }
+        out.push_str(",\"required\":[],");
+        string(&mut out, "required_mode", Some("none"));
+        out.push(',');
+        string(&mut out, "decision", Some(DecisionLabel::Deny.as_str()));
+        out.push(',');
+        string(&mut out, "reason", Some(reason));
+        out.push_str(",\"policies\":[],");
+        let client_ip = client_ip.to_string();
+        string(&mut out, "client_ip", Some(&client_ip));
+        let _ = write!(out, ",\"decision_us\":0,\"generation\":{generation}");
+        Self { time, members: out }
+    }
+
+    /// Adds the answer: HTTP `status`, the gateway's error `code` (0 when it did not refuse; in shadow mode
+    /// the code enforce mode would have answered), the upstream failure kind if any, and the total latency.
+    pub fn finish(mut self, status: u16, code: u32, error: Option<&str>, total: Duration) -> Line {
+        let _ = write!(self.members, ",\"status\":{status},\"code\":{code},");
+        string(&mut self.members, "error", error);
+        let _ = write!(self.members, ",\"total_us\":{}", total.as_micros());
+        Line {
+            time: self.time,
+            members: self.members,
+        }
+    }
+}
+
+/// `"name":"value"` (escaped) or `"name":null`.
+fn string(out: &mut String, name: &str, value: Option<&str>) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+    match value {
+        Some(value) => push_json_string(out, value),
+        None => out.push_str("null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecided_line_is_one_json_object_with_every_field() {
+        let entry = Entry::undecided(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            "rid",
+            "POST",
+            "192.0.2.1".parse().unwrap(),
+            "Content-Length with \"Transfer-Encoding\"",
+            3,
+        );
+        let line = entry.finish(400, 6003, None, Duration::from_micros(42));
+        let mut text = String::new();
+        render(&line, &mut text);
+        assert!(text.ends_with("}\n"));
+        let json: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(json["time"], "2023-11-14T22:13:20Z");
+        assert_eq!(json["decision"], "deny");
+        assert_eq!(json["status"], 400);
+        assert_eq!(json["code"], 6003);
+        assert_eq!(json["total_us"], 42);
+        assert_eq!(json["generation"], 3);
+        assert!(json["route"].is_null());
+        assert!(json["error"].is_null());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let metrics = Metrics::new().unwrap();
+        let (sender, _receiver) = mpsc::channel(1);
+        let log = DecisionLog {
+            sender,
+            metrics: Arc::clone(&metrics),
+        };
+        for _ in 0..3 {
+            let entry = Entry::undecided(
+                SystemTime::now(),
+                "r",
+                "GET",
+                "::1".parse().unwrap(),
+                "x",
+                1,
+            );
+            log.submit(entry.finish(400, 6003, None, Duration::ZERO));
+        }
+        assert!(
+            metrics
+                .render()
+                .contains("permgate_decision_log_dropped_total 2")
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! The gateway's Prometheus metrics: one registry per gateway (never the process-wide default, so tests
+//! and several gateways in one process do not share counters) and one typed function per event.
+//!
+//! Labels are bounded by construction: `route` is a route's `id` (or its path pattern) from the config, or
+//! `"none"`; `method` is one of the nine standard methods or `OTHER`; `decision` and `outcome` are enums;
+//! `code` is the HTTP status (100–599, else `other`); `kind` is a fixed set. Never a raw path, a token id, a
+//! user or anything a client controls. Recording never blocks: counters and histograms are atomics behind
+//! a read-mostly label map.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::snapshot::Snapshot;
+
+/// The route label of a request that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+/// What the gateway decided, as the `decision` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLabel {
+    /// Authorized (forwarded, or answered by the gateway itself, like token verify).
+    Allow,
+    /// Refused: a rejected target or framing (400), no route (404), a credential or policy denial (400/403).
+    Deny,
+    /// Would be refused, but `mode: shadow` forwarded it.
+    ShadowAllow,
+    /// No decision was made: the connection was over the limit (503).
+    None,
+}
+
+impl DecisionLabel {
+    /// The label value (also the decision log's `decision`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::ShadowAllow => "shadow_allow",
+            Self::None => "none",
+        }
+    }
+}
+
+/// How one reload attempt ended, as the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadOutcome {
+    /// A new snapshot (or certificate) is serving.
+    Applied,
+    /// The files are as last seen: nothing to do.
+    Unchanged,
+    /// The new files have errors: the last good snapshot keeps serving.
+    Rejected,
+}
+
+impl ReloadOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// The `kind` values of `permgate_upstream_errors_total` (see `ProxyError::kind`).
+pub const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "exchange", "timeout"];
+
+/// Every metric of the gateway, registered in its own registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    decision_duration: Histogram,
+    upstream_errors: IntCounterVec,
+    reloads: IntCounterVec,
+    last_reload_success: IntGauge,
+    last_reload_timestamp: Gauge,
+    generation: IntGauge,
+    tokens: IntGauge,
+    routes: IntGauge,
+    active_connections: IntGauge,
+    decision_log_dropped: IntCounter,
+    restart_required: IntGauge,
+    watcher_up: IntGauge,
+    watcher_errors: IntCounter,
+}
+
+/// Buckets of the whole-request histogram: from 250 µs (a denial) to 30 s (a slow upstream).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+
+/// Buckets of the decision histogram: the decision is meant to take about a microsecond (SPEC §10).
+const DECISION_BUCKETS: &[f64] = &[
+    0.000_000_5,
+    0.000_001,
+    0.000_002,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.001,
+    0.01,
+];
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// A fresh registry with every metric registered (at zero).
+    pub fn new() -> Result<Arc<Self>, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "permgate_requests_total",
+                "Requests handled, by route (id or pattern; none when no route matched), method (OTHER \
+                 for non-standard ones), decision (allow, deny, shadow_allow, none) and HTTP status code.",
+            ),
+            &["route", "method", "decision", "code"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "permgate_request_duration_seconds",
+                "Time from receiving a request's head to having its response head (forwarded or answered), \
+                 by route.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let decision_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "permgate_decision_duration_seconds",
+                "Time spent deciding a request: canonical target, route match, authentication and \
+                 authorization.",
+            )
+            .buckets(DECISION_BUCKETS.to_vec()),
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "permgate_upstream_errors_total",
+                "Authorized requests the upstream failed, by kind: connect (unreachable or refused, 502), \
+                 exchange (broke the exchange, 502), timeout (no response head in time, 504).",
+            ),
+            &["kind"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "permgate_config_reloads_total",
+                "Config reload attempts, by outcome: applied, unchanged (same content), rejected (errors; \
+                 the last good config keeps serving).",
+            ),
+            &["outcome"],
+        )?;
+        let last_reload_success = IntGauge::new(
+            "permgate_config_last_reload_success",
+            "1 when the files on disk are the config being served; 0 when the last changed config was \
+             rejected (see /status for the errors).",
+        )?;
+        let last_reload_timestamp = Gauge::new(
+            "permgate_config_last_reload_timestamp_seconds",
+            "Unix time of the last load that applied or rejected a changed config (the start counts).",
+        )?;
+        let generation = IntGauge::new(
+            "permgate_config_generation",
+            "Generation of the config being served: 1 at start, +1 per applied reload.",
+        )?;
+        let tokens = IntGauge::new("permgate_tokens", "API tokens in the config being served.")?;
+        let routes = IntGauge::new("permgate_routes", "Routes in the config being served.")?;
+        let active_connections = IntGauge::new(
+            "permgate_active_connections",
+            "Inbound connections open on the proxy listener (including ones being told it is overloaded).",
+        )?;
+        let decision_log_dropped = IntCounter::new(
+            "permgate_decision_log_dropped_total",
+            "Decision-log lines dropped because the queue to the writer was full.",
+        )?;
+        let restart_required = IntGauge::new(
+            "permgate_config_restart_required",
+            "1 when the served config changed a setting that only takes effect at a restart (see /status).",
+        )?;
+        let watcher_up = IntGauge::new(
+            "permgate_config_watcher_up",
+            "1 when the file watcher is running; 0 while it is being recreated after an error.",
+        )?;
+        let watcher_errors = IntCounter::new(
+            "permgate_config_watcher_errors_total",
+            "Errors of the config file watcher (each one recreates it).",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(decision_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_reload_success.clone()))?;
+        registry.register(Box::new(last_reload_timestamp.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(active_connections.clone()))?;
+        registry.register(Box::new(decision_log_dropped.clone()))?;
+        registry.register(Box::new(restart_required.clone()))?;
+        registry.register(Box::new(watcher_up.clone()))?;
+        registry.register(Box::new(watcher_errors.clone()))?;
+        // Series that exist from the start, so dashboards and alerts see zeros rather than nothing.
+        for kind in UPSTREAM_ERROR_KINDS {
+            upstream_errors.get_metric_with_label_values(&[kind])?;
+        }
+        for outcome in [
+            ReloadOutcome::Applied,
+            ReloadOutcome::Unchanged,
+            ReloadOutcome::Rejected,
+        ] {
+            reloads.get_metric_with_label_values(&[outcome.as_str()])?;
+        }
+        Ok(Arc::new(Self {
+            registry,
+            requests,
+            request_duration,
+            decision_duration,
+            upstream_errors,
+            reloads,
+            last_reload_success,
+            last_reload_timestamp,
+            generation,
+            tokens,
+            routes,
+            active_connections,
+            decision_log_dropped,
+            restart_required,
+            watcher_up,
+            watcher_errors,
+        }))
+    }
+
+    /// Every metric in the Prometheus text format (what `/metrics` serves).
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "cannot encode the metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// One request finished (its response head is ready): counts it and records its duration.
+    pub fn request(
+        &self,
+        route: &str,
+        method: &Method,
+        decision: DecisionLabel,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let code = status_label(status);
+        if let Ok(counter) = self.requests.get_metric_with_label_values(&[
+            route,
+            method_label(method),
+            decision.as_str(),
+            code,
+        ]) {
+            counter.inc();
+        }
+        if let Ok(histogram) = self.request_duration.get_metric_with_label_values(&[route]) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// One decision (`pipeline::decide`) took `elapsed`.
+    pub fn decision(&self, elapsed: Duration) {
+        self.decision_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The upstream failed an authorized request; `kind` is `ProxyError::kind` (connect, exchange, timeout).
+    pub fn upstream_error(&self, kind: &'static str) {
+        if let Ok(counter) = self.upstream_errors.get_metric_with_label_values(&[kind]) {
+            counter.inc();
+        }
+    }
+
+    /// A snapshot is now serving (at start or by a reload) at Unix time `at`.
+    pub fn config_applied(&self, snapshot: &Snapshot, at: i64) {
+        self.generation
+            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        self.tokens.set(count(snapshot.policy.tokens.len()));
+        self.routes.set(count(snapshot.routes.len()));
+        self.last_reload_success.set(1);
+        self.last_reload_timestamp.set(at as f64);
+    }
+
+    /// A reload attempt ended with `outcome`; `at` is its Unix time (ignored when unchanged).
+    pub fn config_reload(&self, outcome: ReloadOutcome, at: i64) {
+        if let Ok(counter) = self
+            .reloads
+            .get_metric_with_label_values(&[outcome.as_str()])
+        {
+            counter.inc();
+        }
+        if outcome == ReloadOutcome::Rejected {
+            self.last_reload_success.set(0);
+            self.last_reload_timestamp.set(at as f64);
+        }
+    }
+
+    /// Whether the served config changed a restart-only setting.
+    pub fn restart_required(&self, required: bool) {
+        self.restart_required.set(i64::from(required));
+    }
+
+    /// The file watcher is running (`true`) or broken and waiting to be recreated (`false`).
+    pub fn watcher_up(&self, up: bool) {
+        self.watcher_up.set(i64::from(up));
+    }
+
+    /// The file watcher failed (it will be recreated).
+    pub fn watcher_error(&self) {
+        self.watcher_errors.inc();
+        self.watcher_up.set(0);
+    }
+
+    /// A decision-log line was dropped (queue full).
+    pub fn decision_log_dropped(&self) {
+        self.decision_log_dropped.inc();
+    }
+
+    /// An inbound connection opened; it counts as active until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.active_connections.inc();
+        ConnectionGuard {
+            metrics: Arc::clone(self),
+        }
+    }
+}
+
+/// Counts one open connection in `permgate_active_connections` while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.active_connections.dec();
+    }
+}
+
+fn count(len: usize) -> i64 {
+    i64::try_from(len).unwrap_or(i64::MAX)
+}
+
+/// The `method` label: the standard methods as themselves, anything else (a client could send any token)
+/// as `OTHER`, so the label stays bounded.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// The `code` label: the HTTP status as three digits for the statuses a gateway sees in practice, its class
+/// (`4xx`) for the rest, and `other` outside 100–599 (an upstream could send any three digits).
+fn status_label(status: u16) -> &'static str {
+    if let Some(label) = static_status(status) {
+        return label;
+    }
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    }
+}
+
+/// Common statuses as `'static` strings (a label must outlive the call; formatting would allocate).
+fn static_status(status: u16) -> Option<&'static str> {
+    Some(match status {
+        100 => "100",
+        101 => "101",
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        406 => "406",
+        408 => "408",
+        409 => "409",
+        410 => "410",
+        412 => "412",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_with_help_text() {
+        let metrics = Metrics::new().unwrap();
+        metrics.request(
+            "dns.list",
+            &Method::GET,
+            DecisionLabel::Allow,
+            200,
+            Duration::from_millis(1),
+        );
+        metrics.decision(Duration::from_micros(1));
+        let text = metrics.render();
+        for name in [
+            "permgate_requests_total",
+            "permgate_request_duration_seconds",
+            "permgate_decision_duration_seconds",
+            "permgate_upstream_errors_total",
+            "permgate_config_reloads_total",
+            "permgate_config_last_reload_success",
+            "permgate_config_last_reload_timestamp_seconds",
+            "permgate_config_generation",
+            "permgate_tokens",
+            "permgate_routes",
+            "permgate_active_connections",
+            "permgate_decision_log_dropped_total",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
+        }
+        assert!(text.contains(
+            r#"permgate_requests_total{code="200",decision="allow",method="GET",route="dns.list"} 1"#
+        ));
+    }
+
+    #[test]
+    fn labels_stay_bounded() {
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(404), "404");
+        assert_eq!(status_label(999), "other");
+        assert_eq!(status_label(42), "other");
+    }
+
+    #[test]
+    fn connections_are_counted_while_open() {
+        let metrics = Metrics::new().unwrap();
+        let first = metrics.connection_opened();
+        let second = metrics.connection_opened();
+        assert_eq!(metrics.active_connections.get(), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(metrics.active_connections.get(), 0);
+    }
+}

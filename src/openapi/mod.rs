@@ -1,0 +1,891 @@
+//! OpenAPI import: turns OpenAPI 3 specs into a permgate route file (`permgate routes import-openapi`).
+//!
+//! Pure: the caller reads the files; this module turns parsed JSON into routes plus a report of every
+//! operation it skipped and why. The rules (documented in the README, "Importing an OpenAPI spec"):
+//!
+//! - **Keys**, first found wins: `x-permgate-permissions` (ours: a list = all of them, `{all_of: […]}`,
+//!   `{any_of: […]}`, plus optional `scope`, `public: true`, `handler: verify_token`), then Cloudflare's
+//!   `x-cfPermissionsRequired: {enum: […]}` combined by [`combine`], then `x-api-token-group` (group names,
+//!   any one suffices) resolved to keys through a permission-group catalog ([`Catalog`]).
+//! - **Scope** from the path ([`infer_scope`]), whatever the id parameter is called; `x-permgate-permissions`
+//!   can override it.
+//! - **No keys**: an operation whose `security` allows no credential (`[]` or `[{}]`) is `public: true`;
+//!   anything else without an annotation is skipped (fail closed: the gateway never guesses a permission).
+//! - **Paths**: `{param}` is matchit's syntax already; a repeated parameter name gets `_2`, `_3`…; a path
+//!   that is not canonical or that matchit cannot hold beside an earlier route is skipped with the reason.
+//!
+//! Several specs can be given: a later spec's operation (same method, same path up to parameter names)
+//! overlays the earlier one field by field, so a small supplement can add operations or annotate existing
+//! ones without editing the vendor's spec.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use matchit::Router;
+use serde_json::{Map, Value};
+
+use crate::config::SourceFile;
+use crate::config::raw::RawPolicyFile;
+use crate::policy::KeyPattern;
+use crate::routes::canonicalize;
+
+/// The OpenAPI operation methods, in the order routes of one path are written.
+const METHODS: [&str; 8] = [
+    "get", "head", "post", "put", "patch", "delete", "options", "trace",
+];
+
+/// The user-resource key prefix: keys of this form are checked on the caller's own user.
+const USER_KEY_PREFIX: &str = "com.cloudflare.api.user.";
+
+/// What the importer is told besides the specs.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Prepended to every path (`/client/v4`); no trailing `/`.
+    pub prefix: String,
+    /// Resolves `x-api-token-group` names to keys; without it such operations are skipped.
+    pub catalog: Option<Catalog>,
+}
+
+/// One parsed spec, with a label for messages (its file name).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub label: String,
+    pub document: Value,
+}
+
+/// The permission keys of an imported route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permissions {
+    AllOf(Vec<String>),
+    AnyOf(Vec<String>),
+}
+
+/// The resource scope of an imported route (SPEC §2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteScope {
+    Account(String),
+    Zone(String),
+    User,
+    Any,
+    None,
+}
+
+/// What the path alone says about the resource a request targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InferredScope {
+    /// `/accounts/{x}…`: the account whose id is parameter `x`.
+    Account(String),
+    /// `/zones/{x}…`: the zone whose id is parameter `x`.
+    Zone(String),
+    /// `/user` and `/user/…`: the caller's own user.
+    User,
+    /// `GET /accounts`, `GET /zones`: a collection the API filters (`scope: any`).
+    Collection,
+    /// Nothing in the path names the resource; the reason says why.
+    Unknown(&'static str),
+}
+
+/// One route of the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRoute {
+    /// The operation id, made label-safe; `None` when the operation has none.
+    pub id: Option<String>,
+    /// Upper case.
+    pub method: String,
+    /// The matchit pattern, prefix included.
+    pub path: String,
+    pub permissions: Option<Permissions>,
+    /// `None` only for public routes.
+    pub scope: Option<RouteScope>,
+    pub public: bool,
+    pub handler: Option<String>,
+}
+
+/// Why an operation was not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// No permission annotation and the operation needs a credential.
+    NoAnnotation,
+    /// Only the Origin CA `X-Auth-User-Service-Key` scheme, which permgate does not authenticate.
+    ServiceKeyOnly,
+    /// Keys, but no resource the gateway can see.
+    NoScope(&'static str),
+    /// `x-api-token-group` without a usable catalog entry.
+    UnresolvedGroups(String),
+    /// A malformed `x-permgate-permissions` or `x-cfPermissionsRequired`.
+    InvalidAnnotation(String),
+    /// The path cannot be a route (not canonical, bad parameter).
+    InvalidPath(String),
+    /// matchit cannot hold the path beside an earlier route of the same method.
+    Conflict(String),
+}
+
+/// An operation that was not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub method: String,
+    /// The path as written in the spec.
+    pub path: String,
+    pub operation_id: Option<String>,
+    pub reason: SkipReason,
+}
+
+/// The result of an import.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    pub routes: Vec<ImportedRoute>,
+    pub skipped: Vec<Skipped>,
+    /// Things worth a look that did not stop an operation (an unknown group name, a key dropped by
+    /// `scope: none`).
+    pub notes: Vec<String>,
+}
+
+/// Group name → keys, from a permission-group file (`permission_groups:` of a policy file).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Every key and pattern of the groups of each name (names can repeat across scopes: the union).
+    by_name: BTreeMap<String, Vec<String>>,
+}
+
+// === impl Catalog ===
+
+impl Catalog {
+    /// A catalog from `(name, keys)` pairs.
+    pub fn from_groups<'a>(groups: impl IntoIterator<Item = (&'a str, Vec<String>)>) -> Self {
+        let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, keys) in groups {
+            let entry = by_name.entry(name.to_string()).or_default();
+            for key in keys {
+                if !entry.contains(&key) {
+                    entry.push(key);
+                }
+            }
+        }
+        Self { by_name }
+    }
+
+    /// The catalog groups of a policy file; groups without a name are left out (they cannot be named).
+    pub fn from_policy_file(file: &SourceFile) -> Result<Self, String> {
+        let raw = file
+            .parse::<RawPolicyFile>()
+            .map_err(|error| error.to_string())?;
+        Ok(Self::from_groups(raw.permission_groups.iter().filter_map(
+            |group| {
+                let name = group.name.as_deref()?;
+                let keys = group
+                    .permissions
+                    .iter()
+                    .flatten()
+                    .map(|permission| permission.key().to_string())
+                    .collect();
+                Some((name, keys))
+            },
+        )))
+    }
+
+    /// The literal keys (not patterns) of the groups named `name`; `None` for an unknown name.
+    pub fn literal_keys(&self, name: &str) -> Option<Vec<&str>> {
+        self.by_name.get(name).map(|keys| {
+            keys.iter()
+                .map(String::as_str)
+                .filter(|key| matches!(KeyPattern::parse(key), Ok(KeyPattern::Exact(_))))
+                .collect()
+        })
+    }
+
+    /// Whether some group named `name` holds a key or pattern matching `key`.
+    pub fn grants(&self, name: &str, key: &str) -> bool {
+        self.by_name.get(name).is_some_and(|keys| {
+            keys.iter()
+                .any(|pattern| KeyPattern::parse(pattern).is_ok_and(|pattern| pattern.matches(key)))
+        })
+    }
+}
+
+// === impl Permissions ===
+
+impl Permissions {
+    /// The keys, whichever combination.
+    pub fn keys(&self) -> &[String] {
+        match self {
+            Self::AllOf(keys) | Self::AnyOf(keys) => keys,
+        }
+    }
+}
+
+// === impl SkipReason ===
+
+impl SkipReason {
+    /// A short, stable name of the reason, for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoAnnotation => "no permission annotation",
+            Self::ServiceKeyOnly => "Origin CA service key only",
+            Self::NoScope(_) => "no resource scope in the path",
+            Self::UnresolvedGroups(_) => "unresolved x-api-token-group",
+            Self::InvalidAnnotation(_) => "invalid annotation",
+            Self::InvalidPath(_) => "invalid path",
+            Self::Conflict(_) => "matchit conflict",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAnnotation => f.write_str(
+                "no permission annotation (x-permgate-permissions, x-cfPermissionsRequired or \
+                 x-api-token-group) and the operation needs a credential: the gateway does not guess",
+            ),
+            Self::ServiceKeyOnly => f.write_str(
+                "only the X-Auth-User-Service-Key scheme (Origin CA key), which permgate does not authenticate",
+            ),
+            Self::NoScope(why) => write!(
+                f,
+                "{why}; give x-permgate-permissions.scope to import it"
+            ),
+            Self::UnresolvedGroups(why)
+            | Self::InvalidAnnotation(why)
+            | Self::InvalidPath(why)
+            | Self::Conflict(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Infers the resource scope from a spec path (without the prefix), whatever the id parameter is called:
+/// `/accounts/{account_id}`, `{account_identifier}`, `{accountId}`, `/zones/{zone_id}`, `{zone}`,
+/// `{identifier}`… The first segment decides; the parameter right after it holds the id.
+pub fn infer_scope(method: &str, path: &str) -> InferredScope {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    let second = segments.next();
+    match (first, second) {
+        ("user", _) => InferredScope::User,
+        ("accounts" | "zones", Some(segment)) => match param_name(segment) {
+            Some(name) if first == "accounts" => InferredScope::Account(name.to_string()),
+            Some(name) => InferredScope::Zone(name.to_string()),
+            None => InferredScope::Unknown(
+                "a static segment after /accounts or /zones (such as /accounts/move) acts on resources \
+                 named in the body, which the gateway does not read",
+            ),
+        },
+        ("accounts" | "zones", None) if method.eq_ignore_ascii_case("GET") => {
+            InferredScope::Collection
+        }
+        ("accounts" | "zones", None) => InferredScope::Unknown(
+            "creating an account or zone targets the account named in the body, which the gateway does not \
+             read",
+        ),
+        _ => InferredScope::Unknown(
+            "the path is outside /accounts/{id}, /zones/{id} and /user, so no resource id is in it",
+        ),
+    }
+}
+
+/// `{name}` → `name` for a whole-segment parameter.
+fn param_name(segment: &str) -> Option<&str> {
+    segment
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|name| !name.is_empty() && !name.contains(['{', '}']))
+}
+
+/// How several `x-cfPermissionsRequired` keys combine: on a safe method (GET, HEAD, OPTIONS) they are
+/// alternatives (`#dex:read` or `#teams:report` lets one read DEX data: any of them); on a write method
+/// every key is required (`#billing:read` + `#billing:edit` on a PUT; `worker.script.read` +
+/// `worker.tail.create` to start a tail): all of them. The write rule is the fail-closed choice: reading
+/// Cloudflare's lists as "any of" on a write would let a read-only group write. One key is all-of.
+pub fn combine(method: &str, keys: Vec<String>) -> Permissions {
+    let safe = ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|safe| method.eq_ignore_ascii_case(safe));
+    if safe && keys.len() > 1 {
+        Permissions::AnyOf(keys)
+    } else {
+        Permissions::AllOf(keys)
+    }
+}
+
+/// Converts a spec path to a matchit pattern under `prefix`: a repeated parameter name gets `_2`, `_3`…
+/// (a route may not name a parameter twice); the first occurrence keeps its name, so the scope parameter
+/// (always the first) is unchanged.
+pub fn matchit_path(prefix: &str, path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err(format!("the path {path:?} does not start with /"));
+    }
+    let mut out = String::with_capacity(prefix.len() + path.len());
+    out.push_str(prefix.trim_end_matches('/'));
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let (before, from) = rest.split_at(open);
+        if before.contains('}') {
+            return Err(format!("the path {path:?} has an unmatched }}"));
+        }
+        out.push_str(before);
+        let Some(close) = from.find('}') else {
+            return Err(format!("the path {path:?} has an unclosed {{"));
+        };
+        let name = from.get(1..close).unwrap_or_default();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "the path {path:?} has a parameter {{{name}}} that is not a plain name"
+            ));
+        }
+        let mut unique = name.to_string();
+        let mut counter = 2;
+        while seen.contains(&unique) {
+            unique = format!("{name}_{counter}");
+            counter += 1;
+        }
+        seen.insert(unique.clone());
+        out.push('{');
+        out.push_str(&unique);
+        out.push('}');
+        rest = from.get(close + 1..).unwrap_or_default();
+    }
+    if rest.contains('}') {
+        return Err(format!("the path {path:?} has an unmatched }}"));
+    }
+    out.push_str(rest);
+    // The route must be one a canonical request path can match: with parameters as plain segments the
+    // canonical form must be the pattern itself (the route table checks the same when it loads).
+    let sample = sample_of(&out);
+    match canonicalize("GET", &sample) {
+        Ok(canonical) if canonical.query.is_none() && canonical.path == sample => Ok(out),
+        Ok(_) => Err(format!(
+            "the path {path:?} is not in canonical form, so no request could match it"
+        )),
+        Err(rejection) => Err(format!(
+            "the path {path:?} can never match a request: {rejection}"
+        )),
+    }
+}
+
+/// The pattern with every `{param}` replaced by `p`.
+fn sample_of(pattern: &str) -> String {
+    let mut sample = String::with_capacity(pattern.len());
+    let mut inside = false;
+    for c in pattern.chars() {
+        match (c, inside) {
+            ('{', _) => inside = true,
+            ('}', true) => {
+                inside = false;
+                sample.push('p');
+            }
+            (_, true) => {}
+            (c, false) => sample.push(c),
+        }
+    }
+    sample
+}
+
+/// An operation after overlaying every spec that has it.
+#[derive(Debug, Clone)]
+struct Operation {
+    method: &'static str,
+    path: String,
+    fields: Map<String, Value>,
+}
+
+/// The override an operation's `x-permgate-permissions` gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Override {
+    permissions: Option<Permissions>,
+    scope: Option<RouteScope>,
+    public: bool,
+    handler: Option<String>,
+}
+
+/// Imports every operation of `specs` (later specs overlay earlier ones).
+pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
+    let mut result = Import::default();
+    let operations = collect(specs);
+    // One router per method, as the route table builds them, to find conflicts now rather than at load.
+    let mut routers: BTreeMap<&'static str, (Router<usize>, Vec<String>)> = BTreeMap::new();
+    for operation in operations {
+        let method = operation.method.to_ascii_uppercase();
+        let operation_id = operation
+            .fields
+            .get("operationId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let skip = |reason: SkipReason| Skipped {
+            method: method.clone(),
+            path: operation.path.clone(),
+            operation_id: operation_id.clone(),
+            reason,
+        };
+        let route = match import_operation(&operation, &method, options, &mut result.notes) {
+            Ok(route) => route,
+            Err(reason) => {
+                result.skipped.push(skip(reason));
+                continue;
+            }
+        };
+        let path = match matchit_path(&options.prefix, &operation.path) {
+            Ok(path) => path,
+            Err(message) => {
+                result.skipped.push(skip(SkipReason::InvalidPath(message)));
+                continue;
+            }
+        };
+        let (router, patterns) = routers.entry(operation.method).or_default();
+        match router.insert(path.as_str(), patterns.len()) {
+            Ok(()) => patterns.push(path.clone()),
+            Err(matchit::InsertError::Conflict { with }) => {
+                result.skipped.push(skip(SkipReason::Conflict(format!(
+                    "matchit cannot hold {method} {path} beside the earlier route {method} {with}"
+                ))));
+                continue;
+            }
+            Err(error) => {
+                result
+                    .skipped
+                    .push(skip(SkipReason::InvalidPath(format!("{path}: {error}"))));
+                continue;
+            }
+        }
+        let (permissions, scope, public, handler) = route;
+        result.routes.push(ImportedRoute {
+            id: operation_id.as_deref().map(label_of),
+            method,
+            path,
+            permissions,
+            scope,
+            public,
+            handler,
+        });
+    }
+    result
+}
+
+/// A route label: the operation id with whitespace and control characters replaced by `-`.
+fn label_of(operation_id: &str) -> String {
+    operation_id
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+type RouteParts = (
+    Option<Permissions>,
+    Option<RouteScope>,
+    bool,
+    Option<String>,
+);
+
+/// Decides one operation: its keys, scope, public flag and handler, or why it is skipped.
+fn import_operation(
+    operation: &Operation,
+    method: &str,
+    options: &ImportOptions,
+    notes: &mut Vec<String>,
+) -> Result<RouteParts, SkipReason> {
+    let fields = &operation.fields;
+    let what = format!("{method} {}", operation.path);
+    let overridden = match fields.get("x-permgate-permissions") {
+        Some(value) => parse_override(value).map_err(|message| {
+            SkipReason::InvalidAnnotation(format!("invalid x-permgate-permissions: {message}"))
+        })?,
+        None => Override::default(),
+    };
+    if overridden.public {
+        return Ok((None, None, true, None));
+    }
+    let permissions = match overridden.permissions.clone() {
+        Some(permissions) => Some(permissions),
+        None => annotated_permissions(fields, method, &what, options, notes)?,
+    };
+    let scope = match overridden.scope.clone() {
+        Some(scope) => scope,
+        None => match infer_scope(method, &operation.path) {
+            InferredScope::Account(param) => RouteScope::Account(param),
+            InferredScope::Zone(param) => RouteScope::Zone(param),
+            InferredScope::User => RouteScope::User,
+            InferredScope::Collection => RouteScope::Any,
+            // Keys on the caller's own user (Radar's `com.cloudflare.api.user.read`) need no id in the path.
+            InferredScope::Unknown(_)
+                if permissions.as_ref().is_some_and(|permissions| {
+                    permissions
+                        .keys()
+                        .iter()
+                        .all(|key| key.starts_with(USER_KEY_PREFIX))
+                }) =>
+            {
+                RouteScope::User
+            }
+            InferredScope::Unknown(why) => {
+                if permissions.is_none() {
+                    return Err(no_keys_reason(fields));
+                }
+                return Err(SkipReason::NoScope(why));
+            }
+        },
+    };
+    if scope == RouteScope::None {
+        if let (Some(permissions), None) = (&permissions, &overridden.permissions) {
+            notes.push(format!(
+                "{what}: scope: none (x-permgate-permissions) checks no key, so {} is not required",
+                permissions.keys().join(", ")
+            ));
+        }
+        return Ok((None, Some(RouteScope::None), false, overridden.handler));
+    }
+    match permissions {
+        Some(permissions) => Ok((Some(permissions), Some(scope), false, overridden.handler)),
+        None => Err(no_keys_reason(fields)),
+    }
+}
+
+/// Keys from `x-cfPermissionsRequired` (first) or `x-api-token-group`; `None` when neither is there.
+fn annotated_permissions(
+    fields: &Map<String, Value>,
+    method: &str,
+    what: &str,
+    options: &ImportOptions,
+    notes: &mut Vec<String>,
+) -> Result<Option<Permissions>, SkipReason> {
+    let groups = match fields.get("x-api-token-group") {
+        Some(value) => Some(string_list(value).ok_or_else(|| {
+            SkipReason::InvalidAnnotation(
+                "x-api-token-group is not a list of group names".to_string(),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(value) = fields.get("x-cfPermissionsRequired") {
+        let keys = value
+            .get("enum")
+            .and_then(string_list)
+            .filter(|keys| !keys.is_empty())
+            .ok_or_else(|| {
+                SkipReason::InvalidAnnotation(
+                    "x-cfPermissionsRequired is not {enum: [keys…]}".to_string(),
+                )
+            })?;
+        check_keys(&keys)?;
+        let permissions = combine(method, dedup(keys));
+        if let (Some(groups), Some(catalog)) = (&groups, &options.catalog) {
+            cross_check(what, &permissions, groups, catalog, notes);
+        }
+        return Ok(Some(permissions));
+    }
+    let Some(groups) = groups else {
+        return Ok(None);
+    };
+    let Some(catalog) = &options.catalog else {
+        return Err(SkipReason::UnresolvedGroups(
+            "x-api-token-group names permission groups; give --catalog to resolve them to keys"
+                .to_string(),
+        ));
+    };
+    let mut keys: Vec<String> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    for name in &groups {
+        match catalog.literal_keys(name) {
+            Some(group_keys) => keys.extend(group_keys.into_iter().map(str::to_string)),
+            None => unknown.push(name),
+        }
+    }
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "{what}: x-api-token-group names groups the catalog does not have: {} (left out: fewer \
+             groups can only deny more)",
+            unknown.join(", ")
+        ));
+    }
+    let keys = dedup(keys);
+    if keys.is_empty() {
+        return Err(SkipReason::UnresolvedGroups(format!(
+            "x-api-token-group [{}] resolves to no literal key in the catalog",
+            groups.join(", ")
+        )));
+    }
+    // Any one listed group suffices, so any of their keys does.
+    Ok(Some(if keys.len() == 1 {
+        Permissions::AllOf(keys)
+    } else {
+        Permissions::AnyOf(keys)
+    }))
+}
+
+/// Notes every listed group that would not pass the route: the spec says it suffices, so the catalog's
+/// mapping is missing a key.
+fn cross_check(
+    what: &str,
+    permissions: &Permissions,
+    groups: &[String],
+    catalog: &Catalog,
+    notes: &mut Vec<String>,
+) {
+    for name in groups {
+        let passes = match permissions {
+            Permissions::AllOf(keys) => keys.iter().all(|key| catalog.grants(name, key)),
+            Permissions::AnyOf(keys) => keys.iter().any(|key| catalog.grants(name, key)),
+        };
+        if !passes {
+            notes.push(format!(
+                "{what}: x-api-token-group lists {name:?}, but in the catalog it does not grant {}",
+                permissions.keys().join(" + ")
+            ));
+        }
+    }
+}
+
+/// Why an operation without keys is skipped (or that it is public, which the caller handles first).
+fn no_keys_reason(fields: &Map<String, Value>) -> SkipReason {
+    match fields.get("security").and_then(Value::as_array) {
+        Some(schemes)
+            if !schemes.is_empty()
+                && schemes.iter().all(|scheme| {
+                    scheme.as_object().is_some_and(|scheme| {
+                        scheme.len() == 1 && scheme.contains_key("user_service_key")
+                    })
+                }) =>
+        {
+            SkipReason::ServiceKeyOnly
+        }
+        _ => SkipReason::NoAnnotation,
+    }
+}
+
+/// Whether the operation's `security` lets a caller in without any credential (`[]`, or `{}` among the
+/// alternatives).
+fn allows_anonymous(fields: &Map<String, Value>) -> bool {
+    fields
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|schemes| {
+            schemes.is_empty()
+                || schemes
+                    .iter()
+                    .any(|scheme| scheme.as_object().is_some_and(Map::is_empty))
+        })
+}
+
+fn check_keys(keys: &[String]) -> Result<(), SkipReason> {
+    for key in keys {
+        match KeyPattern::parse(key) {
+            Ok(KeyPattern::Exact(_)) => {}
+            Ok(_) => {
+                return Err(SkipReason::InvalidAnnotation(format!(
+                    "{key:?} is a pattern; a route requires literal keys"
+                )));
+            }
+            Err(message) => return Err(SkipReason::InvalidAnnotation(message)),
+        }
+    }
+    Ok(())
+}
+
+fn dedup(keys: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+fn string_list(value: &Value) -> Option<Vec<String>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|item| item.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Parses `x-permgate-permissions`: a list of keys (all of them), or an object with at most one of
+/// `all_of` / `any_of`, and optional `scope`, `public`, `handler`.
+fn parse_override(value: &Value) -> Result<Override, String> {
+    if let Some(keys) = string_list(value) {
+        return override_keys(Permissions::AllOf(keys)).map(|permissions| Override {
+            permissions: Some(permissions),
+            ..Override::default()
+        });
+    }
+    let Some(object) = value.as_object() else {
+        return Err("expected a list of keys or an object".to_string());
+    };
+    let mut result = Override::default();
+    for (field, value) in object {
+        match field.as_str() {
+            "all_of" | "any_of" => {
+                if result.permissions.is_some() {
+                    return Err("give all_of or any_of, not both".to_string());
+                }
+                let keys = string_list(value).ok_or(format!("{field} is not a list of keys"))?;
+                let permissions = if field == "all_of" {
+                    Permissions::AllOf(keys)
+                } else {
+                    Permissions::AnyOf(keys)
+                };
+                result.permissions = Some(override_keys(permissions)?);
+            }
+            "scope" => result.scope = Some(parse_scope(value)?),
+            "public" => {
+                result.public = value.as_bool().ok_or("public is not true or false")?;
+            }
+            "handler" => match value.as_str() {
+                Some("verify_token") => result.handler = Some("verify_token".to_string()),
+                _ => return Err("handler must be verify_token".to_string()),
+            },
+            other => {
+                return Err(format!(
+                    "unknown field {other:?} (all_of, any_of, scope, public, handler)"
+                ));
+            }
+        }
+    }
+    if result.public
+        && (result.permissions.is_some() || result.scope.is_some() || result.handler.is_some())
+    {
+        return Err("public: true takes no keys, scope or handler".to_string());
+    }
+    if result.scope == Some(RouteScope::None) && result.permissions.is_some() {
+        return Err("scope: none checks no key, so it takes no all_of/any_of".to_string());
+    }
+    Ok(result)
+}
+
+fn override_keys(permissions: Permissions) -> Result<Permissions, String> {
+    if permissions.keys().is_empty() {
+        return Err(
+            "an empty key list; use scope: none or public: true for a route that requires none"
+                .to_string(),
+        );
+    }
+    check_keys(permissions.keys()).map_err(|reason| reason.to_string())?;
+    Ok(match permissions {
+        Permissions::AllOf(keys) => Permissions::AllOf(dedup(keys)),
+        Permissions::AnyOf(keys) => Permissions::AnyOf(dedup(keys)),
+    })
+}
+
+fn parse_scope(value: &Value) -> Result<RouteScope, String> {
+    if let Some(text) = value.as_str() {
+        return match text {
+            "user" => Ok(RouteScope::User),
+            "any" => Ok(RouteScope::Any),
+            "none" => Ok(RouteScope::None),
+            other => Err(format!(
+                "scope {other:?} is not user, any, none, {{zone: <param>}} or {{account: <param>}}"
+            )),
+        };
+    }
+    let object = value
+        .as_object()
+        .filter(|object| object.len() == 1)
+        .ok_or("scope is not user, any, none, {zone: <param>} or {account: <param>}")?;
+    match object.iter().next() {
+        Some((kind, Value::String(param))) if kind == "zone" => Ok(RouteScope::Zone(param.clone())),
+        Some((kind, Value::String(param))) if kind == "account" => {
+            Ok(RouteScope::Account(param.clone()))
+        }
+        _ => Err("scope is not {zone: <param>} or {account: <param>}".to_string()),
+    }
+}
+
+/// Every operation of every spec, in (path, method) order; a later spec's operation with the same method
+/// and path (up to parameter names) overlays the earlier one field by field. An operation without its
+/// own `security` inherits its spec's top-level one. Public operations get `x-permgate-permissions:
+/// {public: true}` here, so the overlay of a later spec can still annotate them.
+fn collect(specs: &[Spec]) -> Vec<Operation> {
+    let mut operations: BTreeMap<(String, usize), Operation> = BTreeMap::new();
+    for spec in specs {
+        let default_security = spec.document.get("security").cloned();
+        let Some(paths) = spec.document.get("paths").and_then(Value::as_object) else {
+            continue;
+        };
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for (order, method) in METHODS.iter().enumerate() {
+                let Some(fields) = item.get(*method).and_then(Value::as_object) else {
+                    continue;
+                };
+                let key = (shape_of(path), order);
+                match operations.get_mut(&key) {
+                    Some(existing) => {
+                        existing.path = path.clone();
+                        for (field, value) in fields {
+                            existing.fields.insert(field.clone(), value.clone());
+                        }
+                    }
+                    None => {
+                        let mut fields = fields.clone();
+                        if let (false, Some(security)) =
+                            (fields.contains_key("security"), &default_security)
+                        {
+                            fields.insert("security".to_string(), security.clone());
+                        }
+                        operations.insert(
+                            key,
+                            Operation {
+                                method,
+                                path: path.clone(),
+                                fields,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    operations
+        .into_values()
+        .map(|mut operation| {
+            if !operation.fields.contains_key("x-permgate-permissions")
+                && !operation.fields.contains_key("x-cfPermissionsRequired")
+                && !operation.fields.contains_key("x-api-token-group")
+                && allows_anonymous(&operation.fields)
+            {
+                let mut public = Map::new();
+                public.insert("public".to_string(), Value::Bool(true));
+                operation
+                    .fields
+                    .insert("x-permgate-permissions".to_string(), Value::Object(public));
+            }
+            operation
+        })
+        .collect()
+}
+
+/// The path with every parameter name erased: two spellings of one path have the same shape.
+fn shape_of(path: &str) -> String {
+    let mut shape = String::with_capacity(path.len());
+    let mut inside = false;
+    for c in path.chars() {
+        match (c, inside) {
+            ('{', _) => {
+                inside = true;
+                shape.push('{');
+            }
+            ('}', true) => {
+                inside = false;
+                shape.push('}');
+            }
+            (_, true) => {}
+            (c, false) => shape.push(c),
+        }
+    }
+    shape
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! Unit tests of the OpenAPI importer: scope inference, the all-of/any-of rule, path conversion, overrides,
+//! overlays and the rendered YAML (which must load as a route table).
+
+use serde_json::json;
+
+use super::render::{Provenance, render};
+use super::*;
+use crate::config::SourceFile;
+use crate::policy::KeyInterner;
+use crate::routes::{Requirement, RouteTable, Scope};
+
+fn spec(document: Value) -> Vec<Spec> {
+    vec![Spec {
+        label: "test.json".to_string(),
+        document,
+    }]
+}
+
+fn options() -> ImportOptions {
+    ImportOptions {
+        prefix: "/client/v4".to_string(),
+        catalog: None,
+    }
+}
+
+#[test]
+fn scope_is_inferred_whatever_the_parameter_is_called() {
+    for name in ["account_id", "account_identifier", "accountId"] {
+        assert_eq!(
+            infer_scope("GET", &format!("/accounts/{{{name}}}/x")),
+            InferredScope::Account(name.to_string())
+        );
+    }
+    for name in ["zone_id", "zone_identifier", "zone", "identifier"] {
+        assert_eq!(
+            infer_scope("DELETE", &format!("/zones/{{{name}}}")),
+            InferredScope::Zone(name.to_string())
+        );
+    }
+    assert_eq!(infer_scope("GET", "/user"), InferredScope::User);
+    assert_eq!(infer_scope("PUT", "/user/tokens/{id}"), InferredScope::User);
+    assert_eq!(infer_scope("GET", "/zones"), InferredScope::Collection);
+    assert_eq!(infer_scope("GET", "/accounts"), InferredScope::Collection);
+    assert!(matches!(
+        infer_scope("POST", "/zones"),
+        InferredScope::Unknown(_)
+    ));
+    assert!(matches!(
+        infer_scope("POST", "/accounts/move"),
+        InferredScope::Unknown(_)
+    ));
+    assert!(matches!(
+        infer_scope("GET", "/radar/http/summary"),
+        InferredScope::Unknown(_)
+    ));
+    // `/users` is not `/user`.
+    assert!(matches!(
+        infer_scope("GET", "/users/{id}"),
+        InferredScope::Unknown(_)
+    ));
+}
+
+#[test]
+fn several_keys_are_any_of_on_reads_and_all_of_on_writes() {
+    let keys = |list: &[&str]| list.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        combine("GET", keys(&["#dex:read", "#teams:report"])),
+        Permissions::AnyOf(keys(&["#dex:read", "#teams:report"]))
+    );
+    assert_eq!(
+        combine("PUT", keys(&["#billing:read", "#billing:edit"])),
+        Permissions::AllOf(keys(&["#billing:read", "#billing:edit"]))
+    );
+    // Keys of different resources on a write are still all required: fail closed.
+    assert_eq!(
+        combine("POST", keys(&["#dns_records:edit", "#organization:read"])),
+        Permissions::AllOf(keys(&["#dns_records:edit", "#organization:read"]))
+    );
+    assert_eq!(
+        combine("GET", keys(&["#zone:read"])),
+        Permissions::AllOf(keys(&["#zone:read"]))
+    );
+}
+
+#[test]
+fn paths_become_matchit_patterns() {
+    assert_eq!(
+        matchit_path("/client/v4", "/zones/{zone_id}/dns_records").as_deref(),
+        Ok("/client/v4/zones/{zone_id}/dns_records")
+    );
+    assert_eq!(
+        matchit_path(
+            "/client/v4",
+            "/accounts/{account_id}/address_maps/{id}/accounts/{account_id}"
+        )
+        .as_deref(),
+        Ok("/client/v4/accounts/{account_id}/address_maps/{id}/accounts/{account_id_2}")
+    );
+    assert!(matchit_path("", "/a//b").is_err());
+    assert!(matchit_path("", "/a/{x y}").is_err());
+    assert!(matchit_path("", "/a/{x").is_err());
+    assert!(matchit_path("", "/a/x}").is_err());
+}
+
+#[test]
+fn operations_import_with_their_reasons() {
+    let document = json!({
+        "security": [{"api_token": []}],
+        "paths": {
+            "/zones/{zone_identifier}/settings": {
+                "get": {"operationId": "settings-get", "x-cfPermissionsRequired": {"enum": ["#zone_settings:read"]}},
+                "patch": {"x-cfPermissionsRequired": {"enum": ["#zone_settings:read", "#zone_settings:edit"]}}
+            },
+            "/accounts/{accountId}/dex": {
+                "get": {"x-cfPermissionsRequired": {"enum": ["#dex:read", "#teams:report"]}}
+            },
+            "/radar/x": {"get": {"x-cfPermissionsRequired": {"enum": ["com.cloudflare.api.user.read"]}}},
+            "/memberships": {"get": {"operationId": "m"}},
+            "/certificates": {"get": {"security": [{"user_service_key": []}]}},
+            "/ips": {"get": {"security": [{}]}},
+            "/things": {"get": {"x-cfPermissionsRequired": {"enum": ["#thing:read"]}}},
+            "/user/tokens/verify": {"get": {"x-permgate-permissions": {"scope": "none", "handler": "verify_token"}}},
+            "/zones": {"get": {"x-permgate-permissions": {"scope": "none"}}}
+        }
+    });
+    let imported = import(&spec(document), &options());
+    let find = |method: &str, path: &str| {
+        imported
+            .routes
+            .iter()
+            .find(|route| route.method == method && route.path == path)
+            .cloned()
+    };
+    let settings = find("GET", "/client/v4/zones/{zone_identifier}/settings").unwrap();
+    assert_eq!(settings.id.as_deref(), Some("settings-get"));
+    assert_eq!(
+        settings.scope,
+        Some(RouteScope::Zone("zone_identifier".to_string()))
+    );
+    let patch = find("PATCH", "/client/v4/zones/{zone_identifier}/settings").unwrap();
+    assert!(matches!(patch.permissions, Some(Permissions::AllOf(ref keys)) if keys.len() == 2));
+    let dex = find("GET", "/client/v4/accounts/{accountId}/dex").unwrap();
+    assert!(matches!(dex.permissions, Some(Permissions::AnyOf(_))));
+    assert_eq!(
+        dex.scope,
+        Some(RouteScope::Account("accountId".to_string()))
+    );
+    assert_eq!(
+        find("GET", "/client/v4/radar/x").unwrap().scope,
+        Some(RouteScope::User)
+    );
+    let ips = find("GET", "/client/v4/ips").unwrap();
+    assert!(ips.public && ips.scope.is_none() && ips.permissions.is_none());
+    let verify = find("GET", "/client/v4/user/tokens/verify").unwrap();
+    assert_eq!(verify.scope, Some(RouteScope::None));
+    assert_eq!(verify.handler.as_deref(), Some("verify_token"));
+    assert_eq!(
+        find("GET", "/client/v4/zones").unwrap().scope,
+        Some(RouteScope::None)
+    );
+
+    let reason = |path: &str| {
+        imported
+            .skipped
+            .iter()
+            .find(|skipped| skipped.path == path)
+            .map(|skipped| skipped.reason.clone())
+    };
+    assert_eq!(reason("/memberships"), Some(SkipReason::NoAnnotation));
+    assert_eq!(reason("/certificates"), Some(SkipReason::ServiceKeyOnly));
+    assert!(matches!(reason("/things"), Some(SkipReason::NoScope(_))));
+    assert_eq!(imported.routes.len() + imported.skipped.len(), 10);
+}
+
+#[test]
+fn the_extension_overrides_keys_scope_and_combination() {
+    let document = json!({
+        "paths": {
+            "/zones/{zone_id}/a": {"post": {
+                "x-cfPermissionsRequired": {"enum": ["#a:read", "#a:edit"]},
+                "x-permgate-permissions": {"any_of": ["#a:read", "#a:edit"]}
+            }},
+            "/zones/{zone_id}/b": {"get": {"x-permgate-permissions": ["#b:read", "#b:list"]}},
+            "/things/{id}": {"get": {"x-permgate-permissions": {"all_of": ["#t:read"], "scope": {"account": "id"}}}},
+            "/bad/{id}": {"get": {"x-permgate-permissions": {"any_of": []}}},
+            "/bad2": {"get": {"x-permgate-permissions": {"public": true, "scope": "user"}}},
+            "/bad3": {"get": {"x-permgate-permissions": {"anyof": ["x"]}}},
+            "/pub": {"get": {"x-permgate-permissions": {"public": true}}}
+        }
+    });
+    let imported = import(&spec(document), &options());
+    assert_eq!(imported.routes.len(), 4, "{:?}", imported.skipped);
+    let route = |path: &str| {
+        imported
+            .routes
+            .iter()
+            .find(|route| route.path == format!("/client/v4{path}"))
+            .unwrap()
+    };
+    // The extension wins over x-cfPermissionsRequired and over the write rule.
+    assert!(matches!(
+        route("/zones/{zone_id}/a").permissions,
+        Some(Permissions::AnyOf(_))
+    ));
+    assert!(
+        matches!(route("/zones/{zone_id}/b").permissions, Some(Permissions::AllOf(ref keys)) if keys.len() == 2)
+    );
+    assert_eq!(
+        route("/things/{id}").scope,
+        Some(RouteScope::Account("id".to_string()))
+    );
+    assert!(route("/pub").public);
+    assert_eq!(imported.skipped.len(), 3);
+    assert!(
+        imported
+            .skipped
+            .iter()
+            .all(|skipped| matches!(skipped.reason, SkipReason::InvalidAnnotation(_)))
+    );
+}
+
+#[test]
+fn token_groups_resolve_through_the_catalog_as_any_of() {
+    let document = json!({
+        "paths": {
+            "/zones/{zone_id}/dns_records": {
+                "get": {"x-api-token-group": ["DNS Read", "DNS Write"]},
+                "post": {"x-api-token-group": ["DNS Write"], "x-cfPermissionsRequired": {"enum": ["#dns_records:edit"]}}
+            },
+            "/zones/{zone_id}": {"patch": {"x-api-token-group": ["Nope"]}}
+        }
+    });
+    let without = import(&spec(document.clone()), &options());
+    assert_eq!(without.routes.len(), 1);
+    assert!(
+        without
+            .skipped
+            .iter()
+            .all(|skipped| matches!(skipped.reason, SkipReason::UnresolvedGroups(_)))
+    );
+
+    let catalog = Catalog::from_groups([
+        ("DNS Read", vec!["#dns_records:read".to_string()]),
+        (
+            "DNS Write",
+            vec![
+                "#dns_records:read".to_string(),
+                "#dns_records:*".to_string(),
+            ],
+        ),
+    ]);
+    let imported = import(
+        &spec(document),
+        &ImportOptions {
+            catalog: Some(catalog),
+            ..options()
+        },
+    );
+    let list = imported
+        .routes
+        .iter()
+        .find(|route| route.method == "GET")
+        .unwrap();
+    // Patterns are left out: a route requires literal keys.
+    assert_eq!(
+        list.permissions,
+        Some(Permissions::AllOf(vec!["#dns_records:read".to_string()]))
+    );
+    let create = imported
+        .routes
+        .iter()
+        .find(|route| route.method == "POST")
+        .unwrap();
+    assert_eq!(
+        create.permissions,
+        Some(Permissions::AllOf(vec!["#dns_records:edit".to_string()]))
+    );
+    // DNS Write grants #dns_records:edit through its pattern: no note. The unknown group is a note and a skip.
+    assert!(
+        imported
+            .notes
+            .iter()
+            .all(|note| !note.contains("does not grant"))
+    );
+    assert!(imported.notes.iter().any(|note| note.contains("Nope")));
+}
+
+#[test]
+fn a_later_spec_overlays_an_operation_whatever_its_parameter_names() {
+    let base = json!({"paths": {"/accounts/{account_id}": {"get": {"operationId": "a", "x-cfPermissionsRequired": {"enum": ["#organization:read"]}}}}});
+    let overlay = json!({"paths": {
+        "/accounts/{accountId}": {"get": {"x-permgate-permissions": {"any_of": ["#organization:read", "#x:read"]}}},
+        "/accounts/{account_id}/new": {"post": {"x-cfPermissionsRequired": {"enum": ["#new:edit"]}}}
+    }});
+    let specs = vec![
+        Spec {
+            label: "a".to_string(),
+            document: base,
+        },
+        Spec {
+            label: "b".to_string(),
+            document: overlay,
+        },
+    ];
+    let imported = import(&specs, &options());
+    assert_eq!(imported.routes.len(), 2);
+    let get = &imported.routes[0];
+    assert_eq!(get.id.as_deref(), Some("a"));
+    assert_eq!(get.path, "/client/v4/accounts/{accountId}");
+    assert!(matches!(get.permissions, Some(Permissions::AnyOf(_))));
+}
+
+#[test]
+fn conflicting_paths_are_skipped_naming_the_earlier_route() {
+    let document = json!({"paths": {
+        "/zones/{zone_id}/x/{*rest}": {"get": {"x-permgate-permissions": ["#a:read"]}},
+        "/zones/{zone_id}/x/{name}.json": {"get": {"x-permgate-permissions": ["#a:read"]}}
+    }});
+    let imported = import(&spec(document), &options());
+    assert_eq!(imported.routes.len() + imported.skipped.len(), 2);
+    assert!(imported.skipped.iter().all(|skipped| matches!(
+        skipped.reason,
+        SkipReason::Conflict(_) | SkipReason::InvalidPath(_)
+    )));
+}
+
+#[test]
+fn the_rendered_file_loads_as_a_route_table() {
+    let document = json!({
+        "paths": {
+            "/zones/{zone_id}": {"get": {"operationId": "zone get", "x-cfPermissionsRequired": {"enum": ["#zone:read", "#x:read"]}}},
+            "/accounts/{account_id}/a/{id}/accounts/{account_id}": {"put": {"x-cfPermissionsRequired": {"enum": ["#a:read", "#a:edit"]}}},
+            "/user": {"get": {"x-cfPermissionsRequired": {"enum": ["com.cloudflare.api.user.read"]}}},
+            "/user/tokens/verify": {"get": {"x-permgate-permissions": {"scope": "none", "handler": "verify_token"}}},
+            "/zones": {"get": {"x-cfPermissionsRequired": {"enum": ["#zone:read"]}}},
+            "/ips": {"get": {"security": []}}
+        }
+    });
+    let imported = import(&spec(document), &options());
+    assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
+    let text = render(
+        &imported,
+        &Provenance {
+            specs: vec!["test.json".to_string()],
+            prefix: "/client/v4".to_string(),
+            catalog: None,
+        },
+    );
+    let file = SourceFile::from_text("routes.yaml", text.clone());
+    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    assert_eq!(table.len(), 6, "{text}");
+    let zone = table.lookup("GET", "/client/v4/zones/z1").unwrap();
+    assert_eq!(zone.resource_id, Some("z1"));
+    assert_eq!(&*zone.route.label, "zone-get");
+    assert!(matches!(zone.route.requirement, Requirement::AnyOf(_)));
+    let put = table
+        .lookup("PUT", "/client/v4/accounts/a1/a/i/accounts/a2")
+        .unwrap();
+    assert_eq!(put.resource_id, Some("a1"));
+    assert!(matches!(put.route.requirement, Requirement::AllOf(ref keys) if keys.len() == 2));
+    assert_eq!(
+        table.lookup("GET", "/client/v4/zones").unwrap().route.scope,
+        Scope::Any
+    );
+    assert!(table.lookup("GET", "/client/v4/ips").unwrap().route.public);
+    assert!(
+        table
+            .lookup("GET", "/client/v4/user/tokens/verify")
+            .unwrap()
+            .route
+            .handler
+            .is_some()
+    );
+}

@@ -1,0 +1,401 @@
+//! Live reload: re-read every file, and when anything changed, compile the whole set off the request path
+//! and swap it in with one `ArcSwap::store`; a bad config is rejected whole and the last good one keeps
+//! serving.
+//!
+//! ```text
+//! trigger (file event, timer, SIGHUP, reload_now) → read all files → same hashes? → unchanged
+//!   → compile (spawn_blocking) → CA file usable? → certificate rotated (CertStore::reload)?
+//!   → one store of the new Snapshot (generation + 1) → refresh the upstream client → status + metrics
+//!   any error on the way → rejected: nothing swapped, the errors (file:line: path: message) logged and
+//!   shown on /status and in `permgate_config_last_reload_success`
+//! ```
+//!
+//! "Changed" compares two hashes with the last attempt: the config's `content_hash` (every config, policy
+//! and route file) and a hash of the TLS certificate and key files, so that a rotated certificate with an
+//! unchanged config still reloads. A rejected config is remembered too, so it is not recompiled (and
+//! re-logged) every 30 s; fixing any file changes the hash and applies it.
+//!
+//! Reloads are serialized (one at a time, whatever triggered them). [`watch`] holds the task that decides
+//! when to reload. This module never decides a request and never logs a secret: the files it reads hold only
+//! hashes of secrets, and errors name files, paths and lines.
+
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::config::gateway::{Settings, TlsSettings};
+use crate::config::{self, ConfigError, ConfigErrors};
+use crate::metrics::{Metrics, ReloadOutcome};
+use crate::proxy::Gateway;
+use crate::snapshot::Snapshot;
+use crate::tls::CertStore;
+
+pub use watch::{ReloadTask, Triggers};
+
+/// What started a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The check right after the watcher starts (files may have changed since the first load).
+    Start,
+    /// A file-system event in a watched folder.
+    Watch,
+    /// The slow periodic re-check (`reload_interval_ms`).
+    Timer,
+    /// `SIGHUP`.
+    Signal,
+    /// A direct call of [`Reloader::reload_now`].
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Watch => "watch",
+            Self::Timer => "timer",
+            Self::Signal => "signal",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// One reload attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub outcome: ReloadOutcome,
+    pub trigger: Trigger,
+    pub at: OffsetDateTime,
+    /// The generation serving after it.
+    pub generation: u64,
+}
+
+/// The file watcher's health, for `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatcherStatus {
+    /// Whether file events are watched at all (the timer and `SIGHUP` work either way).
+    pub enabled: bool,
+    /// Running and watching every folder.
+    pub healthy: bool,
+    /// The folders watched.
+    pub folders: Vec<PathBuf>,
+    /// The last error (the watcher failed, or a folder could not be watched).
+    pub last_error: Option<String>,
+    /// How many times the watcher failed and was recreated.
+    pub restarts: u64,
+}
+
+/// What `/status` shows about reloading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// The last attempt, of any outcome; `None` until the first.
+    pub last: Option<Attempt>,
+    /// The last attempt that applied a config (the first load counts).
+    pub last_applied: OffsetDateTime,
+    /// While the files on disk are a rejected config: its errors, one per line (file:line:column: path:
+    /// message), and when it was rejected. Cleared when a config applies.
+    pub error: Option<(OffsetDateTime, ConfigErrors)>,
+    /// Settings that changed since the start but only take effect at a restart.
+    pub restart_required: Vec<&'static str>,
+    pub watcher: WatcherStatus,
+}
+
+/// The last content seen: the config's hash and the certificate files' hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    config: String,
+    certificates: Option<String>,
+}
+
+/// Reloads the config of one gateway.
+#[derive(Debug)]
+pub struct Reloader {
+    config_path: PathBuf,
+    gateway: Arc<Gateway>,
+    certificates: Option<Arc<CertStore>>,
+    metrics: Arc<Metrics>,
+    /// The settings the listeners were started with: restart-only changes are measured against these.
+    started: Settings,
+    /// Serializes reloads, and holds what the last one saw.
+    seen: tokio::sync::Mutex<Seen>,
+    status: Mutex<ReloadStatus>,
+}
+
+/// What the blocking part of a reload found.
+enum Prepared {
+    Unchanged,
+    Rejected {
+        errors: ConfigErrors,
+        /// The content that was rejected (`None` when the files could not even be read: try again).
+        seen: Option<Seen>,
+    },
+    Ready {
+        snapshot: Box<Snapshot>,
+        seen: Seen,
+    },
+}
+
+// === impl Reloader ===
+
+impl Reloader {
+    /// A reloader for the gateway serving the config at `config_path`, with the inbound certificate store
+    /// when TLS is on. Records the serving snapshot as applied (metrics start from it).
+    pub fn new(
+        config_path: impl Into<PathBuf>,
+        gateway: Arc<Gateway>,
+        certificates: Option<Arc<CertStore>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let current = gateway.snapshot().load_full();
+        // Read once at start; an unreadable file here only means the first check sees a change.
+        let certificate_hash = current
+            .settings
+            .tls
+            .as_ref()
+            .and_then(|tls| hash_certificates(tls).ok());
+        metrics.config_applied(&current, current.loaded_at);
+        metrics.restart_required(false);
+        let loaded_at = OffsetDateTime::from_unix_timestamp(current.loaded_at)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Arc::new(Self {
+            config_path: config_path.into(),
+            started: current.settings.clone(),
+            seen: tokio::sync::Mutex::new(Seen {
+                config: current.content_hash.clone(),
+                certificates: certificate_hash,
+            }),
+            status: Mutex::new(ReloadStatus {
+                last: None,
+                last_applied: loaded_at,
+                error: None,
+                restart_required: Vec::new(),
+                watcher: WatcherStatus::default(),
+            }),
+            gateway,
+            certificates,
+            metrics,
+        })
+    }
+
+    /// The `gateway.yaml` being watched.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The gateway it reloads.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// The reload state, for `/status`.
+    pub fn status(&self) -> ReloadStatus {
+        self.lock_status().clone()
+    }
+
+    /// Re-reads every file now and applies the config when it changed and is valid. Waits for a reload
+    /// already running. The heavy work runs on the blocking pool, never on a request's thread.
+    pub async fn reload_now(&self, trigger: Trigger) -> ReloadOutcome {
+        let mut seen = self.seen.lock().await;
+        let current = self.gateway.snapshot().load_full();
+        let prepared = {
+            let config_path = self.config_path.clone();
+            let last = seen.clone();
+            let current = Arc::clone(&current);
+            let certificates = self.certificates.clone();
+            tokio::task::spawn_blocking(move || {
+                prepare(&config_path, &last, &current, certificates.as_deref())
+            })
+            .await
+            .unwrap_or_else(|error| Prepared::Rejected {
+                errors: ConfigError::file(
+                    &self.config_path,
+                    format!("internal error while reloading: {error}"),
+                )
+                .into(),
+                seen: None,
+            })
+        };
+        let now = OffsetDateTime::now_utc();
+        match prepared {
+            Prepared::Unchanged => {
+                tracing::debug!(trigger = trigger.as_str(), "config unchanged");
+                self.finish(trigger, ReloadOutcome::Unchanged, now, current.generation);
+                ReloadOutcome::Unchanged
+            }
+            Prepared::Rejected {
+                errors,
+                seen: rejected,
+            } => {
+                if let Some(rejected) = rejected {
+                    *seen = rejected;
+                }
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    generation = current.generation,
+                    errors = errors.0.len(),
+                    "config rejected; the last good config keeps serving:\n{errors}"
+                );
+                self.lock_status().error = Some((now, errors));
+                self.finish(trigger, ReloadOutcome::Rejected, now, current.generation);
+                ReloadOutcome::Rejected
+            }
+            Prepared::Ready {
+                snapshot,
+                seen: applied,
+            } => {
+                *seen = applied;
+                let restart = self.started.restart_only_changes(&snapshot.settings);
+                let snapshot: Arc<Snapshot> = Arc::from(snapshot);
+                // The one store: from here every new request decides with the new snapshot.
+                self.gateway.snapshot().store(Arc::clone(&snapshot));
+                if let Err(error) = self.gateway.refresh_upstream() {
+                    // The CA file was checked before the store; this is a race with another edit.
+                    tracing::warn!(%error, "the upstream client could not be rebuilt; the previous one stays");
+                }
+                self.metrics.config_applied(&snapshot, snapshot.loaded_at);
+                self.metrics.restart_required(!restart.is_empty());
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    generation = snapshot.generation,
+                    content_hash = %snapshot.content_hash,
+                    routes = snapshot.routes.len(),
+                    tokens = snapshot.policy.tokens.len(),
+                    "config applied"
+                );
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        settings = ?restart,
+                        "changed settings take effect only at a restart; everything else is applied"
+                    );
+                }
+                {
+                    let mut status = self.lock_status();
+                    status.error = None;
+                    status.last_applied = now;
+                    status.restart_required = restart;
+                }
+                self.finish(trigger, ReloadOutcome::Applied, now, snapshot.generation);
+                ReloadOutcome::Applied
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        trigger: Trigger,
+        outcome: ReloadOutcome,
+        at: OffsetDateTime,
+        generation: u64,
+    ) {
+        self.metrics.config_reload(outcome, at.unix_timestamp());
+        self.lock_status().last = Some(Attempt {
+            outcome,
+            trigger,
+            at,
+            generation,
+        });
+    }
+
+    /// Updates the watcher's part of the status.
+    pub(crate) fn set_watcher(&self, update: impl FnOnce(&mut WatcherStatus)) {
+        update(&mut self.lock_status().watcher);
+    }
+
+    fn lock_status(&self) -> MutexGuard<'_, ReloadStatus> {
+        // A panic while holding this lock cannot leave the status half-written in a harmful way.
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The blocking part: read, compare, compile, check the CA file, rotate the certificate.
+fn prepare(
+    config_path: &Path,
+    last: &Seen,
+    current: &Snapshot,
+    certificates: Option<&CertStore>,
+) -> Prepared {
+    let set = match config::read(config_path) {
+        Ok(set) => set,
+        Err(errors) => return Prepared::Rejected { errors, seen: None },
+    };
+    let located = |path: &str, message: String| {
+        let mut error = ConfigError::new(&set.gateway.path, path, message);
+        set.gateway.locate(std::slice::from_mut(&mut error));
+        ConfigErrors::from(error)
+    };
+    let certificate_hash = match &set.settings.tls {
+        Some(tls) => match hash_certificates(tls) {
+            Ok(hash) => Some(hash),
+            Err(message) => {
+                return Prepared::Rejected {
+                    errors: located("tls", message),
+                    seen: None,
+                };
+            }
+        },
+        None => None,
+    };
+    let seen = Seen {
+        config: set.content_hash.clone(),
+        certificates: certificate_hash,
+    };
+    if &seen == last {
+        return Prepared::Unchanged;
+    }
+    let snapshot = match config::compile(
+        &set,
+        current.generation.saturating_add(1),
+        config::load::unix_now(),
+    ) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => {
+            return Prepared::Rejected {
+                errors,
+                seen: Some(seen),
+            };
+        }
+    };
+    let upstream = &snapshot.settings.upstream;
+    if let Some(ca_file) = &upstream.ca_file {
+        if current.settings.upstream.ca_file.as_ref() != Some(ca_file) {
+            if let Err(error) = crate::tls::client_config(Some(ca_file)) {
+                return Prepared::Rejected {
+                    errors: located("upstream.ca_file", error.to_string()),
+                    seen: Some(seen),
+                };
+            }
+        }
+    }
+    if let (Some(store), Some(tls)) = (certificates, &snapshot.settings.tls) {
+        if seen.certificates != last.certificates || current.settings.tls.as_ref() != Some(tls) {
+            // The last fallible step, so a rejected config never leaves a rotated certificate behind.
+            if let Err(error) = store.reload(tls) {
+                return Prepared::Rejected {
+                    errors: located("tls", error.to_string()),
+                    seen: Some(seen),
+                };
+            }
+        }
+    }
+    Prepared::Ready {
+        snapshot: Box::new(snapshot),
+        seen,
+    }
+}
+
+/// Hex SHA-256 over the certificate and key files' contents (never shown: it covers the private key).
+fn hash_certificates(tls: &TlsSettings) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    for file in [&tls.cert_file, &tls.key_file] {
+        let bytes = std::fs::read(file)
+            .map_err(|error| format!("{}: cannot read: {error}", file.display()))?;
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

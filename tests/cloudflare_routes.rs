@@ -1,0 +1,301 @@
+//! The shipped real route table, routes/cloudflare-v4.yaml: it loads without conflicts, every route matches a
+//! path built from its own template and resolves the right scope and resource id, it is exactly what the
+//! importer makes of Cloudflare's spec (so it cannot drift from its generator), and the Cloudflare example
+//! config grants every key it requires. Load and match times are measured by the ignored `timing` test
+//! (`cargo test --release --test cloudflare_routes -- --ignored --nocapture`), never asserted.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers: a broken fixture should stop loudly
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use permgate::config::SourceFile;
+use permgate::openapi::render::{Provenance, render};
+use permgate::openapi::{Catalog, ImportOptions, Spec, import};
+use permgate::policy::KeyInterner;
+use permgate::routes::{Route, RouteTable, Scope};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+const TABLE: &str = "routes/cloudflare-v4.yaml";
+const SPEC: &str = "../shared/data/cloudflare/openapi-2024-08-06.json";
+const SUPPLEMENT: &str = "config/cloudflare/openapi-supplement.json";
+const CATALOG: &str = "config/cloudflare/permission_groups.yaml";
+
+fn load_table() -> RouteTable {
+    let file = SourceFile::read(&repo(TABLE)).unwrap();
+    match RouteTable::compile(&[file], &mut KeyInterner::new()) {
+        Ok(table) => table,
+        Err(errors) => panic!(
+            "{TABLE} does not load:\n{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// A concrete path for a route pattern: each `{param}` becomes `v<n>-<param>` (unique, so it can only
+/// match a parameter, never a static sibling), a catch-all two segments.
+fn sample_path(pattern: &str) -> (String, Vec<(String, String)>) {
+    let mut path = String::new();
+    let mut values = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        path.push_str(&rest[..open]);
+        let close = open + rest[open..].find('}').unwrap();
+        let name = &rest[open + 1..close];
+        let value = match name.strip_prefix('*') {
+            Some(name) => format!("v{}-{name}/more", values.len()),
+            None => format!("v{}-{name}", values.len()),
+        };
+        path.push_str(&value);
+        values.push((name.trim_start_matches('*').to_string(), value));
+        rest = &rest[close + 1..];
+    }
+    path.push_str(rest);
+    (path, values)
+}
+
+fn methods(route: &Route) -> Vec<String> {
+    route
+        .methods
+        .split(", ")
+        .map(|method| {
+            if method == "*" {
+                "GET".to_string()
+            } else {
+                method.to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_table_loads_without_conflicts() {
+    let table = load_table();
+    assert!(
+        table.len() > 650,
+        "{} routes: fewer than the spec's annotated operations",
+        table.len()
+    );
+}
+
+#[test]
+fn every_route_matches_a_path_built_from_its_template_and_resolves_its_scope() {
+    let table = load_table();
+    let mut checked = 0;
+    for route in table.routes() {
+        let (path, values) = sample_path(&route.pattern);
+        for method in methods(route) {
+            let found = table.lookup(&method, &path).unwrap_or_else(|| {
+                panic!("{method} {path} (from {}) matches no route", route.pattern)
+            });
+            assert_eq!(
+                found.route.pattern, route.pattern,
+                "{method} {path} matched another route"
+            );
+            let value_of = |param: &str| {
+                values
+                    .iter()
+                    .find(|(name, _)| name == param)
+                    .map(|(_, value)| value.as_str())
+            };
+            // The resource is the first parameter, right after /accounts/ or /zones/, whatever it is called.
+            let tail = route.pattern.strip_prefix("/client/v4").unwrap();
+            match &route.scope {
+                Scope::Zone { param } => {
+                    assert!(tail.starts_with(&format!("/zones/{{{param}}}")), "{tail}");
+                    assert_eq!(found.resource_id, value_of(param), "{method} {path}");
+                }
+                Scope::Account { param } => {
+                    assert!(
+                        tail.starts_with(&format!("/accounts/{{{param}}}")),
+                        "{tail}"
+                    );
+                    assert_eq!(found.resource_id, value_of(param), "{method} {path}");
+                }
+                Scope::User => {
+                    assert!(
+                        tail == "/user"
+                            || tail.starts_with("/user/")
+                            || tail.starts_with("/radar/"),
+                        "{tail} is scope user"
+                    );
+                    assert_eq!(found.resource_id, None);
+                }
+                Scope::Any => panic!("{tail}: no collection of the shipped table is scope any"),
+                Scope::None => {
+                    assert_eq!(found.resource_id, None);
+                    let known = [
+                        "/zones",
+                        "/accounts",
+                        "/user/tokens/verify",
+                        "/accounts/{account_id}/tokens/verify",
+                        "/ips",
+                    ];
+                    assert!(known.contains(&tail), "{tail} needs no permission");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= table.len());
+}
+
+#[test]
+fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
+    let table = load_table();
+    for path in [
+        "/client/v4/user/tokens/verify",
+        "/client/v4/accounts/01a7362d577a6c3019a474fd6f485823/tokens/verify",
+    ] {
+        let found = table.lookup("GET", path).unwrap();
+        assert_eq!(found.route.scope, Scope::None, "{path}");
+        assert!(found.route.handler.is_some(), "{path}");
+    }
+    // The verify paths are not swallowed by the token-id routes beside them.
+    let details = table
+        .lookup(
+            "GET",
+            "/client/v4/user/tokens/ed17574386854bf78a67040be0a770b0",
+        )
+        .unwrap();
+    assert!(details.route.handler.is_none());
+    assert!(table.lookup("GET", "/client/v4/ips").unwrap().route.public);
+}
+
+#[test]
+fn the_importer_reproduces_the_committed_table_byte_for_byte() {
+    let spec_path = repo(SPEC);
+    assert!(
+        spec_path.exists(),
+        "{} is missing: the Cloudflare data lives in ../shared beside the repository",
+        spec_path.display()
+    );
+    let specs: Vec<Spec> = [SPEC, SUPPLEMENT]
+        .iter()
+        .map(|path| Spec {
+            label: Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            document: serde_json::from_str(&std::fs::read_to_string(repo(path)).unwrap()).unwrap(),
+        })
+        .collect();
+    let catalog = Catalog::from_policy_file(&SourceFile::read(&repo(CATALOG)).unwrap()).unwrap();
+    let imported = import(
+        &specs,
+        &ImportOptions {
+            prefix: "/client/v4".to_string(),
+            catalog: Some(catalog),
+        },
+    );
+    let text = render(
+        &imported,
+        &Provenance {
+            specs: specs.iter().map(|spec| spec.label.clone()).collect(),
+            prefix: "/client/v4".to_string(),
+            catalog: Some("permission_groups.yaml".to_string()),
+        },
+    );
+    let committed = std::fs::read_to_string(repo(TABLE)).unwrap();
+    if text != committed {
+        let line = text
+            .lines()
+            .zip(committed.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(text.lines().count().min(committed.lines().count()));
+        panic!(
+            "{TABLE} differs from the importer's output from line {}: regenerate it (README: Importing an \
+             OpenAPI spec)\n  generated: {:?}\n  committed: {:?}",
+            line + 1,
+            text.lines().nth(line),
+            committed.lines().nth(line)
+        );
+    }
+    // Every operation is accounted for: imported or skipped with a reason.
+    assert_eq!(imported.routes.len() + imported.skipped.len(), 1533 + 15);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .all(|note| !note.contains("does not grant")),
+        "a group the spec lists does not pass its route: {:?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn the_cloudflare_example_config_loads_and_grants_every_route_key() {
+    let set = permgate::config::read(&repo("config/cloudflare/gateway.yaml")).unwrap();
+    let snapshot = permgate::config::compile(&set, 1, 1_700_000_000).unwrap();
+    assert_eq!(snapshot.policy.groups.len(), 311, "the 311 real groups");
+    let warnings = permgate::cli::validate::warnings(&snapshot, 1_700_000_000);
+    let ungranted: Vec<String> = warnings
+        .iter()
+        .map(ToString::to_string)
+        .filter(|warning| warning.contains("no permission group grants"))
+        .collect();
+    assert!(ungranted.is_empty(), "{ungranted:#?}");
+}
+
+#[test]
+#[ignore = "a measurement, not a check: run in release with --ignored --nocapture"]
+fn timing() {
+    let text = std::fs::read_to_string(repo(TABLE)).unwrap();
+    let mut loads = Vec::new();
+    let mut table = RouteTable::empty();
+    for _ in 0..20 {
+        let file = SourceFile::from_text(TABLE, text.clone());
+        let started = Instant::now();
+        table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+        loads.push(started.elapsed());
+    }
+    loads.sort();
+    let samples: Vec<(String, String)> = table
+        .routes()
+        .iter()
+        .flat_map(|route| {
+            let (path, _) = sample_path(&route.pattern);
+            methods(route)
+                .into_iter()
+                .map(move |method| (method, path.clone()))
+        })
+        .collect();
+    const ROUNDS: usize = 200;
+    let mut per_lookup = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for (method, path) in &samples {
+            std::hint::black_box(
+                table.lookup(std::hint::black_box(method), std::hint::black_box(path)),
+            );
+        }
+        per_lookup.push(started.elapsed().as_nanos() as f64 / samples.len() as f64);
+    }
+    per_lookup.sort_by(f64::total_cmp);
+    println!(
+        "{TABLE}: {} routes; load+compile median {:?} (min {:?}, max {:?}) over {} loads; lookup median {:.0} ns \
+         (p90 {:.0} ns) per lookup over {} rounds of all {} sample paths",
+        table.len(),
+        loads[loads.len() / 2],
+        loads[0],
+        loads[loads.len() - 1],
+        loads.len(),
+        per_lookup[ROUNDS / 2],
+        per_lookup[ROUNDS * 9 / 10],
+        ROUNDS,
+        samples.len()
+    );
+}
