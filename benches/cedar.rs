@@ -19,7 +19,9 @@
 //!   resource's account has no slice, hence deny. An account token is one call on its slice.
 //!
 //! Everything Cedar needs per request (the `Request`, the slices) is built before timing, so the Cedar
-//! figure is `Authorizer::is_authorized` alone. The permgate figures are `authenticate_and_authorize`
+//! figure is `Authorizer::is_authorized` alone. A second Cedar figure hands it, per request, an `Entities`
+//! holding only the entities that request can touch (token, owner, resource, account; also pre-built), its
+//! best case. The permgate figures are `authenticate_and_authorize`
 //! (reading the `Authorization` header and SHA-256 hashing the token included, so it does more) and
 //! `PolicySet::evaluate` on a pre-hashed credential (engine against engine). Before timing, both engines
 //! must agree on every request of the mix (bench setup, not a test).
@@ -260,6 +262,9 @@ fn cedar_world(raw: &RawPolicyFile, keys: &[String]) -> CedarWorld {
 struct CedarCase<'w> {
     token: (cedar_policy::Request, &'w PolicySet),
     member: Option<Option<(cedar_policy::Request, &'w PolicySet)>>,
+    /// Only the entities this request can touch (the token, its owner, the resource and its account):
+    /// Cedar's best case, as if the application sliced entities too.
+    entities: Entities,
 }
 
 fn cedar_decide(authorizer: &Authorizer, entities: &Entities, case: &CedarCase<'_>) -> bool {
@@ -355,7 +360,27 @@ fn bench_cedar(c: &mut Criterion) {
                 )
                 .expect("request")
             };
+            let owner = match (&token.owner.user, &token.owner.account) {
+                (Some(user), _) => uid("User", user),
+                (None, Some(owner)) => uid("Account", owner),
+                (None, None) => panic!("a token without an owner"),
+            };
+            let account_uid = uid("Account", &account);
+            let mut sliced = vec![
+                Entity::new_no_attrs(uid("Token", &token.id), HashSet::from([owner.clone()])),
+                Entity::new_no_attrs(account_uid.clone(), HashSet::new()),
+            ];
+            if owner != account_uid {
+                sliced.push(Entity::new_no_attrs(owner, HashSet::new()));
+            }
+            if resource != account_uid {
+                sliced.push(Entity::new_no_attrs(
+                    resource.clone(),
+                    HashSet::from([account_uid]),
+                ));
+            }
             CedarCase {
+                entities: Entities::from_entities(sliced, None).expect("sliced entities"),
                 token: (
                     make(uid("Token", &token.id)),
                     &cedar.token_sets[request.token],
@@ -410,12 +435,21 @@ fn bench_cedar(c: &mut Criterion) {
     };
     let cedar_call =
         |index: usize| cedar_decide(&authorizer, &cedar.entities, &cases[index % cases.len()]);
+    let cedar_sliced = |index: usize| {
+        let case = &cases[index % cases.len()];
+        cedar_decide(&authorizer, &case.entities, case)
+    };
 
     // Equivalent semantics on the mix, or the comparison means nothing.
     let mut allowed = 0usize;
     for (index, request) in requests.iter().enumerate() {
         let ours = permgate_full(index);
         assert_eq!(ours, permgate_engine(index), "request {index}");
+        assert_eq!(
+            ours,
+            cedar_sliced(index),
+            "sliced entities, request {index}"
+        );
         assert_eq!(
             ours,
             cedar_call(index),
@@ -442,21 +476,28 @@ fn bench_cedar(c: &mut Criterion) {
         b.iter_batched(
             &mut setup,
             |index| black_box(permgate_full(index)),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(64),
         )
     });
     group.bench_function("permgate/evaluate", |b| {
         b.iter_batched(
             &mut setup,
             |index| black_box(permgate_engine(index)),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(64),
         )
     });
     group.bench_function("cedar/is_authorized", |b| {
         b.iter_batched(
             &mut setup,
             |index| black_box(cedar_call(index)),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(64),
+        )
+    });
+    group.bench_function("cedar/is_authorized_sliced_entities", |b| {
+        b.iter_batched(
+            &mut setup,
+            |index| black_box(cedar_sliced(index)),
+            BatchSize::NumIterations(64),
         )
     });
     group.finish();
@@ -464,8 +505,9 @@ fn bench_cedar(c: &mut Criterion) {
     // The ratio, from interleaved rounds over the whole mix (engines alternate, so drift in machine load
     // hits both), and single-call percentiles.
     let rounds = 10;
-    let mut totals = [Duration::ZERO; 3];
-    let calls: [&dyn Fn(usize) -> bool; 3] = [&permgate_full, &permgate_engine, &cedar_call];
+    let mut totals = [Duration::ZERO; 4];
+    let calls: [&dyn Fn(usize) -> bool; 4] =
+        [&permgate_full, &permgate_engine, &cedar_call, &cedar_sliced];
     for _ in 0..rounds {
         for (total, call) in totals.iter_mut().zip(calls) {
             let started = Instant::now();
@@ -480,6 +522,7 @@ fn bench_cedar(c: &mut Criterion) {
         "permgate authenticate+authorize",
         "permgate evaluate",
         "cedar is_authorized",
+        "cedar, request-sized Entities",
     ];
     let mut medians = Vec::new();
     eprintln!(
@@ -504,6 +547,11 @@ fn bench_cedar(c: &mut Criterion) {
         "  Cedar / permgate evaluate:               {:.1}x (means), {:.1}x (p50)",
         ratio(totals[1], totals[2]),
         ratio(medians[1], medians[2])
+    );
+    eprintln!(
+        "  Cedar (request-sized Entities) / permgate authenticate+authorize: {:.1}x (means), {:.1}x (p50)",
+        ratio(totals[0], totals[3]),
+        ratio(medians[0], medians[3])
     );
 }
 

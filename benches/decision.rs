@@ -7,7 +7,8 @@
 //!   method-override check, then the decision).
 //!
 //! Criterion reports the median; a second pass times single calls to report p50 and p99 (minus the timer's
-//! own cost, measured in the same run).
+//! own cost, measured in the same run), and the two halves of `authorize` on their own (reading + hashing the
+//! credential; `PolicySet::evaluate` on a pre-hashed one).
 //!
 //! `cargo bench --bench decision` (`PERMGATE_BENCH_SCALES=1k` to skip the larger worlds; default `1k,100k,1m`).
 
@@ -29,7 +30,11 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mix::{build, facts, percentiles, requests, touch};
+use permgate::auth::{Credential, read_credential};
 use permgate::pipeline::{authenticate_and_authorize, decide};
+use permgate::policy::{AccessRequest, Presented, Required, Target};
+use permgate::routes::{Requirement, Scope};
+use sha2::{Digest, Sha256};
 
 fn bench_decisions(c: &mut Criterion) {
     let scales = std::env::var("PERMGATE_BENCH_SCALES").unwrap_or_else(|_| "1k,100k,1m".into());
@@ -71,8 +76,53 @@ fn bench_decisions(c: &mut Criterion) {
         };
         let pipeline =
             |index: usize| decide(&snapshot, &facts(&requests[index % requests.len()])).allowed();
+        // The two halves of `authorize`, for the breakdown: reading + hashing the credential, and the
+        // policy engine on an already hashed one.
+        let credential = |index: usize| {
+            let request = &requests[index % requests.len()];
+            match read_credential(&request.headers) {
+                Ok(Credential::Token(secret)) => {
+                    black_box(<[u8; 32]>::from(Sha256::digest(secret.as_bytes())));
+                    true
+                }
+                _ => false,
+            }
+        };
+        let hashed: Vec<[u8; 32]> = requests
+            .iter()
+            .map(|request| match read_credential(&request.headers) {
+                Ok(Credential::Token(secret)) => Sha256::digest(secret.as_bytes()).into(),
+                other => panic!("a bearer token, got {other:?}"),
+            })
+            .collect();
+        let evaluate = |index: usize| {
+            let i = index % requests.len();
+            let (route, resource) = &matched[i];
+            let target = match (&route.scope, resource.as_deref()) {
+                (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
+                (Scope::Account { .. }, Some(id)) => Target::Account(id),
+                other => panic!("zone or account routes only, got {other:?}"),
+            };
+            let required = match &route.requirement {
+                Requirement::AllOf(keys) => Required::AllOf(keys),
+                Requirement::AnyOf(keys) => Required::AnyOf(keys),
+                Requirement::None => Required::None,
+            };
+            snapshot
+                .policy
+                .evaluate(&AccessRequest {
+                    presented: Presented::Token { sha256: hashed[i] },
+                    client_ip: ip,
+                    now: 1_700_000_000,
+                    target,
+                    required,
+                })
+                .outcome
+                .is_ok()
+        };
         let mut group = c.benchmark_group("decision");
-        // Each timed call's request is touched in the (untimed) batch setup, as a just-parsed request would be.
+        // Each timed call's request is touched in the (untimed) batch setup, as a just-parsed request would
+        // be; batches of 64 so that the touched requests are still in cache when their calls run.
         let mut next = 0usize;
         let mut setup = || {
             next += 1;
@@ -83,14 +133,14 @@ fn bench_decisions(c: &mut Criterion) {
             b.iter_batched(
                 &mut setup,
                 |index| black_box(authorize(index)),
-                BatchSize::SmallInput,
+                BatchSize::NumIterations(64),
             )
         });
         group.bench_function(format!("pipeline/{name}"), |b| {
             b.iter_batched(
                 &mut setup,
                 |index| black_box(pipeline(index)),
-                BatchSize::SmallInput,
+                BatchSize::NumIterations(64),
             )
         });
         group.finish();
@@ -103,6 +153,14 @@ fn bench_decisions(c: &mut Criterion) {
         report.push(format!(
             "pipeline  {name:>5} tokens: p50 {p50:>8.2?}  p99 {p99:>8.2?}  (allowed {:.0}%)",
             allowed * 100.0
+        ));
+        let (p50, p99, _) = percentiles(400_000, &requests, credential);
+        report.push(format!(
+            "  of which read_credential + SHA-256: p50 {p50:>8.2?}  p99 {p99:>8.2?}"
+        ));
+        let (p50, p99, _) = percentiles(400_000, &requests, evaluate);
+        report.push(format!(
+            "  of which PolicySet::evaluate:       p50 {p50:>8.2?}  p99 {p99:>8.2?}"
         ));
     }
     eprintln!("\nsingle-call latency, timer cost subtracted:");

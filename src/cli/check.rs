@@ -46,7 +46,7 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> ExitCode {
     match check(args) {
         Ok((output, allowed)) => {
-            println!("{output}");
+            super::print_out(&format!("{output}\n"));
             if allowed {
                 ExitCode::SUCCESS
             } else {

@@ -282,7 +282,7 @@ pub fn run(args: &DemoArgs) -> ExitCode {
                 });
             }
         };
-        println!("{}", demo.instructions());
+        super::print_out(&format!("{}\n", demo.instructions()));
         super::serve::shutdown_signal().await;
         demo.stop().await;
         ExitCode::SUCCESS

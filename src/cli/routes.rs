@@ -95,7 +95,7 @@ fn import_openapi(args: &ImportOpenApiArgs) -> Result<(), String> {
         Some(path) => {
             std::fs::write(path, &text).map_err(|error| format!("{}: {error}", path.display()))?
         }
-        None => print!("{text}"),
+        None => super::print_out(&text),
     }
     eprintln!(
         "{} routes written{}; {} operations skipped, {} notes",

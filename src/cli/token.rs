@@ -26,11 +26,11 @@ pub fn run_new(args: &NewTokenArgs) -> ExitCode {
             eprintln!(
                 "New token secret (shown once; store it now, permgate keeps only its SHA-256):"
             );
-            println!("{secret}");
+            super::print_out(&format!("{secret}\n"));
             eprintln!();
             eprintln!("Add this entry to a tokens file, then give it policies:");
-            println!();
-            print!("{entry}");
+            super::print_out("\n");
+            super::print_out(&entry);
             ExitCode::SUCCESS
         }
         Err(message) => {

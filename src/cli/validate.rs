@@ -24,10 +24,10 @@ pub fn run(config: &Path) -> ExitCode {
         file.locate(&mut warnings);
     }
     for warning in &warnings {
-        println!("warning: {warning}");
+        super::print_out(&format!("warning: {warning}\n"));
     }
-    println!(
-        "ok: {} routes, {} permission groups, {} users, {} accounts, {} zones, {} tokens, {} policies; {} warning(s)",
+    super::print_out(&format!(
+        "ok: {} routes, {} permission groups, {} users, {} accounts, {} zones, {} tokens, {} policies; {} warning(s)\n",
         snapshot.routes.len(),
         snapshot.policy.groups.len(),
         snapshot.policy.users.len(),
@@ -36,7 +36,7 @@ pub fn run(config: &Path) -> ExitCode {
         snapshot.policy.tokens.len(),
         snapshot.policy.policy_count(),
         warnings.len()
-    );
+    ));
     ExitCode::SUCCESS
 }
 

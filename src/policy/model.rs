@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 
@@ -167,9 +168,13 @@ pub enum Select {
 }
 
 /// The resources a policy covers: a sorted, deduplicated list of [`Select`] items.
+///
+/// Up to two items (one zone; an account and its zones; the usual token and member policy) are stored
+/// inline in the policy: a decision tests every policy of a token, and a pointer per policy to follow
+/// would be a cache miss per policy once the policy set is larger than the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Selector {
-    items: Box<[Select]>,
+    items: SmallVec<[Select; 2]>,
 }
 
 impl Selector {
@@ -177,9 +182,9 @@ impl Selector {
     pub fn new(mut items: Vec<Select>) -> Self {
         items.sort_unstable();
         items.dedup();
-        Self {
-            items: items.into_boxed_slice(),
-        }
+        let mut items = SmallVec::from_vec(items);
+        items.shrink_to_fit();
+        Self { items }
     }
 
     #[inline]

@@ -201,10 +201,24 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !headers.contains_key(&FORWARDED_HOST) {
-        if let Some(host) = &ctx.inbound_host {
+        if let Some(host) = ctx
+            .inbound_host
+            .as_ref()
+            .filter(|host| is_host_authority(host))
+        {
             headers.insert(FORWARDED_HOST, host.clone());
         }
     }
+}
+
+/// Whether an inbound `Host` / `:authority` is a plain `host[:port]` (RFC 9110 §7.2): no userinfo, path,
+/// spaces or other junk that an upstream building absolute URLs from `X-Forwarded-Host` would trust.
+fn is_host_authority(host: &HeaderValue) -> bool {
+    let bytes = host.as_bytes();
+    !bytes.is_empty()
+        && !bytes.contains(&b'@')
+        && http::uri::Authority::try_from(bytes)
+            .is_ok_and(|authority| authority.as_str().len() == bytes.len())
 }
 
 /// Response hygiene: hop-by-hop headers go (kept for a `101 Switching Protocols`), the request id is set.
@@ -371,6 +385,29 @@ mod tests {
         assert!(!headers.contains_key("host"));
         assert!(!headers.contains_key("forwarded"));
         assert!(!headers.contains_key("x-real-ip"));
+    }
+
+    #[test]
+    fn a_malformed_inbound_host_is_not_relayed_as_x_forwarded_host() {
+        let identity = identity();
+        for (host, relayed) in [
+            ("gw.example:8443", true),
+            ("[2001:db8::1]:443", true),
+            ("evil@gw.example", false),
+            ("gw.example evil", false),
+            ("gw.example/path", false),
+            ("", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            let mut ctx = context(&identity, false);
+            ctx.inbound_host = Some(HeaderValue::from_str(host).unwrap());
+            prepare_request(&mut headers, &ctx);
+            assert_eq!(
+                get(&headers, "x-forwarded-host"),
+                relayed.then_some(host),
+                "{host:?}"
+            );
+        }
     }
 
     #[test]

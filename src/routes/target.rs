@@ -171,6 +171,11 @@ fn check_query(query: &str) -> Result<(), TargetRejection> {
 /// hold, and refuses everything ambiguous. Segment rules are checked afterwards on the result.
 fn canonical_path(raw: &str) -> Result<String, TargetRejection> {
     let bytes = raw.as_bytes();
+    // Fast path, the usual case: only bytes the loop below keeps as they are (no `%`, nothing to encode
+    // or refuse), so the path is already canonical; one scan and one copy instead of a push per byte.
+    if bytes.iter().all(|&byte| is_path_char(byte)) {
+        return Ok(raw.to_string());
+    }
     let mut out = String::with_capacity(raw.len());
     // Consecutive percent-encoded bytes ≥ 0x80: they must decode to valid UTF-8 (no overlong `.` or `/`).
     let mut high_run: Vec<u8> = Vec::new();
