@@ -977,10 +977,9 @@ fn the_corpus_parses_and_covers_every_class() {
 }
 
 /// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a `Host`, or with more than
-/// one. The gateway forwards them today (safely: `Host` takes no part in the decision and is replaced
-/// towards the upstream), so this is hygiene, not a bypass; the fix belongs in src/proxy/service.rs.
+/// one (`Host` takes no part in the decision and is replaced towards the upstream, so this is hygiene,
+/// not a bypass).
 #[tokio::test]
-#[ignore = "finding reported to the lead: HTTP/1.1 without exactly one Host is forwarded, RFC 9112 §3.2 says 400"]
 async fn http11_requests_without_exactly_one_host_are_refused() {
     let setup = bypass_setup().await;
     let auth = format!("Authorization: Bearer {TOKEN_READ}");

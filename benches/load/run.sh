@@ -52,11 +52,13 @@ fi
 on() { taskset -c "$1" "${@:2}"; }
 
 # --- build -------------------------------------------------------------------------------------------------
-log "building permgate and the load tools (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config)
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  log "building permgate and the load tools (release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config)
+  if [ "$MIMALLOC" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet --example permgate_mimalloc); fi
+fi
 PERMGATE_BINS=("permgate=$TARGET_DIR/release/permgate")
 if [ "$MIMALLOC" = 1 ]; then
-  (cd "$ROOT" && cargo build --release --quiet --example permgate_mimalloc)
   PERMGATE_BINS+=("permgate+mimalloc=$TARGET_DIR/release/examples/permgate_mimalloc")
 fi
 

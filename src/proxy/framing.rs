@@ -20,6 +20,19 @@ pub enum FramingError {
     /// read differently by the upstream.
     #[error("unsupported Transfer-Encoding (only chunked is accepted)")]
     UnsupportedEncoding,
+    /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`.
+    #[error("an HTTP/1.1 request needs exactly one Host header")]
+    HostCount,
+}
+
+/// Checks that an HTTP/1.1 request has exactly one `Host` header (RFC 9112 §3.2: a server must answer
+/// 400 otherwise). HTTP/1.0 may omit it; HTTP/2 carries `:authority` instead.
+pub fn check_host(version: http::Version, headers: &HeaderMap) -> Result<(), FramingError> {
+    if version == http::Version::HTTP_11 && headers.get_all(http::header::HOST).iter().count() != 1
+    {
+        return Err(FramingError::HostCount);
+    }
+    Ok(())
 }
 
 /// Checks `Content-Length` and `Transfer-Encoding`.

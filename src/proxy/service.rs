@@ -296,6 +296,7 @@ impl Gateway {
         seen: &mut Observation<'s>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         framing::check(request.headers())?;
+        framing::check_host(request.version(), request.headers())?;
         let settings = &snapshot.settings;
         let plan = {
             let target = request_target(&request);

@@ -132,8 +132,10 @@ pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, Targe
     if !target.starts_with('/') {
         return Err(TargetRejection::NotOriginForm);
     }
-    let (raw_path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    // A byte search: `?` is ASCII, so the split is at a character boundary (`str::split_once` would run a
+    // general character searcher).
+    let (raw_path, query) = match target.bytes().position(|byte| byte == b'?') {
+        Some(at) => (target.get(..at).unwrap_or(target), target.get(at + 1..)),
         None => (target, None),
     };
     if let Some(query) = query {
@@ -227,15 +229,24 @@ fn canonical_path(raw: &str) -> Result<String, TargetRejection> {
 /// Empty segments and dot segments, checked on the decoded path (a decoded `%2E` is a `.`).
 /// An empty last segment is the root `/` or a trailing slash (`/a/`), which is kept.
 fn check_segments(path: &str) -> Result<(), TargetRejection> {
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
-        match segment {
-            "" if segments.peek().is_some() => return Err(TargetRejection::EmptySegment),
-            "." | ".." => return Err(TargetRejection::DotSegment),
+    // The segments after the first `/`, scanned as bytes (`/` is ASCII).
+    let Some(first) = path.bytes().position(|byte| byte == b'/') else {
+        return Ok(());
+    };
+    let mut rest = path.as_bytes().get(first + 1..).unwrap_or_default();
+    loop {
+        let end = rest.iter().position(|&byte| byte == b'/');
+        let segment = rest.get(..end.unwrap_or(rest.len())).unwrap_or_default();
+        match (segment, end) {
+            (b"", Some(_)) => return Err(TargetRejection::EmptySegment),
+            (b"." | b"..", _) => return Err(TargetRejection::DotSegment),
             _ => {}
         }
+        match end {
+            Some(end) => rest = rest.get(end + 1..).unwrap_or_default(),
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 fn flush_high_run(run: &mut Vec<u8>) -> Result<(), TargetRejection> {
@@ -276,8 +287,27 @@ pub(crate) fn is_unreserved(byte: u8) -> bool {
 }
 
 /// Bytes kept raw in a canonical path: `/`, unreserved, sub-delims other than `;`, `:` and `@`.
+#[inline]
 fn is_path_char(byte: u8) -> bool {
-    is_unreserved(byte)
+    PATH_CHARS.get(usize::from(byte)).copied().unwrap_or(false)
+}
+
+/// [`is_path_char`] as a table, one entry per byte value (built at compile time from the rule).
+// `byte < 256` by the loop condition, and a bad index here would fail the build, not a request.
+#[allow(clippy::indexing_slicing)]
+static PATH_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = path_char_rule(byte as u8);
+        byte += 1;
+    }
+    table
+};
+
+const fn path_char_rule(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(byte, b'-' | b'.' | b'_' | b'~')
         || matches!(
             byte,
             b'/' | b'!'
