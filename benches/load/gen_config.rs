@@ -1,5 +1,6 @@
 //! Writes the load test's permgate config: the synthetic world of `benches/support/synth.rs` as YAML
-//! (`policies.yaml`, 10k accounts × 10 zones, 20k users, N tokens), the synthetic routes (`routes.yaml`), a
+//! policy files (10k accounts × 10 zones, 20k users, N tokens; split so each file stays inside the YAML
+//! parser's default budget), the synthetic routes (`routes.yaml`), a
 //! `gateway.yaml` with the decision log off, and `requests.txt`: requests of the benches' mix that the
 //! config allows (`METHOD PATH TOKEN` per line, checked here with `pipeline::decide`), for wrk to cycle.
 //!
@@ -17,7 +18,6 @@ mod mix;
 #[path = "../support/synth.rs"]
 mod synth;
 
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use permgate::pipeline::decide;
@@ -35,14 +35,12 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("out dir");
     let (snapshot, scale, raw) = mix::build(tokens);
 
-    let mut out = BufWriter::new(std::fs::File::create(dir.join("policies.yaml")).expect("create"));
-    synth::write_world_yaml(&raw, &mut out).expect("write policies.yaml");
-    out.flush().expect("flush");
+    let files = synth::write_world_files(&raw, &dir).expect("write the policy files");
     std::fs::write(dir.join("routes.yaml"), synth::routes_yaml()).expect("routes.yaml");
     let tls = (args.len() == 7).then(|| (args[5].as_str(), args[6].as_str()));
     std::fs::write(
         dir.join("gateway.yaml"),
-        synth::gateway_yaml(&args[2], &args[3], &args[4], tls),
+        synth::gateway_yaml(&args[2], &args[3], &args[4], &files, tls),
     )
     .expect("gateway.yaml");
 

@@ -68,7 +68,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 "$TARGET_DIR/release/examples/load_gen_config" "$WORK/plain" "$TOKENS" "127.0.0.1:$PERMGATE_PORT" \
   127.0.0.1:9181 "http://127.0.0.1:$UPSTREAM_PORT"
 mkdir -p "$WORK/tls"
-cp "$WORK/plain/policies.yaml" "$WORK/plain/routes.yaml" "$WORK/tls/"
+cp "$WORK/plain/"*.yaml "$WORK/tls/"
 sed -e "s/127.0.0.1:$PERMGATE_PORT/127.0.0.1:$PERMGATE_TLS_PORT/" -e "s/127.0.0.1:9181/127.0.0.1:9182/" \
   "$WORK/plain/gateway.yaml" > "$WORK/tls/gateway.yaml"
 printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$WORK/cert.pem" "$WORK/key.pem" >> "$WORK/tls/gateway.yaml"
@@ -116,20 +116,24 @@ wait_port() {
   log "nothing listens on port $1"; exit 1
 }
 
-# CPU time (clock ticks) used so far by a process and its children's threads (nginx: master + workers).
+# CPU time (clock ticks, all threads) used so far by a process and its descendants (nginx: master + workers).
 cpu_ticks() {
   local total=0 pid
-  for pid in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
-    if [ -r "/proc/$pid/stat" ]; then
+  for pid in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    if [ "$pid" != "$1" ]; then
+      total=$((total + $(cpu_ticks "$pid")))
+    elif [ -r "/proc/$pid/stat" ]; then
       total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
     fi
   done
   echo "$total"
 }
 
-on "$LOADGEN_CPUS" "$TARGET_DIR/release/examples/fast_upstream" "127.0.0.1:$UPSTREAM_PORT" 1 2>"$WORK/upstream.log" &
+# Started with taskset directly (not through a shell function) so that $! is the server's own pid
+# (taskset execs it): the cleanup then stops the server itself.
+taskset -c "$LOADGEN_CPUS" "$TARGET_DIR/release/examples/fast_upstream" "127.0.0.1:$UPSTREAM_PORT" 1 2>"$WORK/upstream.log" &
 UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")
-on "$PROXY_CPUS" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr.log" &
+taskset -c "$PROXY_CPUS" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr.log" &
 NGINX_PID=$!; PIDS+=("$NGINX_PID")
 declare -A PERMGATE_PID   # "<binary name>-<plain|tls>" -> pid; started on demand by start_permgate
 wait_port "$UPSTREAM_PORT"; wait_port "$NGINX_PORT"
@@ -170,7 +174,7 @@ start_permgate() { # name mode: run this binary on the mode's port, stopping ano
   done
   [ -n "${PERMGATE_PID[$name-$mode]:-}" ] && return 0
   for entry in "${PERMGATE_BINS[@]}"; do [ "${entry%%=*}" = "$name" ] && bin="${entry#*=}"; done
-  TOKIO_WORKER_THREADS="$PROXY_WORKERS" on "$PROXY_CPUS" "$bin" serve --config "$WORK/$mode/gateway.yaml" \
+  TOKIO_WORKER_THREADS="$PROXY_WORKERS" taskset -c "$PROXY_CPUS" "$bin" serve --config "$WORK/$mode/gateway.yaml" \
     >"$WORK/$name-$mode.log" 2>&1 &
   PERMGATE_PID["$name-$mode"]=$!; PIDS+=("$!")
   wait_port "$([ "$mode" = tls ] && echo "$PERMGATE_TLS_PORT" || echo "$PERMGATE_PORT")"

@@ -345,6 +345,49 @@ pub fn write_world_yaml(
     world: &RawPolicyFile,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
+    write_groups_and_users(world, out)?;
+    write_accounts(&world.accounts, out)?;
+    write_tokens(&world.tokens, out)
+}
+
+/// Accounts per file and tokens per file in [`write_world_files`]: each file stays well inside the YAML
+/// parser's default budget (serde-saphyr: 250,000 nodes, 1,000,000 events per document).
+pub const ACCOUNTS_PER_FILE: usize = 1_000;
+pub const TOKENS_PER_FILE: usize = 2_000;
+
+/// Writes `world` into `dir` as several policy files (catalog and users; accounts by
+/// [`ACCOUNTS_PER_FILE`]; tokens by [`TOKENS_PER_FILE`]); returns their names, in load order.
+pub fn write_world_files(
+    world: &RawPolicyFile,
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<String>> {
+    use std::io::Write as _;
+    let mut names = Vec::new();
+    let mut file = |name: String| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+        let out = std::io::BufWriter::new(std::fs::File::create(dir.join(&name))?);
+        names.push(name);
+        Ok(out)
+    };
+    let mut out = file("base.yaml".to_string())?;
+    write_groups_and_users(world, &mut out)?;
+    out.flush()?;
+    for (index, chunk) in world.accounts.chunks(ACCOUNTS_PER_FILE).enumerate() {
+        let mut out = file(format!("accounts-{index:04}.yaml"))?;
+        write_accounts(chunk, &mut out)?;
+        out.flush()?;
+    }
+    for (index, chunk) in world.tokens.chunks(TOKENS_PER_FILE).enumerate() {
+        let mut out = file(format!("tokens-{index:04}.yaml"))?;
+        write_tokens(chunk, &mut out)?;
+        out.flush()?;
+    }
+    Ok(names)
+}
+
+fn write_groups_and_users(
+    world: &RawPolicyFile,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     writeln!(out, "permission_groups:")?;
     for group in &world.permission_groups {
         let keys: Vec<String> = group
@@ -379,8 +422,12 @@ pub fn write_world_yaml(
             )?,
         }
     }
+    Ok(())
+}
+
+fn write_accounts(accounts: &[RawAccount], out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(out, "accounts:")?;
-    for account in &world.accounts {
+    for account in accounts {
         writeln!(
             out,
             "  - id: {}\n    name: {}",
@@ -431,8 +478,12 @@ pub fn write_world_yaml(
             }
         }
     }
+    Ok(())
+}
+
+fn write_tokens(tokens: &[RawToken], out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(out, "tokens:")?;
-    for token in &world.tokens {
+    for token in tokens {
         let owner = match (&token.owner.user, &token.owner.account) {
             (Some(user), _) => format!("{{user: {}}}", q(user)),
             (None, Some(account)) => format!("{{account: {}}}", q(account)),
@@ -472,15 +523,17 @@ pub fn write_world_yaml(
     Ok(())
 }
 
-/// A `gateway.yaml` for a generated config folder holding `policies.yaml` and `routes.yaml`.
+/// A `gateway.yaml` for a generated config folder holding `policy_files` and `routes.yaml`.
 pub fn gateway_yaml(
     listen: &str,
     admin_listen: &str,
     upstream: &str,
+    policy_files: &[String],
     tls: Option<(&str, &str)>,
 ) -> String {
     let mut out = format!(
-        "listen: {listen}\nadmin_listen: {admin_listen}\nupstream:\n  url: {upstream}\n  pool_max_idle_per_host: 1024\npolicy_files: [policies.yaml]\nroute_files: [routes.yaml]\ndecision_log:\n  sink: \"off\"\n"
+        "listen: {listen}\nadmin_listen: {admin_listen}\nupstream:\n  url: {upstream}\n  pool_max_idle_per_host: 1024\npolicy_files: [{}]\nroute_files: [routes.yaml]\ndecision_log:\n  sink: \"off\"\n",
+        policy_files.join(", ")
     );
     if let Some((cert, key)) = tls {
         out.push_str(&format!("tls:\n  cert_file: {cert}\n  key_file: {key}\n"));
