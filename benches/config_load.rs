@@ -1,19 +1,20 @@
 //! Config load + compile benchmark (SPEC §10: 1M tokens in ≤ 5 s and ≤ 2 GiB RSS; 10k tokens in ≤ 100 ms).
 //!
 //! The synthetic world of `support/synth.rs` (10k accounts × 10 zones, 20k users with member policies,
-//! tokens with up to 10 policies) is written as YAML text to a temporary config folder (`gateway.yaml`,
-//! `routes.yaml` and the policy files: catalog and users, accounts by 1,000, tokens by 2,000 — one file of
-//! the whole world would exceed the YAML parser's default budget of 250,000 nodes, see BENCHMARKS.md), then
-//! loaded the way `permgate serve` and the reloader do:
-//! `config::read` (the files) + `config::compile` (parse + compile into a snapshot).
+//! tokens with up to 10 policies) is written to a temporary config folder (`gateway.yaml`, `routes.yaml`
+//! and the policy files: catalog and users, accounts by 1,000, tokens by 2,000), as JSON (`.json`, parsed
+//! by serde_json) or YAML (`.yaml`, parsed by serde-saphyr) with the same items, then loaded the way
+//! `permgate serve` and the reloader do: `config::read` (the files) + `config::compile` (parse, on every
+//! core, + compile into a snapshot).
 //!
-//! - `config/load/<scale>`: criterion timing of read + compile, for scales up to 100k tokens;
-//! - every scale: two runs in a fresh child process (this binary re-executed with `PERMGATE_LOAD_CHILD`),
+//! - `config/load/<scale>-<syntax>`: criterion timing of read + compile, for scales up to 100k tokens;
+//! - every case: two runs in a fresh child process (this binary re-executed with `PERMGATE_LOAD_CHILD`),
 //!   each printing read and compile times and the peak RSS (`VmHWM` of `/proc/self/status`), so one
-//!   scale's memory does not count against another's.
+//!   case's memory does not count against another's.
 //!
-//! `cargo bench --bench config_load` (`PERMGATE_BENCH_LOAD_SCALES=10k` skips the 1M world, which needs
-//! ~1.4 GB of disk in the temp folder and a few minutes to generate).
+//! `cargo bench --bench config_load`; `PERMGATE_BENCH_LOAD_SCALES` picks the cases (default
+//! `10k:json,10k:yaml,1m:json`; the 1M world needs ~1.4 GB of disk in the temp folder and a few minutes to
+//! generate).
 
 #![allow(
     clippy::unwrap_used,
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use permgate::config;
-use synth::{Scale, world};
+use synth::{Scale, Syntax, world};
 
 const CHILD_ENV: &str = "PERMGATE_LOAD_CHILD";
 
@@ -41,31 +42,37 @@ fn main() {
         child(Path::new(&gateway));
         return;
     }
-    let scales =
-        std::env::var("PERMGATE_BENCH_LOAD_SCALES").unwrap_or_else(|_| "10k,1m".to_string());
+    let cases = std::env::var("PERMGATE_BENCH_LOAD_SCALES")
+        .unwrap_or_else(|_| "10k:json,10k:yaml,1m:json".to_string());
     let mut criterion = Criterion::default()
         .sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .configure_from_args();
     let mut report = Vec::new();
-    for name in scales.split(',') {
-        let name = name.trim();
+    for case in cases.split(',') {
+        let (name, syntax) = match case.trim().split_once(':') {
+            Some((name, "yaml")) => (name, Syntax::Yaml),
+            Some((name, "json")) => (name, Syntax::Json),
+            None => (case.trim(), Syntax::Json),
+            Some(_) => panic!("a case is SCALE[:json|:yaml], got {case:?}"),
+        };
         let tokens = match name {
             "10k" => 10_000,
             "100k" => 100_000,
             "1m" => 1_000_000,
             other => other.parse().expect("a scale: 10k, 100k, 1m or a number"),
         };
+        let label = format!("{name}-{}", syntax.extension());
         let dir = tempfile::tempdir().expect("temp dir");
-        let bytes = write_config(dir.path(), tokens);
+        let bytes = write_config(dir.path(), tokens, syntax);
         let gateway = dir.path().join("gateway.yaml");
         report.push(format!(
-            "{name:>5} tokens: policy files {:.1} MiB",
+            "{label:>9}: policy files {:.1} MiB",
             bytes as f64 / (1024.0 * 1024.0)
         ));
         if tokens <= 100_000 {
             let mut group = criterion.benchmark_group("config");
-            group.bench_function(format!("load/{name}"), |b| {
+            group.bench_function(format!("load/{label}"), |b| {
                 b.iter(|| {
                     let set = config::read(&gateway).expect("read");
                     black_box(config::compile(&set, 1, 0).expect("compile"))
@@ -75,7 +82,7 @@ fn main() {
         }
         for run in 1..=2 {
             report.push(format!(
-                "{name:>5} tokens, child run {run}: {}",
+                "{label:>9}, child run {run}: {}",
                 run_child(&gateway)
             ));
         }
@@ -88,7 +95,7 @@ fn main() {
 }
 
 /// Writes the config folder for `tokens` tokens; returns the size of the policy files.
-fn write_config(dir: &Path, tokens: usize) -> u64 {
+fn write_config(dir: &Path, tokens: usize, syntax: Syntax) -> u64 {
     let started = Instant::now();
     let scale = Scale {
         tokens,
@@ -98,7 +105,7 @@ fn write_config(dir: &Path, tokens: usize) -> u64 {
         max_policies_per_token: 10,
     };
     let raw = world(scale, 42);
-    let files = synth::write_world_files(&raw, dir).expect("write the policy files");
+    let files = synth::write_world_files(&raw, syntax, dir).expect("write the policy files");
     drop(raw);
     std::fs::write(dir.join("routes.yaml"), synth::routes_yaml()).expect("routes.yaml");
     std::fs::write(

@@ -1,6 +1,6 @@
-//! Writes the load test's permgate config: the synthetic world of `benches/support/synth.rs` as YAML
-//! policy files (10k accounts × 10 zones, 20k users, N tokens; split so each file stays inside the YAML
-//! parser's default budget), the synthetic routes (`routes.yaml`), a
+//! Writes the load test's permgate config: the synthetic world of `benches/support/synth.rs` as JSON
+//! policy files (10k accounts × 10 zones, 20k users, N tokens; split into files of 1,000 accounts or
+//! 2,000 tokens), the synthetic routes (`routes.yaml`), a
 //! `gateway.yaml` with the decision log off, and `requests.txt`: requests of the benches' mix that the
 //! config allows (`METHOD PATH TOKEN` per line, checked here with `pipeline::decide`), for wrk to cycle.
 //!
@@ -35,7 +35,8 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("out dir");
     let (snapshot, scale, raw) = mix::build(tokens);
 
-    let files = synth::write_world_files(&raw, &dir).expect("write the policy files");
+    let files =
+        synth::write_world_files(&raw, synth::Syntax::Json, &dir).expect("write the policy files");
     std::fs::write(dir.join("routes.yaml"), synth::routes_yaml()).expect("routes.yaml");
     let tls = (args.len() == 7).then(|| (args[5].as_str(), args[6].as_str()));
     std::fs::write(

@@ -315,43 +315,124 @@ pub fn token_home(world: &RawPolicyFile, token: usize) -> Option<String> {
     })
 }
 
-// === YAML text of a world ===
+// === Config text of a world (YAML or JSON) ===
 
-/// A YAML string scalar: every string the generator makes is plain ASCII without quotes or backslashes,
-/// so double quotes alone make it safe (`#` would otherwise start a comment).
+/// The syntax a world's policy files are written in. Both hold the same items, one flow mapping per list
+/// item (what an operator's generator would emit); YAML frames them as block lists, JSON as arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Yaml,
+    Json,
+}
+
+impl Syntax {
+    /// The file extension, which is what makes permgate pick its parser.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Syntax::Yaml => "yaml",
+            Syntax::Json => "json",
+        }
+    }
+
+    /// A mapping key: bare in YAML, quoted in JSON.
+    fn k(self, key: &str) -> String {
+        match self {
+            Syntax::Yaml => key.to_string(),
+            Syntax::Json => q(key),
+        }
+    }
+
+    /// `{key: value, ...}` from pairs whose values are already rendered.
+    fn map(self, pairs: &[(&str, String)]) -> String {
+        let inner: Vec<String> = pairs
+            .iter()
+            .map(|(key, value)| format!("{}: {value}", self.k(key)))
+            .collect();
+        format!("{{{}}}", inner.join(", "))
+    }
+}
+
+/// A string scalar: every string the generator makes is plain ASCII without quotes or backslashes, so
+/// double quotes alone make it safe in YAML (`#` would otherwise start a comment) and in JSON.
 fn q(text: &str) -> String {
     debug_assert!(!text.contains(['"', '\\']));
     format!("\"{text}\"")
 }
 
-fn group_refs(groups: &[RawGroup]) -> String {
-    let refs: Vec<String> = groups
-        .iter()
-        .map(|group| format!("{{id: {}}}", q(group.id.as_deref().unwrap_or(""))))
-        .collect();
-    format!("[{}]", refs.join(", "))
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(", "))
 }
 
-fn effect(effect: Effect) -> &'static str {
-    match effect {
-        Effect::Allow => "allow",
-        Effect::Deny => "deny",
-    }
-}
-
-/// Writes `world` as one policy file in the documented format (SPEC §2.2–§2.4), one flow-style mapping per
-/// list item: what an operator's generator would emit. Covers the shapes [`world`] makes.
-pub fn write_world_yaml(
-    world: &RawPolicyFile,
+/// Writes one policy file of top-level lists, one item per line.
+fn write_lists(
+    syntax: Syntax,
+    lists: &[(&str, Vec<String>)],
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
-    write_groups_and_users(world, out)?;
-    write_accounts(&world.accounts, out)?;
-    write_tokens(&world.tokens, out)
+    if syntax == Syntax::Json {
+        writeln!(out, "{{")?;
+    }
+    for (index, (name, items)) in lists.iter().enumerate() {
+        match syntax {
+            Syntax::Yaml => {
+                writeln!(out, "{name}:")?;
+                for item in items {
+                    writeln!(out, "  - {item}")?;
+                }
+            }
+            Syntax::Json => {
+                writeln!(out, "  {}: [", q(name))?;
+                for (position, item) in items.iter().enumerate() {
+                    let comma = if position + 1 < items.len() { "," } else { "" };
+                    writeln!(out, "    {item}{comma}")?;
+                }
+                let comma = if index + 1 < lists.len() { "," } else { "" };
+                writeln!(out, "  ]{comma}")?;
+            }
+        }
+    }
+    if syntax == Syntax::Json {
+        writeln!(out, "}}")?;
+    }
+    Ok(())
 }
 
-/// Accounts per file and tokens per file in [`write_world_files`]: each file stays well inside the YAML
-/// parser's default budget (serde-saphyr: 250,000 nodes, 1,000,000 events per document).
+fn group_refs(syntax: Syntax, groups: &[RawGroup]) -> String {
+    list(
+        groups
+            .iter()
+            .map(|group| syntax.map(&[("id", q(group.id.as_deref().unwrap_or("")))])),
+    )
+}
+
+fn effect(effect: Effect) -> String {
+    q(match effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    })
+}
+
+/// Writes `world` as one policy file in the documented format (SPEC §2.2–§2.4). Covers the shapes
+/// [`world`] makes.
+pub fn write_world(
+    world: &RawPolicyFile,
+    syntax: Syntax,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let lists = [
+        (
+            "permission_groups",
+            group_items(syntax, &world.permission_groups),
+        ),
+        ("users", user_items(syntax, &world.users)),
+        ("accounts", account_items(syntax, &world.accounts)),
+        ("tokens", token_items(syntax, &world.tokens)),
+    ];
+    write_lists(syntax, &lists, out)
+}
+
+/// Accounts per file and tokens per file in [`write_world_files`]: many files of moderate size, as a
+/// generator for a large deployment would write them (and permgate parses files in parallel).
 pub const ACCOUNTS_PER_FILE: usize = 1_000;
 pub const TOKENS_PER_FILE: usize = 2_000;
 
@@ -359,168 +440,165 @@ pub const TOKENS_PER_FILE: usize = 2_000;
 /// [`ACCOUNTS_PER_FILE`]; tokens by [`TOKENS_PER_FILE`]); returns their names, in load order.
 pub fn write_world_files(
     world: &RawPolicyFile,
+    syntax: Syntax,
     dir: &std::path::Path,
 ) -> std::io::Result<Vec<String>> {
     use std::io::Write as _;
+    let extension = syntax.extension();
     let mut names = Vec::new();
-    let mut file = |name: String| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
-        let out = std::io::BufWriter::new(std::fs::File::create(dir.join(&name))?);
-        names.push(name);
-        Ok(out)
-    };
-    let mut out = file("base.yaml".to_string())?;
-    write_groups_and_users(world, &mut out)?;
-    out.flush()?;
-    for (index, chunk) in world.accounts.chunks(ACCOUNTS_PER_FILE).enumerate() {
-        let mut out = file(format!("accounts-{index:04}.yaml"))?;
-        write_accounts(chunk, &mut out)?;
+    let mut write = |name: String, lists: &[(&str, Vec<String>)]| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(&name))?);
+        write_lists(syntax, lists, &mut out)?;
         out.flush()?;
+        names.push(name);
+        Ok(())
+    };
+    write(
+        format!("base.{extension}"),
+        &[
+            (
+                "permission_groups",
+                group_items(syntax, &world.permission_groups),
+            ),
+            ("users", user_items(syntax, &world.users)),
+        ],
+    )?;
+    for (index, chunk) in world.accounts.chunks(ACCOUNTS_PER_FILE).enumerate() {
+        write(
+            format!("accounts-{index:04}.{extension}"),
+            &[("accounts", account_items(syntax, chunk))],
+        )?;
     }
     for (index, chunk) in world.tokens.chunks(TOKENS_PER_FILE).enumerate() {
-        let mut out = file(format!("tokens-{index:04}.yaml"))?;
-        write_tokens(chunk, &mut out)?;
-        out.flush()?;
+        write(
+            format!("tokens-{index:04}.{extension}"),
+            &[("tokens", token_items(syntax, chunk))],
+        )?;
     }
     Ok(names)
 }
 
-fn write_groups_and_users(
-    world: &RawPolicyFile,
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    writeln!(out, "permission_groups:")?;
-    for group in &world.permission_groups {
-        let keys: Vec<String> = group
-            .permissions
-            .iter()
-            .flatten()
-            .map(|permission| q(permission.key()))
-            .collect();
-        writeln!(
-            out,
-            "  - {{id: {}, name: {}, permissions: [{}]}}",
-            q(group.id.as_deref().unwrap_or("")),
-            q(group.name.as_deref().unwrap_or("")),
-            keys.join(", ")
-        )?;
-    }
-    writeln!(out, "users:")?;
-    for user in &world.users {
-        match &user.api_key_sha256 {
-            Some(hash) => writeln!(
-                out,
-                "  - {{id: {}, email: {}, api_key_sha256: {}}}",
-                q(&user.id),
-                q(&user.email),
-                q(hash)
-            )?,
-            None => writeln!(
-                out,
-                "  - {{id: {}, email: {}}}",
-                q(&user.id),
-                q(&user.email)
-            )?,
-        }
-    }
-    Ok(())
+fn group_items(syntax: Syntax, groups: &[RawGroup]) -> Vec<String> {
+    groups
+        .iter()
+        .map(|group| {
+            let keys = group
+                .permissions
+                .iter()
+                .flatten()
+                .map(|permission| q(permission.key()));
+            syntax.map(&[
+                ("id", q(group.id.as_deref().unwrap_or(""))),
+                ("name", q(group.name.as_deref().unwrap_or(""))),
+                ("permissions", list(keys)),
+            ])
+        })
+        .collect()
 }
 
-fn write_accounts(accounts: &[RawAccount], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "accounts:")?;
-    for account in accounts {
-        writeln!(
-            out,
-            "  - id: {}\n    name: {}",
-            q(&account.id),
-            q(&account.name)
-        )?;
-        writeln!(out, "    zones:")?;
-        for zone in &account.zones {
-            writeln!(
-                out,
-                "      - {{id: {}, name: {}}}",
-                q(&zone.id),
-                q(&zone.name)
-            )?;
-        }
-        if account.members.is_empty() {
-            continue;
-        }
-        writeln!(out, "    members:")?;
-        for member in &account.members {
-            writeln!(out, "      - user: {}\n        policies:", q(&member.user))?;
-            for policy in &member.policies {
-                let groups: Vec<String> = policy
-                    .resource_groups
-                    .iter()
-                    .filter_map(|group| group.scope.as_ref())
-                    .map(|scope| {
-                        let objects: Vec<String> = scope
-                            .objects
+fn user_items(syntax: Syntax, users: &[RawUser]) -> Vec<String> {
+    users
+        .iter()
+        .map(|user| {
+            let mut pairs = vec![("id", q(&user.id)), ("email", q(&user.email))];
+            if let Some(hash) = &user.api_key_sha256 {
+                pairs.push(("api_key_sha256", q(hash)));
+            }
+            syntax.map(&pairs)
+        })
+        .collect()
+}
+
+fn account_items(syntax: Syntax, accounts: &[RawAccount]) -> Vec<String> {
+    accounts
+        .iter()
+        .map(|account| {
+            let zones = account
+                .zones
+                .iter()
+                .map(|zone| syntax.map(&[("id", q(&zone.id)), ("name", q(&zone.name))]));
+            let mut pairs = vec![
+                ("id", q(&account.id)),
+                ("name", q(&account.name)),
+                ("zones", list(zones)),
+            ];
+            if !account.members.is_empty() {
+                let members = account.members.iter().map(|member| {
+                    let policies = member.policies.iter().map(|policy| {
+                        let groups = policy
+                            .resource_groups
                             .iter()
-                            .map(|object| format!("{{key: {}}}", q(&object.key)))
-                            .collect();
-                        format!(
-                            "{{scope: {{key: {}, objects: [{}]}}}}",
-                            q(&scope.key),
-                            objects.join(", ")
-                        )
+                            .filter_map(|group| group.scope.as_ref())
+                            .map(|scope| {
+                                let objects = scope
+                                    .objects
+                                    .iter()
+                                    .map(|object| syntax.map(&[("key", q(&object.key))]));
+                                let scope = syntax
+                                    .map(&[("key", q(&scope.key)), ("objects", list(objects))]);
+                                syntax.map(&[("scope", scope)])
+                            });
+                        syntax.map(&[
+                            ("id", q(policy.id.as_deref().unwrap_or(""))),
+                            ("access", effect(policy.access)),
+                            (
+                                "permission_groups",
+                                group_refs(syntax, &policy.permission_groups),
+                            ),
+                            ("resource_groups", list(groups)),
+                        ])
+                    });
+                    syntax.map(&[("user", q(&member.user)), ("policies", list(policies))])
+                });
+                pairs.push(("members", list(members)));
+            }
+            syntax.map(&pairs)
+        })
+        .collect()
+}
+
+fn token_items(syntax: Syntax, tokens: &[RawToken]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|token| {
+            let owner = match (&token.owner.user, &token.owner.account) {
+                (Some(user), _) => syntax.map(&[("user", q(user))]),
+                (None, Some(account)) => syntax.map(&[("account", q(account))]),
+                (None, None) => "{}".to_string(),
+            };
+            let policies = token.policies.iter().map(|policy| {
+                let resources: Vec<String> = policy
+                    .resources
+                    .iter()
+                    .map(|(key, value)| match value {
+                        RawResourceValue::Text(text) => format!("{}: {}", q(key), q(text)),
+                        RawResourceValue::Nested(nested) => {
+                            let inner: Vec<String> = nested
+                                .iter()
+                                .map(|(key, value)| format!("{}: {}", q(key), q(value)))
+                                .collect();
+                            format!("{}: {{{}}}", q(key), inner.join(", "))
+                        }
                     })
                     .collect();
-                writeln!(
-                    out,
-                    "          - {{id: {}, access: {}, permission_groups: {}, resource_groups: [{}]}}",
-                    q(policy.id.as_deref().unwrap_or("")),
-                    effect(policy.access),
-                    group_refs(&policy.permission_groups),
-                    groups.join(", ")
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn write_tokens(tokens: &[RawToken], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "tokens:")?;
-    for token in tokens {
-        let owner = match (&token.owner.user, &token.owner.account) {
-            (Some(user), _) => format!("{{user: {}}}", q(user)),
-            (None, Some(account)) => format!("{{account: {}}}", q(account)),
-            (None, None) => "{}".to_string(),
-        };
-        writeln!(
-            out,
-            "  - id: {}\n    owner: {owner}\n    secret_sha256: {}\n    policies:",
-            q(&token.id),
-            q(&token.secret_sha256)
-        )?;
-        for policy in &token.policies {
-            let resources: Vec<String> = policy
-                .resources
-                .iter()
-                .map(|(key, value)| match value {
-                    RawResourceValue::Text(text) => format!("{}: {}", q(key), q(text)),
-                    RawResourceValue::Nested(nested) => {
-                        let inner: Vec<String> = nested
-                            .iter()
-                            .map(|(key, value)| format!("{}: {}", q(key), q(value)))
-                            .collect();
-                        format!("{}: {{{}}}", q(key), inner.join(", "))
-                    }
-                })
-                .collect();
-            writeln!(
-                out,
-                "      - {{id: {}, effect: {}, permission_groups: {}, resources: {{{}}}}}",
-                q(policy.id.as_deref().unwrap_or("")),
-                effect(policy.effect),
-                group_refs(&policy.permission_groups),
-                resources.join(", ")
-            )?;
-        }
-    }
-    Ok(())
+                syntax.map(&[
+                    ("id", q(policy.id.as_deref().unwrap_or(""))),
+                    ("effect", effect(policy.effect)),
+                    (
+                        "permission_groups",
+                        group_refs(syntax, &policy.permission_groups),
+                    ),
+                    ("resources", format!("{{{}}}", resources.join(", "))),
+                ])
+            });
+            syntax.map(&[
+                ("id", q(&token.id)),
+                ("owner", owner),
+                ("secret_sha256", q(&token.secret_sha256)),
+                ("policies", list(policies)),
+            ])
+        })
+        .collect()
 }
 
 /// A `gateway.yaml` for a generated config folder holding `policy_files` and `routes.yaml`.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ConfigError, ConfigErrors};
 use super::gateway::{RawGateway, Settings};
 use super::raw::RawPolicyFile;
-use super::source::SourceFile;
+use super::source::{SourceFile, parse_each};
 use crate::policy::KeyInterner;
 use crate::policy::compile::{PolicySource, compile as compile_policies};
 use crate::routes::RouteTable;
@@ -167,8 +167,9 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
         }
     };
     let mut raw_policies = Vec::new();
-    for file in &set.policy_files {
-        match file.parse::<RawPolicyFile>() {
+    let parsed = parse_each::<RawPolicyFile>(&set.policy_files);
+    for (file, result) in set.policy_files.iter().zip(parsed) {
+        match result {
             Ok(raw) => raw_policies.push((file, raw)),
             Err(error) => errors.extend(policy_file_errors(file, error)),
         }
