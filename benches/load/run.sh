@@ -68,7 +68,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 "$TARGET_DIR/release/examples/load_gen_config" "$WORK/plain" "$TOKENS" "127.0.0.1:$PERMGATE_PORT" \
   127.0.0.1:9181 "http://127.0.0.1:$UPSTREAM_PORT"
 mkdir -p "$WORK/tls"
-cp "$WORK/plain/"*.yaml "$WORK/tls/"
+cp "$WORK/plain/"*.yaml "$WORK/plain/"*.json "$WORK/tls/"
 sed -e "s/127.0.0.1:$PERMGATE_PORT/127.0.0.1:$PERMGATE_TLS_PORT/" -e "s/127.0.0.1:9181/127.0.0.1:9182/" \
   "$WORK/plain/gateway.yaml" > "$WORK/tls/gateway.yaml"
 printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$WORK/cert.pem" "$WORK/key.pem" >> "$WORK/tls/gateway.yaml"

@@ -2,6 +2,7 @@
 //! and reports every error at once with its file and document path.
 
 use std::collections::hash_map::Entry;
+use std::fmt;
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
@@ -20,8 +21,57 @@ use crate::config::raw::{
     RawResourceValue, RawToken, RawTokenPolicy, TokenStatus,
 };
 
-/// Each group of a policy, by document path, with the resource types it is meant for.
-type GroupScopes = Vec<(String, Vec<Box<str>>)>;
+/// Each group of a policy, by its index in the policy's `permission_groups`, with the resource types it is
+/// meant for.
+type GroupScopes = Vec<(usize, Vec<Box<str>>)>;
+
+/// A document path (`tokens[3].policies[1]`), formatted only when an error or a warning shows it: compiling
+/// a million tokens walks tens of millions of paths, and almost none of them is ever shown.
+type At<'p> = &'p dyn fmt::Display;
+
+/// `{list}[{index}]`: an item of a file's top-level list.
+struct Item(&'static str, usize);
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+/// `{parent}.{name}` or `{parent}.{name}[{index}]`.
+struct Sub<'p> {
+    parent: At<'p>,
+    name: &'p str,
+    index: Option<usize>,
+}
+
+impl<'p> Sub<'p> {
+    fn field(parent: At<'p>, name: &'p str) -> Self {
+        Self {
+            parent,
+            name,
+            index: None,
+        }
+    }
+
+    fn item(parent: At<'p>, name: &'p str, index: usize) -> Self {
+        Self {
+            parent,
+            name,
+            index: Some(index),
+        }
+    }
+}
+
+impl fmt::Display for Sub<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.parent, self.name)?;
+        match self.index {
+            Some(index) => write!(f, "[{index}]"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// One parsed policy file and where it came from.
 pub struct PolicySource<'a> {
@@ -103,12 +153,13 @@ pub fn compile(
 }
 
 impl<'a> Compiler<'a> {
-    fn error(&mut self, file: &Path, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError::new(file, path, message));
+    fn error(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::new(file, path.to_string(), message));
     }
 
     /// Records the first definition of `(kind, id)`; a second one is an error naming the first.
-    fn unique(&mut self, kind: &'static str, id: &'a str, file: &Path, path: &str) -> bool {
+    fn unique(&mut self, kind: &'static str, id: &'a str, file: &Path, path: At<'_>) -> bool {
         let here = format!("{}: {path}", file.display());
         match self.first_seen.entry((kind, id)) {
             Entry::Vacant(slot) => {
@@ -123,7 +174,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn check_id(&mut self, id: &str, file: &Path, path: &str) -> bool {
+    fn check_id(&mut self, id: &str, file: &Path, path: At<'_>) -> bool {
         if id.is_empty()
             || id
                 .chars()
@@ -144,7 +195,7 @@ impl<'a> Compiler<'a> {
 
     fn catalog(&mut self, source: &PolicySource<'a>) {
         for (index, group) in source.raw.permission_groups.iter().enumerate() {
-            let path = format!("permission_groups[{index}]");
+            let path = Item("permission_groups", index);
             let Some(id) = group.id.as_deref() else {
                 self.error(
                     source.file,
@@ -153,8 +204,13 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             };
-            if !self.check_id(id, source.file, &format!("{path}.id"))
-                || !self.unique("permission group", id, source.file, &format!("{path}.id"))
+            if !self.check_id(id, source.file, &format_args!("{path}.id"))
+                || !self.unique(
+                    "permission group",
+                    id,
+                    source.file,
+                    &format_args!("{path}.id"),
+                )
             {
                 continue;
             }
@@ -187,7 +243,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: &str) -> Vec<Box<str>> {
+    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: At<'_>) -> Vec<Box<str>> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
         match (&group.scopes, meta_scopes) {
             (Some(_), Some(_)) => {
@@ -210,7 +266,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         group: &RawGroup,
         file: &Path,
-        path: &str,
+        path: At<'_>,
     ) -> (Vec<KeyPattern>, KeySet, bool) {
         let mut keys = KeySet::empty(self.keys.len());
         let mut patterns = Vec::new();
@@ -238,17 +294,20 @@ impl<'a> Compiler<'a> {
         (patterns, keys, ok)
     }
 
-    /// The keys of a policy's group entry: an inline definition, or a reference by id or by unique name.
+    /// Adds the keys of a policy's group entry (an inline definition, or a reference by id or by unique
+    /// name) to `into`; returns the group's scopes.
     fn resolve_group(
         &mut self,
         group: &RawGroup,
         file: &Path,
-        path: &str,
-    ) -> Option<(KeySet, Vec<Box<str>>)> {
+        path: At<'_>,
+        into: &mut KeySet,
+    ) -> Option<Vec<Box<str>>> {
         if group.permissions.is_some() {
             let scopes = self.group_scopes(group, file, path);
             let (_, keys, ok) = self.group_patterns(group, file, path);
-            return ok.then_some((keys, scopes));
+            into.union_with(&keys);
+            return ok.then_some(scopes);
         }
         let position = match (group.id.as_deref(), group.name.as_deref()) {
             (Some(id), _) => match self.group_by_id.get(id) {
@@ -297,10 +356,9 @@ impl<'a> Compiler<'a> {
             }
             None => Vec::new(),
         };
-        self.group_keys
-            .get(position)
-            .cloned()
-            .map(|keys| (keys, scopes))
+        let keys = self.group_keys.get(position)?;
+        into.union_with(keys);
+        Some(scopes)
     }
 
     /// The union of a policy's groups, stored once per distinct set, with each group's scopes.
@@ -308,7 +366,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         groups: &[RawGroup],
         file: &Path,
-        path: &str,
+        path: At<'_>,
     ) -> Option<(u32, GroupScopes)> {
         let mut group_scopes = Vec::new();
         let mut keys = KeySet::empty(self.keys.len());
@@ -322,11 +380,12 @@ impl<'a> Compiler<'a> {
             return None;
         }
         for (index, group) in groups.iter().enumerate() {
-            let group_path = format!("{path}.permission_groups[{index}]");
-            match self.resolve_group(group, file, &group_path) {
-                Some((group_keys, scopes)) => {
-                    keys.union_with(&group_keys);
-                    group_scopes.push((group_path, scopes));
+            let group_path = Sub::item(path, "permission_groups", index);
+            match self.resolve_group(group, file, &group_path, &mut keys) {
+                Some(scopes) => {
+                    if !scopes.is_empty() {
+                        group_scopes.push((index, scopes));
+                    }
                 }
                 None => ok = false,
             }
@@ -335,7 +394,10 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let next = u32::try_from(self.set.keysets.len()).unwrap_or(u32::MAX);
-        let index = *self.keyset_index.entry(keys.clone()).or_insert(next);
+        let index = match self.keyset_index.get(&keys) {
+            Some(index) => *index,
+            None => *self.keyset_index.entry(keys.clone()).or_insert(next),
+        };
         if index == next {
             if keys.is_empty() {
                 self.warn(file, path, "its permission groups grant no key that any route requires, so it can never match");
@@ -357,7 +419,13 @@ impl<'a> Compiler<'a> {
     }
 
     /// Warns when a group sits in a policy whose selector holds no resource of the group's type (SPEC §1).
-    fn check_group_scopes(&mut self, group_scopes: &GroupScopes, selector: &Selector, file: &Path) {
+    fn check_group_scopes(
+        &mut self,
+        group_scopes: &GroupScopes,
+        selector: &Selector,
+        file: &Path,
+        path: At<'_>,
+    ) {
         let holds = |kind: &str| {
             selector.items().iter().any(|item| {
                 matches!(
@@ -372,7 +440,7 @@ impl<'a> Compiler<'a> {
             })
         };
         let mut warnings = Vec::new();
-        for (path, scopes) in group_scopes {
+        for (index, scopes) in group_scopes {
             for scope in scopes {
                 let Some(kind) = scope
                     .strip_prefix(self.namespace)
@@ -382,7 +450,7 @@ impl<'a> Compiler<'a> {
                 };
                 if matches!(kind, "account" | "account.zone" | "user") && !holds(kind) {
                     warnings.push((
-                        path.clone(),
+                        Sub::item(path, "permission_groups", *index).to_string(),
                         format!(
                             "the group is meant for {scope} resources, but the policy selects none"
                         ),
@@ -395,19 +463,19 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn warn(&mut self, file: &Path, path: impl Into<String>, message: impl Into<String>) {
+    fn warn(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
         self.set
             .warnings
-            .push(ConfigError::new(file, path, message));
+            .push(ConfigError::new(file, path.to_string(), message));
     }
 
     // === users, accounts, zones, domain groups ===
 
     fn users(&mut self, source: &PolicySource<'a>) {
         for (index, user) in source.raw.users.iter().enumerate() {
-            let path = format!("users[{index}]");
-            if !self.check_id(&user.id, source.file, &format!("{path}.id"))
-                || !self.unique("user", &user.id, source.file, &format!("{path}.id"))
+            let path = Item("users", index);
+            if !self.check_id(&user.id, source.file, &format_args!("{path}.id"))
+                || !self.unique("user", &user.id, source.file, &format_args!("{path}.id"))
             {
                 continue;
             }
@@ -428,7 +496,7 @@ impl<'a> Compiler<'a> {
                 "user email",
                 &user.email,
                 source.file,
-                &format!("{path}.email"),
+                &format_args!("{path}.email"),
             ) {
                 continue;
             }
@@ -464,9 +532,14 @@ impl<'a> Compiler<'a> {
 
     fn accounts(&mut self, source: &PolicySource<'a>) {
         for (index, account) in source.raw.accounts.iter().enumerate() {
-            let path = format!("accounts[{index}]");
-            if !self.check_id(&account.id, source.file, &format!("{path}.id"))
-                || !self.unique("account", &account.id, source.file, &format!("{path}.id"))
+            let path = Item("accounts", index);
+            if !self.check_id(&account.id, source.file, &format_args!("{path}.id"))
+                || !self.unique(
+                    "account",
+                    &account.id,
+                    source.file,
+                    &format_args!("{path}.id"),
+                )
             {
                 continue;
             }
@@ -476,7 +549,8 @@ impl<'a> Compiler<'a> {
                 .insert(account.id.as_str().into(), position);
             let mut zones = Vec::new();
             for (zone_index, zone) in account.zones.iter().enumerate() {
-                let zone_path = format!("{path}.zones[{zone_index}].id");
+                let zone_item = Sub::item(&path, "zones", zone_index);
+                let zone_path = Sub::field(&zone_item, "id");
                 if !self.check_id(&zone.id, source.file, &zone_path) {
                     continue;
                 }
@@ -511,13 +585,13 @@ impl<'a> Compiler<'a> {
                 zones.push(zone_position);
             }
             for (group_index, group) in account.domain_groups.iter().enumerate() {
-                let group_path = format!("{path}.domain_groups[{group_index}]");
-                if !self.check_id(&group.id, source.file, &format!("{group_path}.id"))
+                let group_path = Sub::item(&path, "domain_groups", group_index);
+                if !self.check_id(&group.id, source.file, &format_args!("{group_path}.id"))
                     || !self.unique(
                         "domain group",
                         &group.id,
                         source.file,
-                        &format!("{group_path}.id"),
+                        &format_args!("{group_path}.id"),
                     )
                 {
                     continue;
@@ -551,7 +625,8 @@ impl<'a> Compiler<'a> {
             };
             let account_on = account.api_access != Some(AccountApiAccess::Disabled);
             for (member_index, member) in account.members.iter().enumerate() {
-                let path = format!("accounts[{index}].members[{member_index}]");
+                let account_path = Item("accounts", index);
+                let path = Sub::item(&account_path, "members", member_index);
                 let Some(&user) = self.set.user_by_id.get(member.user.as_str()) else {
                     self.error(
                         source.file,
@@ -582,7 +657,7 @@ impl<'a> Compiler<'a> {
                 };
                 let mut policies = Vec::new();
                 for (policy_index, policy) in member.policies.iter().enumerate() {
-                    let policy_path = format!("{path}.policies[{policy_index}]");
+                    let policy_path = Sub::item(&path, "policies", policy_index);
                     let label = || {
                         format!(
                             "member {}@{}/policies[{policy_index}]",
@@ -624,7 +699,7 @@ impl<'a> Compiler<'a> {
         account: AccountIdx,
         account_id: &str,
         file: &Path,
-        path: &str,
+        path: At<'_>,
         label: impl Fn() -> String,
     ) -> Option<Policy> {
         let keyset = self.policy_keys(&policy.permission_groups, file, path);
@@ -639,7 +714,7 @@ impl<'a> Compiler<'a> {
             ok = false;
         }
         for (index, group) in policy.resource_groups.iter().enumerate() {
-            let group_path = format!("{path}.resource_groups[{index}]");
+            let group_path = Sub::item(path, "resource_groups", index);
             match &group.scope {
                 Some(scope) => {
                     match self.parse_resource_key(&scope.key) {
@@ -749,7 +824,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let selector = Selector::new(items);
-        self.check_group_scopes(&group_scopes, &selector, file);
+        self.check_group_scopes(&group_scopes, &selector, file, path);
         Some(Policy {
             id: policy.id.clone().unwrap_or_else(label).into(),
             effect: effect(policy.access),
@@ -759,7 +834,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Warns when a user token's policy names only accounts and zones where its user is not a member.
-    fn check_reachable(&mut self, user: u32, selector: &Selector, file: &Path, path: &str) {
+    fn check_reachable(&mut self, user: u32, selector: &Selector, file: &Path, path: At<'_>) {
         let memberships: Vec<AccountIdx> = self
             .set
             .users
@@ -851,7 +926,7 @@ impl<'a> Compiler<'a> {
 
     fn tokens(&mut self, source: &PolicySource<'a>) {
         for (index, token) in source.raw.tokens.iter().enumerate() {
-            let path = format!("tokens[{index}]");
+            let path = Item("tokens", index);
             if let Some(compiled) = self.token(token, source.file, &path) {
                 let position = self.set.tokens.len() as u32;
                 let hash = parse_sha256(&token.secret_sha256).unwrap_or_default();
@@ -861,15 +936,15 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn token(&mut self, token: &'a RawToken, file: &Path, path: &str) -> Option<Token> {
-        let id_ok = self.check_id(&token.id, file, &format!("{path}.id"))
-            && self.unique("token", &token.id, file, &format!("{path}.id"));
+    fn token(&mut self, token: &'a RawToken, file: &Path, path: At<'_>) -> Option<Token> {
+        let id_ok = self.check_id(&token.id, file, &format_args!("{path}.id"))
+            && self.unique("token", &token.id, file, &format_args!("{path}.id"));
         let hash_ok = match parse_sha256(&token.secret_sha256) {
             Some(_) => self.unique(
                 "token secret hash",
                 &token.secret_sha256,
                 file,
-                &format!("{path}.secret_sha256"),
+                &format_args!("{path}.secret_sha256"),
             ),
             None => {
                 self.error(
@@ -915,12 +990,12 @@ impl<'a> Compiler<'a> {
         let not_before = self.timestamp(
             token.not_before.as_deref(),
             file,
-            &format!("{path}.not_before"),
+            &format_args!("{path}.not_before"),
         );
         let expires_on = self.timestamp(
             token.expires_on.as_deref(),
             file,
-            &format!("{path}.expires_on"),
+            &format_args!("{path}.expires_on"),
         );
         if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on) {
             if start >= end {
@@ -936,7 +1011,7 @@ impl<'a> Compiler<'a> {
         let mut policies_ok = true;
         if let Some(owner) = owner {
             for (policy_index, policy) in token.policies.iter().enumerate() {
-                let policy_path = format!("{path}.policies[{policy_index}]");
+                let policy_path = Sub::item(path, "policies", policy_index);
                 let label = || format!("{}/policies[{policy_index}]", token.id);
                 match self.token_policy(policy, owner, file, &policy_path, label) {
                     Some(policy) => policies.push(policy),
@@ -969,7 +1044,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         text: Option<&str>,
         file: &Path,
-        path: &str,
+        path: At<'_>,
     ) -> Option<Option<(i64, Box<str>)>> {
         let Some(text) = text else { return Some(None) };
         match OffsetDateTime::parse(text, &Rfc3339) {
@@ -989,7 +1064,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         token: &RawToken,
         file: &Path,
-        path: &str,
+        path: At<'_>,
     ) -> Option<Option<IpCondition>> {
         let Some(condition) = token
             .condition
@@ -1031,7 +1106,7 @@ impl<'a> Compiler<'a> {
         policy: &RawTokenPolicy,
         owner: Owner,
         file: &Path,
-        path: &str,
+        path: At<'_>,
         label: impl Fn() -> String,
     ) -> Option<Policy> {
         let keyset = self.policy_keys(&policy.permission_groups, file, path);
@@ -1046,7 +1121,8 @@ impl<'a> Compiler<'a> {
             ok = false;
         }
         for (key, value) in &policy.resources {
-            let entry_path = format!("{path}.resources.{key}");
+            let resources_path = Sub::field(path, "resources");
+            let entry_path = Sub::field(&resources_path, key);
             match self.resource_entry(key, value, owner, file, &entry_path) {
                 Some(entry_items) => items.extend(entry_items),
                 None => ok = false,
@@ -1057,7 +1133,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let selector = Selector::new(items);
-        self.check_group_scopes(&group_scopes, &selector, file);
+        self.check_group_scopes(&group_scopes, &selector, file, path);
         if let Owner::User(user) = owner {
             self.check_reachable(user, &selector, file, path);
         }
@@ -1076,7 +1152,7 @@ impl<'a> Compiler<'a> {
         value: &RawResourceValue,
         owner: Owner,
         file: &Path,
-        path: &str,
+        path: At<'_>,
     ) -> Option<Vec<Select>> {
         let Some(parsed) = self.parse_resource_key(key) else {
             self.error(
@@ -1181,7 +1257,7 @@ impl<'a> Compiler<'a> {
                 let mut items = Vec::new();
                 let mut ok = true;
                 for (zone_key, zone_value) in nested {
-                    let zone_path = format!("{path}.{zone_key}");
+                    let zone_path = Sub::field(path, zone_key);
                     if zone_value != "*" {
                         self.error(
                             file,
