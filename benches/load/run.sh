@@ -15,7 +15,6 @@ ROUNDS="${ROUNDS:-2}"           # every target is measured ROUNDS times, interle
 TOKENS="${TOKENS:-100000}"      # tokens in the generated permgate config
 PIN="${PIN:-auto}"              # 1: wrk + upstream on CPU 0, the proxy alone on CPU 1; 0: no pinning
 TLS="${TLS:-1}"                 # 1: also measure nginx and permgate with inbound TLS
-MIMALLOC="${MIMALLOC:-0}"       # 1: also measure permgate built with mimalloc as the global allocator
 WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
@@ -55,12 +54,8 @@ on() { taskset -c "$1" "${@:2}"; }
 if [ "${NO_BUILD:-0}" != 1 ]; then
   log "building permgate and the load tools (release)"
   (cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config)
-  if [ "$MIMALLOC" = 1 ]; then (cd "$ROOT" && cargo build --release --quiet --example permgate_mimalloc); fi
 fi
 PERMGATE_BINS=("permgate=$TARGET_DIR/release/permgate")
-if [ "$MIMALLOC" = 1 ]; then
-  PERMGATE_BINS+=("permgate+mimalloc=$TARGET_DIR/release/examples/permgate_mimalloc")
-fi
 
 # --- config, certificate -----------------------------------------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
