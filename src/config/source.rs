@@ -154,12 +154,9 @@ pub fn parse_each<T: DeserializeOwned + Send>(files: &[SourceFile]) -> Vec<Resul
             .collect();
         workers
             .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(parsed) => parsed,
-                // A parser panic is a bug; it surfaces as an error on the files that thread had not
-                // returned, below, rather than as a crash of the gateway.
-                Err(_) => Vec::new(),
-            })
+            // A parser panic is a bug; it surfaces as an error on the files that thread had not returned,
+            // below, rather than as a crash of the gateway.
+            .flat_map(|worker| worker.join().unwrap_or_default())
             .collect()
     });
     results.sort_by_key(|(index, _)| *index);
@@ -532,7 +529,7 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for level in 1..12 {
             let previous = format!("*a{}", level - 1);
-            let items = vec![previous.as_str(); 10].join(", ");
+            let items = [previous.as_str(); 10].join(", ");
             text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
         }
         text.push_str("accounts: []\n");
