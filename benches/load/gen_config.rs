@@ -1,8 +1,8 @@
 //! Writes the load test's permgate config: the synthetic world of `benches/support/synth.rs` as JSON
 //! policy files (10k accounts × 10 zones, 20k users, N tokens; split into files of 1,000 accounts or
-//! 2,000 tokens), the synthetic routes (`routes.yaml`), a
-//! `gateway.yaml` with the decision log off, and `requests.txt`: requests of the benches' mix that the
-//! config allows (`METHOD PATH TOKEN` per line, checked here with `pipeline::decide`), for wrk to cycle.
+//! 2,000 tokens), the synthetic routes (`routes.yaml`), a `gateway.yaml` with the decision log off, and
+//! `requests.txt`: requests of the benches' mix that the config allows (checked here with
+//! `pipeline::decide`), for wrk to cycle, one `METHOD PATH Bearer%20TOKEN` per line (`requests.lua`'s format).
 //!
 //! `cargo run --release --example load_gen_config -- OUT_DIR TOKENS LISTEN ADMIN_LISTEN UPSTREAM_URL [CERT KEY]`
 
@@ -52,7 +52,7 @@ fn main() {
         if decide(&snapshot, &mix::facts(request)).allowed() {
             allowed += 1;
             lines.push_str(&format!(
-                "{} {} {}\n",
+                "{} {} Bearer%20{}\n",
                 request.method,
                 request.path,
                 synth::token_secret(request.token)

@@ -1,16 +1,24 @@
--- wrk script for benches/load/run.sh: cycles through requests.txt ("METHOD PATH TOKEN" per line), each
--- sent with "Authorization: Bearer TOKEN". The same script drives the direct, nginx and permgate runs, so
--- the load generator does the same work in each; the requests are pre-formatted once per wrk thread.
+-- wrk script for benches/load/run.sh and soak.sh: cycles through a request list ("METHOD PATH AUTHORIZATION"
+-- per line, "%20" for a space in the Authorization value, "-" for no Authorization header), and counts the
+-- statuses it gets: done() prints "status <code> <count>" lines, summed over the threads. The same script
+-- drives the direct, nginx and permgate runs, so the load generator does the same work in each; the requests
+-- are pre-formatted once per wrk thread.
 -- Usage: wrk ... -s requests.lua URL -- /path/to/requests.txt
 
-local requests = {}
-local index = 0
+local requests, index, threads = {}, 0, {}
+statuses = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+end
 
 function init(args)
   for line in io.lines(args[1]) do
-    local method, path, token = line:match("^(%S+) (%S+) (%S+)$")
+    local method, path, auth = line:match("^(%S+) (%S+) (%S+)$")
     if method then
-      requests[#requests + 1] = wrk.format(method, path, { ["Authorization"] = "Bearer " .. token })
+      local headers = {}
+      if auth ~= "-" then headers["Authorization"] = auth:gsub("%%20", " ") end
+      requests[#requests + 1] = wrk.format(method, path, headers)
     end
   end
   if #requests == 0 then
@@ -22,4 +30,20 @@ end
 function request()
   index = index % #requests + 1
   return requests[index]
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      total[status] = (total[status] or 0) + count
+    end
+  end
+  for status, count in pairs(total) do
+    io.write(string.format("status %d %d\n", status, count))
+  end
 end

@@ -20,25 +20,11 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 UPSTREAM_PORT=9100; NGINX_PORT=8181; NGINX_TLS_PORT=8443; PERMGATE_PORT=8180; PERMGATE_TLS_PORT=8444
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT INT TERM
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh"
 
 # --- tools -------------------------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  if [ "${NO_APT:-0}" = 1 ]; then log "wrk and nginx are needed (apt-get install -y wrk nginx-light)"; exit 1; fi
-  log "installing wrk and nginx-light from apt"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
-fi
+require_tools wrk:wrk nginx:nginx-light
 NGINX_BIN="$(command -v nginx)"
 
 CPUS="$(nproc)"
@@ -103,13 +89,6 @@ http {
 EOF
 
 # --- processes ---------------------------------------------------------------------------------------------
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on port $1"; exit 1
-}
 
 # CPU time (clock ticks, all threads) used so far by a process and its descendants (nginx: master + workers).
 cpu_ticks() {

@@ -24,25 +24,11 @@ PERMGATE_BIN="${PERMGATE_BIN:-$TARGET_DIR/release/permgate}" # or another build,
 
 UPSTREAM_PORT="${UPSTREAM_PORT:-9200}"; PERMGATE_PORT="${PERMGATE_PORT:-8280}"; ADMIN_PORT="${ADMIN_PORT:-9281}"
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT INT TERM
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh"
 
 # --- tools -------------------------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-  if [ "${NO_APT:-0}" = 1 ]; then log "wrk is needed (apt-get install -y wrk)"; exit 1; fi
-  log "installing wrk from apt"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+require_tools wrk:wrk
 
 # --- build -------------------------------------------------------------------------------------------------
 if [ "${NO_BUILD:-0}" != 1 ]; then
@@ -61,67 +47,17 @@ ROUTES="$WORK/config/routes.yaml"
 # Denied traffic: for a few allowed requests, the same request without a credential (400/9106), with a
 # malformed Authorization (400/6003), with an unknown token (403/1000), on an unknown zone or account
 # (403/10000), and on a path no route matches (404/7003). wrk counts every status it gets.
-DENIALS="$WORK/denials.txt"   # "METHOD PATH AUTHORIZATION-or--" per line
-head -n 50 "$REQUESTS" | while read -r method path token; do
+DENIALS="$WORK/denials.txt"   # the format of requests.txt
+head -n 50 "$REQUESTS" | while read -r method path auth; do
   unknown_scope="$(printf '%s' "$path" | sed -E 's#/(zones|accounts)/[^/]+/#/\1/ffffffffffffffffffffffffffffffff/#')"
   printf '%s %s -\n' "$method" "$path"
   printf '%s %s Basic%%20bm90OmFrZXk=\n' "$method" "$path"
   printf '%s %s Bearer%%20pgt_soakUnknownTokenXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n' "$method" "$path"
-  printf '%s %s Bearer%%20%s\n' "$method" "$unknown_scope" "$token"
-  printf 'GET /client/v4/no_such_route/%s Bearer%%20%s\n' "${path##*/}" "$token"
+  printf '%s %s %s\n' "$method" "$unknown_scope" "$auth"
+  printf 'GET /client/v4/no_such_route/%s %s\n' "${path##*/}" "$auth"
 done > "$DENIALS"
-cat > "$WORK/denials.lua" <<'EOF'
--- Cycles through denials.txt ("METHOD PATH AUTHORIZATION" per line, "%20" for a space, "-" for none) and
--- counts the statuses it gets; done() prints "status <code> <count>" summed over the threads.
-local requests, index, threads = {}, 0, {}
-statuses = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-end
-
-function init(args)
-  for line in io.lines(args[1]) do
-    local method, path, auth = line:match("^(%S+) (%S+) (%S+)$")
-    if method then
-      local headers = {}
-      if auth ~= "-" then headers["Authorization"] = auth:gsub("%%20", " ") end
-      requests[#requests + 1] = wrk.format(method, path, headers)
-    end
-  end
-  index = math.random(#requests) - 1
-end
-
-function request()
-  index = index % #requests + 1
-  return requests[index]
-end
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local total = {}
-  for _, thread in ipairs(threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      total[status] = (total[status] or 0) + count
-    end
-  end
-  for status, count in pairs(total) do
-    io.write(string.format("status %d %d\n", status, count))
-  end
-end
-EOF
 
 # --- processes ---------------------------------------------------------------------------------------------
-wait_port() {
-  for _ in $(seq 1 1200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on port $1"; exit 1
-}
 
 "$TARGET_DIR/release/examples/fast_upstream" "127.0.0.1:$UPSTREAM_PORT" 1 2>"$WORK/upstream.log" &
 PIDS+=("$!")
@@ -129,7 +65,7 @@ PIDS+=("$!")
 PG=$!; PIDS+=("$PG")
 wait_port "$UPSTREAM_PORT"
 log "waiting for permgate (pid $PG) to load the config"
-wait_port "$PERMGATE_PORT"
+wait_port "$PERMGATE_PORT" 120
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$PG/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$PG/status"; }
@@ -176,7 +112,7 @@ wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$ROOT/benches/load/requests.lua
 ALLOWED_PID=$!; PIDS+=("$ALLOWED_PID")
 DENIED_PID=""
 if [ "$DENY_CONNS" != 0 ]; then
-  wrk -t1 -c"$DENY_CONNS" -d"${DURATION}s" -s "$WORK/denials.lua" \
+  wrk -t1 -c"$DENY_CONNS" -d"${DURATION}s" -s "$ROOT/benches/load/requests.lua" \
     "http://127.0.0.1:$PERMGATE_PORT" -- "$DENIALS" >"$WORK/wrk-denied.txt" &
   DENIED_PID=$!; PIDS+=("$DENIED_PID")
 fi
