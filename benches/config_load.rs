@@ -8,7 +8,7 @@
 //! core, + compile into a snapshot).
 //!
 //! - `config/load/<scale>-<syntax>`: criterion timing of read + compile, for scales up to 100k tokens;
-//! - every case: two runs in a fresh child process (this binary re-executed with `PERMGATE_LOAD_CHILD`),
+//! - every case: two runs in a fresh child process (with mimalloc, the `permgate` binary's allocator) (this binary re-executed with `PERMGATE_LOAD_CHILD`),
 //!   each printing read and compile times and the peak RSS (`VmHWM` of `/proc/self/status`), so one
 //!   case's memory does not count against another's.
 //!
@@ -25,6 +25,10 @@
 
 #[path = "support/synth.rs"]
 mod synth;
+
+/// The allocator of the `permgate` binary (`src/main.rs`), so the figures are those of the gateway.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
