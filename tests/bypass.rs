@@ -176,20 +176,7 @@ fn load_corpus() -> Vec<Case> {
 /// Writes the bytes (a refusal may close the socket before they are all written) and reads until the
 /// gateway closes the connection; the status of the first response, if any.
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(bytes).await;
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(CASE_LIMIT, async {
-        let mut buffer = [0u8; 8192];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the gateway neither answered nor closed");
+    let out = send_until_closed(addr, bytes, CASE_LIMIT).await;
     let text = String::from_utf8_lossy(&out);
     let status_line = text.lines().next()?;
     status_line.split(' ').nth(1)?.parse().ok()

@@ -271,20 +271,7 @@ async fn fault_upstream(fault: Fault) -> FaultUpstream {
 /// Sends `bytes` and reads the whole answer; `None` when the connection closed without a response.
 async fn answer(addr: SocketAddr, bytes: &[u8]) -> (Option<RawResponse>, usize, Duration) {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(bytes).await;
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buffer = [0u8; 8192];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the gateway neither answered nor closed");
+    let out = send_until_closed(addr, bytes, PATIENCE).await;
     (parse_response(&out), out.len(), started.elapsed())
 }
 
@@ -552,31 +539,9 @@ async fn thousands_of_concurrent_connections_are_served_and_released() {
 /// One request on a keep-alive connection; asserts a `200` and reads exactly its body.
 async fn exchange_keep_alive(stream: &mut TcpStream, request: &[u8]) {
     stream.write_all(request).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(n, 1, "closed mid-head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
+    let response = read_one_response(stream).await;
+    let head = String::from_utf8_lossy(&response);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .expect("content-length");
-    let mut body = vec![0u8; length];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut body))
-        .await
-        .unwrap()
-        .unwrap();
 }
 
 // ---- 10,000 connections held at once, the clients in a child process ------------------------------------

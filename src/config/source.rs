@@ -138,7 +138,7 @@ pub fn parse_each<T: DeserializeOwned + Send>(files: &[SourceFile]) -> Vec<Resul
         return files.iter().map(SourceFile::parse).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, Result<T, ConfigError>)> = std::thread::scope(|scope| {
+    let results: Vec<(usize, Result<T, ConfigError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -159,19 +159,24 @@ pub fn parse_each<T: DeserializeOwned + Send>(files: &[SourceFile]) -> Vec<Resul
             .flat_map(|worker| worker.join().unwrap_or_default())
             .collect()
     });
-    results.sort_by_key(|(index, _)| *index);
-    let mut out = Vec::with_capacity(files.len());
-    let mut results = results.into_iter().peekable();
-    for (index, file) in files.iter().enumerate() {
-        match results.next_if(|(parsed, _)| *parsed == index) {
-            Some((_, result)) => out.push(result),
-            None => out.push(Err(ConfigError::file(
-                &file.path,
-                "internal error while parsing this file".to_string(),
-            ))),
+    let mut slots: Vec<Option<Result<T, ConfigError>>> = files.iter().map(|_| None).collect();
+    for (index, result) in results {
+        if let Some(slot) = slots.get_mut(index) {
+            *slot = Some(result);
         }
     }
-    out
+    files
+        .iter()
+        .zip(slots)
+        .map(|(file, slot)| {
+            slot.unwrap_or_else(|| {
+                Err(ConfigError::file(
+                    &file.path,
+                    "internal error while parsing this file".to_string(),
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Parses `text` as a `T`; errors get `line_offset` added and their path prefixed with `prefix`.

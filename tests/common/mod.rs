@@ -622,6 +622,27 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Sends exact bytes on a new connection, tolerating a write cut short (a refusal may close the socket
+/// before everything is written), and reads until the server closes it or fails the read. Panics when the
+/// server neither answers nor closes within `limit`.
+pub async fn send_until_closed(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the gateway neither answered nor closed");
+    out
+}
+
 /// Sends exact bytes and parses the response (panics when there is none).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     let out = raw_exchange(addr, bytes).await;
