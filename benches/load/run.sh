@@ -15,7 +15,7 @@ ROUNDS="${ROUNDS:-2}"           # every target is measured ROUNDS times, interle
 TOKENS="${TOKENS:-100000}"      # tokens in the generated permgate config
 PIN="${PIN:-auto}"              # 1: wrk + upstream on CPU 0, the proxy alone on CPU 1; 0: no pinning
 TLS="${TLS:-1}"                 # 1: also measure nginx and permgate with inbound TLS
-WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"
+WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"; mkdir -p "$WORK"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 UPSTREAM_PORT=9100; NGINX_PORT=8181; NGINX_TLS_PORT=8443; PERMGATE_PORT=8180; PERMGATE_TLS_PORT=8444

@@ -8,9 +8,9 @@
 //! Node servers) fold the two spellings together.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and `Keep-Alive`.
 const HOP_BY_HOP: &[&str] = &[
@@ -71,8 +71,8 @@ pub struct Identity {
 pub struct ForwardContext<'a> {
     pub identity: &'a Identity,
     pub request_id: &'a str,
-    /// The TCP peer.
-    pub peer_ip: IpAddr,
+    /// The TCP peer's address, as text (formatted once per connection).
+    pub peer_ip: &'a str,
     /// Whether the peer is in `trusted_proxies` (its `X-Forwarded-*` are believed and extended).
     pub peer_trusted: bool,
     /// Whether the inbound connection was TLS (`X-Forwarded-Proto`).
@@ -87,7 +87,7 @@ pub struct ForwardContext<'a> {
 /// The name as upstream frameworks may read it: lowercase (`HeaderName` already is) with `_` as `-`.
 fn normalised(name: &HeaderName) -> Cow<'_, str> {
     let text = name.as_str();
-    if text.contains('_') {
+    if text.as_bytes().contains(&b'_') {
         Cow::Owned(text.replace('_', "-"))
     } else {
         Cow::Borrowed(text)
@@ -113,37 +113,46 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the upgrade
 /// handshake (`Upgrade` and `Connection: upgrade`) is put back afterwards.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    remove_hop_by_hop_and(headers, keep_upgrade, |_, _| false);
+}
+
+/// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
+/// header whose normalised name satisfies `also_doomed`; then puts the upgrade handshake back when
+/// `keep_upgrade`. Removal is order-free, so one pass removes exactly what separate passes would.
+fn remove_hop_by_hop_and(
+    headers: &mut HeaderMap,
+    keep_upgrade: bool,
+    mut also_doomed: impl FnMut(&str, &HeaderName) -> bool,
+) {
+    let named: SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
         .collect();
-    let upgrade: Vec<HeaderValue> = headers.get_all(header::UPGRADE).iter().cloned().collect();
-    for name in named {
+    let upgrade: SmallVec<[HeaderValue; 1]> = if keep_upgrade {
+        headers.get_all(header::UPGRADE).iter().cloned().collect()
+    } else {
+        SmallVec::new()
+    };
+    let doomed: SmallVec<[HeaderName; 8]> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(&name.as_str())
+                || named.contains(name)
+                || also_doomed(&normalised(name), name)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-    if keep_upgrade && !upgrade.is_empty() {
+    if !upgrade.is_empty() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         for value in upgrade {
             headers.append(header::UPGRADE, value);
         }
-    }
-}
-
-/// Removes every header whose normalised name satisfies `doomed`.
-fn remove_where(headers: &mut HeaderMap, mut doomed: impl FnMut(&str, &HeaderName) -> bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(&normalised(name), name))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
     }
 }
 
@@ -156,12 +165,10 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
         .then(|| joined(headers, &FORWARDED_FOR))
         .flatten();
 
-    // 1. Hop-by-hop first, so that `Connection: x-permgate-principal` can only remove the client's own.
-    strip_hop_by_hop(headers, ctx.websocket);
-
-    // 2. Spoofable names.
-    remove_where(headers, |normal, name| {
-        let underscored = name.as_str().contains('_');
+    // 1. Hop-by-hop (so that `Connection: x-permgate-principal` can only remove the client's own) and
+    // 2. spoofable names, removed in one pass before anything is added.
+    remove_hop_by_hop_and(headers, ctx.websocket, |normal, name| {
+        let underscored = name.as_str().as_bytes().contains(&b'_');
         normal.starts_with(PERMGATE_PREFIX)
             || normal == "x-permgate"
             // Gateway-set names: from an untrusted peer never believed; in the `_` spelling never
@@ -188,12 +195,12 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
             headers.insert(name, value);
         }
     }
-    let peer = ctx.peer_ip.to_string();
+    let peer = ctx.peer_ip;
     let forwarded_for = match prior_forwarded_for {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {peer}"),
-        _ => peer,
+        Some(prior) if !prior.is_empty() => HeaderValue::from_str(&format!("{prior}, {peer}")),
+        _ => HeaderValue::from_str(peer),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Ok(value) = forwarded_for {
         headers.insert(FORWARDED_FOR, value);
     }
     if !headers.contains_key(&FORWARDED_PROTO) {
@@ -274,7 +281,7 @@ mod tests {
         ForwardContext {
             identity,
             request_id: "rid-1",
-            peer_ip: "203.0.113.7".parse().unwrap(),
+            peer_ip: "203.0.113.7",
             peer_trusted: trusted,
             inbound_tls: false,
             inbound_host: Some(HeaderValue::from_static("gw.example")),

@@ -3,7 +3,8 @@
 //! - [`server`]: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, slow clients, graceful shutdown.
 //! - [`service`]: one request: snapshot → decision → forward | answer `verify` | refuse.
 //! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure).
-//! - [`upstream`]: the pooled upstream client and the upstream URI.
+//! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection bound to an
+//!   inbound HTTP/1 connection and driven by its task, and the idle pool between bindings.
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
 //! - [`error`]: the one function that turns any failure into the client's answer.
 //! - [`sample_upstream`]: the demo's built-in upstream.
@@ -12,6 +13,7 @@
 //! `pipeline::decide`) and never logs a credential.
 
 pub mod body;
+mod bound;
 pub mod error;
 pub mod framing;
 pub mod headers;

@@ -10,7 +10,14 @@ const MAX_INBOUND_LEN: usize = 128;
 
 /// A new random request id: 32 lowercase hex digits.
 pub fn generate() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let random = rand::random::<u128>();
+    (0..32)
+        .rev()
+        .map(|nibble| {
+            let digit = u32::try_from((random >> (nibble * 4)) & 0xf).unwrap_or(0);
+            char::from_digit(digit, 16).unwrap_or('0')
+        })
+        .collect()
 }
 
 /// The request id to use: the trusted peer's when it sent a usable one, else a fresh one.

@@ -38,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::body::BoxError;
+use super::bound::Binding;
 use super::error::{ProxyError, error_response};
 use super::framing::HeadScanner;
 use super::request_id;
@@ -137,8 +138,10 @@ pub async fn serve(
         };
         let conn = ConnInfo {
             peer,
+            peer_text: peer.ip().to_string().into(),
             tls: shared.tls.is_some(),
             framing: None,
+            binding: None,
         };
         tokio::spawn(connection(
             Arc::clone(&shared),
@@ -242,6 +245,8 @@ where
 {
     let scanner = Arc::new(Mutex::new(HeadScanner::default()));
     conn.framing = Some(Arc::clone(&scanner));
+    let binding = Arc::new(Binding::default());
+    conn.binding = Some(Arc::clone(&binding));
     let io = Scanned { inner: io, scanner };
     let peer = conn.peer;
     let timeout = shared.limits.header_read_timeout;
@@ -254,13 +259,21 @@ where
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(gateway.handle(request, conn).await) }
     });
-    let served = watcher.watch(
+    let connection = watcher.watch(
         shared
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service),
     );
+    // The bound upstream connection's I/O is driven here, by this connection's task, beside hyper's.
+    let served = async {
+        tokio::select! {
+            biased;
+            result = connection => result,
+            () = binding.drive() => Ok(()),
+        }
+    };
     tokio::pin!(served);
-    tokio::select! {
+    let result = tokio::select! {
         result = &mut served => result,
         () = tokio::time::sleep(timeout) => {
             if started.load(Ordering::Relaxed) {
@@ -270,7 +283,9 @@ where
                 Ok(())
             }
         }
-    }
+    };
+    binding.release();
+    result
 }
 
 /// Over the limit: one 503/1202 answer with `Connection: close`, within `header_read_timeout` at most.

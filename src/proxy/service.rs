@@ -12,6 +12,7 @@
 //! Every request is observed once its response head is ready: `permgate_requests_total` and the duration
 //! histograms, and (when on) one decision-log line, built from the verdict and queued without waiting.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -23,11 +24,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::body::{self, ProxyBody};
+use super::bound::Binding;
 use super::error::{ProxyError, Side, error_response, json_response};
 use super::framing::{self, HeadScanner};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
-use super::upstream::{UpstreamClient, upstream_uri};
+use super::upstream::{self, UpstreamClient, upstream_uri};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::decision_log::{Decided, DecisionLog, Entry};
@@ -85,10 +87,14 @@ impl Observation<'_> {
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
+    /// The peer's IP address as text (for `X-Forwarded-For`), formatted once per connection.
+    pub peer_text: Arc<str>,
     /// Whether the connection is TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// The raw-byte framing scanner of this connection (HTTP/1 requests take one verdict each).
     pub framing: Option<Arc<Mutex<HeadScanner>>>,
+    /// The upstream connection bound to this connection, for its HTTP/1 requests (`None`: the pooled client).
+    pub binding: Option<Arc<Binding>>,
 }
 
 // === impl ConnInfo ===
@@ -337,6 +343,7 @@ impl Gateway {
             } => (path_and_query, identity),
         };
 
+        let http1 = request.version() <= Version::HTTP_11;
         let websocket = request.version() == Version::HTTP_11
             && headers::is_websocket_upgrade(request.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
@@ -352,7 +359,7 @@ impl Gateway {
             &ForwardContext {
                 identity: &identity,
                 request_id,
-                peer_ip: conn.peer.ip(),
+                peer_ip: &conn.peer_text,
                 peer_trusted,
                 inbound_tls: conn.tls,
                 inbound_host,
@@ -368,8 +375,15 @@ impl Gateway {
         *outbound.headers_mut() = parts.headers;
 
         let upstream = self.upstream.load_full();
+        let via = match (&conn.binding, websocket) {
+            (_, true) => upstream::Route::Upgrade,
+            (Some(binding), false) if http1 && upstream.connects_to(&settings.upstream.url) => {
+                upstream::Route::Bound(binding)
+            }
+            _ => upstream::Route::Pooled,
+        };
         let mut response = upstream
-            .forward(outbound, websocket, settings.upstream.response_timeout)
+            .forward(outbound, via, settings.upstream.response_timeout)
             .await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -450,14 +464,14 @@ impl Gateway {
 /// The request-target to decide on. HTTP/1.1 origin-form arrives as a bare path and query. A URI with a
 /// scheme or authority is absolute-form (or authority-form) on HTTP/1.x, passed whole so `canonicalize`
 /// rejects it; on HTTP/2 the scheme and authority come from pseudo-headers, so `:path` alone is the target.
-fn request_target(request: &Request<Incoming>) -> String {
+fn request_target(request: &Request<Incoming>) -> Cow<'_, str> {
     let uri = request.uri();
     let h2 = request.version() == Version::HTTP_2;
     if !h2 && (uri.scheme().is_some() || uri.authority().is_some()) {
-        return uri.to_string();
+        return Cow::Owned(uri.to_string());
     }
     uri.path_and_query()
-        .map_or_else(String::new, |pq| pq.as_str().to_string())
+        .map_or(Cow::Borrowed(""), |pq| Cow::Borrowed(pq.as_str()))
 }
 
 /// Turns the verdict into an owned plan (and logs shadow-mode forwards).

@@ -1,10 +1,13 @@
-//! The upstream side: one pooled hyper client per upstream settings, the upstream URI, and `forward`
-//! with the response timeout.
+//! The upstream side: the clients of one upstream URL and settings, the upstream URI, and `forward` with the
+//! response timeout.
 //!
-//! The client is built once (native roots plus `upstream.ca_file`, connect timeout, keep-alive pool) and
-//! shared by every request. Upgrade requests use a second, HTTP/1.1-only client over the same settings:
-//! a WebSocket handshake cannot ride an HTTP/2 connection that ALPN might pick for an `https` upstream.
+//! Built once per upstream URL and settings (native roots plus `upstream.ca_file`, connect timeout,
+//! keep-alive pool) and shared by every request. Requests of inbound HTTP/1 connections go over the upstream
+//! connection bound to their inbound connection ([`super::bound`]). The rest use hyper-util's pooled client:
+//! inbound HTTP/2 requests (HTTP/2 to an `https` upstream that offers it by ALPN), and upgrade requests over a
+//! second, HTTP/1.1-only client, as a WebSocket handshake cannot ride an HTTP/2 connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Uri};
@@ -16,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
+use super::bound::{self, Binding, Pool};
 use super::error::ProxyError;
 use crate::config::gateway::UpstreamSettings;
 use crate::tls;
@@ -29,11 +33,25 @@ pub struct UpstreamClient {
     built_from: BuiltFrom,
     client: HttpsClient,
     upgrade_client: HttpsClient,
+    /// The connections bound to inbound HTTP/1 connections, and their idle pool.
+    bound_pool: Arc<Pool>,
+}
+
+/// How a request travels to the upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// Over the upstream connection bound to its inbound HTTP/1 connection.
+    Bound(&'a Binding),
+    /// Over the shared pooled client (inbound HTTP/2).
+    Pooled,
+    /// An upgrade handshake, over the HTTP/1.1-only pooled client.
+    Upgrade,
 }
 
 /// The settings baked into a client (the URL and the response timeout are read per request instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BuiltFrom {
+    url: Uri,
     ca_file: Option<std::path::PathBuf>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
@@ -43,6 +61,7 @@ struct BuiltFrom {
 impl BuiltFrom {
     fn of(settings: &UpstreamSettings) -> Self {
         Self {
+            url: settings.url.clone(),
             ca_file: settings.ca_file.clone(),
             connect_timeout: settings.connect_timeout,
             pool_idle_timeout: settings.pool_idle_timeout,
@@ -80,10 +99,22 @@ impl UpstreamClient {
                 .timer(TokioTimer::new())
                 .build(connector)
         };
+        let (Some(scheme), Some(authority)) = (settings.url.scheme(), settings.url.authority())
+        else {
+            return Err(ProxyError::Unforwardable("upstream URL"));
+        };
+        let bound_pool = Pool::new(
+            connector(false),
+            scheme,
+            authority,
+            settings.pool_max_idle_per_host,
+            settings.pool_idle_timeout,
+        )?;
         Ok(Self {
             built_from: BuiltFrom::of(settings),
             client: client(connector(true)),
             upgrade_client: client(connector(false)),
+            bound_pool: Arc::new(bound_pool),
         })
     }
 
@@ -92,17 +123,38 @@ impl UpstreamClient {
         self.built_from == BuiltFrom::of(settings)
     }
 
-    /// Sends `request` and waits at most `response_timeout` for the response head; the body then streams.
+    /// Whether these clients connect where `url` points (after a reload that changed it, the old clients
+    /// may serve a request or two until the reloader has rebuilt them).
+    pub fn connects_to(&self, url: &Uri) -> bool {
+        self.bound_pool.serves(url.scheme(), url.authority())
+    }
+
+    /// Sends `request` (absolute URI) `via` the given route and waits at most `response_timeout` for the
+    /// response head (connecting included); the body then streams.
     pub async fn forward(
         &self,
-        request: Request<ProxyBody>,
-        upgrade: bool,
+        mut request: Request<ProxyBody>,
+        via: Route<'_>,
         response_timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let client = if upgrade {
-            &self.upgrade_client
-        } else {
-            &self.client
+        let client = match via {
+            Route::Bound(binding) => {
+                // Origin-form on the wire: the bound connection already knows where it goes.
+                let origin_form = request
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .map(Uri::from)
+                    .ok_or(ProxyError::Unforwardable("request target"))?;
+                *request.uri_mut() = origin_form;
+                let sent = bound::send(&self.bound_pool, binding, request);
+                return match tokio::time::timeout(response_timeout, sent).await {
+                    Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
+                    Ok(result) => result,
+                };
+            }
+            Route::Pooled => &self.client,
+            Route::Upgrade => &self.upgrade_client,
         };
         match tokio::time::timeout(response_timeout, client.request(request)).await {
             Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
