@@ -3,9 +3,14 @@
 -- statuses it gets: done() prints "status <code> <count>" lines, summed over the threads. The same script
 -- drives the direct, nginx and permgate runs, so the load generator does the same work in each; the requests
 -- are pre-formatted once per wrk thread.
--- Usage: wrk ... -s requests.lua URL -- /path/to/requests.txt
+-- Usage: [PERMGATE_PACE_MS=N] wrk ... -s requests.lua URL -- /path/to/requests.txt
+-- With PERMGATE_PACE_MS, each connection waits 0.5-1.5 x PACE_MS (uniform, mean PACE_MS) before each request: a fixed
+-- offered load of about connections / PACE_MS, below saturation, where latency is service time rather than
+-- queueing. wrk times each request from its write, so the wait is not in the latency. (An environment
+-- variable, not an argument: wrk decides whether a script paces before `init` sees the arguments.)
 
 local requests, index, threads = {}, 0, {}
+local pace_ms = tonumber(os.getenv("PERMGATE_PACE_MS") or "")
 statuses = {}
 
 function setup(thread)
@@ -25,6 +30,12 @@ function init(args)
     error("no requests in " .. args[1])
   end
   index = math.random(#requests) - 1
+end
+
+if pace_ms then
+  function delay()
+    return pace_ms * (0.5 + math.random())
+  end
 end
 
 function request()

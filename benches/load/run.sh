@@ -15,6 +15,7 @@ ROUNDS="${ROUNDS:-2}"           # every target is measured ROUNDS times, interle
 TOKENS="${TOKENS:-100000}"      # tokens in the generated permgate config
 PIN="${PIN:-auto}"              # 1: wrk + upstream on CPU 0, the proxy alone on CPU 1; 0: no pinning
 TLS="${TLS:-1}"                 # 1: also measure nginx and permgate with inbound TLS
+PACE_MS="${PACE_MS:-10}"        # fixed-load runs: each connection waits ~PACE_MS before each request (0: none)
 WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"; mkdir -p "$WORK"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
@@ -119,8 +120,9 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 RESULTS="$WORK/results.tsv"
 printf 'round\ttarget\treq_s\tp50_ms\tp90_ms\tp99_ms\tnon_2xx\tproxy_cpu_us_per_req\n' > "$RESULTS"
 
-measure() { # round name url [pid of the proxy]
+measure() { # round name url [pid of the proxy]; PACED=1: at the fixed load of PACE_MS
   local round="$1" name="$2" url="$3" pid="${4:-}" out before after requests cpu
+  if [ "${PACED:-0}" = 1 ]; then export PERMGATE_PACE_MS="$PACE_MS"; name="$name@paced"; else unset PERMGATE_PACE_MS; fi
   on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS" >/dev/null
   before=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
   out="$(on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS")"
@@ -174,6 +176,26 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   fi
 done
+if [ "$PACE_MS" != 0 ]; then
+  log "fixed load: every connection waits ${PACE_MS} ms on average before each request (about $((CONNS * 1000 / PACE_MS)) req/s offered)"
+  for round in $(seq 1 "$ROUNDS"); do
+    PACED=1 measure "$round" direct "http://127.0.0.1:$UPSTREAM_PORT"
+    PACED=1 measure "$round" nginx "http://127.0.0.1:$NGINX_PORT" "$NGINX_PID"
+    for entry in "${PERMGATE_BINS[@]}"; do
+      name="${entry%%=*}"
+      start_permgate "$name" plain
+      PACED=1 measure "$round" "$name" "http://127.0.0.1:$PERMGATE_PORT" "${PERMGATE_PID[$name-plain]}"
+    done
+    if [ "$TLS" = 1 ]; then
+      PACED=1 measure "$round" nginx-tls "https://127.0.0.1:$NGINX_TLS_PORT" "$NGINX_PID"
+      for entry in "${PERMGATE_BINS[@]}"; do
+        name="${entry%%=*}"
+        start_permgate "$name" tls
+        PACED=1 measure "$round" "$name-tls" "https://127.0.0.1:$PERMGATE_TLS_PORT" "${PERMGATE_PID[$name-tls]}"
+      done
+    fi
+  done
+fi
 log "load after: $(uptime | sed 's/.*load average//')"
 
 # --- summary -----------------------------------------------------------------------------------------------
@@ -181,16 +203,19 @@ echo
 echo "results (also in $RESULTS):"
 column -t -s $'\t' "$RESULTS"
 echo
-echo "ratios per round (req/s ratio; p99 added = p99(proxy) - p99(direct)):"
+echo "ratios per round (req/s ratio; p99 added = p99(proxy) - p99(direct); @paced: at the same fixed offered load,"
+echo "where the req/s ratio is ~1 by construction and the p99 added is the latency the proxy adds):"
 awk -F'\t' 'NR > 1 { rps[$1, $2] = $3; p99[$1, $2] = $6; rounds[$1] = 1; names[$2] = 1 }
   END {
     for (r in rounds) {
       for (n in names) {
         if (n ~ /^permgate/) {
-          base = (n ~ /-tls$/) ? "nginx-tls" : "nginx"
-          printf "  round %s  %-24s /%-9s %.2f   /direct %.2f   p99 added vs direct %+.3f ms   vs %s %+.3f ms\n",
-            r, n, base, rps[r, n] / rps[r, base], rps[r, n] / rps[r, "direct"],
-            p99[r, n] - p99[r, "direct"], base, p99[r, n] - p99[r, base]
+          paced = (n ~ /@paced$/) ? "@paced" : ""
+          base = ((n ~ /-tls(@paced)?$/) ? "nginx-tls" : "nginx") paced
+          direct = "direct" paced
+          printf "  round %s  %-24s /%-15s %.2f   /direct %.2f   p99 added vs direct %+.3f ms   vs %s %+.3f ms\n",
+            r, n, base, rps[r, n] / rps[r, base], rps[r, n] / rps[r, direct],
+            p99[r, n] - p99[r, direct], base, p99[r, n] - p99[r, base]
         }
       }
     }

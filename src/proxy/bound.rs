@@ -244,6 +244,7 @@ pub struct Binding {
     state: Mutex<Bound>,
 }
 
+#[derive(Default)]
 struct Bound {
     /// The pool the bound connection came from (a reload with other upstream settings makes a new pool).
     pool: Option<Arc<Pool>>,
@@ -252,20 +253,9 @@ struct Bound {
     driver: Option<Driver>,
     /// The inbound connection task's waker, to poll a newly bound connection.
     waker: Option<Waker>,
-    /// When the last request was handed to the bound connection.
-    last_used: std::time::Instant,
-}
-
-impl Default for Bound {
-    fn default() -> Self {
-        Self {
-            pool: None,
-            sender: None,
-            driver: None,
-            waker: None,
-            last_used: std::time::Instant::now(),
-        }
-    }
+    /// Whether a request was handed to the bound connection since the idle check last looked (a flag
+    /// rather than a time: no clock read per request).
+    used: bool,
 }
 
 impl Bound {
@@ -287,8 +277,8 @@ impl Bound {
     }
 }
 
-/// How long an upstream connection stays bound to an inbound connection that sends no request (at most
-/// `pool_idle_timeout`): long enough that a busy keep-alive client keeps its connection from one request to
+/// How long (between one and two of these) an upstream connection stays bound to an inbound connection that
+/// sends no request (at most `pool_idle_timeout`): long enough that a busy keep-alive client keeps its connection from one request to
 /// the next, short enough that the upstream connections in use follow the requests in flight, not the
 /// clients connected (a burst of new clients takes the connections of clients that went quiet).
 pub const BOUND_IDLE: Duration = Duration::from_millis(50);
@@ -330,18 +320,12 @@ impl Future for Drive<'_> {
             .idle_check
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(grace)));
         while check.as_mut().poll(cx).is_ready() {
-            let now = tokio::time::Instant::now();
-            let idle_since = tokio::time::Instant::from_std(state.last_used);
             // A request or response on it (its sender is out or not ready for the next one), or used
-            // within the grace: look again later.
+            // since the last look: look again one grace later. So a connection goes back between one and
+            // two graces after its last request.
             let busy = !state.sender.as_ref().is_some_and(SendRequest::is_ready);
-            if busy || now < idle_since + grace {
-                let next = if busy {
-                    now + grace
-                } else {
-                    idle_since + grace
-                };
-                check.as_mut().reset(next);
+            if busy || std::mem::take(&mut state.used) {
+                check.as_mut().reset(tokio::time::Instant::now() + grace);
                 continue;
             }
             state.release();
@@ -404,7 +388,7 @@ impl Binding {
         let mut state = self.state();
         if state.driver.is_some() {
             state.sender = Some(sender);
-            state.last_used = std::time::Instant::now();
+            state.used = true;
         }
     }
 

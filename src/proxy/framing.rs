@@ -220,14 +220,22 @@ impl HeadScanner {
                 }
                 ScanState::Head if self.line.is_empty() && (byte == b'\r' || byte == b'\n') => {}
                 ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
-                    self.line.push(byte);
+                    // The rest of the line at once: up to and including its `\n`, or all there is.
+                    let line_len = bytes
+                        .iter()
+                        .position(|&byte| byte == b'\n')
+                        .map_or(bytes.len(), |newline| newline + 1);
+                    let (line, after) = bytes.split_at(line_len);
+                    self.line.extend_from_slice(line);
                     if self.line.len() > MAX_SCANNED_HEAD {
                         self.stop();
                         return;
                     }
-                    if byte == b'\n' {
+                    if line.last() == Some(&b'\n') {
                         self.line_end();
                     }
+                    bytes = after;
+                    continue;
                 }
             }
             bytes = rest;
@@ -243,8 +251,13 @@ impl HeadScanner {
     fn line_end(&mut self) {
         match self.state {
             ScanState::Head if self.line.ends_with(b"\n\n") || self.line.ends_with(b"\n\r\n") => {
-                let head = std::mem::take(&mut self.line);
+                let mut head = std::mem::take(&mut self.line);
                 self.head_end(&head);
+                // The buffer is kept for the next head (unless the scanner stopped).
+                if self.state != ScanState::Stopped {
+                    head.clear();
+                    self.line = head;
+                }
             }
             ScanState::ChunkSize => {
                 let line = std::mem::take(&mut self.line);
@@ -268,26 +281,31 @@ impl HeadScanner {
     }
 
     fn head_end(&mut self, head: &[u8]) {
-        let text = String::from_utf8_lossy(head);
-        let mut lines = text.split('\n').map(|line| line.trim_end_matches('\r'));
-        let request_line = lines.next().unwrap_or("");
-        if request_line.ends_with("HTTP/2.0") || request_line.starts_with("CONNECT ") {
+        let mut lines = head
+            .split(|&byte| byte == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        let request_line = lines.next().unwrap_or_default();
+        if request_line.ends_with(b"HTTP/2.0") || request_line.starts_with(b"CONNECT ") {
             self.stop();
             return;
         }
         let (mut length, mut has_length, mut has_encoding, mut upgrade) =
             (None, false, false, false);
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
+            let Some(colon) = line.iter().position(|&byte| byte == b':') else {
                 continue;
             };
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("content-length") {
+            let (name, value) = line.split_at(colon);
+            let name = name.trim_ascii();
+            if name.eq_ignore_ascii_case(b"content-length") {
                 has_length = true;
-                length = length.or_else(|| value.trim().parse::<u64>().ok());
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                length = length.or_else(|| {
+                    let value = value.get(1..).unwrap_or_default();
+                    std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok()
+                });
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 has_encoding = true;
-            } else if name.eq_ignore_ascii_case("upgrade") {
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
                 upgrade = true;
             }
         }
