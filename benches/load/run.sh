@@ -15,11 +15,12 @@ ROUNDS="${ROUNDS:-2}"           # every target is measured ROUNDS times, interle
 TOKENS="${TOKENS:-100000}"      # tokens in the generated permgate config
 PIN="${PIN:-auto}"              # 1: wrk + upstream on CPU 0, the proxy alone on CPU 1; 0: no pinning
 TLS="${TLS:-1}"                 # 1: also measure nginx and permgate with inbound TLS
+BARE="${BARE:-1}"               # 1: also measure bare_proxy (same hyper stack, no authorization): the stack's floor
 PACE_MS="${PACE_MS:-10}"        # fixed-load runs: each connection waits ~PACE_MS before each request (0: none)
 WORK="${WORK:-$(mktemp -d /tmp/permgate-load.XXXXXX)}"; mkdir -p "$WORK"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-UPSTREAM_PORT=9100; NGINX_PORT=8181; NGINX_TLS_PORT=8443; PERMGATE_PORT=8180; PERMGATE_TLS_PORT=8444
+UPSTREAM_PORT=9100; BARE_PORT=8182; NGINX_PORT=8181; NGINX_TLS_PORT=8443; PERMGATE_PORT=8180; PERMGATE_TLS_PORT=8444
 
 # shellcheck source=benches/load/lib.sh
 source "$ROOT/benches/load/lib.sh"
@@ -40,7 +41,7 @@ on() { taskset -c "$1" "${@:2}"; }
 # --- build -------------------------------------------------------------------------------------------------
 if [ "${NO_BUILD:-0}" != 1 ]; then
   log "building permgate and the load tools (release)"
-  (cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config)
+  (cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config --example bare_proxy)
 fi
 PERMGATE_BINS=("permgate=$TARGET_DIR/release/permgate")
 
@@ -112,6 +113,13 @@ taskset -c "$PROXY_CPUS" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/ngin
 NGINX_PID=$!; PIDS+=("$NGINX_PID")
 declare -A PERMGATE_PID   # "<binary name>-<plain|tls>" -> pid; started on demand by start_permgate
 wait_port "$UPSTREAM_PORT"; wait_port "$NGINX_PORT"
+if [ "$BARE" = 1 ]; then
+  # One upstream connection per inbound connection (as permgate's HTTP/1 path), one worker like the others.
+  TOKIO_WORKER_THREADS="$PROXY_WORKERS" taskset -c "$PROXY_CPUS" "$TARGET_DIR/release/examples/bare_proxy" \
+    "127.0.0.1:$BARE_PORT" "127.0.0.1:$UPSTREAM_PORT" conn multi 2>"$WORK/bare.log" &
+  BARE_PID=$!; PIDS+=("$BARE_PID")
+  wait_port "$BARE_PORT"
+fi
 
 # --- measuring ---------------------------------------------------------------------------------------------
 # wrk's latency figures in ms.
@@ -162,6 +170,7 @@ log "wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $TOKENS tokens, pinn
 for round in $(seq 1 "$ROUNDS"); do
   measure "$round" direct "http://127.0.0.1:$UPSTREAM_PORT"
   measure "$round" nginx "http://127.0.0.1:$NGINX_PORT" "$NGINX_PID"
+  if [ "$BARE" = 1 ]; then measure "$round" hyper-bare "http://127.0.0.1:$BARE_PORT" "$BARE_PID"; fi
   for entry in "${PERMGATE_BINS[@]}"; do
     name="${entry%%=*}"
     start_permgate "$name" plain
@@ -213,9 +222,11 @@ awk -F'\t' 'NR > 1 { rps[$1, $2] = $3; p99[$1, $2] = $6; rounds[$1] = 1; names[$
           paced = (n ~ /@paced$/) ? "@paced" : ""
           base = ((n ~ /-tls(@paced)?$/) ? "nginx-tls" : "nginx") paced
           direct = "direct" paced
-          printf "  round %s  %-24s /%-15s %.2f   /direct %.2f   p99 added vs direct %+.3f ms   vs %s %+.3f ms\n",
+          printf "  round %s  %-24s /%-15s %.2f   /direct %.2f   p99 added vs direct %+.3f ms   vs %s %+.3f ms",
             r, n, base, rps[r, n] / rps[r, base], rps[r, n] / rps[r, direct],
             p99[r, n] - p99[r, direct], base, p99[r, n] - p99[r, base]
+          if (rps[r, "hyper-bare"] && paced == "" && n !~ /-tls$/) printf "   /hyper-bare %.2f", rps[r, n] / rps[r, "hyper-bare"]
+          printf "\n"
         }
       }
     }

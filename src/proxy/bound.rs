@@ -420,7 +420,9 @@ pub async fn send(
             Some(sender) => (sender, true),
             None => match pool.checkout_idle().await {
                 Some(idle) => (binding.bind(pool, idle), true),
-                None => (binding.bind(pool, pool.connect().await?), false),
+                // Boxed: connecting is rare on this path and its future is large; unboxed it would be
+                // moved with every request's future.
+                None => (binding.bind(pool, Box::pin(pool.connect()).await?), false),
             },
         };
         if sender.ready().await.is_err() {

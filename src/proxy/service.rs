@@ -158,8 +158,8 @@ impl Gateway {
     }
 
     /// For the reloader, after storing a new snapshot: rebuilds the upstream clients when the settings baked
-    /// into them (CA file, connect timeout, pool) changed. The URL and response timeout are read per request
-    /// and need no rebuild. On error the old clients stay.
+    /// into them (URL, CA file, connect timeout, pool) changed: a new URL gets a new pool of bound
+    /// connections. The response timeout is read per request. On error the old clients stay.
     pub fn refresh_upstream(&self) -> Result<(), ProxyError> {
         let snapshot = self.snapshot.load_full();
         if !self
