@@ -4,6 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use time::OffsetDateTime;
@@ -12,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 use super::model::{
     Account, AccountIdx, Effect, GroupInfo, IpCondition, Member, Owner, Policy, PolicySet, Select,
-    Selector, Status, Token, User, Zone,
+    Selector, Status, Token, TokenGate, User, Zone, ZoneEntry,
 };
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
@@ -104,6 +105,8 @@ struct Compiler<'a> {
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
     first_seen: FxHashMap<(&'static str, &'a str), String>,
+    /// The shared id of each token owner (see [`TokenGate::owner_id`]).
+    owner_ids: FxHashMap<Owner, Arc<str>>,
 }
 
 /// Compiles the policy files against the route keys. `namespace` is `<ns>` of resource keys.
@@ -126,6 +129,7 @@ pub fn compile(
         keyset_index: FxHashMap::default(),
         domain_groups: FxHashMap::default(),
         first_seen: FxHashMap::default(),
+        owner_ids: FxHashMap::default(),
     };
     for source in sources {
         compiler.catalog(source);
@@ -544,9 +548,7 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let position = self.set.accounts.len() as AccountIdx;
-            self.set
-                .account_by_id
-                .insert(account.id.as_str().into(), position);
+            self.set.account_by_id.insert(account.id.as_str(), position);
             let mut zones = Vec::new();
             for (zone_index, zone) in account.zones.iter().enumerate() {
                 let zone_item = Sub::item(&path, "zones", zone_index);
@@ -555,11 +557,7 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
                 if let Some(existing) = self.set.zone_by_id.get(zone.id.as_str()) {
-                    let owner = self
-                        .set
-                        .zones
-                        .get(*existing as usize)
-                        .map(|zone| zone.account);
+                    let owner = Some(existing.account);
                     let message = match owner
                         .and_then(|owner| self.set.accounts.get(owner as usize))
                     {
@@ -574,9 +572,13 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
                 let zone_position = self.set.zones.len() as u32;
-                self.set
-                    .zone_by_id
-                    .insert(zone.id.as_str().into(), zone_position);
+                self.set.zone_by_id.insert(
+                    zone.id.as_str(),
+                    ZoneEntry {
+                        zone: zone_position,
+                        account: position,
+                    },
+                );
                 self.set.zones.push(Zone {
                     id: zone.id.as_str().into(),
                     name: zone.name.as_str().into(),
@@ -599,7 +601,7 @@ impl<'a> Compiler<'a> {
                 let mut members = Vec::new();
                 for (zone_index, zone_id) in group.zones.iter().enumerate() {
                     match self.set.zone_by_id.get(zone_id.as_str()) {
-                        Some(zone) if zones.contains(zone) => members.push(*zone),
+                        Some(entry) if zones.contains(&entry.zone) => members.push(entry.zone),
                         _ => self.error(
                             source.file,
                             format!("{group_path}.zones[{zone_index}]"),
@@ -675,19 +677,18 @@ impl<'a> Compiler<'a> {
                         policies.push(policy);
                     }
                 }
-                let position = self.set.members.len() as u32;
-                self.set
-                    .member_by_user_account
-                    .insert((user, account_position), position);
+                self.set.member_by_user_account.insert(
+                    (user, account_position),
+                    Member {
+                        user,
+                        account: account_position,
+                        api_access,
+                        policies: policies.into_boxed_slice(),
+                    },
+                );
                 if let Some(info) = self.set.users.get_mut(user as usize) {
-                    info.memberships.push(position);
+                    info.memberships.push(account_position);
                 }
-                self.set.members.push(Member {
-                    user,
-                    account: account_position,
-                    api_access,
-                    policies,
-                });
             }
         }
     }
@@ -829,6 +830,11 @@ impl<'a> Compiler<'a> {
             id: policy.id.clone().unwrap_or_else(label).into(),
             effect: effect(policy.access),
             keyset,
+            first_keys: self
+                .set
+                .keysets
+                .get(keyset as usize)
+                .map_or(0, KeySet::first_word),
             selector,
         })
     }
@@ -839,17 +845,7 @@ impl<'a> Compiler<'a> {
             .set
             .users
             .get(user as usize)
-            .map(|info| {
-                info.memberships
-                    .iter()
-                    .filter_map(|member| {
-                        self.set
-                            .members
-                            .get(*member as usize)
-                            .map(|member| member.account)
-                    })
-                    .collect()
-            })
+            .map(|info| info.memberships.clone())
             .unwrap_or_default();
         let reachable = selector.items().iter().any(|item| match item {
             Select::AllAccounts | Select::AllZones | Select::User(_) => true,
@@ -873,15 +869,7 @@ impl<'a> Compiler<'a> {
 
     fn zone_in(&self, zone_id: &str, account: AccountIdx) -> Result<u32, String> {
         match self.set.zone_by_id.get(zone_id) {
-            Some(zone)
-                if self
-                    .set
-                    .zones
-                    .get(*zone as usize)
-                    .is_some_and(|z| z.account == account) =>
-            {
-                Ok(*zone)
-            }
+            Some(entry) if entry.account == account => Ok(entry.zone),
             Some(_) => Err(format!(
                 "zone {zone_id:?} belongs to another account than {:?}",
                 self.set
@@ -927,16 +915,51 @@ impl<'a> Compiler<'a> {
     fn tokens(&mut self, source: &PolicySource<'a>) {
         for (index, token) in source.raw.tokens.iter().enumerate() {
             let path = Item("tokens", index);
-            if let Some(compiled) = self.token(token, source.file, &path) {
+            if let Some((compiled, policies)) = self.token(token, source.file, &path) {
                 let position = self.set.tokens.len() as u32;
                 let hash = parse_sha256(&token.secret_sha256).unwrap_or_default();
+                let gate = TokenGate {
+                    owner: compiled.owner,
+                    status: compiled.status,
+                    has_ip_condition: compiled.ip_condition.is_some(),
+                    valid_from: compiled.not_before.as_ref().map_or(i64::MIN, |(at, _)| *at),
+                    valid_until: compiled.expires_on.as_ref().map_or(i64::MAX, |(at, _)| *at),
+                    owner_id: self.owner_id(compiled.owner),
+                    policies: policies.into_boxed_slice(),
+                };
                 self.set.token_by_hash.insert(hash, position);
                 self.set.tokens.push(compiled);
+                self.set.token_gates.push(gate);
             }
         }
     }
 
-    fn token(&mut self, token: &'a RawToken, file: &Path, path: At<'_>) -> Option<Token> {
+    /// The id of a token's owner, one shared copy per owner.
+    fn owner_id(&mut self, owner: Owner) -> Arc<str> {
+        let set = &self.set;
+        self.owner_ids
+            .entry(owner)
+            .or_insert_with(|| {
+                let id = match owner {
+                    Owner::User(user) => set.users.get(user as usize).map(|user| &*user.id),
+                    Owner::Account(account) => set
+                        .accounts
+                        .get(account as usize)
+                        .map(|account| &*account.id),
+                };
+                // Owners come from the user and account indexes, so the record exists.
+                Arc::from(id.unwrap_or(""))
+            })
+            .clone()
+    }
+
+    /// A token and its policies.
+    fn token(
+        &mut self,
+        token: &'a RawToken,
+        file: &Path,
+        path: At<'_>,
+    ) -> Option<(Token, Vec<Policy>)> {
         let id_ok = self.check_id(&token.id, file, &format_args!("{path}.id"))
             && self.unique("token", &token.id, file, &format_args!("{path}.id"));
         let hash_ok = match parse_sha256(&token.secret_sha256) {
@@ -1027,16 +1050,18 @@ impl<'a> Compiler<'a> {
         if !(id_ok && hash_ok && policies_ok) {
             return None;
         }
-        Some(Token {
-            id: token.id.as_str().into(),
-            name: token.name.as_deref().unwrap_or("").into(),
-            owner: owner?,
-            status,
-            not_before: not_before?,
-            expires_on: expires_on?,
-            ip_condition: ip_condition?,
+        Some((
+            Token {
+                id: token.id.as_str().into(),
+                name: token.name.as_deref().unwrap_or("").into(),
+                owner: owner?,
+                status,
+                not_before: not_before?,
+                expires_on: expires_on?,
+                ip_condition: ip_condition?,
+            },
             policies,
-        })
+        ))
     }
 
     /// `Some(None)` when absent, `Some(Some(..))` when valid, `None` (with an error) when invalid.
@@ -1141,6 +1166,11 @@ impl<'a> Compiler<'a> {
             id: policy.id.clone().unwrap_or_else(label).into(),
             effect: effect(policy.effect),
             keyset,
+            first_keys: self
+                .set
+                .keysets
+                .get(keyset as usize)
+                .map_or(0, KeySet::first_word),
             selector,
         })
     }
@@ -1220,7 +1250,7 @@ impl<'a> Compiler<'a> {
                 }
             },
             ResourceKey::Zone(zone_id) => {
-                let Some(&zone) = self.set.zone_by_id.get(zone_id) else {
+                let Some(&ZoneEntry { zone, .. }) = self.set.zone_by_id.get(zone_id) else {
                     self.error(file, path, format!("unknown zone {zone_id:?}"));
                     return None;
                 };

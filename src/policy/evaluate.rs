@@ -10,7 +10,7 @@ use super::decision::{Denial, KeyList, Outcome, PolicySource};
 use super::keys::KeyId;
 use super::model::{
     AccountIdx, Effect, Member, Owner, Policy, PolicySet, Principal, PrincipalKind, Resource,
-    ResourceRef, Status, Token, UserIdx, ZoneIdx,
+    ResourceRef, Status, Token, TokenGate, UserIdx, ZoneIdx,
 };
 
 /// The credential as presented, already hashed (secrets never go further than the hash).
@@ -74,9 +74,16 @@ pub type PolicyIds<'s> = SmallVec<[&'s str; 4]>;
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy)]
 enum Caller<'s> {
-    UserToken(&'s Token, UserIdx),
-    AccountToken(&'s Token, AccountIdx),
+    UserToken(TokenRef<'s>, UserIdx),
+    AccountToken(TokenRef<'s>, AccountIdx),
     LegacyKey(UserIdx),
+}
+
+/// A token found by its hash: what decisions read, and the full record for reasons and the principal.
+#[derive(Debug, Clone, Copy)]
+struct TokenRef<'s> {
+    gate: &'s TokenGate,
+    record: &'s Token,
 }
 
 impl PolicySet {
@@ -107,19 +114,17 @@ impl PolicySet {
             Target::User => match caller {
                 Caller::UserToken(_, user) | Caller::LegacyKey(user) => Resource::User(user),
                 Caller::AccountToken(token, _) => {
-                    return Err(Denial::AccountTokenOnUserRoute { token: &token.id });
+                    return Err(Denial::AccountTokenOnUserRoute {
+                        token: &token.record.id,
+                    });
                 }
             },
             Target::Account(id) => match self.account_by_id.get(id) {
                 Some(account) => Resource::Account(*account),
                 None => return Err(unknown("account", id)),
             },
-            Target::Zone(id) => match self
-                .zone_by_id
-                .get(id)
-                .and_then(|zone| Some((*zone, self.zones.get(*zone as usize)?)))
-            {
-                Some((zone, info)) => Resource::Zone(zone, info.account),
+            Target::Zone(id) => match self.zone_by_id.get(id) {
+                Some(entry) => Resource::Zone(entry.zone, entry.account),
                 None => return Err(unknown("zone", id)),
             },
         };
@@ -131,13 +136,18 @@ impl PolicySet {
     fn authenticate(&self, request: &AccessRequest<'_>) -> Result<Caller<'_>, Denial<'_>> {
         match request.presented {
             Presented::Token { sha256 } => {
-                let token = self
+                let index = *self
                     .token_by_hash
                     .get(&sha256)
-                    .and_then(|index| self.tokens.get(*index as usize))
-                    .ok_or(Denial::TokenUnknown)?;
-                check_usable(token, request.now, request.client_ip)?;
-                Ok(match token.owner {
+                    .ok_or(Denial::TokenUnknown)? as usize;
+                let (Some(gate), Some(record)) =
+                    (self.token_gates.get(index), self.tokens.get(index))
+                else {
+                    return Err(internal("token index out of range"));
+                };
+                check_usable(gate, record, request.now, request.client_ip)?;
+                let token = TokenRef { gate, record };
+                Ok(match gate.owner {
                     Owner::User(user) => Caller::UserToken(token, user),
                     Owner::Account(account) => Caller::AccountToken(token, account),
                 })
@@ -164,14 +174,16 @@ impl PolicySet {
 
     fn principal<'s>(&'s self, caller: Caller<'s>) -> Result<Principal<'s>, Denial<'s>> {
         let (kind, id, token) = match caller {
-            Caller::UserToken(token, user) => {
-                (PrincipalKind::User, self.user_id(user)?, Some(token))
-            }
+            Caller::UserToken(token, _) => (
+                PrincipalKind::User,
+                &*token.gate.owner_id,
+                Some(token.record),
+            ),
             Caller::LegacyKey(user) => (PrincipalKind::User, self.user_id(user)?, None),
-            Caller::AccountToken(token, account) => (
+            Caller::AccountToken(token, _) => (
                 PrincipalKind::Account,
-                self.account_id(account)?,
-                Some(token),
+                &*token.gate.owner_id,
+                Some(token.record),
             ),
         };
         Ok(Principal { kind, id, token })
@@ -189,28 +201,28 @@ impl PolicySet {
             // A user resource: no account, so no membership bound and no API-access toggle.
             return match caller {
                 Caller::UserToken(token, _) => self.grant(
-                    &token.policies,
+                    &token.gate.policies,
                     PolicySource::Token,
                     resource,
                     required,
                     decided_by,
                 ),
                 Caller::LegacyKey(_) => Ok(()),
-                Caller::AccountToken(token, _) => {
-                    Err(Denial::AccountTokenOnUserRoute { token: &token.id })
-                }
+                Caller::AccountToken(token, _) => Err(Denial::AccountTokenOnUserRoute {
+                    token: &token.record.id,
+                }),
             };
         };
         match caller {
             Caller::AccountToken(token, own) => {
                 if own != account {
                     return Err(Denial::OutsideOwnAccount {
-                        token: &token.id,
+                        token: &token.record.id,
                         account: self.account_id(account)?,
                     });
                 }
                 self.grant(
-                    &token.policies,
+                    &token.gate.policies,
                     PolicySource::Token,
                     resource,
                     required,
@@ -220,7 +232,7 @@ impl PolicySet {
             Caller::UserToken(token, user) => {
                 let member = self.usable_member(user, account)?;
                 self.grant(
-                    &token.policies,
+                    &token.gate.policies,
                     PolicySource::Token,
                     resource,
                     required,
@@ -252,7 +264,6 @@ impl PolicySet {
         let member = self
             .member_by_user_account
             .get(&(user, account))
-            .and_then(|index| self.members.get(*index as usize))
             .ok_or_else(|| match (self.user_id(user), self.account_id(account)) {
                 (Ok(user), Ok(account)) => Denial::NotMember { user, account },
                 (Err(error), _) | (_, Err(error)) => error,
@@ -323,10 +334,13 @@ impl PolicySet {
     ) -> Result<&'s str, Denial<'s>> {
         let mut allowed_by = None;
         for policy in policies {
-            let holds_key = self
-                .keysets
-                .get(policy.keyset as usize)
-                .is_some_and(|keys| keys.contains(key));
+            let holds_key = if key.0 < 64 {
+                policy.first_keys & (1 << key.0) != 0
+            } else {
+                self.keysets
+                    .get(policy.keyset as usize)
+                    .is_some_and(|keys| keys.contains(key))
+            };
             if !holds_key || !policy.selector.covers(resource) {
                 continue;
             }
@@ -368,16 +382,7 @@ impl PolicySet {
             Caller::UserToken(_, user) | Caller::LegacyKey(user) => self
                 .users
                 .get(user as usize)
-                .map(|user| {
-                    user.memberships
-                        .iter()
-                        .filter_map(|member| {
-                            self.members
-                                .get(*member as usize)
-                                .map(|member| member.account)
-                        })
-                        .collect()
-                })
+                .map(|user| user.memberships.clone())
                 .unwrap_or_default(),
         };
         let mut disabled: Vec<&str> = Vec::new();
@@ -437,9 +442,9 @@ impl PolicySet {
             }
         };
         match caller {
-            Caller::AccountToken(token, _) => collect(&token.policies),
+            Caller::AccountToken(token, _) => collect(&token.gate.policies),
             Caller::UserToken(token, user) => {
-                collect(&token.policies);
+                collect(&token.gate.policies);
                 if let Some(member) = self.member(user, account) {
                     collect(&member.policies);
                 }
@@ -464,9 +469,7 @@ impl PolicySet {
     }
 
     fn member(&self, user: UserIdx, account: AccountIdx) -> Option<&Member> {
-        self.member_by_user_account
-            .get(&(user, account))
-            .and_then(|index| self.members.get(*index as usize))
+        self.member_by_user_account.get(&(user, account))
     }
 
     fn user_id(&self, user: UserIdx) -> Result<&str, Denial<'_>> {
@@ -491,9 +494,14 @@ impl PolicySet {
     }
 }
 
-/// Whether a token may be used now, from this IP.
-fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial<'_>> {
-    match token.status {
+/// Whether a token may be used now, from this IP: the gate decides, the record names the reason.
+fn check_usable<'s>(
+    gate: &TokenGate,
+    token: &'s Token,
+    now: i64,
+    client_ip: IpAddr,
+) -> Result<(), Denial<'s>> {
+    match gate.status {
         Status::Active => {}
         Status::Disabled => {
             return Err(Denial::TokenDisabled { token: &token.id });
@@ -505,29 +513,33 @@ fn check_usable(token: &Token, now: i64, client_ip: IpAddr) -> Result<(), Denial
             });
         }
     }
-    if let Some((not_before, text)) = &token.not_before {
-        if now < *not_before {
-            return Err(Denial::TokenNotYetValid {
-                token: &token.id,
-                at: text,
-            });
-        }
+    // `valid_from` is `i64::MIN` without a `not_before`, and no `now` is before it.
+    if now < gate.valid_from {
+        return Err(Denial::TokenNotYetValid {
+            token: &token.id,
+            at: token.not_before.as_ref().map_or("", |(_, text)| text),
+        });
     }
-    if let Some((expires_on, text)) = &token.expires_on {
-        if now >= *expires_on {
+    // `valid_until` is `i64::MAX` without an `expires_on`: only the record tells whether it expires then.
+    if now >= gate.valid_until {
+        if let Some((_, text)) = &token.expires_on {
             return Err(Denial::TokenExpired {
                 token: &token.id,
                 at: Some(text),
             });
         }
     }
-    if let Some(condition) = &token.ip_condition {
-        if !condition.allows(client_ip) {
-            return Err(Denial::IpOutsideCondition {
-                token: &token.id,
-                ip: client_ip,
-            });
-        }
+    // Fail closed: a gate that says there is a condition but no condition to check is a denial.
+    if gate.has_ip_condition
+        && !token
+            .ip_condition
+            .as_ref()
+            .is_some_and(|condition| condition.allows(client_ip))
+    {
+        return Err(Denial::IpOutsideCondition {
+            token: &token.id,
+            ip: client_ip,
+        });
     }
     Ok(())
 }

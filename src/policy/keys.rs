@@ -163,6 +163,11 @@ impl KeySet {
             .is_some_and(|word| word & (1 << (index % 64)) != 0)
     }
 
+    /// The bits of the first 64 keys (bit `i` is `KeyId(i)`).
+    pub fn first_word(&self) -> u64 {
+        self.words.first().copied().unwrap_or(0)
+    }
+
     /// Adds every key of `other`.
     pub fn union_with(&mut self, other: &KeySet) {
         for (word, other_word) in self.words.iter_mut().zip(other.words.iter()) {

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod decision;
 pub mod evaluate;
+pub mod id_index;
 pub mod keys;
 pub mod model;
 

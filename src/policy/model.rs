@@ -6,11 +6,13 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use super::id_index::IdIndex;
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 
 /// Index of a user in [`PolicySet::users`].
@@ -32,18 +34,21 @@ pub struct PolicySet {
     pub users: Vec<User>,
     pub accounts: Vec<Account>,
     pub zones: Vec<Zone>,
-    pub members: Vec<Member>,
     pub tokens: Vec<Token>,
+    /// What a decision reads of each token, by the same index as [`Self::tokens`].
+    pub token_gates: Vec<TokenGate>,
     /// The permission-group catalog, kept for `permgate validate`.
     pub groups: Vec<GroupInfo>,
     /// Problems that do not stop the config from loading (`permgate validate` prints them).
     pub warnings: Vec<crate::config::ConfigError>,
     pub(crate) user_by_id: FxHashMap<Box<str>, UserIdx>,
     pub(crate) user_by_email: FxHashMap<Box<str>, UserIdx>,
-    pub(crate) account_by_id: FxHashMap<Box<str>, AccountIdx>,
-    pub(crate) zone_by_id: FxHashMap<Box<str>, ZoneIdx>,
+    pub(crate) account_by_id: IdIndex<AccountIdx>,
+    /// A zone and its account in one entry: resolving a zone route reads no [`Zone`].
+    pub(crate) zone_by_id: IdIndex<ZoneEntry>,
     pub(crate) token_by_hash: DigestMap<u32>,
-    pub(crate) member_by_user_account: FxHashMap<(UserIdx, AccountIdx), u32>,
+    /// Each membership, with its policies in the entry itself (no second lookup).
+    pub(crate) member_by_user_account: FxHashMap<(UserIdx, AccountIdx), Member>,
 }
 
 #[derive(Debug)]
@@ -51,8 +56,8 @@ pub struct User {
     pub id: Box<str>,
     pub email: Box<str>,
     pub api_key_sha256: Option<[u8; 32]>,
-    /// Indices into [`PolicySet::members`].
-    pub memberships: Vec<u32>,
+    /// The accounts the user is a member of, in config order.
+    pub memberships: Vec<AccountIdx>,
 }
 
 #[derive(Debug)]
@@ -70,6 +75,13 @@ pub struct Zone {
     pub account: AccountIdx,
 }
 
+/// A zone's entry in the zone index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneEntry {
+    pub zone: ZoneIdx,
+    pub account: AccountIdx,
+}
+
 /// A user's membership of an account.
 #[derive(Debug)]
 pub struct Member {
@@ -77,11 +89,11 @@ pub struct Member {
     pub account: AccountIdx,
     /// The effective API-access toggle for this user's credentials on this account.
     pub api_access: bool,
-    pub policies: Vec<Policy>,
+    pub policies: Box<[Policy]>,
 }
 
 /// Who owns a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Owner {
     User(UserIdx),
     Account(AccountIdx),
@@ -105,7 +117,27 @@ pub struct Token {
     pub not_before: Option<(i64, Box<str>)>,
     pub expires_on: Option<(i64, Box<str>)>,
     pub ip_condition: Option<IpCondition>,
-    pub policies: Vec<Policy>,
+}
+
+/// The fields of a token that every decision reads, in one cache line of their own: the [`Token`] record
+/// next to it holds what only reasons, logs and `permgate validate` need (names, times as text, the IP
+/// ranges), so authenticating a token touches one line, not the three its full record spans.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct TokenGate {
+    pub owner: Owner,
+    pub status: Status,
+    /// Whether [`Token::ip_condition`] is set.
+    pub has_ip_condition: bool,
+    /// `not_before` in Unix seconds; `i64::MIN` when there is none.
+    pub valid_from: i64,
+    /// `expires_on` in Unix seconds; `i64::MAX` when there is none (so a decision at `i64::MAX` checks
+    /// [`Token::expires_on`] to tell the two apart).
+    pub valid_until: i64,
+    /// The id of the owning user or account, shared with every other token of that owner: the principal
+    /// of a decision without reading the owner's record.
+    pub owner_id: Arc<str>,
+    pub policies: Box<[Policy]>,
 }
 
 /// `condition.request.ip`: inside some `in` range (when given), inside no `not_in` range.
@@ -145,6 +177,11 @@ pub struct Policy {
     pub effect: Effect,
     /// Index into [`PolicySet::keysets`]: identical key sets are stored once.
     pub keyset: u32,
+    /// The first 64 keys of that key set (bit `i` is [`KeyId`]`(i)`), inline: most configs have fewer route
+    /// keys than that, and testing a policy then follows no pointer.
+    ///
+    /// [`KeyId`]: super::keys::KeyId
+    pub first_keys: u64,
     pub selector: Selector,
 }
 
@@ -353,8 +390,15 @@ impl PolicySet {
 
     /// How many policies there are, member and token policies together.
     pub fn policy_count(&self) -> usize {
-        self.members.iter().map(|m| m.policies.len()).sum::<usize>()
-            + self.tokens.iter().map(|t| t.policies.len()).sum::<usize>()
+        self.member_by_user_account
+            .values()
+            .map(|m| m.policies.len())
+            .sum::<usize>()
+            + self
+                .token_gates
+                .iter()
+                .map(|t| t.policies.len())
+                .sum::<usize>()
     }
 }
 
