@@ -28,6 +28,12 @@ impl InlineId {
         bytes.get_mut(..id.len())?.copy_from_slice(id.as_bytes());
         Some(Self { bytes, len })
     }
+
+    /// The id as text (`None` never happens: the bytes were copied from a `&str`).
+    #[inline]
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.bytes.get(..usize::from(self.len))?).ok()
+    }
 }
 
 /// A map from id to `V`.
@@ -53,6 +59,21 @@ impl<V> IdIndex<V> {
         match InlineId::new(id) {
             Some(key) => self.inline.get(&key),
             None => self.long.get(id),
+        }
+    }
+
+    /// The entry of `id`, with the id as stored in the index (borrowed from it, not from `id`).
+    #[inline]
+    pub fn get_with_stored_id(&self, id: &str) -> Option<(&str, &V)> {
+        match InlineId::new(id) {
+            Some(key) => {
+                let (stored, value) = self.inline.get_key_value(&key)?;
+                Some((stored.as_str()?, value))
+            }
+            None => self
+                .long
+                .get_key_value(id)
+                .map(|(stored, value)| (&**stored, value)),
         }
     }
 
@@ -106,5 +127,8 @@ mod tests {
         assert_eq!(index.get(&"a".repeat(INLINE_ID_LEN - 1)), None);
         assert_eq!(index.get(&"a".repeat(INLINE_ID_LEN + 2)), None);
         assert!(index.contains_key("z1") && !index.contains_key("z2"));
+        assert_eq!(index.get_with_stored_id("z1"), Some(("z1", &4)));
+        assert_eq!(index.get_with_stored_id(&longer), Some((&*longer, &3)));
+        assert_eq!(index.get_with_stored_id("z2"), None);
     }
 }
