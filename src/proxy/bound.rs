@@ -1,26 +1,29 @@
-//! Upstream HTTP/1.1 connections bound to inbound HTTP/1 connections, their I/O driven by the inbound
-//! connection's own task; and the pool of idle ones between two bindings.
+//! Upstream HTTP/1.1 connections lent to inbound HTTP/1 connections for one exchange at a time and driven by
+//! the inbound connection's own task; and the pool of idle ones between exchanges.
 //!
-//! An inbound HTTP/1 connection carries one request at a time, so one upstream connection is all it ever
-//! needs. It takes one (idle from the pool, or a new one) for its first forwarded request and keeps it until
-//! it closes; then the upstream connection goes back to the pool if it is idle and healthy. While bound, the
-//! upstream connection's I/O future is polled by the inbound connection's task ([`Binding::drive`], beside
-//! hyper's server connection), so a forwarded request costs no task hand-off, no pool lock and no channel
-//! wake-up of another task: that is what made hyper-util's pooled client cost ~5 µs per request more here
-//! (`BENCHMARKS.md`). HTTP/2 inbound requests (many at once on one connection) and WebSocket upgrades use the
-//! shared pooled client instead ([`super::upstream`]).
+//! An inbound HTTP/1 connection carries one request at a time. For each forwarded request it takes an
+//! upstream connection (the most recently idle one from the pool, else a new one), and while the exchange
+//! lasts, that connection's I/O future is polled by the inbound connection's task ([`Binding::drive`], beside
+//! hyper's server connection): a forwarded request costs no task hand-off and no channel wake-up of another
+//! task, which is what made hyper-util's pooled client cost ~5 µs per request more here (`BENCHMARKS.md`).
+//! As soon as the response has been read whole, the connection goes back to the pool, so the upstream
+//! connections in use follow the requests in flight, never the clients connected. HTTP/2 inbound requests
+//! (many at once on one connection) and WebSocket upgrades use the shared pooled client instead
+//! ([`super::upstream`]).
 //!
-//! Idle connections in the pool are each watched by a small parked task, so an upstream that closes one
-//! frees it at once; an idle connection is closed after `pool_idle_timeout`, and at most
+//! Idle connections are polled by nobody in between; one sweeper task per pool looks at them every
+//! [`SWEEP_EVERY`] (at most half of `pool_idle_timeout`), closing those the upstream closed and those idle
+//! longer than `pool_idle_timeout`, and a checkout polls a connection once before using it. At most
 //! `pool_max_idle_per_host` are kept. A request that a reused connection hands back unsent (it closed just
 //! then) is sent once more on a new connection; nothing that may have reached the upstream is resent.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
@@ -31,7 +34,7 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tower_service::Service;
 
 use super::body::ProxyBody;
@@ -46,12 +49,14 @@ struct UpstreamConnection {
     driver: Driver,
 }
 
-/// An idle connection in the pool, watched by its parked task.
+/// An idle connection in the pool, and since when.
 struct Idle {
-    /// `None` once the parked task saw the connection end (or the idle timeout pass).
-    connection: Arc<Mutex<Option<UpstreamConnection>>>,
-    parked: JoinHandle<()>,
+    connection: UpstreamConnection,
+    since: Instant,
 }
+
+/// How often the sweeper looks at the idle connections (at most half of `pool_idle_timeout`).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The upstream connections of one upstream origin (scheme and authority) and one set of pool settings.
 pub struct Pool {
@@ -64,6 +69,11 @@ pub struct Pool {
     idle_timeout: Duration,
     /// Oldest first; checkouts take the newest.
     idle: Mutex<VecDeque<Idle>>,
+    /// Requests connecting because the pool was empty, also waiting for a connection to come back: the
+    /// first of the two wins, so a burst of requests does not open a connection each.
+    waiters: Mutex<VecDeque<oneshot::Sender<UpstreamConnection>>>,
+    /// Whether the sweeper task runs (it ends when the pool has no idle connection left).
+    sweeping: AtomicBool,
 }
 
 // === impl Pool ===
@@ -92,6 +102,8 @@ impl Pool {
             max_idle,
             idle_timeout,
             idle: Mutex::new(VecDeque::new()),
+            waiters: Mutex::new(VecDeque::new()),
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -108,18 +120,32 @@ impl Pool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The newest idle connection that is still alive, polled once in `cx` to be sure.
+    /// The newest idle connection that is still alive, polled once to be sure.
     async fn checkout_idle(&self) -> Option<UpstreamConnection> {
         loop {
-            let entry = self.idle().pop_back()?;
-            entry.parked.abort();
-            let taken = lock(&entry.connection).take();
-            let Some(mut connection) = taken else {
-                continue;
-            };
-            if is_usable(&mut connection).await {
-                return Some(connection);
+            let mut entry = self.idle().pop_back()?;
+            if entry.since.elapsed() < self.idle_timeout && is_usable(&mut entry.connection).await {
+                return Some(entry.connection);
             }
+        }
+    }
+
+    /// A connection for a request that found the pool empty: a new one, or one that comes back while it is
+    /// being opened, whichever is first.
+    async fn connect_or_wait(&self) -> Result<(UpstreamConnection, bool), ProxyError> {
+        let (sender, returned) = oneshot::channel();
+        {
+            let mut waiters = lock(&self.waiters);
+            waiters.retain(|waiter| !waiter.is_closed());
+            waiters.push_back(sender);
+        }
+        // Boxed: connecting is rare on this path and its future is large; unboxed it would be moved with
+        // every request's future.
+        let connecting = Box::pin(self.connect());
+        tokio::select! {
+            biased;
+            Ok(connection) = returned => Ok((connection, true)),
+            connected = connecting => connected.map(|connection| (connection, false)),
         }
     }
 
@@ -146,34 +172,73 @@ impl Pool {
         })
     }
 
-    /// Parks an idle, healthy connection (or closes it, if the pool is full).
-    fn put(self: &Arc<Self>, connection: UpstreamConnection) {
+    /// Keeps an idle, healthy connection (or closes it, if the pool is full); starts the sweeper if needed.
+    fn put(self: &Arc<Self>, mut connection: UpstreamConnection) {
+        // A request waiting for one gets it first.
+        loop {
+            let waiter = lock(&self.waiters).pop_front();
+            let Some(waiter) = waiter else { break };
+            match waiter.send(connection) {
+                Ok(()) => return,
+                Err(unsent) => connection = unsent,
+            }
+        }
         if self.max_idle == 0 {
             return;
         }
-        let mut idle = self.idle();
-        idle.retain(|entry| !entry.parked.is_finished());
-        if idle.len() >= self.max_idle {
-            return;
+        {
+            let mut idle = self.idle();
+            if idle.len() >= self.max_idle {
+                return;
+            }
+            idle.push_back(Idle {
+                connection,
+                since: Instant::now(),
+            });
         }
-        let connection = Arc::new(Mutex::new(Some(connection)));
-        let parked = tokio::spawn(park(Arc::clone(&connection), self.idle_timeout));
-        idle.push_back(Idle { connection, parked });
+        if !self.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+
+    /// Closes the idle connections the upstream has closed or that idled past `pool_idle_timeout`; returns
+    /// whether any is left (if not, the sweeper stops).
+    fn sweep_once(&self, cx: &mut Context<'_>) -> bool {
+        let mut idle = self.idle();
+        idle.retain_mut(|entry| {
+            entry.since.elapsed() < self.idle_timeout
+                && entry.connection.driver.as_mut().poll(cx).is_pending()
+        });
+        if idle.is_empty() {
+            // Cleared under the lock: a `put` after this one sees `false` and starts a new sweeper.
+            self.sweeping.store(false, Ordering::Release);
+            return false;
+        }
+        true
     }
 
     /// How many idle connections the pool holds (for tests).
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        let mut idle = self.idle();
-        idle.retain(|entry| !entry.parked.is_finished());
-        idle.len()
+        self.idle().len()
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        for entry in self.idle().drain(..) {
-            entry.parked.abort();
+/// The pool's sweeper, until the pool has no idle connection or is gone.
+async fn sweep(pool: Weak<Pool>) {
+    loop {
+        let Some(every) = pool
+            .upgrade()
+            .map(|pool| SWEEP_EVERY.min(pool.idle_timeout / 2))
+        else {
+            return;
+        };
+        tokio::time::sleep(every.max(Duration::from_millis(1))).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if !poll_fn(|cx| Poll::Ready(pool.sweep_once(cx))).await {
+            return;
         }
     }
 }
@@ -204,25 +269,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An idle connection's watch: ends it when the upstream closes it or after `idle_timeout`.
-async fn park(connection: Arc<Mutex<Option<UpstreamConnection>>>, idle_timeout: Duration) {
-    let ended = poll_fn(|cx| {
-        let mut slot = lock(&connection);
-        match slot.as_mut() {
-            None => Poll::Ready(()),
-            Some(open) => match open.driver.as_mut().poll(cx) {
-                Poll::Ready(_) => {
-                    *slot = None;
-                    Poll::Ready(())
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    });
-    let _ = tokio::time::timeout(idle_timeout, ended).await;
-    lock(&connection).take();
-}
-
 /// Whether a connection taken from the pool can carry a request now: its I/O polled once (an upstream
 /// close that arrived meanwhile ends it) and its sender ready.
 async fn is_usable(connection: &mut UpstreamConnection) -> bool {
@@ -238,7 +284,8 @@ async fn is_usable(connection: &mut UpstreamConnection) -> bool {
     .await
 }
 
-/// The upstream connection bound to one inbound HTTP/1 connection, shared by its requests and its task.
+/// The upstream connection lent to one inbound HTTP/1 connection for its exchange in progress, shared by
+/// its requests and its task.
 #[derive(Default)]
 pub struct Binding {
     state: Mutex<Bound>,
@@ -253,9 +300,9 @@ struct Bound {
     driver: Option<Driver>,
     /// The inbound connection task's waker, to poll a newly bound connection.
     waker: Option<Waker>,
-    /// Whether a request was handed to the bound connection since the idle check last looked (a flag
-    /// rather than a time: no clock read per request).
-    used: bool,
+    /// Whether the response head has arrived: from then on, the connection is ready for another request
+    /// exactly when the response has been read whole.
+    responded: bool,
 }
 
 impl Bound {
@@ -263,39 +310,32 @@ impl Bound {
         self.pool = None;
         self.sender = None;
         self.driver = None;
+        self.responded = false;
     }
 
-    /// Unbinds; the connection goes back to its pool if no request is on it and it is healthy.
+    /// Unbinds; the connection goes back to its pool if its exchange is over and it is healthy.
     fn release(&mut self) {
+        let responded = std::mem::take(&mut self.responded);
         if let (Some(pool), Some(sender), Some(driver)) =
             (self.pool.take(), self.sender.take(), self.driver.take())
         {
-            if sender.is_ready() && !sender.is_closed() {
+            if responded && sender.is_ready() && !sender.is_closed() {
                 pool.put(UpstreamConnection { sender, driver });
             }
         }
     }
 }
 
-/// How long (between one and two of these) an upstream connection stays bound to an inbound connection that
-/// sends no request (at most `pool_idle_timeout`): long enough that a busy keep-alive client keeps its connection from one request to
-/// the next, short enough that the upstream connections in use follow the requests in flight, not the
-/// clients connected (a burst of new clients takes the connections of clients that went quiet).
-pub const BOUND_IDLE: Duration = Duration::from_millis(50);
-
 /// [`Binding::drive`]'s future.
 pub struct Drive<'a> {
     binding: &'a Binding,
-    /// Armed while a connection is bound: when it fires, an idle connection is handed back.
-    idle_check: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Future for Drive<'_> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let binding = self.binding;
-        let mut state = binding.state();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.binding.state();
         if !state
             .waker
             .as_ref()
@@ -306,31 +346,14 @@ impl Future for Drive<'_> {
         if let Some(driver) = state.driver.as_mut() {
             if let Poll::Ready(result) = driver.as_mut().poll(cx) {
                 if let Err(error) = result {
-                    tracing::debug!(%error, "bound upstream connection ended with an error");
+                    tracing::debug!(%error, "upstream connection ended with an error");
                 }
                 state.unbind();
             }
         }
-        let Some(pool) = state.pool.clone() else {
-            self.idle_check = None;
-            return Poll::Pending;
-        };
-        let grace = BOUND_IDLE.min(pool.idle_timeout);
-        let check = self
-            .idle_check
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(grace)));
-        while check.as_mut().poll(cx).is_ready() {
-            // A request or response on it (its sender is out or not ready for the next one), or used
-            // since the last look: look again one grace later. So a connection goes back between one and
-            // two graces after its last request.
-            let busy = !state.sender.as_ref().is_some_and(SendRequest::is_ready);
-            if busy || std::mem::take(&mut state.used) {
-                check.as_mut().reset(tokio::time::Instant::now() + grace);
-                continue;
-            }
+        // The response has been read whole (hyper's connection wants the next request): hand it back.
+        if state.responded && state.sender.as_ref().is_some_and(SendRequest::is_ready) {
             state.release();
-            self.idle_check = None;
-            break;
         }
         Poll::Pending
     }
@@ -343,38 +366,22 @@ impl Binding {
         lock(&self.state)
     }
 
-    /// Drives the bound connection's I/O and hands it back to the pool once this inbound connection has
-    /// been idle for [`BOUND_IDLE`]; never completes. The inbound connection's task polls this beside its
-    /// server connection.
+    /// Drives the lent connection's I/O and hands it back to the pool when its exchange is over; never
+    /// completes. The inbound connection's task polls this beside its server connection.
     pub fn drive(&self) -> Drive<'_> {
-        Drive {
-            binding: self,
-            idle_check: None,
-        }
+        Drive { binding: self }
     }
 
-    /// When the inbound connection has closed: the upstream connection goes back to its pool if it is idle
-    /// and healthy, else it is closed.
+    /// When the inbound connection has closed: a lent connection goes back to its pool if its exchange is
+    /// over, else it is closed.
     pub fn release(&self) {
         self.state().release();
-    }
-
-    /// The bound sender if it belongs to `pool`; a connection of another pool is closed.
-    fn take_sender(&self, pool: &Arc<Pool>) -> Option<SendRequest<ProxyBody>> {
-        let mut state = self.state();
-        match &state.pool {
-            Some(bound) if Arc::ptr_eq(bound, pool) => state.sender.take(),
-            Some(_) => {
-                state.unbind();
-                None
-            }
-            None => None,
-        }
     }
 
     /// Binds `connection` (closing any other) and returns its sender; wakes the task to drive it.
     fn bind(&self, pool: &Arc<Pool>, connection: UpstreamConnection) -> SendRequest<ProxyBody> {
         let mut state = self.state();
+        state.unbind();
         state.pool = Some(Arc::clone(pool));
         state.driver = Some(connection.driver);
         if let Some(waker) = &state.waker {
@@ -383,12 +390,19 @@ impl Binding {
         connection.sender
     }
 
-    /// Returns the sender after a request was handed over (unless the connection ended meanwhile).
+    /// Returns the sender once the request was handed over (unless the connection ended meanwhile).
     fn put_back(&self, sender: SendRequest<ProxyBody>) {
         let mut state = self.state();
         if state.driver.is_some() {
             state.sender = Some(sender);
-            state.used = true;
+        }
+    }
+
+    /// The response head arrived: the connection goes back once the body has been read.
+    fn responded(&self) {
+        let mut state = self.state();
+        if state.driver.is_some() {
+            state.responded = true;
         }
     }
 
@@ -406,8 +420,7 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Sends `request` (origin-form URI) over the connection bound to `binding`, binding one first if needed
-/// (idle from `pool`, else new). Sets `Host` to the upstream's. The caller bounds the wait.
+/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets `Host` to the upstream's. The caller bounds the wait.
 pub async fn send(
     pool: &Arc<Pool>,
     binding: &Binding,
@@ -416,14 +429,12 @@ pub async fn send(
     request.headers_mut().insert(HOST, pool.host.clone());
     let mut retried = false;
     loop {
-        let (mut sender, reused) = match binding.take_sender(pool) {
-            Some(sender) => (sender, true),
-            None => match pool.checkout_idle().await {
-                Some(idle) => (binding.bind(pool, idle), true),
-                // Boxed: connecting is rare on this path and its future is large; unboxed it would be
-                // moved with every request's future.
-                None => (binding.bind(pool, Box::pin(pool.connect()).await?), false),
-            },
+        let (mut sender, reused) = match pool.checkout_idle().await {
+            Some(idle) => (binding.bind(pool, idle), true),
+            None => {
+                let (connection, reused) = Box::pin(pool.connect_or_wait()).await?;
+                (binding.bind(pool, connection), reused)
+            }
         };
         if sender.ready().await.is_err() {
             binding.unbind();
@@ -439,7 +450,10 @@ pub async fn send(
         let response = sender.try_send_request(request);
         binding.put_back(sender);
         match response.await {
-            Ok(response) => return Ok(response),
+            Ok(response) => {
+                binding.responded();
+                return Ok(response);
+            }
             Err(mut error) => {
                 binding.unbind();
                 match error.take_message() {
@@ -502,7 +516,8 @@ mod tests {
         pool.put(connection);
         assert_eq!(pool.idle_count(), 1);
         drop(server_side);
-        for _ in 0..200 {
+        // The sweeper looks every second here (`SWEEP_EVERY`): within three, the closed one is gone.
+        for _ in 0..600 {
             if pool.idle_count() == 0 {
                 break;
             }
