@@ -166,7 +166,7 @@ async fn a_quiet_clients_upstream_connection_serves_the_next_client() {
     let (gateway, _config) = gateway_in_front_of(&upstream).await;
     let mut first = client(gateway.addr).await;
     get_records(&mut first).await;
-    // Longer than a connection stays bound to a client that sends nothing (50-100 ms).
+    // A connection goes back to the pool once its response is read; the next client takes it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut second = client(gateway.addr).await;
     get_records(&mut second).await;
