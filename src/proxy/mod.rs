@@ -3,8 +3,8 @@
 //! - [`server`]: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, slow clients, graceful shutdown.
 //! - [`service`]: one request: snapshot → decision → forward | answer `verify` | refuse.
 //! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure).
-//! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection bound to an
-//!   inbound HTTP/1 connection and driven by its task, and the idle pool between bindings.
+//! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection lent to an
+//!   inbound HTTP/1 connection's exchange and driven by its task, and the idle pool between exchanges.
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
 //! - [`error`]: the one function that turns any failure into the client's answer.
 //! - [`sample_upstream`]: the demo's built-in upstream.

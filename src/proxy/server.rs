@@ -264,7 +264,8 @@ where
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service),
     );
-    // The bound upstream connection's I/O is driven here, by this connection's task, beside hyper's.
+    // The I/O of the upstream connection lent to this connection's exchange is driven here, by this
+    // connection's task, beside hyper's.
     let served = async {
         tokio::select! {
             biased;

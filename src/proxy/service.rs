@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use http::header::{HOST, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -29,7 +29,7 @@ use super::error::{ProxyError, Side, error_response, json_response};
 use super::framing::{self, HeadScanner};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
-use super::upstream::{self, UpstreamClient, upstream_uri};
+use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::decision_log::{Decided, DecisionLog, Entry};
@@ -93,7 +93,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The raw-byte framing scanner of this connection (HTTP/1 requests take one verdict each).
     pub framing: Option<Arc<Mutex<HeadScanner>>>,
-    /// The upstream connection bound to this connection, for its HTTP/1 requests (`None`: the pooled client).
+    /// The slot of the upstream connection lent to this connection's HTTP/1 exchange in progress (`None`: the
+    /// pooled client).
     pub binding: Option<Arc<Binding>>,
 }
 
@@ -369,19 +370,25 @@ impl Gateway {
         );
         let mut outbound = Request::new(body::stream(incoming));
         *outbound.method_mut() = parts.method;
-        *outbound.uri_mut() = upstream_uri(&settings.upstream.url, &path_and_query)?;
-        // HTTP/1.1 towards the upstream whatever the inbound version: the client upgrades to h2 by ALPN.
-        *outbound.version_mut() = Version::HTTP_11;
-        *outbound.headers_mut() = parts.headers;
-
         let upstream = self.upstream.load_full();
         let via = match (&conn.binding, websocket) {
             (_, true) => upstream::Route::Upgrade,
             (Some(binding), false) if http1 && upstream.connects_to(&settings.upstream.url) => {
-                upstream::Route::Bound(binding)
+                upstream::Route::Lent(binding)
             }
             _ => upstream::Route::Pooled,
         };
+        let target = upstream_target(&settings.upstream.url, &path_and_query)?;
+        *outbound.uri_mut() = match via {
+            upstream::Route::Lent(_) => Uri::from(target),
+            upstream::Route::Pooled | upstream::Route::Upgrade => {
+                absolute_uri(&settings.upstream.url, target)?
+            }
+        };
+        // HTTP/1.1 towards the upstream whatever the inbound version: the client upgrades to h2 by ALPN.
+        *outbound.version_mut() = Version::HTTP_11;
+        *outbound.headers_mut() = parts.headers;
+
         let mut response = upstream
             .forward(outbound, via, settings.upstream.response_timeout)
             .await?;

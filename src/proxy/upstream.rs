@@ -3,7 +3,7 @@
 //!
 //! Built once per upstream URL and settings (native roots plus `upstream.ca_file`, connect timeout,
 //! keep-alive pool) and shared by every request. Requests of inbound HTTP/1 connections go over the upstream
-//! connection bound to their inbound connection ([`super::bound`]). The rest use hyper-util's pooled client:
+//! connection lent to their inbound connection for the exchange ([`super::bound`]). The rest use hyper-util's pooled client:
 //! inbound HTTP/2 requests (HTTP/2 to an `https` upstream that offers it by ALPN), and upgrade requests over a
 //! second, HTTP/1.1-only client, as a WebSocket handshake cannot ride an HTTP/2 connection.
 
@@ -33,22 +33,22 @@ pub struct UpstreamClient {
     built_from: BuiltFrom,
     client: HttpsClient,
     upgrade_client: HttpsClient,
-    /// The connections bound to inbound HTTP/1 connections, and their idle pool.
-    bound_pool: Arc<Pool>,
+    /// The connections lent to inbound HTTP/1 connections one exchange at a time, and their idle pool.
+    lent_pool: Arc<Pool>,
 }
 
 /// How a request travels to the upstream.
 #[derive(Debug, Clone, Copy)]
 pub enum Route<'a> {
-    /// Over the upstream connection bound to its inbound HTTP/1 connection.
-    Bound(&'a Binding),
+    /// Over an upstream connection lent to its inbound HTTP/1 connection, driven by that connection's task.
+    Lent(&'a Binding),
     /// Over the shared pooled client (inbound HTTP/2).
     Pooled,
     /// An upgrade handshake, over the HTTP/1.1-only pooled client.
     Upgrade,
 }
 
-/// The settings baked into a client (the URL and the response timeout are read per request instead).
+/// The settings baked into a client (the response timeout is read per request instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BuiltFrom {
     url: Uri,
@@ -103,7 +103,7 @@ impl UpstreamClient {
         else {
             return Err(ProxyError::Unforwardable("upstream URL"));
         };
-        let bound_pool = Pool::new(
+        let lent_pool = Pool::new(
             connector(false),
             scheme,
             authority,
@@ -114,7 +114,7 @@ impl UpstreamClient {
             built_from: BuiltFrom::of(settings),
             client: client(connector(true)),
             upgrade_client: client(connector(false)),
-            bound_pool: Arc::new(bound_pool),
+            lent_pool: Arc::new(lent_pool),
         })
     }
 
@@ -126,28 +126,21 @@ impl UpstreamClient {
     /// Whether these clients connect where `url` points (after a reload that changed it, the old clients
     /// may serve a request or two until the reloader has rebuilt them).
     pub fn connects_to(&self, url: &Uri) -> bool {
-        self.bound_pool.serves(url.scheme(), url.authority())
+        self.lent_pool.serves(url.scheme(), url.authority())
     }
 
-    /// Sends `request` (absolute URI) `via` the given route and waits at most `response_timeout` for the
-    /// response head (connecting included); the body then streams.
+    /// Sends `request` `via` the given route and waits at most `response_timeout` for the response head
+    /// (connecting included); the body then streams. Its URI is origin-form for [`Route::Lent`] (the
+    /// connection already knows where it goes), absolute otherwise.
     pub async fn forward(
         &self,
-        mut request: Request<ProxyBody>,
+        request: Request<ProxyBody>,
         via: Route<'_>,
         response_timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
         let client = match via {
-            Route::Bound(binding) => {
-                // Origin-form on the wire: the bound connection already knows where it goes.
-                let origin_form = request
-                    .uri()
-                    .path_and_query()
-                    .cloned()
-                    .map(Uri::from)
-                    .ok_or(ProxyError::Unforwardable("request target"))?;
-                *request.uri_mut() = origin_form;
-                let sent = bound::send(&self.bound_pool, binding, request);
+            Route::Lent(binding) => {
+                let sent = bound::send(&self.lent_pool, binding, request);
                 return match tokio::time::timeout(response_timeout, sent).await {
                     Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
                     Ok(result) => result,
@@ -175,9 +168,9 @@ impl std::fmt::Debug for UpstreamClient {
     }
 }
 
-/// The upstream URI for a canonical target: the base URL's scheme and authority, its path prefix (if
-/// any), then exactly the canonical path and query that were authorized.
-pub fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError> {
+/// The path and query sent upstream for a canonical target: the base URL's path prefix (if any), then
+/// exactly the canonical path and query that were authorized.
+pub fn upstream_target(base: &Uri, path_and_query: &str) -> Result<PathAndQuery, ProxyError> {
     if !path_and_query.starts_with('/') {
         // `OPTIONS *` (the only other canonical form) names the server, not a resource behind a prefix.
         return Err(ProxyError::Unforwardable("asterisk-form request target"));
@@ -186,18 +179,25 @@ pub fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError>
     let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
     joined.push_str(prefix);
     joined.push_str(path_and_query);
-    let path_and_query =
-        PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))?;
+    PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))
+}
+
+/// The absolute upstream URI: `target` (from [`upstream_target`]) on the base URL's scheme and authority.
+pub fn absolute_uri(base: &Uri, target: PathAndQuery) -> Result<Uri, ProxyError> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
-    parts.path_and_query = Some(path_and_query);
+    parts.path_and_query = Some(target);
     Uri::from_parts(parts).map_err(|_| ProxyError::Unforwardable("upstream URL"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError> {
+        absolute_uri(base, upstream_target(base, path_and_query)?)
+    }
 
     #[test]
     fn the_canonical_target_is_appended_to_the_base_exactly() {
