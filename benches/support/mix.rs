@@ -18,7 +18,7 @@ use http::HeaderMap;
 use permgate::config::raw::RawPolicyFile;
 use permgate::config::{ConfigSet, SourceFile};
 use permgate::pipeline::Facts;
-use permgate::policy::compile::{PolicySource, compile};
+use permgate::policy::compile::compile;
 use permgate::policy::{KeyInterner, PolicySet};
 use permgate::routes::RouteTable;
 use permgate::snapshot::Snapshot;
@@ -57,21 +57,14 @@ pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
     let mut keys = KeyInterner::new();
     let routes = RouteTable::compile(&set.route_files, &mut keys).expect("routes");
     let started = Instant::now();
-    let policy: PolicySet = compile(
-        &[PolicySource {
-            file: Path::new("synthetic"),
-            raw: &raw,
-        }],
-        keys,
-        NS,
-    )
-    .unwrap_or_else(|errors| {
-        panic!(
-            "synthetic world must compile: {} errors, first {:?}",
-            errors.len(),
-            errors.first()
-        )
-    });
+    let policy: PolicySet =
+        compile(&[(Path::new("synthetic"), &raw)], keys, NS).unwrap_or_else(|errors| {
+            panic!(
+                "synthetic world must compile: {} errors, first {:?}",
+                errors.len(),
+                errors.first()
+            )
+        });
     eprintln!("compiled {tokens} tokens in {:.2?}", started.elapsed());
     let snapshot = Snapshot {
         settings: set.settings.clone(),

@@ -20,9 +20,7 @@ pub fn run(config: &Path) -> ExitCode {
         Err(errors) => return report_errors(&errors.0),
     };
     let mut warnings = warnings(&snapshot, unix_now());
-    for file in set.files() {
-        file.locate(&mut warnings);
-    }
+    set.locate(&mut warnings);
     for warning in &warnings {
         super::print_out(&format!("warning: {warning}\n"));
     }

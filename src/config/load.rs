@@ -1,17 +1,24 @@
 //! Loading a whole config: read `gateway.yaml` and every policy and route file it names, then compile them
-//! into one [`Snapshot`]. Reading (I/O) and compiling (pure) are separate steps so the reloader can skip a
-//! compile when the content hash is unchanged.
+//! into one [`Snapshot`]. Reading (I/O, hashing) and compiling are separate steps so the reloader can skip
+//! a compile when the content hash is unchanged.
+//!
+//! Policy files can be large (a million tokens is over a GiB of JSON), so they are never all held at once:
+//! reading hashes each one and keeps only its digest; compiling reads each again, in two passes on every
+//! core ([`parallel::in_order`]): first everything but the tokens (all that tokens refer to), then the
+//! tokens, each file's compiled and dropped before the next ones are parsed.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::gateway::{RawGateway, Settings};
-use super::raw::RawPolicyFile;
-use super::source::{SourceFile, parse_each};
+use super::parallel;
+use super::raw::{RawPolicyFile, RawTokenList, SkippedList};
+use super::source::SourceFile;
 use crate::policy::KeyInterner;
-use crate::policy::compile::{PolicySource, compile as compile_policies};
+use crate::policy::compile::{Compiler, PolicySource};
 use crate::routes::RouteTable;
 use crate::snapshot::Snapshot;
 
@@ -20,18 +27,64 @@ use crate::snapshot::Snapshot;
 pub struct ConfigSet {
     pub gateway: SourceFile,
     pub settings: Settings,
-    pub policy_files: Vec<SourceFile>,
+    pub policy_files: Vec<PolicyFile>,
     pub route_files: Vec<SourceFile>,
-    /// Hex SHA-256 over every file's path and content, in load order.
+    /// Hex SHA-256 over every file's path, length and content digest, in load order.
     pub content_hash: String,
 }
 
+/// A policy file of a config.
+#[derive(Debug, Clone)]
+pub enum PolicyFile {
+    /// Read from disk when the config was read; only its digest went into the content hash, and its text
+    /// is read again when the config is compiled (a file at a time) or an error in it is located. A file
+    /// that changes in between is compiled as it is then; its new content hash differs from the one
+    /// recorded, so the reloader's next check compiles it again.
+    OnDisk(PathBuf),
+    /// Given in memory (tests, benches, generated configs).
+    InMemory(SourceFile),
+}
+
+impl PolicyFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::OnDisk(path) => path,
+            Self::InMemory(file) => &file.path,
+        }
+    }
+
+    /// The file's text: read now from disk, or the one in memory.
+    pub fn source(&self) -> Result<Cow<'_, SourceFile>, ConfigError> {
+        match self {
+            Self::OnDisk(path) => SourceFile::read(path).map(Cow::Owned),
+            Self::InMemory(file) => Ok(Cow::Borrowed(file)),
+        }
+    }
+}
+
 impl ConfigSet {
-    /// Every file in the set, gateway first.
-    pub fn files(&self) -> impl Iterator<Item = &SourceFile> {
-        std::iter::once(&self.gateway)
-            .chain(self.policy_files.iter())
-            .chain(self.route_files.iter())
+    /// The path of every file in the set, gateway first.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.gateway.path.as_path())
+            .chain(self.policy_files.iter().map(PolicyFile::path))
+            .chain(self.route_files.iter().map(|file| file.path.as_path()))
+    }
+
+    /// Gives every error that has a document path but no line yet its line and column (policy files on disk
+    /// are read again for this only when one of their errors needs it).
+    pub fn locate(&self, errors: &mut [ConfigError]) {
+        self.gateway.locate(errors);
+        for file in &self.route_files {
+            file.locate(errors);
+        }
+        for file in &self.policy_files {
+            let needs_it = errors.iter().any(|error| {
+                error.file == file.path() && error.line.is_none() && !error.path.is_empty()
+            });
+            if let (true, Ok(source)) = (needs_it, file.source()) {
+                source.locate(errors);
+            }
+        }
     }
 }
 
@@ -51,25 +104,61 @@ impl ConfigSet {
                 gateway.locate(&mut errors);
                 ConfigErrors(errors)
             })?;
-        Ok(Self::assemble(gateway, settings, policy_files, route_files))
+        let digests = policy_files
+            .iter()
+            .map(|file| FileDigest::of(&file.path, &file.text))
+            .collect();
+        let policy_files = policy_files.into_iter().map(PolicyFile::InMemory).collect();
+        Ok(Self::assemble(
+            gateway,
+            settings,
+            policy_files,
+            digests,
+            route_files,
+        ))
     }
 
-    /// The set of these files, with its content hash.
+    /// The set of these files, with its content hash (`policy_digests` are those of `policy_files`).
     fn assemble(
         gateway: SourceFile,
         settings: Settings,
-        policy_files: Vec<SourceFile>,
+        policy_files: Vec<PolicyFile>,
+        policy_digests: Vec<FileDigest>,
         route_files: Vec<SourceFile>,
     ) -> Self {
-        let mut set = Self {
+        let digests = std::iter::once(FileDigest::of(&gateway.path, &gateway.text))
+            .chain(policy_digests)
+            .chain(
+                route_files
+                    .iter()
+                    .map(|file| FileDigest::of(&file.path, &file.text)),
+            );
+        let content_hash = content_hash(digests);
+        Self {
             gateway,
             settings,
             policy_files,
             route_files,
-            content_hash: String::new(),
-        };
-        set.content_hash = content_hash(set.files());
-        set
+            content_hash,
+        }
+    }
+}
+
+/// A file's path, length and SHA-256, the part of the content hash that is the file's.
+#[derive(Debug, Clone)]
+pub struct FileDigest {
+    path: PathBuf,
+    len: u64,
+    digest: [u8; 32],
+}
+
+impl FileDigest {
+    fn of(path: &Path, text: &str) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            len: text.len() as u64,
+            digest: Sha256::digest(text.as_bytes()).into(),
+        }
     }
 }
 
@@ -86,16 +175,22 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
         gateway, settings, ..
     } = ConfigSet::from_sources(gateway, Vec::new(), Vec::new())?;
     let mut errors = Vec::new();
-    let mut policy_files = Vec::new();
-    for (index, path) in settings.policy_files.iter().enumerate() {
-        match SourceFile::read(path) {
-            Ok(file) => policy_files.push(file),
-            Err(mut error) => {
+    // Read and hashed on every core; the texts are dropped, the compile reads them again.
+    let mut policy_digests = Vec::new();
+    parallel::in_order(
+        &settings.policy_files,
+        |path| SourceFile::read(path).map(|file| FileDigest::of(path, &file.text)),
+        |index, digest| match digest {
+            Some(Ok(digest)) => policy_digests.push(digest),
+            Some(Err(mut error)) => {
                 error.message = format!("policy_files[{index}]: {}", error.message);
                 errors.push(error);
             }
-        }
-    }
+            None => errors.push(internal_error(
+                settings.policy_files.get(index).map(PathBuf::as_path),
+            )),
+        },
+    );
     let mut route_files = Vec::new();
     for (index, path) in settings.route_files.iter().enumerate() {
         match route_file_paths(path) {
@@ -118,12 +213,27 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let policy_files = settings
+        .policy_files
+        .iter()
+        .cloned()
+        .map(PolicyFile::OnDisk)
+        .collect();
     Ok(ConfigSet::assemble(
         gateway,
         settings,
         policy_files,
+        policy_digests,
         route_files,
     ))
+}
+
+/// The error for a file whose job failed unexpectedly (a bug caught by [`parallel::in_order`]).
+fn internal_error(path: Option<&Path>) -> ConfigError {
+    ConfigError::file(
+        path.unwrap_or(Path::new("")),
+        "internal error while reading this file".to_string(),
+    )
 }
 
 /// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
@@ -155,7 +265,7 @@ fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(paths)
 }
 
-/// Compiles a read config into a snapshot. Pure: the generation and time are passed in.
+/// Compiles a read config into a snapshot. The generation and time are passed in.
 pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snapshot, ConfigErrors> {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
@@ -166,37 +276,66 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             None
         }
     };
-    let mut raw_policies = Vec::new();
-    let parsed = parse_each::<RawPolicyFile>(&set.policy_files);
-    for (file, result) in set.policy_files.iter().zip(parsed) {
-        match result {
-            Ok(raw) => raw_policies.push((file, raw)),
-            Err(error) => errors.extend(policy_file_errors(file, error)),
-        }
-    }
-    let sources: Vec<PolicySource<'_>> = raw_policies
-        .iter()
-        .map(|(file, raw)| PolicySource {
-            file: &file.path,
-            raw,
-        })
-        .collect();
-    // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
-    // would be a misleading knock-on error: report the parse errors alone.
-    let all_parsed = raw_policies.len() == set.policy_files.len();
-    let policy = if all_parsed {
-        match compile_policies(&sources, keys, &set.settings.resource_namespace) {
-            Ok(policy) => Some(policy),
-            Err(policy_errors) => {
-                errors.extend(policy_errors);
-                None
+    let files = &set.policy_files;
+    // First pass: every file, its tokens skipped.
+    let mut entities: Vec<RawPolicyFile<SkippedList>> = Vec::with_capacity(files.len());
+    let mut with_tokens = Vec::new();
+    parallel::in_order(
+        files,
+        parse_policy_file::<RawPolicyFile<SkippedList>>,
+        |index, parsed| match parsed {
+            Some(Ok(raw)) => {
+                if raw.tokens.items > 0 {
+                    with_tokens.push(index);
+                }
+                entities.push(raw);
             }
+            Some(Err(file_errors)) => errors.extend(file_errors),
+            None => errors.push(internal_error(files.get(index).map(|file| file.path()))),
+        },
+    );
+    // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
+    // would be a misleading knock-on error: then the tokens are only parsed, for their own shape errors.
+    let mut compiler = (entities.len() == files.len()).then(|| {
+        let sources: Vec<PolicySource<'_>> = files
+            .iter()
+            .zip(&entities)
+            .map(|(file, raw)| PolicySource::new(file.path(), raw))
+            .collect();
+        let mut compiler = Compiler::new(keys, &set.settings.resource_namespace);
+        compiler.entities(&sources);
+        compiler
+    });
+    // Second pass: the tokens, compiled in file order as the files are parsed.
+    parallel::in_order(
+        &with_tokens,
+        |&index| match files.get(index) {
+            Some(file) => parse_policy_file::<RawTokenList>(file),
+            None => Ok(RawTokenList::default()),
+        },
+        |position, parsed| {
+            let file = with_tokens
+                .get(position)
+                .and_then(|&index| files.get(index));
+            match (parsed, file, compiler.as_mut()) {
+                (Some(Ok(raw)), Some(file), Some(compiler)) => {
+                    compiler.tokens(file.path(), &raw.tokens);
+                }
+                (Some(Ok(_)), _, _) => {}
+                (Some(Err(file_errors)), _, _) => errors.extend(file_errors),
+                (None, file, _) => errors.push(internal_error(file.map(PolicyFile::path))),
+            }
+        },
+    );
+    let policy = match compiler.map(Compiler::finish) {
+        Some(Ok(policy)) => Some(policy),
+        Some(Err(policy_errors)) => {
+            errors.extend(policy_errors);
+            None
         }
-    } else {
-        None
+        None => None,
     };
-    drop(sources);
-    drop_in_background(raw_policies.into_iter().map(|(_, raw)| raw).collect());
+    drop_in_background(entities);
     match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
             settings: set.settings.clone(),
@@ -205,23 +344,28 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             generation,
             content_hash: set.content_hash.clone(),
             loaded_at,
-            files: set.files().map(|file| file.path.clone()).collect(),
+            files: set.paths().map(Path::to_path_buf).collect(),
         }),
         _ => {
-            for file in set.files() {
-                file.locate(&mut errors);
-            }
+            set.locate(&mut errors);
             Err(ConfigErrors(errors))
         }
     }
 }
 
-/// Frees the raw policy files on another thread: a config of a million tokens is tens of millions of small
+/// Reads and parses one policy file as `T`; a file that does not parse gives every shape error in it.
+fn parse_policy_file<T: serde::de::DeserializeOwned>(
+    file: &PolicyFile,
+) -> Result<T, Vec<ConfigError>> {
+    let source = file.source().map_err(|error| vec![error])?;
+    source
+        .parse::<T>()
+        .map_err(|first| policy_file_errors(&source, first))
+}
+
+/// Frees parsed policy files on another thread: a config of a million tokens is tens of millions of small
 /// strings, and the compiled snapshot needs none of them, so the caller need not wait for their release.
-fn drop_in_background(raw: Vec<RawPolicyFile>) {
-    if raw.is_empty() {
-        return;
-    }
+fn drop_in_background<T: Send + 'static>(raw: T) {
     // When no thread can be started, the closure (and the memory) is released here instead: slower, no
     // different otherwise.
     let _ = std::thread::Builder::new()
@@ -251,14 +395,14 @@ fn policy_file_errors(file: &SourceFile, first: ConfigError) -> Vec<ConfigError>
     errors
 }
 
-/// Hex SHA-256 over each file's path, length and content.
-pub fn content_hash<'a>(files: impl Iterator<Item = &'a SourceFile>) -> String {
+/// Hex SHA-256 over each file's path, length and content digest.
+fn content_hash(files: impl Iterator<Item = FileDigest>) -> String {
     let mut hasher = Sha256::new();
     for file in files {
         hasher.update(file.path.to_string_lossy().as_bytes());
         hasher.update([0]);
-        hasher.update((file.text.len() as u64).to_le_bytes());
-        hasher.update(file.text.as_bytes());
+        hasher.update(file.len.to_le_bytes());
+        hasher.update(file.digest);
     }
     hex::encode(hasher.finalize())
 }

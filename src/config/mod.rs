@@ -3,9 +3,10 @@
 pub mod error;
 pub mod gateway;
 pub mod load;
+pub mod parallel;
 pub mod raw;
 pub mod source;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{ConfigSet, compile, load, read};
+pub use load::{ConfigSet, PolicyFile, compile, load, read};
 pub use source::SourceFile;

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// One policy file.
+/// One policy file. A load reads it in two passes: first with its tokens skipped (`RawPolicyFile<SkippedList>`),
+/// to compile what tokens refer to, then for its tokens alone ([`RawTokenList`]), compiled a file at a time.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicyFile {
+pub struct RawPolicyFile<Tokens = Vec<RawToken>> {
     #[serde(default)]
     pub permission_groups: Vec<RawGroup>,
     #[serde(default)]
@@ -20,7 +21,44 @@ pub struct RawPolicyFile {
     #[serde(default)]
     pub accounts: Vec<RawAccount>,
     #[serde(default)]
+    pub tokens: Tokens,
+}
+
+/// The tokens of a policy file, everything else in it skipped (checked by the first pass).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawTokenList {
+    #[serde(default)]
     pub tokens: Vec<RawToken>,
+}
+
+/// A list read over without building its items (the syntax is still checked); counts them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkippedList {
+    pub items: usize,
+}
+
+impl<'de> Deserialize<'de> for SkippedList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Counter;
+        impl<'de> serde::de::Visitor<'de> for Counter {
+            type Value = SkippedList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SkippedList, A::Error> {
+                let mut items = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    items += 1;
+                }
+                Ok(SkippedList { items })
+            }
+        }
+        // Asked for exactly as `Vec` asks, so the first pass accepts what the second one will.
+        deserializer.deserialize_seq(Counter)
+    }
 }
 
 /// A permission group: in the catalog (has `id`), inline in a policy (has `permissions`), or a reference

@@ -128,57 +128,6 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-/// Parses every file as a `T`, on as many threads as there are cores (config loads of millions of tokens
-/// are parse-bound, and files are independent). The results are in the files' order.
-pub fn parse_each<T: DeserializeOwned + Send>(files: &[SourceFile]) -> Vec<Result<T, ConfigError>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(files.len());
-    if threads <= 1 {
-        return files.iter().map(SourceFile::parse).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<(usize, Result<T, ConfigError>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut parsed = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(file) = files.get(index) else { break };
-                        parsed.push((index, file.parse::<T>()));
-                    }
-                    parsed
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            // A parser panic is a bug; it surfaces as an error on the files that thread had not returned,
-            // below, rather than as a crash of the gateway.
-            .flat_map(|worker| worker.join().unwrap_or_default())
-            .collect()
-    });
-    let mut slots: Vec<Option<Result<T, ConfigError>>> = files.iter().map(|_| None).collect();
-    for (index, result) in results {
-        if let Some(slot) = slots.get_mut(index) {
-            *slot = Some(result);
-        }
-    }
-    files
-        .iter()
-        .zip(slots)
-        .map(|(file, slot)| {
-            slot.unwrap_or_else(|| {
-                Err(ConfigError::file(
-                    &file.path,
-                    "internal error while parsing this file".to_string(),
-                ))
-            })
-        })
-        .collect()
-}
-
 /// Parses `text` as a `T`; errors get `line_offset` added and their path prefixed with `prefix`.
 fn parse_text<T: DeserializeOwned>(
     text: &str,
@@ -540,32 +489,6 @@ mod tests {
         text.push_str("accounts: []\n");
         let source = SourceFile::from_text("bomb.yaml", text);
         assert!(source.parse::<serde_json::Value>().is_err());
-    }
-
-    #[test]
-    fn files_parsed_in_parallel_keep_their_order_and_errors() {
-        let files: Vec<SourceFile> = (0..9)
-            .map(|index| {
-                let text = if index == 4 {
-                    "accounts: [{ id: a, nme: b }]\n".to_string()
-                } else {
-                    format!("accounts: [{{ id: a{index} }}]\n")
-                };
-                SourceFile::from_text(format!("f{index}.yaml"), text)
-            })
-            .collect();
-        let parsed = parse_each::<Doc>(&files);
-        assert_eq!(parsed.len(), 9);
-        for (index, result) in parsed.iter().enumerate() {
-            match result {
-                Ok(doc) => assert_eq!(doc.accounts[0].id, format!("a{index}")),
-                Err(error) => {
-                    assert_eq!(index, 4);
-                    assert_eq!(error.file, std::path::Path::new("f4.yaml"));
-                }
-            }
-        }
-        assert!(parsed[4].is_err());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use super::model::{
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
 use crate::config::raw::{
-    AccountApiAccess, Effect as RawEffect, MemberApiAccess, RawBachPolicy, RawGroup, RawPolicyFile,
-    RawResourceValue, RawToken, RawTokenPolicy, TokenStatus,
+    AccountApiAccess, Effect as RawEffect, MemberApiAccess, RawAccount, RawBachPolicy, RawGroup,
+    RawPolicyFile, RawResourceValue, RawToken, RawTokenPolicy, RawUser, TokenStatus,
 };
 
 /// Each group of a policy, by its index in the policy's `permission_groups`, with the resource types it is
@@ -74,11 +74,28 @@ impl fmt::Display for Sub<'_> {
     }
 }
 
-/// One parsed policy file and where it came from.
+/// What a policy file defines besides its tokens, and where it came from.
 pub struct PolicySource<'a> {
     pub file: &'a Path,
-    pub raw: &'a RawPolicyFile,
+    pub permission_groups: &'a [RawGroup],
+    pub users: &'a [RawUser],
+    pub accounts: &'a [RawAccount],
 }
+
+impl<'a> PolicySource<'a> {
+    /// The groups, users and accounts of one parsed file (whatever form its tokens were read in).
+    pub fn new<Tokens>(file: &'a Path, raw: &'a RawPolicyFile<Tokens>) -> Self {
+        Self {
+            file,
+            permission_groups: &raw.permission_groups,
+            users: &raw.users,
+            accounts: &raw.accounts,
+        }
+    }
+}
+
+/// Where a token was first defined: its file and its index in the file's `tokens`.
+type TokenOrigin<'a> = (&'a Path, usize);
 
 /// A resource key parsed against the namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,9 +108,11 @@ enum ResourceKey<'a> {
     AllUsers,
 }
 
-struct Compiler<'a> {
+/// A compile in progress: [`Compiler::entities`] once with every file, then [`Compiler::tokens`] with each
+/// file's tokens (which may be dropped right after), then [`Compiler::finish`].
+pub struct Compiler<'a> {
     namespace: &'a str,
-    keys: &'a KeyInterner,
+    keys: KeyInterner,
     set: PolicySet,
     errors: Vec<ConfigError>,
     /// Catalog groups: index into `set.groups`, with their expanded key sets.
@@ -105,58 +124,91 @@ struct Compiler<'a> {
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
     first_seen: FxHashMap<(&'static str, &'a str), String>,
+    /// Token ids and secret hashes, owned: the raw tokens are gone by the time a later file is compiled.
+    token_ids: FxHashMap<Box<str>, TokenOrigin<'a>>,
+    token_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
     /// The shared id of each token owner (see [`TokenGate::owner_id`]).
     owner_ids: FxHashMap<Owner, Arc<str>>,
 }
 
-/// Compiles the policy files against the route keys. `namespace` is `<ns>` of resource keys.
+/// Compiles parsed policy files (each with its path) against the route keys. `namespace` is `<ns>` of
+/// resource keys.
 pub fn compile(
-    sources: &[PolicySource<'_>],
+    files: &[(&Path, &RawPolicyFile)],
     keys: KeyInterner,
     namespace: &str,
 ) -> Result<PolicySet, Vec<ConfigError>> {
-    let mut compiler = Compiler {
-        namespace,
-        keys: &keys,
-        set: PolicySet {
-            namespace: namespace.into(),
-            ..PolicySet::default()
-        },
-        errors: Vec::new(),
-        group_keys: Vec::new(),
-        group_by_id: FxHashMap::default(),
-        group_by_name: FxHashMap::default(),
-        keyset_index: FxHashMap::default(),
-        domain_groups: FxHashMap::default(),
-        first_seen: FxHashMap::default(),
-        owner_ids: FxHashMap::default(),
-    };
-    for source in sources {
-        compiler.catalog(source);
+    let sources: Vec<PolicySource<'_>> = files
+        .iter()
+        .map(|(file, raw)| PolicySource::new(file, raw))
+        .collect();
+    let mut compiler = Compiler::new(keys, namespace);
+    compiler.entities(&sources);
+    for (file, raw) in files {
+        compiler.tokens(file, &raw.tokens);
     }
-    for source in sources {
-        compiler.users(source);
-    }
-    for source in sources {
-        compiler.accounts(source);
-    }
-    for source in sources {
-        compiler.members(source);
-    }
-    for source in sources {
-        compiler.tokens(source);
-    }
-    let Compiler {
-        mut set, errors, ..
-    } = compiler;
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    set.keys = keys;
-    Ok(set)
+    compiler.finish()
 }
 
 impl<'a> Compiler<'a> {
+    /// A compile against the route keys; `namespace` is `<ns>` of resource keys.
+    pub fn new(keys: KeyInterner, namespace: &'a str) -> Self {
+        Self {
+            namespace,
+            keys,
+            set: PolicySet {
+                namespace: namespace.into(),
+                ..PolicySet::default()
+            },
+            errors: Vec::new(),
+            group_keys: Vec::new(),
+            group_by_id: FxHashMap::default(),
+            group_by_name: FxHashMap::default(),
+            keyset_index: FxHashMap::default(),
+            domain_groups: FxHashMap::default(),
+            first_seen: FxHashMap::default(),
+            token_ids: FxHashMap::default(),
+            token_secrets: FxHashMap::default(),
+            owner_ids: FxHashMap::default(),
+        }
+    }
+
+    /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
+    /// token may refer to.
+    pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
+        for source in sources {
+            self.catalog(source);
+        }
+        for source in sources {
+            self.users(source);
+        }
+        for source in sources {
+            self.accounts(source);
+        }
+        for source in sources {
+            self.members(source);
+        }
+    }
+
+    /// The compiled set, or every error met.
+    pub fn finish(self) -> Result<PolicySet, Vec<ConfigError>> {
+        let Compiler {
+            mut set,
+            errors,
+            keys,
+            ..
+        } = self;
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        set.keys = keys;
+        Ok(set)
+    }
+
+    /// Whether an error has been met so far.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
     fn error(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
         self.errors
             .push(ConfigError::new(file, path.to_string(), message));
@@ -198,7 +250,7 @@ impl<'a> Compiler<'a> {
     // === permission groups ===
 
     fn catalog(&mut self, source: &PolicySource<'a>) {
-        for (index, group) in source.raw.permission_groups.iter().enumerate() {
+        for (index, group) in source.permission_groups.iter().enumerate() {
             let path = Item("permission_groups", index);
             let Some(id) = group.id.as_deref() else {
                 self.error(
@@ -476,7 +528,7 @@ impl<'a> Compiler<'a> {
     // === users, accounts, zones, domain groups ===
 
     fn users(&mut self, source: &PolicySource<'a>) {
-        for (index, user) in source.raw.users.iter().enumerate() {
+        for (index, user) in source.users.iter().enumerate() {
             let path = Item("users", index);
             if !self.check_id(&user.id, source.file, &format_args!("{path}.id"))
                 || !self.unique("user", &user.id, source.file, &format_args!("{path}.id"))
@@ -535,7 +587,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn accounts(&mut self, source: &PolicySource<'a>) {
-        for (index, account) in source.raw.accounts.iter().enumerate() {
+        for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);
             if !self.check_id(&account.id, source.file, &format_args!("{path}.id"))
                 || !self.unique(
@@ -621,7 +673,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn members(&mut self, source: &PolicySource<'a>) {
-        for (index, account) in source.raw.accounts.iter().enumerate() {
+        for (index, account) in source.accounts.iter().enumerate() {
             let Some(&account_position) = self.set.account_by_id.get(account.id.as_str()) else {
                 continue;
             };
@@ -912,10 +964,11 @@ impl<'a> Compiler<'a> {
 
     // === tokens ===
 
-    fn tokens(&mut self, source: &PolicySource<'a>) {
-        for (index, token) in source.raw.tokens.iter().enumerate() {
+    /// The tokens of one file (after [`Compiler::entities`]); nothing of `tokens` is kept.
+    pub fn tokens(&mut self, file: &'a Path, tokens: &[RawToken]) {
+        for (index, token) in tokens.iter().enumerate() {
             let path = Item("tokens", index);
-            if let Some((compiled, policies)) = self.token(token, source.file, &path) {
+            if let Some((compiled, policies)) = self.token(token, file, index, &path) {
                 let position = self.set.tokens.len() as u32;
                 let hash = parse_sha256(&token.secret_sha256).unwrap_or_default();
                 let gate = TokenGate {
@@ -930,6 +983,44 @@ impl<'a> Compiler<'a> {
                 self.set.token_by_hash.insert(hash, position);
                 self.set.tokens.push(compiled);
                 self.set.token_gates.push(gate);
+            }
+        }
+    }
+
+    /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
+    fn unique_token_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
+        match self.token_ids.entry(id.into()) {
+            Entry::Vacant(slot) => {
+                slot.insert((file, index));
+                true
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_index) = *first.get();
+                let message = format!(
+                    "duplicate token {id:?} (first defined at {}: tokens[{first_index}].id)",
+                    first_file.display()
+                );
+                self.error(file, format_args!("tokens[{index}].id"), message);
+                false
+            }
+        }
+    }
+
+    /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
+    fn unique_token_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
+        match self.token_secrets.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert((file, index));
+                true
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_index) = *first.get();
+                let message = format!(
+                    "duplicate token secret hash (first defined at {}: tokens[{first_index}].secret_sha256)",
+                    first_file.display()
+                );
+                self.error(file, format_args!("tokens[{index}].secret_sha256"), message);
+                false
             }
         }
     }
@@ -953,22 +1044,18 @@ impl<'a> Compiler<'a> {
             .clone()
     }
 
-    /// A token and its policies.
+    /// A token (item `index` of its file's `tokens`) and its policies.
     fn token(
         &mut self,
-        token: &'a RawToken,
-        file: &Path,
+        token: &RawToken,
+        file: &'a Path,
+        index: usize,
         path: At<'_>,
     ) -> Option<(Token, Vec<Policy>)> {
         let id_ok = self.check_id(&token.id, file, &format_args!("{path}.id"))
-            && self.unique("token", &token.id, file, &format_args!("{path}.id"));
+            && self.unique_token_id(&token.id, file, index);
         let hash_ok = match parse_sha256(&token.secret_sha256) {
-            Some(_) => self.unique(
-                "token secret hash",
-                &token.secret_sha256,
-                file,
-                &format_args!("{path}.secret_sha256"),
-            ),
+            Some(hash) => self.unique_token_secret(hash, file, index),
             None => {
                 self.error(
                     file,
