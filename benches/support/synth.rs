@@ -9,12 +9,10 @@
 )]
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use permgate::config::raw::{
-    Effect, RawAccount, RawBachPolicy, RawGroup, RawMember, RawObject, RawOwner, RawPermission,
-    RawPolicyFile, RawResourceGroup, RawResourceValue, RawScope, RawToken, RawTokenPolicy, RawUser,
-    RawZone,
+    Effect, OrderedMap, RawAccount, RawBachPolicy, RawGroup, RawMember, RawObject, RawOwner,
+    RawPermission, RawPolicyFile, RawResourceGroup, RawResourceValue, RawScope, RawToken,
+    RawTokenPolicy, RawUser, RawZone,
 };
 use sha2::{Digest, Sha256};
 
@@ -242,7 +240,7 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
                 .map(|p| {
                     let zone = zone_id(home, rng.below(per), per);
                     let account = format!("{NS}.account.{}", account_id(home));
-                    let mut resources = BTreeMap::new();
+                    let mut resources = OrderedMap::new();
                     match rng.below(4) {
                         0 => {
                             resources.insert(account, RawResourceValue::Text("*".into()));
@@ -254,12 +252,12 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
                             );
                         }
                         2 => {
-                            let mut nested = BTreeMap::new();
+                            let mut nested = OrderedMap::new();
                             nested.insert(format!("{NS}.account.zone.*"), "*".to_string());
                             resources.insert(account, RawResourceValue::Nested(nested));
                         }
                         _ => {
-                            let mut nested = BTreeMap::new();
+                            let mut nested = OrderedMap::new();
                             nested.insert(format!("{NS}.account.zone.{zone}"), "*".to_string());
                             resources.insert(account, RawResourceValue::Nested(nested));
                         }

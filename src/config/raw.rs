@@ -71,11 +71,12 @@ pub struct RawGroup {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Option<Box<str>>,
+    // Boxed: most groups in policies are `{id}` references, and a million tokens hold ten million of them.
     #[serde(default)]
-    pub scopes: Option<OneOrMany>,
+    pub scopes: Option<Box<OneOrMany>>,
     #[serde(default)]
-    pub meta: Option<RawGroupMeta>,
+    pub meta: Option<Box<RawGroupMeta>>,
     #[serde(default)]
     pub permissions: Option<Vec<RawPermission>>,
 }
@@ -242,9 +243,9 @@ pub struct RawResourceGroup {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     #[serde(default)]
-    pub meta: Option<BTreeMap<String, Scalar>>,
+    pub meta: Option<Box<BTreeMap<String, Scalar>>>,
     #[serde(default)]
     pub scope: Option<RawScope>,
 }
@@ -283,11 +284,11 @@ pub struct RawToken {
     pub policies: Vec<RawTokenPolicy>,
     /// Labels Cloudflare's API returns with a token; kept so a pasted token loads.
     #[serde(default)]
-    pub issued_on: Option<String>,
+    pub issued_on: Option<Box<str>>,
     #[serde(default)]
-    pub modified_on: Option<String>,
+    pub modified_on: Option<Box<str>>,
     #[serde(default)]
-    pub last_used_on: Option<String>,
+    pub last_used_on: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -332,13 +333,206 @@ pub struct RawTokenPolicy {
     pub id: Option<String>,
     pub effect: Effect,
     pub permission_groups: Vec<RawGroup>,
-    pub resources: BTreeMap<String, RawResourceValue>,
+    pub resources: OrderedMap<RawResourceValue>,
 }
 
 /// A `resources` value: `"*"`, or a nested map of zone keys to `"*"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawResourceValue {
     Text(String),
-    Nested(BTreeMap<String, String>),
+    Nested(OrderedMap<String>),
+}
+
+impl<'de> Deserialize<'de> for RawResourceValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+            type Value = RawResourceValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"*\" or a map of zone keys to \"*\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawResourceValue, E> {
+                Ok(RawResourceValue::Text(text.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(
+                self,
+                text: String,
+            ) -> Result<RawResourceValue, E> {
+                Ok(RawResourceValue::Text(text))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawResourceValue, A::Error> {
+                OrderedMap::from_map(map).map(RawResourceValue::Nested)
+            }
+        }
+        // Not `#[serde(untagged)]`: that buffers every value and tries each form in turn.
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+/// A map with string keys, kept as a list in document order; a key given twice is an error. Lighter than
+/// a `BTreeMap` for the one- or two-entry maps of token policies, of which a config may hold millions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> OrderedMap<V> {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, in document order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(key, value)| (key, value))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(key, _)| key)
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value of the same key.
+    pub fn insert(&mut self, key: String, value: V) {
+        match self.0.iter_mut().find(|(known, _)| *known == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    fn from_map<'de, A>(mut map: A) -> Result<Self, A::Error>
+    where
+        A: serde::de::MapAccess<'de>,
+        V: Deserialize<'de>,
+    {
+        let mut entries: Vec<(String, V)> = Vec::with_capacity(map.size_hint().unwrap_or(1));
+        while let Some(key) = map.next_key::<String>()? {
+            if entries.iter().any(|(known, _)| *known == key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} is given twice"
+                )));
+            }
+            let value = map.next_value::<V>()?;
+            entries.push((key, value));
+        }
+        Ok(Self(entries))
+    }
+}
+
+impl<'a, V> IntoIterator for &'a OrderedMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, V)>,
+        fn(&'a (String, V)) -> (&'a String, &'a V),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(key, value)| (key, value))
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for MapVisitor<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<OrderedMap<V>, A::Error> {
+                OrderedMap::from_map(map)
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceFile;
+
+    fn token_policy(json: &str) -> Result<RawTokenPolicy, String> {
+        serde_json::from_str(json).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn resources_keep_document_order_and_both_value_forms() {
+        let policy = token_policy(
+            r#"{"effect": "allow", "permission_groups": [{"id": "g"}], "resources": {
+                "ns.account.b": {"ns.account.zone.z2": "*", "ns.account.zone.z1": "*"},
+                "ns.account.a": "*"}}"#,
+        )
+        .unwrap();
+        let keys: Vec<&str> = policy.resources.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["ns.account.b", "ns.account.a"]);
+        let Some((_, RawResourceValue::Nested(zones))) = policy.resources.iter().next() else {
+            panic!("the first value is a nested map");
+        };
+        let zone_keys: Vec<&str> = zones.keys().map(String::as_str).collect();
+        assert_eq!(zone_keys, ["ns.account.zone.z2", "ns.account.zone.z1"]);
+        assert!(matches!(
+            policy.resources.iter().nth(1),
+            Some((_, RawResourceValue::Text(star))) if star == "*"
+        ));
+    }
+
+    #[test]
+    fn a_resource_key_given_twice_is_an_error_not_a_silent_overwrite() {
+        let error = token_policy(
+            r#"{"effect": "allow", "permission_groups": [{"id": "g"}], "resources": {
+                "ns.account.a": {"ns.account.zone.z1": "*"}, "ns.account.a": "*"}}"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("\"ns.account.a\" is given twice"), "{error}");
+        let nested = token_policy(
+            r#"{"effect": "allow", "permission_groups": [{"id": "g"}], "resources": {
+                "ns.account.a": {"ns.account.zone.z1": "*", "ns.account.zone.z1": "*"}}}"#,
+        )
+        .unwrap_err();
+        assert!(nested.contains("given twice"), "{nested}");
+    }
+
+    #[test]
+    fn a_resource_value_of_the_wrong_shape_names_what_is_expected() {
+        let error = token_policy(
+            r#"{"effect": "allow", "permission_groups": [{"id": "g"}], "resources": {"ns.account.a": 7}}"#,
+        )
+        .unwrap_err();
+        assert!(error.contains("map of zone keys"), "{error}");
+    }
+
+    #[test]
+    fn yaml_resources_parse_like_json() {
+        let source = SourceFile::from_text(
+            "t.yaml",
+            "effect: allow\npermission_groups: [{id: g}]\nresources:\n  ns.account.a:\n    ns.account.zone.*: '*'\n  ns.user.u: '*'\n",
+        );
+        let policy: RawTokenPolicy = source.parse().unwrap();
+        assert_eq!(policy.resources.len(), 2);
+        assert!(matches!(
+            policy.resources.iter().next(),
+            Some((key, RawResourceValue::Nested(zones))) if key == "ns.account.a" && zones.len() == 1
+        ));
+    }
+
+    #[test]
+    fn the_first_pass_counts_tokens_without_reading_them() {
+        let file: RawPolicyFile<SkippedList> =
+            serde_json::from_str(r#"{"users": [], "tokens": [{"any": "shape"}, 1, [2]]}"#).unwrap();
+        assert_eq!(file.tokens.items, 3);
+        let error = serde_json::from_str::<RawPolicyFile<SkippedList>>(r#"{"tokens": {"a": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("sequence"), "{error}");
+    }
 }

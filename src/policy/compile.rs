@@ -301,7 +301,7 @@ impl<'a> Compiler<'a> {
 
     fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: At<'_>) -> Vec<Box<str>> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
-        match (&group.scopes, meta_scopes) {
+        match (group.scopes.as_deref(), meta_scopes) {
             (Some(_), Some(_)) => {
                 self.error(
                     file,
