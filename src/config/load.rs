@@ -280,6 +280,7 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
     // First pass: every file, its tokens skipped.
     let mut entities: Vec<RawPolicyFile<SkippedList>> = Vec::with_capacity(files.len());
     let mut with_tokens = Vec::new();
+    let mut token_count = 0;
     parallel::in_order(
         files,
         parse_policy_file::<RawPolicyFile<SkippedList>>,
@@ -287,6 +288,7 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             Some(Ok(raw)) => {
                 if raw.tokens.items > 0 {
                     with_tokens.push(index);
+                    token_count += raw.tokens.items;
                 }
                 entities.push(raw);
             }
@@ -304,8 +306,16 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             .collect();
         let mut compiler = Compiler::new(keys, &set.settings.resource_namespace);
         compiler.entities(&sources);
+        compiler.reserve_tokens(token_count);
         compiler
     });
+    // Parsed tokens are freed by this thread, off the compile's critical path (the channel ends with
+    // this function, and the thread with it).
+    let (to_free, freed) = std::sync::mpsc::channel::<RawTokenList>();
+    let freeing = std::thread::Builder::new()
+        .name("permgate-free".to_string())
+        .spawn(move || freed.into_iter().for_each(drop))
+        .is_ok();
     // Second pass: the tokens, compiled in file order as the files are parsed.
     parallel::in_order(
         &with_tokens,
@@ -320,6 +330,9 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             match (parsed, file, compiler.as_mut()) {
                 (Some(Ok(raw)), Some(file), Some(compiler)) => {
                     compiler.tokens(file.path(), &raw.tokens);
+                    if freeing {
+                        let _ = to_free.send(raw);
+                    }
                 }
                 (Some(Ok(_)), _, _) => {}
                 (Some(Err(file_errors)), _, _) => errors.extend(file_errors),

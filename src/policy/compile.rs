@@ -24,7 +24,7 @@ use crate::config::raw::{
 
 /// Each group of a policy, by its index in the policy's `permission_groups`, with the resource types it is
 /// meant for.
-type GroupScopes = Vec<(usize, Vec<Box<str>>)>;
+type GroupScopes = Vec<(usize, Arc<[Box<str>]>)>;
 
 /// A document path (`tokens[3].policies[1]`), formatted only when an error or a warning shows it: compiling
 /// a million tokens walks tens of millions of paths, and almost none of them is ever shown.
@@ -120,6 +120,8 @@ pub struct Compiler<'a> {
     group_by_id: FxHashMap<&'a str, usize>,
     group_by_name: FxHashMap<&'a str, Vec<usize>>,
     keyset_index: FxHashMap<KeySet, u32>,
+    /// A key set reused by each policy's union (see `policy_keys`).
+    scratch_keys: KeySet,
     /// Domain groups: id → (account, zones).
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
@@ -165,6 +167,7 @@ impl<'a> Compiler<'a> {
             group_by_id: FxHashMap::default(),
             group_by_name: FxHashMap::default(),
             keyset_index: FxHashMap::default(),
+            scratch_keys: KeySet::default(),
             domain_groups: FxHashMap::default(),
             first_seen: FxHashMap::default(),
             token_ids: FxHashMap::default(),
@@ -299,7 +302,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: At<'_>) -> Vec<Box<str>> {
+    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: At<'_>) -> Arc<[Box<str>]> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
         match (group.scopes.as_deref(), meta_scopes) {
             (Some(_), Some(_)) => {
@@ -308,12 +311,12 @@ impl<'a> Compiler<'a> {
                     format!("{path}.scopes"),
                     "give `scopes` at the top level or in `meta`, not both",
                 );
-                Vec::new()
+                Arc::default()
             }
             (Some(scopes), None) | (None, Some(scopes)) => {
                 scopes.values().into_iter().map(Into::into).collect()
             }
-            (None, None) => Vec::new(),
+            (None, None) => Arc::default(),
         }
     }
 
@@ -358,7 +361,7 @@ impl<'a> Compiler<'a> {
         file: &Path,
         path: At<'_>,
         into: &mut KeySet,
-    ) -> Option<Vec<Box<str>>> {
+    ) -> Option<Arc<[Box<str>]>> {
         if group.permissions.is_some() {
             let scopes = self.group_scopes(group, file, path);
             let (_, keys, ok) = self.group_patterns(group, file, path);
@@ -410,7 +413,7 @@ impl<'a> Compiler<'a> {
                 info.used = true;
                 info.scopes.clone()
             }
-            None => Vec::new(),
+            None => Arc::default(),
         };
         let keys = self.group_keys.get(position)?;
         into.union_with(keys);
@@ -425,7 +428,9 @@ impl<'a> Compiler<'a> {
         path: At<'_>,
     ) -> Option<(u32, GroupScopes)> {
         let mut group_scopes = Vec::new();
-        let mut keys = KeySet::empty(self.keys.len());
+        // The union is built in a reused set, and copied only when it is one not seen before.
+        let mut keys = std::mem::take(&mut self.scratch_keys);
+        keys.reset(self.keys.len());
         let mut ok = true;
         if groups.is_empty() {
             self.error(
@@ -449,22 +454,20 @@ impl<'a> Compiler<'a> {
         if !ok {
             return None;
         }
-        let next = u32::try_from(self.set.keysets.len()).unwrap_or(u32::MAX);
-        let index = match self.keyset_index.get(&keys) {
-            Some(index) => *index,
-            None => *self.keyset_index.entry(keys.clone()).or_insert(next),
-        };
-        if index == next {
-            if keys.is_empty() {
-                self.warn(file, path, "its permission groups grant no key that any route requires, so it can never match");
+        let empty = keys.is_empty();
+        let index = match self.keyset_index.get(&keys).copied() {
+            Some(index) => {
+                self.scratch_keys = keys;
+                index
             }
-            self.set.keysets.push(keys);
-        } else if self
-            .set
-            .keysets
-            .get(index as usize)
-            .is_some_and(KeySet::is_empty)
-        {
+            None => {
+                let index = u32::try_from(self.set.keysets.len()).unwrap_or(u32::MAX);
+                self.keyset_index.insert(keys.clone(), index);
+                self.set.keysets.push(keys);
+                index
+            }
+        };
+        if empty {
             self.warn(
                 file,
                 path,
@@ -497,7 +500,7 @@ impl<'a> Compiler<'a> {
         };
         let mut warnings = Vec::new();
         for (index, scopes) in group_scopes {
-            for scope in scopes {
+            for scope in scopes.iter() {
                 let Some(kind) = scope
                     .strip_prefix(self.namespace)
                     .and_then(|rest| rest.strip_prefix('.'))
@@ -879,7 +882,10 @@ impl<'a> Compiler<'a> {
         let selector = Selector::new(items);
         self.check_group_scopes(&group_scopes, &selector, file, path);
         Some(Policy {
-            id: policy.id.clone().unwrap_or_else(label).into(),
+            id: policy
+                .id
+                .as_deref()
+                .map_or_else(|| label().into(), Into::into),
             effect: effect(policy.access),
             keyset,
             first_keys: self
@@ -893,12 +899,11 @@ impl<'a> Compiler<'a> {
 
     /// Warns when a user token's policy names only accounts and zones where its user is not a member.
     fn check_reachable(&mut self, user: u32, selector: &Selector, file: &Path, path: At<'_>) {
-        let memberships: Vec<AccountIdx> = self
+        let memberships: &[AccountIdx] = self
             .set
             .users
             .get(user as usize)
-            .map(|info| info.memberships.clone())
-            .unwrap_or_default();
+            .map_or(&[], |info| &info.memberships);
         let reachable = selector.items().iter().any(|item| match item {
             Select::AllAccounts | Select::AllZones | Select::User(_) => true,
             Select::Account(account) | Select::AccountZones(account) => {
@@ -963,6 +968,16 @@ impl<'a> Compiler<'a> {
     }
 
     // === tokens ===
+
+    /// Makes room for `more` tokens (their count is known before they are parsed), so the token tables are
+    /// sized once instead of growing by doubling.
+    pub fn reserve_tokens(&mut self, more: usize) {
+        self.set.tokens.reserve(more);
+        self.set.token_gates.reserve(more);
+        self.set.token_by_hash.reserve(more);
+        self.token_ids.reserve(more);
+        self.token_secrets.reserve(more);
+    }
 
     /// The tokens of one file (after [`Compiler::entities`]); nothing of `tokens` is kept.
     pub fn tokens(&mut self, file: &'a Path, tokens: &[RawToken]) {
@@ -1235,9 +1250,8 @@ impl<'a> Compiler<'a> {
         for (key, value) in &policy.resources {
             let resources_path = Sub::field(path, "resources");
             let entry_path = Sub::field(&resources_path, key);
-            match self.resource_entry(key, value, owner, file, &entry_path) {
-                Some(entry_items) => items.extend(entry_items),
-                None => ok = false,
+            if !self.resource_entry(key, value, owner, file, &entry_path, &mut items) {
+                ok = false;
             }
         }
         let (keyset, group_scopes) = keyset?;
@@ -1250,7 +1264,10 @@ impl<'a> Compiler<'a> {
             self.check_reachable(user, &selector, file, path);
         }
         Some(Policy {
-            id: policy.id.clone().unwrap_or_else(label).into(),
+            id: policy
+                .id
+                .as_deref()
+                .map_or_else(|| label().into(), Into::into),
             effect: effect(policy.effect),
             keyset,
             first_keys: self
@@ -1262,7 +1279,7 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    /// One `resources` entry: what it selects, or an error.
+    /// One `resources` entry: adds what it selects to `into`; `false` (with an error) when it is invalid.
     fn resource_entry(
         &mut self,
         key: &str,
@@ -1270,7 +1287,8 @@ impl<'a> Compiler<'a> {
         owner: Owner,
         file: &Path,
         path: At<'_>,
-    ) -> Option<Vec<Select>> {
+        into: &mut Vec<Select>,
+    ) -> bool {
         let Some(parsed) = self.parse_resource_key(key) else {
             self.error(
                 file,
@@ -1280,7 +1298,7 @@ impl<'a> Compiler<'a> {
                     ns = self.namespace
                 ),
             );
-            return None;
+            return false;
         };
         let own_account = match owner {
             Owner::Account(account) => Some(account),
@@ -1294,7 +1312,7 @@ impl<'a> Compiler<'a> {
                     path,
                     format!("the value must be \"*\" or a map of zone keys, not {other:?}"),
                 );
-                return None;
+                return false;
             }
             RawResourceValue::Nested(map) => Some(map),
         };
@@ -1304,24 +1322,33 @@ impl<'a> Compiler<'a> {
                 path,
                 "only an account key can hold a nested map of zones",
             );
-            return None;
+            return false;
         }
         match parsed {
-            ResourceKey::AllAccounts => Some(vec![Select::AllAccounts, Select::AllZones]),
-            ResourceKey::AllZones => Some(vec![Select::AllZones]),
+            ResourceKey::AllAccounts => {
+                into.extend([Select::AllAccounts, Select::AllZones]);
+                true
+            }
+            ResourceKey::AllZones => {
+                into.extend([Select::AllZones]);
+                true
+            }
             ResourceKey::AllUsers => {
                 self.error(file, path, "a token may name only its own user");
-                None
+                false
             }
             ResourceKey::User(user_id) => match (owner, self.set.user_by_id.get(user_id)) {
-                (Owner::User(own), Some(user)) if own == *user => Some(vec![Select::User(own)]),
+                (Owner::User(own), Some(user)) if own == *user => {
+                    into.extend([Select::User(own)]);
+                    true
+                }
                 (Owner::User(_), Some(_)) => {
                     self.error(
                         file,
                         path,
                         format!("a user token may name only its own user, not {user_id:?}"),
                     );
-                    None
+                    false
                 }
                 (Owner::Account(_), _) => {
                     self.error(
@@ -1329,17 +1356,17 @@ impl<'a> Compiler<'a> {
                         path,
                         "an account-owned token cannot hold user resources",
                     );
-                    None
+                    false
                 }
                 (_, None) => {
                     self.error(file, path, format!("unknown user {user_id:?}"));
-                    None
+                    false
                 }
             },
             ResourceKey::Zone(zone_id) => {
                 let Some(&ZoneEntry { zone, .. }) = self.set.zone_by_id.get(zone_id) else {
                     self.error(file, path, format!("unknown zone {zone_id:?}"));
-                    return None;
+                    return false;
                 };
                 let zone_account = self.set.zones.get(zone as usize).map(|z| z.account);
                 if own_account.is_some() && zone_account != own_account {
@@ -1348,14 +1375,17 @@ impl<'a> Compiler<'a> {
                         path,
                         format!("zone {zone_id:?} is outside the token's own account"),
                     );
-                    return None;
+                    return false;
                 }
-                Some(vec![Select::Zone(zone)])
+                {
+                    into.extend([Select::Zone(zone)]);
+                    true
+                }
             }
             ResourceKey::Account(account_id) => {
                 let Some(&account) = self.set.account_by_id.get(account_id) else {
                     self.error(file, path, format!("unknown account {account_id:?}"));
-                    return None;
+                    return false;
                 };
                 if own_account.is_some_and(|own| own != account) {
                     self.error(
@@ -1363,15 +1393,14 @@ impl<'a> Compiler<'a> {
                         path,
                         format!("account {account_id:?} is not the token's own account"),
                     );
-                    return None;
+                    return false;
                 }
                 let Some(nested) = nested else {
-                    return Some(vec![
-                        Select::Account(account),
-                        Select::AccountZones(account),
-                    ]);
+                    return {
+                        into.extend([Select::Account(account), Select::AccountZones(account)]);
+                        true
+                    };
                 };
-                let mut items = Vec::new();
                 let mut ok = true;
                 for (zone_key, zone_value) in nested {
                     let zone_path = Sub::field(path, zone_key);
@@ -1385,9 +1414,9 @@ impl<'a> Compiler<'a> {
                         continue;
                     }
                     match self.parse_resource_key(zone_key) {
-                        Some(ResourceKey::AllZones) => items.push(Select::AccountZones(account)),
+                        Some(ResourceKey::AllZones) => into.push(Select::AccountZones(account)),
                         Some(ResourceKey::Zone(zone_id)) => match self.zone_in(zone_id, account) {
-                            Ok(zone) => items.push(Select::Zone(zone)),
+                            Ok(zone) => into.push(Select::Zone(zone)),
                             Err(message) => {
                                 self.error(file, &zone_path, message);
                                 ok = false;
@@ -1403,7 +1432,7 @@ impl<'a> Compiler<'a> {
                         }
                     }
                 }
-                ok.then_some(items)
+                ok
             }
         }
     }

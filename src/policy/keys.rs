@@ -146,6 +146,15 @@ impl KeySet {
         }
     }
 
+    /// Makes this the empty set over a universe of `len` keys, reusing its memory when it fits.
+    pub fn reset(&mut self, len: usize) {
+        if self.words.len() == len.div_ceil(64) {
+            self.words.fill(0);
+        } else {
+            *self = Self::empty(len);
+        }
+    }
+
     /// Adds a key.
     pub fn insert(&mut self, id: KeyId) {
         let index = id.0 as usize;
