@@ -303,7 +303,7 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
     );
     // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
     // would be a misleading knock-on error: then the tokens are only parsed, for their own shape errors.
-    let mut compiler = (entities.len() == files.len()).then(|| {
+    let prepared = (entities.len() == files.len()).then(|| {
         let sources: Vec<PolicySource<'_>> = files
             .iter()
             .zip(&entities)
@@ -311,41 +311,45 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             .collect();
         let mut compiler = Compiler::new(keys, &set.settings.resource_namespace);
         compiler.entities(&sources);
-        compiler.reserve_tokens(token_count);
-        compiler
+        let sink = compiler.token_sink(token_count);
+        (compiler, sink)
     });
-    // Parsed tokens are freed by this thread, off the compile's critical path (the channel ends with
-    // this function, and the thread with it).
-    let (to_free, freed) = std::sync::mpsc::channel::<RawTokenList>();
-    let freeing = std::thread::Builder::new()
-        .name("permgate-free".to_string())
-        .spawn(move || freed.into_iter().for_each(drop))
-        .is_ok();
-    // Second pass: the tokens, compiled in file order as the files are parsed.
+    // Second pass: each file's tokens parsed and compiled against the entities on a worker (which also
+    // frees them), the batches added to the sink in file order.
+    let (compiler, mut sink) = match prepared {
+        Some((compiler, sink)) => (Some(compiler), Some(sink)),
+        None => (None, None),
+    };
+    let compiling = compiler.as_ref();
     parallel::in_order(
         &with_tokens,
-        |&index| match files.get(index) {
-            Some(file) => parse_policy_file::<RawTokenList>(file),
-            None => Ok(RawTokenList::default()),
+        |&index| {
+            let file = files.get(index)?;
+            Some(
+                parse_policy_file::<RawTokenList>(file)
+                    .map(|raw| compiling.map(|compiler| compiler.tokens(file.path(), &raw.tokens))),
+            )
         },
-        |position, parsed| {
+        |position, done| {
             let file = with_tokens
                 .get(position)
                 .and_then(|&index| files.get(index));
-            match (parsed, file, compiler.as_mut()) {
-                (Some(Ok(raw)), Some(file), Some(compiler)) => {
-                    compiler.tokens(file.path(), &raw.tokens);
-                    if freeing {
-                        let _ = to_free.send(raw);
+            match done {
+                Some(Some(Ok(Some(batch)))) => {
+                    if let (Some(compiler), Some(sink)) = (compiling, sink.as_mut()) {
+                        sink.add(compiler, batch);
                     }
                 }
-                (Some(Ok(_)), _, _) => {}
-                (Some(Err(file_errors)), _, _) => errors.extend(file_errors),
-                (None, file, _) => errors.push(internal_error(file.map(PolicyFile::path))),
+                Some(Some(Ok(None))) => {}
+                Some(Some(Err(file_errors))) => errors.extend(file_errors),
+                Some(None) | None => errors.push(internal_error(file.map(PolicyFile::path))),
             }
         },
     );
-    let policy = match compiler.map(Compiler::finish) {
+    let finished = compiler
+        .zip(sink)
+        .map(|(compiler, sink)| compiler.finish(sink));
+    let policy = match finished {
         Some(Ok(policy)) => Some(policy),
         Some(Err(policy_errors)) => {
             errors.extend(policy_errors);

@@ -12,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 use super::model::{
-    Account, AccountIdx, Effect, GroupInfo, IpCondition, Member, Owner, Policy, PolicySet, Select,
-    Selector, Status, Token, TokenGate, User, Zone, ZoneEntry,
+    Account, AccountIdx, DigestMap, Effect, GroupInfo, IpCondition, Member, Owner, Policy,
+    PolicySet, Select, Selector, Status, Token, TokenGate, User, Zone, ZoneEntry,
 };
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
@@ -108,29 +108,111 @@ enum ResourceKey<'a> {
     AllUsers,
 }
 
-/// A compile in progress: [`Compiler::entities`] once with every file, then [`Compiler::tokens`] with each
-/// file's tokens (which may be dropped right after), then [`Compiler::finish`].
+/// What compiling part of a config produced besides its items: errors, warnings, the distinct key sets its
+/// policies use (a policy holds an index into `keysets`), and which catalog groups it referred to.
+///
+/// The compiler's own output is the config's; a batch of tokens compiled on another thread has one of its
+/// own, which [`TokenSink::add`] folds into the config's (renumbering the batch's key sets).
+#[derive(Debug, Default)]
+pub struct Output {
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    keysets: Vec<KeySet>,
+    keyset_index: FxHashMap<KeySet, u32>,
+    /// A key set reused by each policy's union (see `policy_keys`).
+    scratch_keys: KeySet,
+    /// Positions in `PolicySet::groups` of the catalog groups referred to.
+    used_groups: Vec<usize>,
+}
+
+impl Output {
+    fn error(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::new(file, path.to_string(), message));
+    }
+
+    fn warn(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
+        self.warnings
+            .push(ConfigError::new(file, path.to_string(), message));
+    }
+
+    /// The index of `keys` in `keysets`, adding it when it is new; `keys` is given back for reuse when it
+    /// was known.
+    fn intern_keys(&mut self, keys: KeySet) -> (u32, Option<KeySet>) {
+        match self.keyset_index.get(&keys).copied() {
+            Some(index) => (index, Some(keys)),
+            None => {
+                let index = u32::try_from(self.keysets.len()).unwrap_or(u32::MAX);
+                self.keyset_index.insert(keys.clone(), index);
+                self.keysets.push(keys);
+                (index, None)
+            }
+        }
+    }
+
+    /// Appends `other`'s errors, warnings and used groups; returns, for each of `other`'s key sets, its
+    /// index here.
+    fn absorb(&mut self, other: Output) -> Vec<u32> {
+        self.errors.extend(other.errors);
+        self.warnings.extend(other.warnings);
+        self.used_groups.extend(other.used_groups);
+        other
+            .keysets
+            .into_iter()
+            .map(|keys| self.intern_keys(keys).0)
+            .collect()
+    }
+}
+
+/// A compile in progress: [`Compiler::entities`] once with every file; then [`Compiler::tokens`] with each
+/// file's tokens (on any thread: it only reads the compiler), each batch added in file order to the
+/// [`TokenSink`] from [`Compiler::token_sink`]; then [`Compiler::finish`].
 pub struct Compiler<'a> {
     namespace: &'a str,
     keys: KeyInterner,
     set: PolicySet,
-    errors: Vec<ConfigError>,
+    /// The config's output, until [`Compiler::token_sink`] hands it to the sink.
+    out: Output,
     /// Catalog groups: index into `set.groups`, with their expanded key sets.
     group_keys: Vec<KeySet>,
     group_by_id: FxHashMap<&'a str, usize>,
     group_by_name: FxHashMap<&'a str, Vec<usize>>,
-    keyset_index: FxHashMap<KeySet, u32>,
-    /// A key set reused by each policy's union (see `policy_keys`).
-    scratch_keys: KeySet,
     /// Domain groups: id → (account, zones).
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
     first_seen: FxHashMap<(&'static str, &'a str), String>,
-    /// Token ids and secret hashes, owned: the raw tokens are gone by the time a later file is compiled.
+}
+
+/// Where the compiled tokens go, in file order, with the checks that span files: token ids and secret
+/// hashes are unique.
+pub struct TokenSink<'a> {
+    out: Output,
+    tokens: Vec<Token>,
+    token_gates: Vec<TokenGate>,
+    token_by_hash: DigestMap<u32>,
+    /// Token ids and secret hashes seen, owned: the raw tokens are gone by the time a later file comes.
     token_ids: FxHashMap<Box<str>, TokenOrigin<'a>>,
     token_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
     /// The shared id of each token owner (see [`TokenGate::owner_id`]).
     owner_ids: FxHashMap<Owner, Arc<str>>,
+}
+
+/// The tokens of one file, compiled against the entities but not yet checked against other files' tokens.
+pub struct TokenBatch<'a> {
+    file: &'a Path,
+    tokens: Vec<CompiledToken>,
+    out: Output,
+}
+
+/// One token of a batch: what the cross-file checks need, and the token when it compiled.
+struct CompiledToken {
+    /// Its index in the file's `tokens`.
+    index: usize,
+    /// Its id, when valid (the compiled token holds it when there is one).
+    id: Option<Box<str>>,
+    /// Its secret hash, when valid.
+    secret: Option<[u8; 32]>,
+    compiled: Option<(Token, Vec<Policy>)>,
 }
 
 /// Compiles parsed policy files (each with its path) against the route keys. `namespace` is `<ns>` of
@@ -146,10 +228,11 @@ pub fn compile(
         .collect();
     let mut compiler = Compiler::new(keys, namespace);
     compiler.entities(&sources);
+    let mut sink = compiler.token_sink(files.iter().map(|(_, raw)| raw.tokens.len()).sum());
     for (file, raw) in files {
-        compiler.tokens(file, &raw.tokens);
+        sink.add(&compiler, compiler.tokens(file, &raw.tokens));
     }
-    compiler.finish()
+    compiler.finish(sink)
 }
 
 impl<'a> Compiler<'a> {
@@ -162,63 +245,90 @@ impl<'a> Compiler<'a> {
                 namespace: namespace.into(),
                 ..PolicySet::default()
             },
-            errors: Vec::new(),
+            out: Output::default(),
             group_keys: Vec::new(),
             group_by_id: FxHashMap::default(),
             group_by_name: FxHashMap::default(),
-            keyset_index: FxHashMap::default(),
-            scratch_keys: KeySet::default(),
             domain_groups: FxHashMap::default(),
             first_seen: FxHashMap::default(),
-            token_ids: FxHashMap::default(),
-            token_secrets: FxHashMap::default(),
-            owner_ids: FxHashMap::default(),
         }
     }
 
     /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
     /// token may refer to.
     pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
+        let mut out = std::mem::take(&mut self.out);
         for source in sources {
-            self.catalog(source);
+            self.catalog(&mut out, source);
         }
         for source in sources {
-            self.users(source);
+            self.users(&mut out, source);
         }
         for source in sources {
-            self.accounts(source);
+            self.accounts(&mut out, source);
         }
         for source in sources {
-            self.members(source);
+            self.members(&mut out, source);
+        }
+        self.out = out;
+    }
+
+    /// The sink for the tokens, with room for `expected` of them (their count is known before they are
+    /// parsed, so the token tables are sized once instead of growing by doubling).
+    pub fn token_sink(&mut self, expected: usize) -> TokenSink<'a> {
+        let mut token_by_hash = DigestMap::default();
+        token_by_hash.reserve(expected);
+        let mut token_ids = FxHashMap::default();
+        token_ids.reserve(expected);
+        let mut token_secrets = FxHashMap::default();
+        token_secrets.reserve(expected);
+        TokenSink {
+            out: std::mem::take(&mut self.out),
+            tokens: Vec::with_capacity(expected),
+            token_gates: Vec::with_capacity(expected),
+            token_by_hash,
+            token_ids,
+            token_secrets,
+            owner_ids: FxHashMap::default(),
         }
     }
 
     /// The compiled set, or every error met.
-    pub fn finish(self) -> Result<PolicySet, Vec<ConfigError>> {
-        let Compiler {
-            mut set,
-            errors,
-            keys,
+    pub fn finish(self, sink: TokenSink<'a>) -> Result<PolicySet, Vec<ConfigError>> {
+        let Compiler { mut set, keys, .. } = self;
+        let TokenSink {
+            out,
+            tokens,
+            token_gates,
+            token_by_hash,
             ..
-        } = self;
-        if !errors.is_empty() {
-            return Err(errors);
+        } = sink;
+        if !out.errors.is_empty() {
+            return Err(out.errors);
+        }
+        for position in out.used_groups {
+            if let Some(group) = set.groups.get_mut(position) {
+                group.used = true;
+            }
         }
         set.keys = keys;
+        set.keysets = out.keysets;
+        set.warnings = out.warnings;
+        set.tokens = tokens;
+        set.token_gates = token_gates;
+        set.token_by_hash = token_by_hash;
         Ok(set)
     }
 
-    /// Whether an error has been met so far.
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-    fn error(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
-        self.errors
-            .push(ConfigError::new(file, path.to_string(), message));
-    }
-
     /// Records the first definition of `(kind, id)`; a second one is an error naming the first.
-    fn unique(&mut self, kind: &'static str, id: &'a str, file: &Path, path: At<'_>) -> bool {
+    fn unique(
+        &mut self,
+        out: &mut Output,
+        kind: &'static str,
+        id: &'a str,
+        file: &Path,
+        path: At<'_>,
+    ) -> bool {
         let here = format!("{}: {path}", file.display());
         match self.first_seen.entry((kind, id)) {
             Entry::Vacant(slot) => {
@@ -227,19 +337,19 @@ impl<'a> Compiler<'a> {
             }
             Entry::Occupied(first) => {
                 let message = format!("duplicate {kind} {id:?} (first defined at {})", first.get());
-                self.error(file, path, message);
+                out.error(file, path, message);
                 false
             }
         }
     }
 
-    fn check_id(&mut self, id: &str, file: &Path, path: At<'_>) -> bool {
+    fn check_id(&self, out: &mut Output, id: &str, file: &Path, path: At<'_>) -> bool {
         if id.is_empty()
             || id
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '/')
         {
-            self.error(
+            out.error(
                 file,
                 path,
                 format!("{id:?} is not a valid id (no spaces, `/` or `*`)"),
@@ -252,19 +362,20 @@ impl<'a> Compiler<'a> {
 
     // === permission groups ===
 
-    fn catalog(&mut self, source: &PolicySource<'a>) {
+    fn catalog(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, group) in source.permission_groups.iter().enumerate() {
             let path = Item("permission_groups", index);
             let Some(id) = group.id.as_deref() else {
-                self.error(
+                out.error(
                     source.file,
                     &path,
                     "a catalog permission group needs an `id`",
                 );
                 continue;
             };
-            if !self.check_id(id, source.file, &format_args!("{path}.id"))
+            if !self.check_id(out, id, source.file, &format_args!("{path}.id"))
                 || !self.unique(
+                    out,
                     "permission group",
                     id,
                     source.file,
@@ -274,17 +385,17 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             if group.permissions.is_none() {
-                self.error(
+                out.error(
                     source.file,
                     format!("{path}.permissions"),
                     "a catalog permission group needs `permissions`",
                 );
                 continue;
             }
-            let scopes = self.group_scopes(group, source.file, &path);
+            let scopes = self.group_scopes(out, group, source.file, &path);
             // A group with a bad key is still registered (its error is reported), so references to it do
             // not each report a misleading "unknown permission group".
-            let (patterns, keys, _) = self.group_patterns(group, source.file, &path);
+            let (patterns, keys, _) = self.group_patterns(out, group, source.file, &path);
             let name = group.name.clone().unwrap_or_default();
             let position = self.set.groups.len();
             self.set.groups.push(GroupInfo {
@@ -302,11 +413,17 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn group_scopes(&mut self, group: &RawGroup, file: &Path, path: At<'_>) -> Arc<[Box<str>]> {
+    fn group_scopes(
+        &self,
+        out: &mut Output,
+        group: &RawGroup,
+        file: &Path,
+        path: At<'_>,
+    ) -> Arc<[Box<str>]> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
         match (group.scopes.as_deref(), meta_scopes) {
             (Some(_), Some(_)) => {
-                self.error(
+                out.error(
                     file,
                     format!("{path}.scopes"),
                     "give `scopes` at the top level or in `meta`, not both",
@@ -322,7 +439,8 @@ impl<'a> Compiler<'a> {
 
     /// Parses a group's permission patterns and expands them over the route keys.
     fn group_patterns(
-        &mut self,
+        &self,
+        out: &mut Output,
         group: &RawGroup,
         file: &Path,
         path: At<'_>,
@@ -341,7 +459,7 @@ impl<'a> Compiler<'a> {
                         crate::config::raw::RawPermission::Key(_) => String::new(),
                         crate::config::raw::RawPermission::Object(_) => ".key".to_string(),
                     };
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.permissions[{index}]{suffix}"),
                         message,
@@ -356,15 +474,16 @@ impl<'a> Compiler<'a> {
     /// Adds the keys of a policy's group entry (an inline definition, or a reference by id or by unique
     /// name) to `into`; returns the group's scopes.
     fn resolve_group(
-        &mut self,
+        &self,
+        out: &mut Output,
         group: &RawGroup,
         file: &Path,
         path: At<'_>,
         into: &mut KeySet,
     ) -> Option<Arc<[Box<str>]>> {
         if group.permissions.is_some() {
-            let scopes = self.group_scopes(group, file, path);
-            let (_, keys, ok) = self.group_patterns(group, file, path);
+            let scopes = self.group_scopes(out, group, file, path);
+            let (_, keys, ok) = self.group_patterns(out, group, file, path);
             into.union_with(&keys);
             return ok.then_some(scopes);
         }
@@ -372,7 +491,7 @@ impl<'a> Compiler<'a> {
             (Some(id), _) => match self.group_by_id.get(id) {
                 Some(position) => *position,
                 None => {
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.id"),
                         format!("unknown permission group {id:?}"),
@@ -383,7 +502,7 @@ impl<'a> Compiler<'a> {
             (None, Some(name)) => match self.group_by_name.get(name).map(Vec::as_slice) {
                 Some([position]) => *position,
                 Some([]) | None => {
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.name"),
                         format!("unknown permission group name {name:?}"),
@@ -391,7 +510,7 @@ impl<'a> Compiler<'a> {
                     return None;
                 }
                 Some(_) => {
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.name"),
                         format!("several permission groups are named {name:?}: reference it by id"),
@@ -400,7 +519,7 @@ impl<'a> Compiler<'a> {
                 }
             },
             (None, None) => {
-                self.error(
+                out.error(
                     file,
                     path,
                     "a permission group entry needs an `id`, a `name` or `permissions`",
@@ -408,13 +527,12 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let scopes = match self.set.groups.get_mut(position) {
-            Some(info) => {
-                info.used = true;
-                info.scopes.clone()
-            }
-            None => Arc::default(),
-        };
+        out.used_groups.push(position);
+        let scopes = self
+            .set
+            .groups
+            .get(position)
+            .map_or_else(Arc::default, |info| info.scopes.clone());
         let keys = self.group_keys.get(position)?;
         into.union_with(keys);
         Some(scopes)
@@ -422,18 +540,19 @@ impl<'a> Compiler<'a> {
 
     /// The union of a policy's groups, stored once per distinct set, with each group's scopes.
     fn policy_keys(
-        &mut self,
+        &self,
+        out: &mut Output,
         groups: &[RawGroup],
         file: &Path,
         path: At<'_>,
     ) -> Option<(u32, GroupScopes)> {
         let mut group_scopes = Vec::new();
         // The union is built in a reused set, and copied only when it is one not seen before.
-        let mut keys = std::mem::take(&mut self.scratch_keys);
+        let mut keys = std::mem::take(&mut out.scratch_keys);
         keys.reset(self.keys.len());
         let mut ok = true;
         if groups.is_empty() {
-            self.error(
+            out.error(
                 file,
                 format!("{path}.permission_groups"),
                 "a policy needs at least one permission group",
@@ -442,7 +561,7 @@ impl<'a> Compiler<'a> {
         }
         for (index, group) in groups.iter().enumerate() {
             let group_path = Sub::item(path, "permission_groups", index);
-            match self.resolve_group(group, file, &group_path, &mut keys) {
+            match self.resolve_group(out, group, file, &group_path, &mut keys) {
                 Some(scopes) => {
                     if !scopes.is_empty() {
                         group_scopes.push((index, scopes));
@@ -455,20 +574,12 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let empty = keys.is_empty();
-        let index = match self.keyset_index.get(&keys).copied() {
-            Some(index) => {
-                self.scratch_keys = keys;
-                index
-            }
-            None => {
-                let index = u32::try_from(self.set.keysets.len()).unwrap_or(u32::MAX);
-                self.keyset_index.insert(keys.clone(), index);
-                self.set.keysets.push(keys);
-                index
-            }
-        };
+        let (index, reusable) = out.intern_keys(keys);
+        if let Some(keys) = reusable {
+            out.scratch_keys = keys;
+        }
         if empty {
-            self.warn(
+            out.warn(
                 file,
                 path,
                 "its permission groups grant no key that any route requires, so it can never match",
@@ -479,7 +590,8 @@ impl<'a> Compiler<'a> {
 
     /// Warns when a group sits in a policy whose selector holds no resource of the group's type (SPEC §1).
     fn check_group_scopes(
-        &mut self,
+        &self,
+        out: &mut Output,
         group_scopes: &GroupScopes,
         selector: &Selector,
         file: &Path,
@@ -518,23 +630,23 @@ impl<'a> Compiler<'a> {
             }
         }
         for (path, message) in warnings {
-            self.warn(file, path, message);
+            out.warn(file, path, message);
         }
-    }
-
-    fn warn(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
-        self.set
-            .warnings
-            .push(ConfigError::new(file, path.to_string(), message));
     }
 
     // === users, accounts, zones, domain groups ===
 
-    fn users(&mut self, source: &PolicySource<'a>) {
+    fn users(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, user) in source.users.iter().enumerate() {
             let path = Item("users", index);
-            if !self.check_id(&user.id, source.file, &format_args!("{path}.id"))
-                || !self.unique("user", &user.id, source.file, &format_args!("{path}.id"))
+            if !self.check_id(out, &user.id, source.file, &format_args!("{path}.id"))
+                || !self.unique(
+                    out,
+                    "user",
+                    &user.id,
+                    source.file,
+                    &format_args!("{path}.id"),
+                )
             {
                 continue;
             }
@@ -544,7 +656,7 @@ impl<'a> Compiler<'a> {
                     .chars()
                     .any(|c| c.is_whitespace() || c.is_control())
             {
-                self.error(
+                out.error(
                     source.file,
                     format!("{path}.email"),
                     format!("{:?} is not an email address", user.email),
@@ -552,6 +664,7 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             if !self.unique(
+                out,
                 "user email",
                 &user.email,
                 source.file,
@@ -564,7 +677,7 @@ impl<'a> Compiler<'a> {
                 Some(text) => match parse_sha256(text) {
                     Some(hash) => Some(hash),
                     None => {
-                        self.error(
+                        out.error(
                             source.file,
                             format!("{path}.api_key_sha256"),
                             "not a hex SHA-256 (64 hex digits)",
@@ -589,11 +702,12 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn accounts(&mut self, source: &PolicySource<'a>) {
+    fn accounts(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);
-            if !self.check_id(&account.id, source.file, &format_args!("{path}.id"))
+            if !self.check_id(out, &account.id, source.file, &format_args!("{path}.id"))
                 || !self.unique(
+                    out,
                     "account",
                     &account.id,
                     source.file,
@@ -608,7 +722,7 @@ impl<'a> Compiler<'a> {
             for (zone_index, zone) in account.zones.iter().enumerate() {
                 let zone_item = Sub::item(&path, "zones", zone_index);
                 let zone_path = Sub::field(&zone_item, "id");
-                if !self.check_id(&zone.id, source.file, &zone_path) {
+                if !self.check_id(out, &zone.id, source.file, &zone_path) {
                     continue;
                 }
                 if let Some(existing) = self.set.zone_by_id.get(zone.id.as_str()) {
@@ -623,7 +737,7 @@ impl<'a> Compiler<'a> {
                         // Not yet in `accounts`: the owner is the account being read.
                         None => format!("duplicate zone {:?} in account {:?}", zone.id, account.id),
                     };
-                    self.error(source.file, zone_path, message);
+                    out.error(source.file, zone_path, message);
                     continue;
                 }
                 let zone_position = self.set.zones.len() as u32;
@@ -643,21 +757,25 @@ impl<'a> Compiler<'a> {
             }
             for (group_index, group) in account.domain_groups.iter().enumerate() {
                 let group_path = Sub::item(&path, "domain_groups", group_index);
-                if !self.check_id(&group.id, source.file, &format_args!("{group_path}.id"))
-                    || !self.unique(
-                        "domain group",
-                        &group.id,
-                        source.file,
-                        &format_args!("{group_path}.id"),
-                    )
-                {
+                if !self.check_id(
+                    out,
+                    &group.id,
+                    source.file,
+                    &format_args!("{group_path}.id"),
+                ) || !self.unique(
+                    out,
+                    "domain group",
+                    &group.id,
+                    source.file,
+                    &format_args!("{group_path}.id"),
+                ) {
                     continue;
                 }
                 let mut members = Vec::new();
                 for (zone_index, zone_id) in group.zones.iter().enumerate() {
                     match self.set.zone_by_id.get(zone_id.as_str()) {
                         Some(entry) if zones.contains(&entry.zone) => members.push(entry.zone),
-                        _ => self.error(
+                        _ => out.error(
                             source.file,
                             format!("{group_path}.zones[{zone_index}]"),
                             format!("zone {zone_id:?} is not a zone of account {:?}", account.id),
@@ -675,7 +793,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn members(&mut self, source: &PolicySource<'a>) {
+    fn members(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let Some(&account_position) = self.set.account_by_id.get(account.id.as_str()) else {
                 continue;
@@ -685,7 +803,7 @@ impl<'a> Compiler<'a> {
                 let account_path = Item("accounts", index);
                 let path = Sub::item(&account_path, "members", member_index);
                 let Some(&user) = self.set.user_by_id.get(member.user.as_str()) else {
-                    self.error(
+                    out.error(
                         source.file,
                         format!("{path}.user"),
                         format!("unknown user {:?}", member.user),
@@ -697,7 +815,7 @@ impl<'a> Compiler<'a> {
                     .member_by_user_account
                     .contains_key(&(user, account_position))
                 {
-                    self.error(
+                    out.error(
                         source.file,
                         format!("{path}.user"),
                         format!(
@@ -722,9 +840,9 @@ impl<'a> Compiler<'a> {
                         )
                     };
                     if let Some(policy) = self.bach_policy(
+                        out,
                         policy,
                         account_position,
-                        &account.id,
                         source.file,
                         &policy_path,
                         label,
@@ -750,19 +868,25 @@ impl<'a> Compiler<'a> {
 
     /// A member policy in the Bach form (SPEC §3.1).
     fn bach_policy(
-        &mut self,
+        &self,
+        out: &mut Output,
         policy: &RawBachPolicy,
         account: AccountIdx,
-        account_id: &str,
         file: &Path,
         path: At<'_>,
         label: impl Fn() -> String,
     ) -> Option<Policy> {
-        let keyset = self.policy_keys(&policy.permission_groups, file, path);
+        // Members are compiled after every account is known.
+        let account_id = self
+            .set
+            .accounts
+            .get(account as usize)
+            .map_or("", |info| &*info.id);
+        let keyset = self.policy_keys(out, &policy.permission_groups, file, path);
         let mut items = vec![];
         let mut ok = true;
         if policy.resource_groups.is_empty() {
-            self.error(
+            out.error(
                 file,
                 format!("{path}.resource_groups"),
                 "a policy needs at least one resource group",
@@ -780,7 +904,7 @@ impl<'a> Compiler<'a> {
                         Some(ResourceKey::Account(id))
                             if self.set.account_by_id.contains_key(id) =>
                         {
-                            self.error(
+                            out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
                                 format!("the scope account {id:?} is not the member's account {account_id:?}"),
@@ -788,7 +912,7 @@ impl<'a> Compiler<'a> {
                             ok = false;
                         }
                         Some(ResourceKey::Account(id)) => {
-                            self.error(
+                            out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
                                 format!("unknown account {id:?}"),
@@ -796,7 +920,7 @@ impl<'a> Compiler<'a> {
                             ok = false;
                         }
                         _ => {
-                            self.error(
+                            out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
                                 format!(
@@ -818,7 +942,7 @@ impl<'a> Compiler<'a> {
                                 match self.zone_in(zone_id, account) {
                                     Ok(zone) => items.push(Select::Zone(zone)),
                                     Err(message) => {
-                                        self.error(file, object_path, message);
+                                        out.error(file, object_path, message);
                                         ok = false;
                                     }
                                 }
@@ -827,7 +951,7 @@ impl<'a> Compiler<'a> {
                                 items.push(Select::AccountZones(account))
                             }
                             _ => {
-                                self.error(
+                                out.error(
                                     file,
                                     object_path,
                                     format!(
@@ -842,7 +966,7 @@ impl<'a> Compiler<'a> {
                 }
                 None => {
                     let Some(id) = group.id.as_deref() else {
-                        self.error(
+                        out.error(
                             file,
                             &group_path,
                             "a resource group needs a `scope` or a domain group `id`",
@@ -856,7 +980,7 @@ impl<'a> Compiler<'a> {
                             items.extend(zones.iter().map(|zone| Select::Zone(*zone)));
                         }
                         Some(_) => {
-                            self.error(
+                            out.error(
                                 file,
                                 format!("{group_path}.id"),
                                 format!("domain group {id:?} belongs to another account than {account_id:?}"),
@@ -864,7 +988,7 @@ impl<'a> Compiler<'a> {
                             ok = false;
                         }
                         None => {
-                            self.error(
+                            out.error(
                                 file,
                                 format!("{group_path}.id"),
                                 format!("unknown domain group {id:?}"),
@@ -880,7 +1004,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let selector = Selector::new(items);
-        self.check_group_scopes(&group_scopes, &selector, file, path);
+        self.check_group_scopes(out, &group_scopes, &selector, file, path);
         Some(Policy {
             id: policy
                 .id
@@ -888,8 +1012,7 @@ impl<'a> Compiler<'a> {
                 .map_or_else(|| label().into(), Into::into),
             effect: effect(policy.access),
             keyset,
-            first_keys: self
-                .set
+            first_keys: out
                 .keysets
                 .get(keyset as usize)
                 .map_or(0, KeySet::first_word),
@@ -898,7 +1021,14 @@ impl<'a> Compiler<'a> {
     }
 
     /// Warns when a user token's policy names only accounts and zones where its user is not a member.
-    fn check_reachable(&mut self, user: u32, selector: &Selector, file: &Path, path: At<'_>) {
+    fn check_reachable(
+        &self,
+        out: &mut Output,
+        user: u32,
+        selector: &Selector,
+        file: &Path,
+        path: At<'_>,
+    ) {
         let memberships: &[AccountIdx] = self
             .set
             .users
@@ -916,7 +1046,7 @@ impl<'a> Compiler<'a> {
                 .is_some_and(|zone| memberships.contains(&zone.account)),
         });
         if !reachable {
-            self.warn(
+            out.warn(
                 file,
                 format!("{path}.resources"),
                 "the token's user is a member of none of these accounts, so the policy can never match",
@@ -969,122 +1099,45 @@ impl<'a> Compiler<'a> {
 
     // === tokens ===
 
-    /// Makes room for `more` tokens (their count is known before they are parsed), so the token tables are
-    /// sized once instead of growing by doubling.
-    pub fn reserve_tokens(&mut self, more: usize) {
-        self.set.tokens.reserve(more);
-        self.set.token_gates.reserve(more);
-        self.set.token_by_hash.reserve(more);
-        self.token_ids.reserve(more);
-        self.token_secrets.reserve(more);
-    }
-
-    /// The tokens of one file (after [`Compiler::entities`]); nothing of `tokens` is kept.
-    pub fn tokens(&mut self, file: &'a Path, tokens: &[RawToken]) {
-        for (index, token) in tokens.iter().enumerate() {
-            let path = Item("tokens", index);
-            if let Some((compiled, policies)) = self.token(token, file, index, &path) {
-                let position = self.set.tokens.len() as u32;
-                let hash = parse_sha256(&token.secret_sha256).unwrap_or_default();
-                let gate = TokenGate {
-                    owner: compiled.owner,
-                    status: compiled.status,
-                    has_ip_condition: compiled.ip_condition.is_some(),
-                    valid_from: compiled.not_before.as_ref().map_or(i64::MIN, |(at, _)| *at),
-                    valid_until: compiled.expires_on.as_ref().map_or(i64::MAX, |(at, _)| *at),
-                    owner_id: self.owner_id(compiled.owner),
-                    policies: policies.into_boxed_slice(),
-                };
-                self.set.token_by_hash.insert(hash, position);
-                self.set.tokens.push(compiled);
-                self.set.token_gates.push(gate);
-            }
+    /// Compiles the tokens of one file against the entities (after [`Compiler::entities`]). Only reads the
+    /// compiler, so files can be compiled on several threads; nothing of `tokens` is kept.
+    pub fn tokens(&self, file: &'a Path, tokens: &[RawToken]) -> TokenBatch<'a> {
+        let mut out = Output::default();
+        let compiled = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| self.token(&mut out, token, file, index, &Item("tokens", index)))
+            .collect();
+        TokenBatch {
+            file,
+            tokens: compiled,
+            out,
         }
-    }
-
-    /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
-    fn unique_token_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
-        match self.token_ids.entry(id.into()) {
-            Entry::Vacant(slot) => {
-                slot.insert((file, index));
-                true
-            }
-            Entry::Occupied(first) => {
-                let (first_file, first_index) = *first.get();
-                let message = format!(
-                    "duplicate token {id:?} (first defined at {}: tokens[{first_index}].id)",
-                    first_file.display()
-                );
-                self.error(file, format_args!("tokens[{index}].id"), message);
-                false
-            }
-        }
-    }
-
-    /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
-    fn unique_token_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
-        match self.token_secrets.entry(hash) {
-            Entry::Vacant(slot) => {
-                slot.insert((file, index));
-                true
-            }
-            Entry::Occupied(first) => {
-                let (first_file, first_index) = *first.get();
-                let message = format!(
-                    "duplicate token secret hash (first defined at {}: tokens[{first_index}].secret_sha256)",
-                    first_file.display()
-                );
-                self.error(file, format_args!("tokens[{index}].secret_sha256"), message);
-                false
-            }
-        }
-    }
-
-    /// The id of a token's owner, one shared copy per owner.
-    fn owner_id(&mut self, owner: Owner) -> Arc<str> {
-        let set = &self.set;
-        self.owner_ids
-            .entry(owner)
-            .or_insert_with(|| {
-                let id = match owner {
-                    Owner::User(user) => set.users.get(user as usize).map(|user| &*user.id),
-                    Owner::Account(account) => set
-                        .accounts
-                        .get(account as usize)
-                        .map(|account| &*account.id),
-                };
-                // Owners come from the user and account indexes, so the record exists.
-                Arc::from(id.unwrap_or(""))
-            })
-            .clone()
     }
 
     /// A token (item `index` of its file's `tokens`) and its policies.
     fn token(
-        &mut self,
+        &self,
+        out: &mut Output,
         token: &RawToken,
         file: &'a Path,
         index: usize,
         path: At<'_>,
-    ) -> Option<(Token, Vec<Policy>)> {
-        let id_ok = self.check_id(&token.id, file, &format_args!("{path}.id"))
-            && self.unique_token_id(&token.id, file, index);
-        let hash_ok = match parse_sha256(&token.secret_sha256) {
-            Some(hash) => self.unique_token_secret(hash, file, index),
-            None => {
-                self.error(
-                    file,
-                    format!("{path}.secret_sha256"),
-                    "not a hex SHA-256 (64 hex digits)",
-                );
-                false
-            }
-        };
+    ) -> CompiledToken {
+        let id_ok = self.check_id(out, &token.id, file, &format_args!("{path}.id"));
+        let secret = parse_sha256(&token.secret_sha256);
+        if secret.is_none() {
+            out.error(
+                file,
+                format!("{path}.secret_sha256"),
+                "not a hex SHA-256 (64 hex digits)",
+            );
+        }
         let owner = match (&token.owner.user, &token.owner.account) {
             (Some(user), None) => match self.set.user_by_id.get(user.as_str()) {
                 Some(user) => Some(Owner::User(*user)),
                 None => {
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.owner.user"),
                         format!("unknown user {user:?}"),
@@ -1095,7 +1148,7 @@ impl<'a> Compiler<'a> {
             (None, Some(account)) => match self.set.account_by_id.get(account.as_str()) {
                 Some(account) => Some(Owner::Account(*account)),
                 None => {
-                    self.error(
+                    out.error(
                         file,
                         format!("{path}.owner.account"),
                         format!("unknown account {account:?}"),
@@ -1104,7 +1157,7 @@ impl<'a> Compiler<'a> {
                 }
             },
             _ => {
-                self.error(
+                out.error(
                     file,
                     format!("{path}.owner"),
                     "give exactly one of `user` or `account`",
@@ -1113,32 +1166,34 @@ impl<'a> Compiler<'a> {
             }
         };
         let not_before = self.timestamp(
+            out,
             token.not_before.as_deref(),
             file,
             &format_args!("{path}.not_before"),
         );
         let expires_on = self.timestamp(
+            out,
             token.expires_on.as_deref(),
             file,
             &format_args!("{path}.expires_on"),
         );
         if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on) {
             if start >= end {
-                self.error(
+                out.error(
                     file,
                     format!("{path}.expires_on"),
                     "expires_on must be after not_before",
                 );
             }
         }
-        let ip_condition = self.ip_condition(token, file, path);
+        let ip_condition = self.ip_condition(out, token, file, path);
         let mut policies = Vec::new();
         let mut policies_ok = true;
         if let Some(owner) = owner {
             for (policy_index, policy) in token.policies.iter().enumerate() {
                 let policy_path = Sub::item(path, "policies", policy_index);
                 let label = || format!("{}/policies[{policy_index}]", token.id);
-                match self.token_policy(policy, owner, file, &policy_path, label) {
+                match self.token_policy(out, policy, owner, file, &policy_path, label) {
                     Some(policy) => policies.push(policy),
                     None => policies_ok = false,
                 }
@@ -1149,26 +1204,37 @@ impl<'a> Compiler<'a> {
             TokenStatus::Disabled => Status::Disabled,
             TokenStatus::Expired => Status::Expired,
         };
-        if !(id_ok && hash_ok && policies_ok) {
-            return None;
+        let compiled = match (owner, not_before, expires_on, ip_condition) {
+            (Some(owner), Some(not_before), Some(expires_on), Some(ip_condition))
+                if id_ok && secret.is_some() && policies_ok =>
+            {
+                Some((
+                    Token {
+                        id: token.id.as_str().into(),
+                        name: token.name.as_deref().unwrap_or("").into(),
+                        owner,
+                        status,
+                        not_before,
+                        expires_on,
+                        ip_condition,
+                    },
+                    policies,
+                ))
+            }
+            _ => None,
+        };
+        CompiledToken {
+            index,
+            id: (id_ok && compiled.is_none()).then(|| token.id.as_str().into()),
+            secret,
+            compiled,
         }
-        Some((
-            Token {
-                id: token.id.as_str().into(),
-                name: token.name.as_deref().unwrap_or("").into(),
-                owner: owner?,
-                status,
-                not_before: not_before?,
-                expires_on: expires_on?,
-                ip_condition: ip_condition?,
-            },
-            policies,
-        ))
     }
 
     /// `Some(None)` when absent, `Some(Some(..))` when valid, `None` (with an error) when invalid.
     fn timestamp(
-        &mut self,
+        &self,
+        out: &mut Output,
         text: Option<&str>,
         file: &Path,
         path: At<'_>,
@@ -1177,7 +1243,7 @@ impl<'a> Compiler<'a> {
         match OffsetDateTime::parse(text, &Rfc3339) {
             Ok(time) => Some(Some((time.unix_timestamp(), text.into()))),
             Err(_) => {
-                self.error(
+                out.error(
                     file,
                     path,
                     format!("{text:?} is not an RFC 3339 time like 2025-11-14T00:00:00Z"),
@@ -1188,7 +1254,8 @@ impl<'a> Compiler<'a> {
     }
 
     fn ip_condition(
-        &mut self,
+        &self,
+        out: &mut Output,
         token: &RawToken,
         file: &Path,
         path: At<'_>,
@@ -1222,25 +1289,26 @@ impl<'a> Compiler<'a> {
         let inside = condition
             .inside
             .as_ref()
-            .map(|list| parse(list, "in", &mut self.errors));
-        let not_in = parse(&condition.not_in, "not_in", &mut self.errors);
+            .map(|list| parse(list, "in", &mut out.errors));
+        let not_in = parse(&condition.not_in, "not_in", &mut out.errors);
         ok.then_some(Some(IpCondition { inside, not_in }))
     }
 
     /// A token policy in Cloudflare's API-token form (SPEC §3.2).
     fn token_policy(
-        &mut self,
+        &self,
+        out: &mut Output,
         policy: &RawTokenPolicy,
         owner: Owner,
         file: &Path,
         path: At<'_>,
         label: impl Fn() -> String,
     ) -> Option<Policy> {
-        let keyset = self.policy_keys(&policy.permission_groups, file, path);
+        let keyset = self.policy_keys(out, &policy.permission_groups, file, path);
         let mut items = Vec::new();
         let mut ok = true;
         if policy.resources.is_empty() {
-            self.error(
+            out.error(
                 file,
                 format!("{path}.resources"),
                 "a policy needs at least one resource",
@@ -1250,7 +1318,7 @@ impl<'a> Compiler<'a> {
         for (key, value) in &policy.resources {
             let resources_path = Sub::field(path, "resources");
             let entry_path = Sub::field(&resources_path, key);
-            if !self.resource_entry(key, value, owner, file, &entry_path, &mut items) {
+            if !self.resource_entry(out, (key, value), owner, file, &entry_path, &mut items) {
                 ok = false;
             }
         }
@@ -1259,9 +1327,9 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let selector = Selector::new(items);
-        self.check_group_scopes(&group_scopes, &selector, file, path);
+        self.check_group_scopes(out, &group_scopes, &selector, file, path);
         if let Owner::User(user) = owner {
-            self.check_reachable(user, &selector, file, path);
+            self.check_reachable(out, user, &selector, file, path);
         }
         Some(Policy {
             id: policy
@@ -1270,8 +1338,7 @@ impl<'a> Compiler<'a> {
                 .map_or_else(|| label().into(), Into::into),
             effect: effect(policy.effect),
             keyset,
-            first_keys: self
-                .set
+            first_keys: out
                 .keysets
                 .get(keyset as usize)
                 .map_or(0, KeySet::first_word),
@@ -1281,16 +1348,16 @@ impl<'a> Compiler<'a> {
 
     /// One `resources` entry: adds what it selects to `into`; `false` (with an error) when it is invalid.
     fn resource_entry(
-        &mut self,
-        key: &str,
-        value: &RawResourceValue,
+        &self,
+        out: &mut Output,
+        (key, value): (&str, &RawResourceValue),
         owner: Owner,
         file: &Path,
         path: At<'_>,
         into: &mut Vec<Select>,
     ) -> bool {
         let Some(parsed) = self.parse_resource_key(key) else {
-            self.error(
+            out.error(
                 file,
                 path,
                 format!(
@@ -1307,7 +1374,7 @@ impl<'a> Compiler<'a> {
         let nested = match value {
             RawResourceValue::Text(star) if star == "*" => None,
             RawResourceValue::Text(other) => {
-                self.error(
+                out.error(
                     file,
                     path,
                     format!("the value must be \"*\" or a map of zone keys, not {other:?}"),
@@ -1317,7 +1384,7 @@ impl<'a> Compiler<'a> {
             RawResourceValue::Nested(map) => Some(map),
         };
         if nested.is_some() && !matches!(parsed, ResourceKey::Account(_)) {
-            self.error(
+            out.error(
                 file,
                 path,
                 "only an account key can hold a nested map of zones",
@@ -1334,7 +1401,7 @@ impl<'a> Compiler<'a> {
                 true
             }
             ResourceKey::AllUsers => {
-                self.error(file, path, "a token may name only its own user");
+                out.error(file, path, "a token may name only its own user");
                 false
             }
             ResourceKey::User(user_id) => match (owner, self.set.user_by_id.get(user_id)) {
@@ -1343,7 +1410,7 @@ impl<'a> Compiler<'a> {
                     true
                 }
                 (Owner::User(_), Some(_)) => {
-                    self.error(
+                    out.error(
                         file,
                         path,
                         format!("a user token may name only its own user, not {user_id:?}"),
@@ -1351,7 +1418,7 @@ impl<'a> Compiler<'a> {
                     false
                 }
                 (Owner::Account(_), _) => {
-                    self.error(
+                    out.error(
                         file,
                         path,
                         "an account-owned token cannot hold user resources",
@@ -1359,18 +1426,18 @@ impl<'a> Compiler<'a> {
                     false
                 }
                 (_, None) => {
-                    self.error(file, path, format!("unknown user {user_id:?}"));
+                    out.error(file, path, format!("unknown user {user_id:?}"));
                     false
                 }
             },
             ResourceKey::Zone(zone_id) => {
                 let Some(&ZoneEntry { zone, .. }) = self.set.zone_by_id.get(zone_id) else {
-                    self.error(file, path, format!("unknown zone {zone_id:?}"));
+                    out.error(file, path, format!("unknown zone {zone_id:?}"));
                     return false;
                 };
                 let zone_account = self.set.zones.get(zone as usize).map(|z| z.account);
                 if own_account.is_some() && zone_account != own_account {
-                    self.error(
+                    out.error(
                         file,
                         path,
                         format!("zone {zone_id:?} is outside the token's own account"),
@@ -1384,11 +1451,11 @@ impl<'a> Compiler<'a> {
             }
             ResourceKey::Account(account_id) => {
                 let Some(&account) = self.set.account_by_id.get(account_id) else {
-                    self.error(file, path, format!("unknown account {account_id:?}"));
+                    out.error(file, path, format!("unknown account {account_id:?}"));
                     return false;
                 };
                 if own_account.is_some_and(|own| own != account) {
-                    self.error(
+                    out.error(
                         file,
                         path,
                         format!("account {account_id:?} is not the token's own account"),
@@ -1405,7 +1472,7 @@ impl<'a> Compiler<'a> {
                 for (zone_key, zone_value) in nested {
                     let zone_path = Sub::field(path, zone_key);
                     if zone_value != "*" {
-                        self.error(
+                        out.error(
                             file,
                             &zone_path,
                             format!("the value must be \"*\", not {zone_value:?}"),
@@ -1418,12 +1485,12 @@ impl<'a> Compiler<'a> {
                         Some(ResourceKey::Zone(zone_id)) => match self.zone_in(zone_id, account) {
                             Ok(zone) => into.push(Select::Zone(zone)),
                             Err(message) => {
-                                self.error(file, &zone_path, message);
+                                out.error(file, &zone_path, message);
                                 ok = false;
                             }
                         },
                         _ => {
-                            self.error(
+                            out.error(
                                 file,
                                 &zone_path,
                                 format!("{zone_key:?} is not a zone key like {}.account.zone.<id> or its `*` form", self.namespace),
@@ -1435,6 +1502,109 @@ impl<'a> Compiler<'a> {
                 ok
             }
         }
+    }
+}
+
+impl<'a> TokenSink<'a> {
+    /// Adds one file's tokens (batches in file order): each is kept when it compiled and its id and secret
+    /// hash are the first of their kind.
+    pub fn add(&mut self, compiler: &Compiler<'a>, batch: TokenBatch<'a>) {
+        let TokenBatch { file, tokens, out } = batch;
+        let keysets = self.out.absorb(out);
+        for token in tokens {
+            let id = match (&token.id, &token.compiled) {
+                (Some(id), _) => Some(&**id),
+                (None, Some((compiled, _))) => Some(&*compiled.id),
+                (None, None) => None,
+            };
+            let id_ok = id.is_some_and(|id| self.unique_id(id, file, token.index));
+            let secret_ok = token
+                .secret
+                .is_some_and(|secret| self.unique_secret(secret, file, token.index));
+            let (Some((compiled, mut policies)), Some(secret), true, true) =
+                (token.compiled, token.secret, id_ok, secret_ok)
+            else {
+                continue;
+            };
+            for policy in &mut policies {
+                policy.keyset = keysets
+                    .get(policy.keyset as usize)
+                    .copied()
+                    .unwrap_or(u32::MAX);
+            }
+            let position = self.tokens.len() as u32;
+            let gate = TokenGate {
+                owner: compiled.owner,
+                status: compiled.status,
+                has_ip_condition: compiled.ip_condition.is_some(),
+                valid_from: compiled.not_before.as_ref().map_or(i64::MIN, |(at, _)| *at),
+                valid_until: compiled.expires_on.as_ref().map_or(i64::MAX, |(at, _)| *at),
+                owner_id: self.owner_id(compiler, compiled.owner),
+                policies: policies.into_boxed_slice(),
+            };
+            self.token_by_hash.insert(secret, position);
+            self.tokens.push(compiled);
+            self.token_gates.push(gate);
+        }
+    }
+
+    /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
+    fn unique_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
+        match self.token_ids.entry(id.into()) {
+            Entry::Vacant(slot) => {
+                slot.insert((file, index));
+                true
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_index) = *first.get();
+                let message = format!(
+                    "duplicate token {id:?} (first defined at {}: tokens[{first_index}].id)",
+                    first_file.display()
+                );
+                self.out
+                    .error(file, format_args!("tokens[{index}].id"), message);
+                false
+            }
+        }
+    }
+
+    /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
+    fn unique_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
+        match self.token_secrets.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert((file, index));
+                true
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_index) = *first.get();
+                let message = format!(
+                    "duplicate token secret hash (first defined at {}: tokens[{first_index}].secret_sha256)",
+                    first_file.display()
+                );
+                self.out
+                    .error(file, format_args!("tokens[{index}].secret_sha256"), message);
+                false
+            }
+        }
+    }
+
+    /// The id of a token's owner, one shared copy per owner.
+    fn owner_id(&mut self, compiler: &Compiler<'a>, owner: Owner) -> Arc<str> {
+        let set = &compiler.set;
+        self.owner_ids
+            .entry(owner)
+            .or_insert_with(|| {
+                let id = match owner {
+                    Owner::User(user) => set.users.get(user as usize).map(|user| &*user.id),
+                    Owner::Account(account) => set
+                        .accounts
+                        .get(account as usize)
+                        .map(|account| &*account.id),
+                };
+                // Owners come from the user and account indexes, so the record exists.
+                Arc::from(id.unwrap_or(""))
+            })
+            .clone()
     }
 }
 
