@@ -1550,42 +1550,35 @@ impl<'a> TokenSink<'a> {
 
     /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
     fn unique_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
-        match self.token_ids.entry(id.into()) {
-            Entry::Vacant(slot) => {
-                slot.insert((file, index));
-                true
-            }
-            Entry::Occupied(first) => {
-                let (first_file, first_index) = *first.get();
-                let message = format!(
-                    "duplicate token {id:?} (first defined at {}: tokens[{first_index}].id)",
-                    first_file.display()
-                );
-                self.out
-                    .error(file, format_args!("tokens[{index}].id"), message);
-                false
-            }
-        }
+        let first = first_definition(&mut self.token_ids, id.into(), file, index);
+        self.report_duplicate(first, &format!("token {id:?}"), "id", file, index)
     }
 
     /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
     fn unique_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
-        match self.token_secrets.entry(hash) {
-            Entry::Vacant(slot) => {
-                slot.insert((file, index));
-                true
-            }
-            Entry::Occupied(first) => {
-                let (first_file, first_index) = *first.get();
-                let message = format!(
-                    "duplicate token secret hash (first defined at {}: tokens[{first_index}].secret_sha256)",
-                    first_file.display()
-                );
-                self.out
-                    .error(file, format_args!("tokens[{index}].secret_sha256"), message);
-                false
-            }
-        }
+        let first = first_definition(&mut self.token_secrets, hash, file, index);
+        self.report_duplicate(first, "token secret hash", "secret_sha256", file, index)
+    }
+
+    /// `true` when `first` is `None`; otherwise an error at `tokens[index].field` naming the first one.
+    fn report_duplicate(
+        &mut self,
+        first: Option<TokenOrigin<'a>>,
+        what: &str,
+        field: &str,
+        file: &Path,
+        index: usize,
+    ) -> bool {
+        let Some((first_file, first_index)) = first else {
+            return true;
+        };
+        let message = format!(
+            "duplicate {what} (first defined at {}: tokens[{first_index}].{field})",
+            first_file.display()
+        );
+        self.out
+            .error(file, format_args!("tokens[{index}].{field}"), message);
+        false
     }
 
     /// The id of a token's owner, one shared copy per owner.
@@ -1605,6 +1598,22 @@ impl<'a> TokenSink<'a> {
                 Arc::from(id.unwrap_or(""))
             })
             .clone()
+    }
+}
+
+/// Records `key` as first defined at token `index` of `file`, or gives where it was first defined.
+fn first_definition<'a, K: std::hash::Hash + Eq>(
+    seen: &mut FxHashMap<K, TokenOrigin<'a>>,
+    key: K,
+    file: &'a Path,
+    index: usize,
+) -> Option<TokenOrigin<'a>> {
+    match seen.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert((file, index));
+            None
+        }
+        Entry::Occupied(first) => Some(*first.get()),
     }
 }
 
