@@ -313,12 +313,17 @@ pub struct Principal<'s> {
     pub token: Option<&'s Token>,
 }
 
-impl Principal<'_> {
-    /// `user:<id>` or `account:<id>`, as sent upstream in `X-Permgate-Principal`.
-    pub fn header_value(&self) -> String {
-        self.to_string()
+impl PrincipalKind {
+    /// `user` or `account`: the prefix of `X-Permgate-Principal` and of the principal's display.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Account => "account",
+        }
     }
+}
 
+impl Principal<'_> {
     /// The token id, for token credentials.
     pub fn token_id(&self) -> Option<&str> {
         self.token.map(|token| &*token.id)
@@ -327,10 +332,7 @@ impl Principal<'_> {
 
 impl fmt::Display for Principal<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            PrincipalKind::User => write!(f, "user:{}", self.id),
-            PrincipalKind::Account => write!(f, "account:{}", self.id),
-        }
+        write!(f, "{}:{}", self.kind.as_str(), self.id)
     }
 }
 

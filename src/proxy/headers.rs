@@ -55,24 +55,51 @@ const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Who the gateway decided the caller is: what the upstream is told, owned so it outlives the snapshot.
+/// Who the gateway decided the caller is: the identity headers' values, each copied once out of the
+/// snapshot into the value that is sent. A value that cannot be a header value is left out (the compiled
+/// ids are checked to be plain text, so that does not happen for a valid config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// `user:<id>` or `account:<id>`.
-    pub principal: Option<String>,
+    pub principal: Option<HeaderValue>,
     /// The token's id, for token principals.
-    pub token_id: Option<String>,
+    pub token_id: Option<HeaderValue>,
     /// The account of the resource the request targets.
-    pub account: Option<String>,
+    pub account: Option<HeaderValue>,
+}
+
+// === impl Identity ===
+
+impl Identity {
+    /// The values for a principal (`kind` is `user` or `account`), its token id and the account acted in.
+    pub fn new(
+        principal: Option<(&str, &str)>,
+        token_id: Option<&str>,
+        account: Option<&str>,
+    ) -> Self {
+        let principal = principal.and_then(|(kind, id)| {
+            let mut value = Vec::with_capacity(kind.len() + 1 + id.len());
+            value.extend_from_slice(kind.as_bytes());
+            value.push(b':');
+            value.extend_from_slice(id.as_bytes());
+            HeaderValue::try_from(value).ok()
+        });
+        let value = |text: &str| HeaderValue::from_str(text).ok();
+        Self {
+            principal,
+            token_id: token_id.and_then(value),
+            account: account.and_then(value),
+        }
+    }
 }
 
 /// Everything the request hygiene needs besides the headers themselves.
 #[derive(Debug, Clone)]
 pub struct ForwardContext<'a> {
-    pub identity: &'a Identity,
-    pub request_id: &'a str,
+    pub identity: Identity,
+    pub request_id: &'a HeaderValue,
     /// The TCP peer's address, as text (formatted once per connection).
-    pub peer_ip: &'a str,
+    pub peer_ip: &'a HeaderValue,
     /// Whether the peer is in `trusted_proxies` (its `X-Forwarded-*` are believed and extended).
     pub peer_trusted: bool,
     /// Whether the inbound connection was TLS (`X-Forwarded-Proto`).
@@ -158,7 +185,7 @@ fn remove_hop_by_hop_and(
 
 /// Applies the whole request hygiene, in order, and adds the gateway's headers. `Host` is removed: the
 /// upstream client sets it to the upstream's authority.
-pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
+pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     // What the trusted proxy in front already said, kept before anything is removed.
     let prior_forwarded_for = ctx
         .peer_trusted
@@ -186,21 +213,23 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     // 3. The gateway's own headers.
     let identity = ctx.identity;
     for (name, value) in [
-        (PRINCIPAL, identity.principal.as_deref()),
-        (TOKEN_ID, identity.token_id.as_deref()),
-        (ACCOUNT, identity.account.as_deref()),
-        (REQUEST_ID, Some(ctx.request_id)),
+        (PRINCIPAL, identity.principal),
+        (TOKEN_ID, identity.token_id),
+        (ACCOUNT, identity.account),
+        (REQUEST_ID, Some(ctx.request_id.clone())),
     ] {
-        if let Some(value) = value.and_then(|value| HeaderValue::from_str(value).ok()) {
+        if let Some(value) = value {
             headers.insert(name, value);
         }
     }
     let peer = ctx.peer_ip;
-    let forwarded_for = match prior_forwarded_for {
-        Some(prior) if !prior.is_empty() => HeaderValue::from_str(&format!("{prior}, {peer}")),
-        _ => HeaderValue::from_str(peer),
+    let forwarded_for = match (prior_forwarded_for, peer.to_str()) {
+        (Some(prior), Ok(peer)) if !prior.is_empty() => {
+            HeaderValue::from_str(&format!("{prior}, {peer}")).ok()
+        }
+        _ => Some(peer.clone()),
     };
-    if let Ok(value) = forwarded_for {
+    if let Some(value) = forwarded_for {
         headers.insert(FORWARDED_FOR, value);
     }
     if !headers.contains_key(&FORWARDED_PROTO) {
@@ -270,18 +299,31 @@ mod tests {
     }
 
     fn identity() -> Identity {
-        Identity {
-            principal: Some("user:u1".into()),
-            token_id: Some("t1".into()),
-            account: Some("a1".into()),
-        }
+        Identity::new(Some(("user", "u1")), Some("t1"), Some("a1"))
     }
 
-    fn context(identity: &Identity, trusted: bool) -> ForwardContext<'_> {
+    static RID: HeaderValue = HeaderValue::from_static("rid-1");
+    static PEER: HeaderValue = HeaderValue::from_static("203.0.113.7");
+
+    #[test]
+    fn identity_values_are_the_ids_and_a_value_that_cannot_be_a_header_is_left_out() {
+        let identity = Identity::new(Some(("account", "acc-1")), None, Some("a\nb"));
+        assert_eq!(
+            identity.principal,
+            Some(HeaderValue::from_static("account:acc-1"))
+        );
+        assert_eq!((identity.token_id, identity.account), (None, None));
+        assert_eq!(
+            Identity::new(Some(("user", "bad\r")), None, None).principal,
+            None
+        );
+    }
+
+    fn context(identity: Identity, trusted: bool) -> ForwardContext<'static> {
         ForwardContext {
             identity,
-            request_id: "rid-1",
-            peer_ip: "203.0.113.7",
+            request_id: &RID,
+            peer_ip: &PEER,
             peer_trusted: trusted,
             inbound_tls: false,
             inbound_host: Some(HeaderValue::from_static("gw.example")),
@@ -305,7 +347,7 @@ mod tests {
             ("x-permgate", "1"),
             ("accept", "application/json"),
         ]);
-        prepare_request(&mut headers, &context(&identity, false));
+        prepare_request(&mut headers, context(identity.clone(), false));
         assert_eq!(get(&headers, "x-permgate-principal"), Some("user:u1"));
         assert_eq!(headers.get_all("x-permgate-principal").iter().count(), 1);
         assert_eq!(get(&headers, "x-permgate-account"), Some("a1"));
@@ -330,7 +372,7 @@ mod tests {
             ("proxy-authorization", "Basic abc"),
             ("x-kept", "yes"),
         ]);
-        prepare_request(&mut headers, &context(&identity, false));
+        prepare_request(&mut headers, context(identity.clone(), false));
         assert_eq!(get(&headers, "x-permgate-principal"), Some("user:u1"));
         for gone in [
             "connection",
@@ -357,14 +399,14 @@ mod tests {
             ("authorization_", "x"),
         ]);
         let mut headers = inbound.clone();
-        prepare_request(&mut headers, &context(&identity, false));
+        prepare_request(&mut headers, context(identity.clone(), false));
         for gone in ["authorization", "x-auth-email", "x-auth-key", "x_auth_key"] {
             assert!(!headers.contains_key(gone), "{gone} should be removed");
         }
         let mut headers = inbound;
-        let mut forwarding = context(&identity, false);
+        let mut forwarding = context(identity.clone(), false);
         forwarding.forward_credentials = true;
-        prepare_request(&mut headers, &forwarding);
+        prepare_request(&mut headers, forwarding);
         assert_eq!(get(&headers, "authorization"), Some("Bearer secret"));
         assert_eq!(get(&headers, "x-auth-key"), Some("k"));
         assert!(!headers.contains_key("x_auth_key"));
@@ -383,7 +425,7 @@ mod tests {
             ("x-real-ip", "1.1.1.1"),
             ("host", "gw.example"),
         ]);
-        prepare_request(&mut headers, &context(&identity, false));
+        prepare_request(&mut headers, context(identity.clone(), false));
         assert_eq!(get(&headers, "x-forwarded-for"), Some("203.0.113.7"));
         assert!(!headers.contains_key("x_forwarded_for"));
         assert_eq!(get(&headers, "x-forwarded-proto"), Some("http"));
@@ -406,9 +448,9 @@ mod tests {
             ("", false),
         ] {
             let mut headers = HeaderMap::new();
-            let mut ctx = context(&identity, false);
+            let mut ctx = context(identity.clone(), false);
             ctx.inbound_host = Some(HeaderValue::from_str(host).unwrap());
-            prepare_request(&mut headers, &ctx);
+            prepare_request(&mut headers, ctx);
             assert_eq!(
                 get(&headers, "x-forwarded-host"),
                 relayed.then_some(host),
@@ -427,7 +469,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "api.example"),
         ]);
-        prepare_request(&mut headers, &context(&identity, true));
+        prepare_request(&mut headers, context(identity.clone(), true));
         assert_eq!(
             get(&headers, "x-forwarded-for"),
             Some("1.1.1.1, 10.0.0.1, 203.0.113.7")
@@ -447,9 +489,9 @@ mod tests {
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ]);
         assert!(is_websocket_upgrade(&headers));
-        let mut ctx = context(&identity, false);
+        let mut ctx = context(identity.clone(), false);
         ctx.websocket = true;
-        prepare_request(&mut headers, &ctx);
+        prepare_request(&mut headers, ctx);
         assert_eq!(get(&headers, "connection"), Some("upgrade"));
         assert_eq!(get(&headers, "upgrade"), Some("websocket"));
         assert!(!headers.contains_key("x-secret"));

@@ -138,7 +138,8 @@ pub async fn serve(
         };
         let conn = ConnInfo {
             peer,
-            peer_text: peer.ip().to_string().into(),
+            peer_header: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls: shared.tls.is_some(),
             framing: None,
             binding: None,
@@ -253,11 +254,12 @@ where
     let started = Arc::new(AtomicBool::new(false));
     let gateway = Arc::clone(&shared.gateway);
     let seen = Arc::clone(&started);
+    let conn = Arc::new(conn);
     let service = service_fn(move |request| {
         seen.store(true, Ordering::Relaxed);
         let gateway = Arc::clone(&gateway);
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(request, conn).await) }
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, Infallible>(gateway.handle(request, &conn).await) }
     });
     let connection = watcher.watch(
         shared
@@ -298,8 +300,7 @@ where
     let metrics = Arc::clone(shared.gateway.metrics());
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let started = std::time::Instant::now();
-        let id = HeaderValue::from_str(&request_id::generate())
-            .unwrap_or_else(|_| HeaderValue::from_static("overloaded"));
+        let id = request_id::generate();
         let mut response = error_response(&ProxyError::Overloaded, &id, explain);
         response
             .headers_mut()

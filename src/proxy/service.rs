@@ -88,7 +88,7 @@ pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// The peer's IP address as text (for `X-Forwarded-For`), formatted once per connection.
-    pub peer_text: Arc<str>,
+    pub peer_header: HeaderValue,
     /// Whether the connection is TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// The raw-byte framing scanner of this connection (HTTP/1 requests take one verdict each).
@@ -175,16 +175,15 @@ impl Gateway {
     }
 
     /// Serves one request; never fails (every error is an answer).
-    pub async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let started = Instant::now();
         // First, before anything can return early: keeps the scanner's verdicts aligned with requests.
         let ambiguous = request.version() <= Version::HTTP_11 && conn.next_head_was_ambiguous();
         let snapshot = self.snapshot.load_full();
         let peer_trusted = is_trusted(conn.peer.ip(), &snapshot.settings.trusted_proxies);
-        let request_id = request_id::choose(request.headers(), peer_trusted);
-        // Valid by construction (hex, or an inbound id checked to be plain ASCII); a fresh one otherwise.
-        let id_value = HeaderValue::from_str(&request_id)
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"));
+        let id_value = request_id::choose(request.headers(), peer_trusted);
+        // Plain ASCII by construction (hex, or an inbound id checked to be).
+        let request_id = id_value.to_str().unwrap_or("invalid-request-id");
         let method = request.method().clone();
         let http1 = request.version() <= Version::HTTP_11;
         // The arrival time, for the decision log only (the clock read is skipped when the log is off).
@@ -198,9 +197,9 @@ impl Gateway {
             self.process(
                 &snapshot,
                 request,
-                &conn,
+                conn,
                 peer_trusted,
-                &request_id,
+                request_id,
                 &id_value,
                 arrived,
                 &mut seen,
@@ -214,14 +213,14 @@ impl Gateway {
                 if let (None, Some(arrived)) = (&seen.entry, arrived) {
                     seen.entry = Some(Entry::undecided(
                         arrived,
-                        &request_id,
+                        request_id,
                         method.as_str(),
                         conn.peer.ip(),
                         &error.to_string(),
                         snapshot.generation,
                     ));
                 }
-                self.error_answer(&error, &snapshot, &request_id, &method, http1, &id_value)
+                self.error_answer(&error, &snapshot, request_id, &method, http1, &id_value)
             }
         };
         let status = response.status().as_u16();
@@ -357,10 +356,10 @@ impl Gateway {
         });
         headers::prepare_request(
             &mut parts.headers,
-            &ForwardContext {
-                identity: &identity,
-                request_id,
-                peer_ip: &conn.peer_text,
+            ForwardContext {
+                identity,
+                request_id: id_value,
+                peer_ip: &conn.peer_header,
                 peer_trusted,
                 inbound_tls: conn.tls,
                 inbound_host,
@@ -378,7 +377,7 @@ impl Gateway {
             }
             _ => upstream::Route::Pooled,
         };
-        let target = upstream_target(&settings.upstream.url, &path_and_query)?;
+        let target = upstream_target(&settings.upstream.url, path_and_query)?;
         *outbound.uri_mut() = match via {
             upstream::Route::Lent(_) => Uri::from(target),
             upstream::Route::Pooled | upstream::Route::Upgrade => {
@@ -519,7 +518,7 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, explain: bool, request_id: &str) -> P
                     status = refusal.answer.status,
                     code = refusal.answer.code,
                     route = verdict.route.map(|route| &*route.label),
-                    principal = identity.principal.as_deref(),
+                    principal = identity.principal.as_ref().and_then(|value| value.to_str().ok()),
                     reason = %refusal.reason(),
                     "shadow mode: forwarding a request that enforce mode would refuse"
                 );
@@ -545,11 +544,11 @@ fn identity(verdict: &Verdict<'_>) -> Identity {
                 .filter(|principal| principal.kind == PrincipalKind::Account)
                 .map(|principal| principal.id)
         });
-    Identity {
-        principal: principal.map(|principal| principal.header_value()),
-        token_id: principal.and_then(|principal| principal.token_id().map(str::to_string)),
-        account: account.map(str::to_string),
-    }
+    Identity::new(
+        principal.map(|principal| (principal.kind.as_str(), principal.id)),
+        principal.and_then(|principal| principal.token.map(|token| &*token.id)),
+        account,
+    )
 }
 
 fn verified_token(principal: &Principal<'_>) -> Option<VerifiedToken> {

@@ -170,15 +170,20 @@ impl std::fmt::Debug for UpstreamClient {
 
 /// The path and query sent upstream for a canonical target: the base URL's path prefix (if any), then
 /// exactly the canonical path and query that were authorized.
-pub fn upstream_target(base: &Uri, path_and_query: &str) -> Result<PathAndQuery, ProxyError> {
+pub fn upstream_target(base: &Uri, path_and_query: String) -> Result<PathAndQuery, ProxyError> {
     if !path_and_query.starts_with('/') {
         // `OPTIONS *` (the only other canonical form) names the server, not a resource behind a prefix.
         return Err(ProxyError::Unforwardable("asterisk-form request target"));
     }
     let prefix = base.path().trim_end_matches('/');
-    let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
-    joined.push_str(prefix);
-    joined.push_str(path_and_query);
+    let joined = if prefix.is_empty() {
+        path_and_query
+    } else {
+        let mut joined = String::with_capacity(prefix.len() + path_and_query.len());
+        joined.push_str(prefix);
+        joined.push_str(&path_and_query);
+        joined
+    };
     PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))
 }
 
@@ -196,7 +201,7 @@ mod tests {
     use super::*;
 
     fn upstream_uri(base: &Uri, path_and_query: &str) -> Result<Uri, ProxyError> {
-        absolute_uri(base, upstream_target(base, path_and_query)?)
+        absolute_uri(base, upstream_target(base, path_and_query.to_string())?)
     }
 
     #[test]
