@@ -10,6 +10,10 @@
 //!   shown on /status and in `permgate_config_last_reload_success`
 //! ```
 //!
+//! The periodic re-check (`reload_interval_ms`) first compares each file's stamp (size, times, inode:
+//! [`stamps`]) with the last full read and reads nothing when none changed; file events, `SIGHUP` and manual
+//! reloads always read.
+//!
 //! "Changed" compares two hashes with the last attempt: the config's `content_hash` (every config, policy
 //! and route file) and a hash of the TLS certificate and key files, so that a rotated certificate with an
 //! unchanged config still reloads. A rejected config is remembered too, so it is not recompiled (and
@@ -19,10 +23,12 @@
 //! when to reload. This module never decides a request and never logs a secret: the files it reads hold only
 //! hashes of secrets, and errors name files, paths and lines.
 
+pub mod stamps;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -34,6 +40,7 @@ use crate::proxy::Gateway;
 use crate::snapshot::Snapshot;
 use crate::tls::CertStore;
 
+use stamps::Stamps;
 pub use watch::{ReloadTask, Triggers};
 
 /// What started a reload.
@@ -103,11 +110,22 @@ pub struct ReloadStatus {
     pub watcher: WatcherStatus,
 }
 
-/// The last content seen: the config's hash and the certificate files' hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The last content seen: the config's hash and the certificate files' hash; and the files' stamps then.
+#[derive(Debug, Clone)]
 struct Seen {
     config: String,
     certificates: Option<String>,
+    /// The stamps of the files that were hashed, when they can vouch for that content (see [`stamps`]).
+    stamps: Option<Stamps>,
+    /// Timer checks answered by `stamps` alone since the files were last read.
+    checks_by_stamps: u32,
+}
+
+impl Seen {
+    /// Whether both hashes are the same.
+    fn same_content(&self, other: &Self) -> bool {
+        self.config == other.config && self.certificates == other.certificates
+    }
 }
 
 /// Reloads the config of one gateway.
@@ -126,7 +144,10 @@ pub struct Reloader {
 
 /// What the blocking part of a reload found.
 enum Prepared {
-    Unchanged,
+    /// Nothing changed; `seen` is what to remember (fresh stamps, or one more check by stamps).
+    Unchanged {
+        seen: Seen,
+    },
     Rejected {
         errors: ConfigErrors,
         /// The content that was rejected (`None` when the files could not even be read: try again).
@@ -166,6 +187,9 @@ impl Reloader {
             seen: tokio::sync::Mutex::new(Seen {
                 config: current.content_hash.clone(),
                 certificates: certificate_hash,
+                // Not known yet: the first check reads the files.
+                stamps: None,
+                checks_by_stamps: 0,
             }),
             status: Mutex::new(ReloadStatus {
                 last: None,
@@ -206,7 +230,13 @@ impl Reloader {
             let current = Arc::clone(&current);
             let certificates = self.certificates.clone();
             tokio::task::spawn_blocking(move || {
-                prepare(&config_path, &last, &current, certificates.as_deref())
+                prepare(
+                    &config_path,
+                    &last,
+                    &current,
+                    certificates.as_deref(),
+                    trigger,
+                )
             })
             .await
             .unwrap_or_else(|error| Prepared::Rejected {
@@ -220,7 +250,8 @@ impl Reloader {
         };
         let now = OffsetDateTime::now_utc();
         match prepared {
-            Prepared::Unchanged => {
+            Prepared::Unchanged { seen: unchanged } => {
+                *seen = unchanged;
                 tracing::debug!(trigger = trigger.as_str(), "config unchanged");
                 self.finish(trigger, ReloadOutcome::Unchanged, now, current.generation);
                 ReloadOutcome::Unchanged
@@ -312,13 +343,27 @@ impl Reloader {
     }
 }
 
-/// The blocking part: read, compare, compile, check the CA file, rotate the certificate.
+/// The blocking part: (for the timer) compare stamps; read, compare, compile, check the CA file, rotate the
+/// certificate.
 fn prepare(
     config_path: &Path,
     last: &Seen,
     current: &Snapshot,
     certificates: Option<&CertStore>,
+    trigger: Trigger,
 ) -> Prepared {
+    if trigger == Trigger::Timer
+        && last.checks_by_stamps < stamps::FULL_READ_EVERY
+        && last.stamps.as_ref().is_some_and(Stamps::still_current)
+    {
+        return Prepared::Unchanged {
+            seen: Seen {
+                checks_by_stamps: last.checks_by_stamps + 1,
+                ..last.clone()
+            },
+        };
+    }
+    let read_started = SystemTime::now();
     let set = match config::read(config_path) {
         Ok(set) => set,
         Err(errors) => return Prepared::Rejected { errors, seen: None },
@@ -340,12 +385,24 @@ fn prepare(
         },
         None => None,
     };
+    // Every file and folder the config consists of: a new file in a route folder changes the folder.
+    let tls_files = set
+        .settings
+        .tls
+        .iter()
+        .flat_map(|tls| [tls.cert_file.as_path(), tls.key_file.as_path()]);
+    let stamped = set
+        .paths()
+        .chain(set.settings.route_files.iter().map(PathBuf::as_path))
+        .chain(tls_files);
     let seen = Seen {
         config: set.content_hash.clone(),
         certificates: certificate_hash,
+        stamps: Stamps::after_read(stamped, read_started),
+        checks_by_stamps: 0,
     };
-    if &seen == last {
-        return Prepared::Unchanged;
+    if seen.same_content(last) {
+        return Prepared::Unchanged { seen };
     }
     let snapshot = match config::compile(
         &set,
@@ -398,4 +455,107 @@ fn hash_certificates(tls: &TlsSettings) -> Result<String, String> {
         hasher.update(&bytes);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.yaml")
+    }
+
+    fn seen(snapshot: &Snapshot, stamps: Option<Stamps>) -> Seen {
+        Seen {
+            config: snapshot.content_hash.clone(),
+            certificates: None,
+            stamps,
+            checks_by_stamps: 0,
+        }
+    }
+
+    #[test]
+    fn the_timer_reads_nothing_while_the_stamps_hold_and_reads_when_they_do_not() {
+        let current = config::load(&shipped()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.json");
+        std::fs::write(&file, "{}").unwrap();
+        // As if the last read began after the racy window: the stamps vouch for the file.
+        let read_later = SystemTime::now() + stamps::RACY_WINDOW + Duration::from_secs(1);
+        let last = seen(&current, Stamps::after_read([file.as_path()], read_later));
+        assert!(last.stamps.is_some());
+        // A config that cannot be read: every check that reads is a rejection.
+        let unreadable = dir.path().join("missing/gateway.yaml");
+        let check = |last: &Seen, trigger| prepare(&unreadable, last, &current, None, trigger);
+
+        let Prepared::Unchanged { seen: after } = check(&last, Trigger::Timer) else {
+            panic!("the timer read the files although no stamp changed");
+        };
+        assert_eq!(after.checks_by_stamps, 1);
+        for trigger in [
+            Trigger::Watch,
+            Trigger::Signal,
+            Trigger::Manual,
+            Trigger::Start,
+        ] {
+            assert!(matches!(check(&last, trigger), Prepared::Rejected { .. }));
+        }
+        let due = Seen {
+            checks_by_stamps: stamps::FULL_READ_EVERY,
+            ..last.clone()
+        };
+        assert!(matches!(
+            check(&due, Trigger::Timer),
+            Prepared::Rejected { .. }
+        ));
+        std::fs::write(&file, "{ }").unwrap();
+        assert!(matches!(
+            check(&last, Trigger::Timer),
+            Prepared::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn a_full_read_keeps_stamps_only_for_files_not_changed_just_before_it() {
+        let path = shipped();
+        let current = config::load(&path).unwrap();
+        // The repository's files are older than the racy window.
+        let Prepared::Unchanged { seen: after } =
+            prepare(&path, &seen(&current, None), &current, None, Trigger::Timer)
+        else {
+            panic!("the shipped config changed while it was read");
+        };
+        assert!(after.stamps.is_some_and(|stamps| stamps.still_current()));
+
+        // A copy written just now: read and applied, but its stamps are not trusted yet.
+        let dir = tempfile::tempdir().unwrap();
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for folder in ["config", "routes"] {
+            std::fs::create_dir(dir.path().join(folder)).unwrap();
+            for entry in std::fs::read_dir(repository.join(folder)).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    let copy = dir.path().join(folder).join(entry.file_name());
+                    std::fs::copy(entry.path(), copy).unwrap();
+                }
+            }
+        }
+        let copied = dir.path().join("config/gateway.yaml");
+        let prepared = prepare(
+            &copied,
+            &seen(&current, None),
+            &current,
+            None,
+            Trigger::Timer,
+        );
+        let (Prepared::Ready { seen: after, .. }
+        | Prepared::Rejected {
+            seen: Some(after), ..
+        }) = prepared
+        else {
+            panic!("the copy was neither applied nor compiled");
+        };
+        assert!(after.stamps.is_none());
+    }
 }
