@@ -44,6 +44,8 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && cargo build --release --quiet --bin permgate --example fast_upstream --example load_gen_config --example bare_proxy)
 fi
 PERMGATE_BINS=("permgate=$TARGET_DIR/release/permgate")
+# COMPARE=/path/to/another/permgate: that binary too ("permgate-base"), interleaved with this one (A/B in one run).
+if [ -n "${COMPARE:-}" ]; then PERMGATE_BINS+=("permgate-base=$COMPARE"); fi
 
 # --- config, certificate -----------------------------------------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
