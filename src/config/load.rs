@@ -9,16 +9,17 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::gateway::{RawGateway, Settings};
 use super::parallel;
-use super::raw::{RawPolicyFile, RawTokenList, SkippedList};
-use super::source::SourceFile;
+use super::raw::{RawPolicyFile, SkippedList};
+use super::source::{SourceFile, TextBuffers};
 use crate::policy::KeyInterner;
-use crate::policy::compile::{Compiler, PolicySource};
+use crate::policy::compile::{Compiler, PolicySource, TokenBatch};
 use crate::routes::RouteTable;
 use crate::snapshot::Snapshot;
 
@@ -57,6 +58,17 @@ impl PolicyFile {
     pub fn source(&self) -> Result<Cow<'_, SourceFile>, ConfigError> {
         match self {
             Self::OnDisk(path) => SourceFile::read(path).map(Cow::Owned),
+            Self::InMemory(file) => Ok(Cow::Borrowed(file)),
+        }
+    }
+
+    /// As [`PolicyFile::source`], read into a buffer from `buffers`; give it back with [`give_back`].
+    fn source_with<'s>(
+        &'s self,
+        buffers: &TextBuffers,
+    ) -> Result<Cow<'s, SourceFile>, ConfigError> {
+        match self {
+            Self::OnDisk(path) => SourceFile::read_with(path, buffers).map(Cow::Owned),
             Self::InMemory(file) => Ok(Cow::Borrowed(file)),
         }
     }
@@ -182,9 +194,16 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     let mut errors = Vec::new();
     // Read and hashed on every core; the texts are dropped, the compile reads them again.
     let mut policy_digests = Vec::new();
+    let buffers = TextBuffers::new();
     parallel::in_order(
         &settings.policy_files,
-        |path| SourceFile::read(path).map(|file| FileDigest::of(path, &file.text)),
+        |path| {
+            SourceFile::read_with(path, &buffers).map(|file| {
+                let digest = FileDigest::of(path, &file.text);
+                buffers.give_back(file);
+                digest
+            })
+        },
         |index, digest| match digest {
             Some(Ok(digest)) => policy_digests.push(digest),
             Some(Err(mut error)) => {
@@ -271,7 +290,49 @@ fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Compiles a read config into a snapshot. The generation and time are passed in.
+///
+/// The first pass does not read a JSON file that starts with `{"tokens":` (as machine-written token files
+/// do): such a file is taken to hold tokens only, and is read once, by the second pass, which parses and
+/// checks it whole. A file that does parse there with no key but `tokens` would have passed the first pass
+/// with no entities, so the outcome is the same as reading it twice; when one turns out to hold more or not
+/// to parse, the compile starts again with every file read whole in the first pass, so that its errors (and
+/// their order) are exactly those of that compile.
 pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snapshot, ConfigErrors> {
+    match compile_with(set, generation, loaded_at, true) {
+        Some(result) => result,
+        None => match compile_with(set, generation, loaded_at, false) {
+            Some(result) => result,
+            // Only a compile that takes files for token files can misjudge one.
+            None => Err(ConfigErrors(vec![internal_error(None)])),
+        },
+    }
+}
+
+/// The first pass's outcome for one policy file.
+enum FirstPass {
+    /// Parsed, its tokens skipped.
+    Parsed(RawPolicyFile<SkippedList>),
+    /// Taken for a file of tokens only, not read: its length in bytes.
+    TokensOnly(u64),
+}
+
+/// The second pass's outcome for one policy file.
+enum TokenPass<'a> {
+    /// Its tokens, compiled (none when the entities did not compile and the tokens were only parsed).
+    Batch(Option<TokenBatch<'a>>),
+    Errors(Vec<ConfigError>),
+    /// Taken for a file of tokens only, it held more or did not parse.
+    Misjudged,
+}
+
+/// One compile; with `guess_token_files`, JSON files that start like a token file are taken for one (see
+/// [`compile`]). `None` when such a file was misjudged: it held more than tokens, or did not parse.
+fn compile_with(
+    set: &ConfigSet,
+    generation: u64,
+    loaded_at: i64,
+    guess_token_files: bool,
+) -> Option<Result<Snapshot, ConfigErrors>> {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
     let routes = match RouteTable::compile(&set.route_files, &mut keys) {
@@ -282,20 +343,30 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
         }
     };
     let files = &set.policy_files;
-    // First pass: every file, its tokens skipped.
+    // First pass: every file, its tokens skipped; files taken for token files are not read.
     let mut entities: Vec<RawPolicyFile<SkippedList>> = Vec::with_capacity(files.len());
-    let mut with_tokens = Vec::new();
+    // Each file with tokens, with its length when it was taken for a token file (0 for the others).
+    let mut with_tokens: Vec<(usize, u64)> = Vec::new();
     let mut token_count = 0;
+    let buffers = TextBuffers::new();
     parallel::in_order(
         files,
-        parse_policy_file::<RawPolicyFile<SkippedList>>,
+        |file| match guess_token_files.then(|| token_file_len(file)).flatten() {
+            Some(len) => Ok(FirstPass::TokensOnly(len)),
+            None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
+                .map(FirstPass::Parsed),
+        },
         |index, parsed| match parsed {
-            Some(Ok(raw)) => {
+            Some(Ok(FirstPass::Parsed(raw))) => {
                 if raw.tokens.items > 0 {
-                    with_tokens.push(index);
+                    with_tokens.push((index, 0));
                     token_count += raw.tokens.items;
                 }
                 entities.push(raw);
+            }
+            Some(Ok(FirstPass::TokensOnly(len))) => {
+                with_tokens.push((index, len));
+                entities.push(RawPolicyFile::default());
             }
             Some(Err(file_errors)) => errors.extend(file_errors),
             None => errors.push(internal_error(files.get(index).map(|file| file.path()))),
@@ -314,38 +385,59 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
         let sink = compiler.token_sink(token_count);
         (compiler, sink)
     });
-    // Second pass: each file's tokens parsed and compiled against the entities on a worker (which also
-    // frees them), the batches added to the sink in file order.
+    // Second pass: each file's tokens parsed and compiled, one at a time, against the entities on a worker,
+    // the batches added to the sink in file order.
     let (compiler, mut sink) = match prepared {
         Some((compiler, sink)) => (Some(compiler), Some(sink)),
         None => (None, None),
     };
     let compiling = compiler.as_ref();
+    let misjudged = AtomicBool::new(false);
+    // Bytes and tokens of the guessed files compiled so far, and the bytes still to come: the sink's tables
+    // are sized from their ratio, as they are from the first pass's count for the other files.
+    let (mut guessed_bytes, mut guessed_tokens) = (0u64, 0usize);
+    let mut guessed_to_come: u64 = with_tokens.iter().map(|&(_, len)| len).sum();
     parallel::in_order(
         &with_tokens,
-        |&index| {
+        |&(index, guessed_len)| {
+            if misjudged.load(Ordering::Relaxed) {
+                return Some(TokenPass::Misjudged);
+            }
             let file = files.get(index)?;
-            Some(
-                parse_policy_file::<RawTokenList>(file)
-                    .map(|raw| compiling.map(|compiler| compiler.tokens(file.path(), &raw.tokens))),
-            )
+            let pass = token_pass(file, compiling, guessed_len > 0, &buffers);
+            if matches!(pass, TokenPass::Misjudged) {
+                misjudged.store(true, Ordering::Relaxed);
+            }
+            Some(pass)
         },
         |position, done| {
-            let file = with_tokens
-                .get(position)
-                .and_then(|&index| files.get(index));
+            let (index, len) = with_tokens.get(position).copied().unwrap_or_default();
+            let file = files.get(index);
             match done {
-                Some(Some(Ok(Some(batch)))) => {
+                Some(Some(TokenPass::Batch(Some(batch)))) => {
                     if let (Some(compiler), Some(sink)) = (compiling, sink.as_mut()) {
+                        if len > 0 {
+                            guessed_bytes += len;
+                            guessed_tokens += batch.len();
+                            guessed_to_come = guessed_to_come.saturating_sub(len);
+                            let more = (guessed_to_come as u128 * guessed_tokens as u128)
+                                / u128::from(guessed_bytes.max(1));
+                            sink.reserve(batch.len() + usize::try_from(more).unwrap_or(0));
+                        }
                         sink.add(compiler, batch);
                     }
                 }
-                Some(Some(Ok(None))) => {}
-                Some(Some(Err(file_errors))) => errors.extend(file_errors),
+                Some(Some(TokenPass::Batch(None))) => {}
+                Some(Some(TokenPass::Errors(file_errors))) => errors.extend(file_errors),
+                Some(Some(TokenPass::Misjudged)) => {}
                 Some(None) | None => errors.push(internal_error(file.map(PolicyFile::path))),
             }
         },
     );
+    if misjudged.into_inner() {
+        drop_in_background(entities);
+        return None;
+    }
     let finished = compiler
         .zip(sink)
         .map(|(compiler, sink)| compiler.finish(sink));
@@ -358,7 +450,7 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
         None => None,
     };
     drop_in_background(entities);
-    match (routes, policy) {
+    Some(match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
             settings: set.settings.clone(),
             routes,
@@ -372,17 +464,112 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
             set.locate(&mut errors);
             Err(ConfigErrors(errors))
         }
+    })
+}
+
+/// The second pass over one file: its tokens parsed and, with a compiler, compiled one at a time as they are
+/// parsed (the raw tokens are never all held). `guessed`: the file was taken for a token file and not read
+/// by the first pass.
+fn token_pass<'a>(
+    file: &'a PolicyFile,
+    compiler: Option<&Compiler<'a>>,
+    guessed: bool,
+    buffers: &TextBuffers,
+) -> TokenPass<'a> {
+    let source = match file.source_with(buffers) {
+        Ok(source) => source,
+        Err(_) if guessed => return TokenPass::Misjudged,
+        Err(error) => return TokenPass::Errors(vec![error]),
+    };
+    let mut batch = compiler.map(|compiler| compiler.token_batch(file.path()));
+    let parsed = source.stream_tokens(|token| {
+        if let (Some(compiler), Some(batch)) = (compiler, batch.as_mut()) {
+            compiler.add_token(batch, &token);
+        }
+    });
+    let pass = match parsed {
+        Ok(only_tokens) if guessed && !only_tokens => TokenPass::Misjudged,
+        Ok(_) => TokenPass::Batch(batch),
+        Err(_) if guessed => TokenPass::Misjudged,
+        Err(first) => TokenPass::Errors(policy_file_errors(&source, first)),
+    };
+    give_back(source, buffers);
+    pass
+}
+
+/// Keeps the text of a file read from disk for the next read.
+fn give_back(source: Cow<'_, SourceFile>, buffers: &TextBuffers) {
+    if let Cow::Owned(file) = source {
+        buffers.give_back(file);
     }
+}
+
+/// The length of a JSON policy file whose text starts with `{"tokens":` (white space allowed), read from its
+/// first bytes only; `None` for any other file.
+fn token_file_len(file: &PolicyFile) -> Option<u64> {
+    let is_json = file
+        .path()
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("json"));
+    if !is_json {
+        return None;
+    }
+    let mut head = [0u8; 64];
+    let (head, len) = match file {
+        PolicyFile::InMemory(source) => {
+            let text = source.text.as_bytes();
+            (text.get(..64).unwrap_or(text), text.len() as u64)
+        }
+        PolicyFile::OnDisk(path) => {
+            use std::io::Read as _;
+            let mut opened = std::fs::File::open(path).ok()?;
+            let len = opened.metadata().ok()?.len();
+            let mut filled = 0;
+            while filled < head.len() {
+                match opened.read(head.get_mut(filled..)?) {
+                    Ok(0) => break,
+                    Ok(read) => filled += read,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return None,
+                }
+            }
+            (head.get(..filled)?, len)
+        }
+    };
+    starts_like_token_file(head).then_some(len)
+}
+
+/// Whether `head` (a file's first bytes) is `{`, then the key `"tokens"` and its `:`, with JSON white space
+/// between them.
+fn starts_like_token_file(head: &[u8]) -> bool {
+    let skip_space = |bytes: &[u8]| -> usize {
+        bytes
+            .iter()
+            .take_while(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+            .count()
+    };
+    let mut rest = head;
+    for expected in [&b"{"[..], b"\"tokens\"", b":"] {
+        rest = rest.get(skip_space(rest)..).unwrap_or_default();
+        match rest.strip_prefix(expected) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Reads and parses one policy file as `T`; a file that does not parse gives every shape error in it.
 fn parse_policy_file<T: serde::de::DeserializeOwned>(
     file: &PolicyFile,
+    buffers: &TextBuffers,
 ) -> Result<T, Vec<ConfigError>> {
-    let source = file.source().map_err(|error| vec![error])?;
-    source
+    let source = file.source_with(buffers).map_err(|error| vec![error])?;
+    let parsed = source
         .parse::<T>()
-        .map_err(|first| policy_file_errors(&source, first))
+        .map_err(|first| policy_file_errors(&source, first));
+    give_back(source, buffers);
+    parsed
 }
 
 /// Frees parsed policy files on another thread: a config of a million tokens is tens of millions of small
@@ -434,4 +621,166 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: &str = include_str!("../../routes/demo.yaml");
+    const BASE: &str = r#"{"permission_groups": [{"id": "g", "permissions": ["*"]}],
+        "users": [{"id": "u1", "email": "u1@example.com"}],
+        "accounts": [{"id": "a1", "name": "A", "zones": [{"id": "z1", "name": "z.example"}],
+                      "members": [{"user": "u1", "policies": []}]}]}"#;
+
+    fn token(id: &str, user: &str) -> String {
+        let secret = hex::encode(Sha256::digest(id.as_bytes()));
+        format!(
+            r#"{{"id": "{id}", "owner": {{"user": "{user}"}}, "secret_sha256": "{secret}",
+                "policies": [{{"effect": "allow", "permission_groups": [{{"id": "g"}}],
+                               "resources": {{"com.cloudflare.api.account.a1": "*"}}}}]}}"#
+        )
+    }
+
+    /// A config of `BASE` and these policy files (`tokens-<n>.json`).
+    fn config(files: &[String]) -> ConfigSet {
+        let gateway = SourceFile::from_text(
+            "gateway.yaml",
+            format!(
+                "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:1\nupstream: {{ url: 'http://127.0.0.1:9' }}\npolicy_files: [base.json{}]\nroute_files: [routes.yaml]\n",
+                (0..files.len())
+                    .map(|n| format!(", tokens-{n}.json"))
+                    .collect::<String>()
+            ),
+        );
+        let policy_files =
+            std::iter::once(SourceFile::from_text("base.json", BASE))
+                .chain(files.iter().enumerate().map(|(n, text)| {
+                    SourceFile::from_text(format!("tokens-{n}.json"), text.as_str())
+                }))
+                .collect();
+        ConfigSet::from_sources(
+            gateway,
+            policy_files,
+            vec![SourceFile::from_text("routes.yaml", ROUTES)],
+        )
+        .unwrap()
+    }
+
+    /// What a compile gave, comparable: the tokens and warnings, or the errors in order.
+    fn outcome(
+        result: &Result<Snapshot, ConfigErrors>,
+    ) -> Result<(usize, Vec<ConfigError>), ConfigErrors> {
+        result
+            .as_ref()
+            .map(|snapshot| {
+                (
+                    snapshot.policy.tokens.len(),
+                    snapshot.policy.warnings.clone(),
+                )
+            })
+            .map_err(Clone::clone)
+    }
+
+    #[test]
+    fn a_token_file_is_recognised_by_its_first_bytes() {
+        assert!(starts_like_token_file(br#"{"tokens": ["#));
+        assert!(starts_like_token_file(b" \r\n\t{ \n \"tokens\"\n :[]}"));
+        assert!(!starts_like_token_file(br#"{"users": [], "tokens": []}"#));
+        assert!(!starts_like_token_file(br#"{"tokens_": []}"#));
+        assert!(!starts_like_token_file(br#"{"tok"#));
+        assert!(!starts_like_token_file(
+            "\u{feff}{\"tokens\": []}".as_bytes()
+        ));
+        let yaml = PolicyFile::InMemory(SourceFile::from_text("t.yaml", r#"{"tokens": []}"#));
+        assert_eq!(token_file_len(&yaml), None);
+        let json = PolicyFile::InMemory(SourceFile::from_text("t.json", r#"{"tokens": []}"#));
+        assert_eq!(token_file_len(&json), Some(14));
+    }
+
+    #[test]
+    fn guessed_token_files_give_what_reading_every_file_whole_gives() {
+        let t1 = token("t1", "u1");
+        let t2 = token("t2", "u1");
+        let cases: Vec<(&str, Vec<String>, bool)> = vec![
+            (
+                "valid",
+                vec![
+                    format!(r#"{{"tokens": [{t1}]}}"#),
+                    format!(r#"{{"tokens": [{t2}]}}"#),
+                ],
+                false,
+            ),
+            ("empty", vec![r#"{"tokens": []}"#.to_string()], false),
+            (
+                "a duplicate across files",
+                vec![
+                    format!(r#"{{"tokens": [{t1}]}}"#),
+                    format!(r#"{{"tokens": [{t1}]}}"#),
+                ],
+                false,
+            ),
+            (
+                "an unknown user",
+                vec![format!(r#"{{"tokens": [{}]}}"#, token("t3", "nobody"))],
+                false,
+            ),
+            (
+                "a user defined after the tokens",
+                vec![format!(
+                    r#"{{"tokens": [{}], "users": [{{"id": "u2", "email": "u2@example.com"}}]}}"#,
+                    token("t4", "u2")
+                )],
+                true,
+            ),
+            (
+                "an unknown key",
+                vec![format!(r#"{{"tokens": [{t1}], "nope": 1}}"#)],
+                true,
+            ),
+            (
+                "a syntax error",
+                vec![format!("{{\"tokens\": [{t1},\n]}}")],
+                true,
+            ),
+            (
+                "trailing text",
+                vec![format!(r#"{{"tokens": [{t1}]}} x"#)],
+                true,
+            ),
+            (
+                "a wrong shape",
+                vec![r#"{"tokens": [{"id": 7}]}"#.to_string()],
+                true,
+            ),
+            (
+                "a broken file besides",
+                vec![
+                    format!(r#"{{"tokens": [{t1}]}}"#),
+                    r#"{"users": [{"id": 1}]}"#.to_string(),
+                ],
+                false,
+            ),
+        ];
+        for (name, files, misjudged) in cases {
+            let set = config(&files);
+            let whole = compile_with(&set, 1, 0, false);
+            let Some(whole) = whole else {
+                panic!("{name}: a compile that guesses nothing cannot misjudge");
+            };
+            match compile_with(&set, 1, 0, true) {
+                Some(guessed) => {
+                    assert!(!misjudged, "{name}: the guess should have been found wrong");
+                    assert_eq!(outcome(&guessed), outcome(&whole), "{name}");
+                }
+                None => assert!(misjudged, "{name}: misjudged"),
+            }
+            assert_eq!(outcome(&compile(&set, 1, 0)), outcome(&whole), "{name}");
+        }
+        let set = config(&[format!(r#"{{"tokens": [{t1}, {t2}]}}"#)]);
+        assert_eq!(
+            outcome(&compile(&set, 1, 0)).map(|(tokens, _)| tokens),
+            Ok(2)
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! (`access`, `resource_groups`, inline groups with `meta` and `permissions: [{key}]`) and the API-token form
 //! (`effect`, `resources`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -26,9 +27,82 @@ pub struct RawPolicyFile<Tokens = Vec<RawToken>> {
 
 /// The tokens of a policy file, everything else in it skipped (checked by the first pass).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct RawTokenList {
+#[serde(bound(deserialize = "S: FromText<'de>"))]
+pub struct RawTokenList<S = String> {
     #[serde(default)]
-    pub tokens: Vec<RawToken>,
+    pub tokens: Vec<RawToken<S>>,
+}
+
+/// Reads a policy file as [`RawTokenList`] does, but hands each token to `each` as soon as it is parsed
+/// instead of collecting them: a file's raw tokens never exist all at once, and each is compiled while its
+/// text and parse are still in the cache. Gives whether the file held its tokens and nothing else (a map
+/// with no other key).
+pub struct TokenStream<F> {
+    pub each: F,
+}
+
+impl<'de, F: FnMut(RawToken<Str<'de>>)> serde::de::DeserializeSeed<'de> for TokenStream<F> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        struct FileVisitor<F>(F);
+        impl<'de, F: FnMut(RawToken<Str<'de>>)> serde::de::Visitor<'de> for FileVisitor<F> {
+            type Value = bool;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("struct RawTokenList")
+            }
+            // A struct may also be written as the list of its fields' values, as the derived
+            // `Deserialize` of `RawTokenList` allows.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+                let mut each = self.0;
+                seq.next_element_seed(EachToken(&mut each))?;
+                Ok(false)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                let mut each = self.0;
+                let mut seen = false;
+                let mut only_tokens = true;
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if &*key != "tokens" {
+                        only_tokens = false;
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else if seen {
+                        return Err(serde::de::Error::duplicate_field("tokens"));
+                    } else {
+                        seen = true;
+                        map.next_value_seed(EachToken(&mut each))?;
+                    }
+                }
+                Ok(only_tokens)
+            }
+        }
+        deserializer.deserialize_struct("RawTokenList", &["tokens"], FileVisitor(self.each))
+    }
+}
+
+/// The `tokens` list of a [`TokenStream`], each item handed on.
+struct EachToken<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(RawToken<Str<'de>>)> serde::de::DeserializeSeed<'de> for EachToken<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        struct ListVisitor<'f, F>(&'f mut F);
+        impl<'de, F: FnMut(RawToken<Str<'de>>)> serde::de::Visitor<'de> for ListVisitor<'_, F> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while let Some(token) = seq.next_element::<RawToken<Str<'de>>>()? {
+                    (self.0)(token);
+                }
+                Ok(())
+            }
+        }
+        // Asked for as `Vec` asks.
+        deserializer.deserialize_seq(ListVisitor(self.0))
+    }
 }
 
 /// A list read over without building its items (the syntax is still checked); counts them.
@@ -63,13 +137,16 @@ impl<'de> Deserialize<'de> for SkippedList {
 
 /// A permission group: in the catalog (has `id`), inline in a policy (has `permissions`), or a reference
 /// (`{id}` or `{name}`) to a catalog group.
+///
+/// `S` is the type of its `id` and `name`: `String` in the catalog and member policies, [`Str`] (borrowed
+/// from the file's text where it can be) in token policies.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawGroup {
+#[serde(deny_unknown_fields, bound(deserialize = "S: Deserialize<'de>"))]
+pub struct RawGroup<S = String> {
     #[serde(default)]
-    pub id: Option<String>,
+    pub id: Option<S>,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<S>,
     #[serde(default)]
     pub description: Option<Box<str>>,
     // Boxed: most groups in policies are `{id}` references, and a million tokens hold ten million of them.
@@ -264,40 +341,41 @@ pub struct RawObject {
     pub key: String,
 }
 
-/// An API token.
+/// An API token. `S` is the type of its strings: `String`, or [`Str`] when a load parses and compiles a
+/// file's tokens one at a time and borrows them from the file's text.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawToken {
-    pub id: String,
+#[serde(deny_unknown_fields, bound(deserialize = "S: FromText<'de>"))]
+pub struct RawToken<S = String> {
+    pub id: S,
     #[serde(default)]
-    pub name: Option<String>,
-    pub owner: RawOwner,
-    pub secret_sha256: String,
+    pub name: Option<S>,
+    pub owner: RawOwner<S>,
+    pub secret_sha256: S,
     #[serde(default)]
     pub status: Option<TokenStatus>,
     #[serde(default)]
-    pub not_before: Option<String>,
+    pub not_before: Option<S>,
     #[serde(default)]
-    pub expires_on: Option<String>,
+    pub expires_on: Option<S>,
     #[serde(default)]
     pub condition: Option<RawCondition>,
-    pub policies: Vec<RawTokenPolicy>,
+    pub policies: Vec<RawTokenPolicy<S>>,
     /// Labels Cloudflare's API returns with a token; kept so a pasted token loads.
     #[serde(default)]
-    pub issued_on: Option<Box<str>>,
+    pub issued_on: Option<S>,
     #[serde(default)]
-    pub modified_on: Option<Box<str>>,
+    pub modified_on: Option<S>,
     #[serde(default)]
-    pub last_used_on: Option<Box<str>>,
+    pub last_used_on: Option<S>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawOwner {
+#[serde(deny_unknown_fields, bound(deserialize = "S: Deserialize<'de>"))]
+pub struct RawOwner<S = String> {
     #[serde(default)]
-    pub user: Option<String>,
+    pub user: Option<S>,
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<S>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -327,57 +405,160 @@ pub struct RawIpCondition {
 
 /// A token policy in Cloudflare's API-token form.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTokenPolicy {
+#[serde(deny_unknown_fields, bound(deserialize = "S: FromText<'de>"))]
+pub struct RawTokenPolicy<S = String> {
     #[serde(default)]
-    pub id: Option<String>,
+    pub id: Option<S>,
     pub effect: Effect,
-    pub permission_groups: Vec<RawGroup>,
-    pub resources: OrderedMap<RawResourceValue>,
+    pub permission_groups: Vec<RawGroup<S>>,
+    pub resources: OrderedMap<RawResourceValue<S>, S>,
 }
 
 /// A `resources` value: `"*"`, or a nested map of zone keys to `"*"`.
 #[derive(Debug, Clone)]
-pub enum RawResourceValue {
-    Text(String),
-    Nested(OrderedMap<String>),
+pub enum RawResourceValue<S = String> {
+    Text(S),
+    Nested(OrderedMap<S, S>),
 }
 
-impl<'de> Deserialize<'de> for RawResourceValue {
+impl<'de, S: FromText<'de>> Deserialize<'de> for RawResourceValue<S> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ValueVisitor;
-        impl<'de> serde::de::Visitor<'de> for ValueVisitor {
-            type Value = RawResourceValue;
+        struct ValueVisitor<S>(std::marker::PhantomData<S>);
+        impl<'de, S: FromText<'de>> serde::de::Visitor<'de> for ValueVisitor<S> {
+            type Value = RawResourceValue<S>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("\"*\" or a map of zone keys to \"*\"")
             }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawResourceValue, E> {
-                Ok(RawResourceValue::Text(text.to_string()))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<RawResourceValue<S>, E> {
+                Ok(RawResourceValue::Text(S::borrowed(text)))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawResourceValue<S>, E> {
+                Ok(RawResourceValue::Text(S::owned(text.to_string())))
             }
             fn visit_string<E: serde::de::Error>(
                 self,
                 text: String,
-            ) -> Result<RawResourceValue, E> {
-                Ok(RawResourceValue::Text(text))
+            ) -> Result<RawResourceValue<S>, E> {
+                Ok(RawResourceValue::Text(S::owned(text)))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
-            ) -> Result<RawResourceValue, A::Error> {
+            ) -> Result<RawResourceValue<S>, A::Error> {
                 OrderedMap::from_map(map).map(RawResourceValue::Nested)
             }
         }
         // Not `#[serde(untagged)]`: that buffers every value and tries each form in turn.
-        deserializer.deserialize_any(ValueVisitor)
+        deserializer.deserialize_any(ValueVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A string of a token, borrowed from the file's text when the parser can hand out a slice of it (JSON
+/// without escapes), owned otherwise. Parsing a million tokens this way allocates no string per id, key or
+/// hash; the compiled tokens copy what they keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Str<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Str<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> serde::de::Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+            // As `String`'s visitor says, so a wrong value is reported in the same words.
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(text.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(text)))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Str<'de>, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => Ok(Str(Cow::Owned(text.to_string()))),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self)),
+                }
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Str<'de>, E> {
+                match String::from_utf8(bytes) {
+                    Ok(text) => Ok(Str(Cow::Owned(text))),
+                    Err(error) => Err(E::invalid_value(
+                        serde::de::Unexpected::Bytes(&error.into_bytes()),
+                        &self,
+                    )),
+                }
+            }
+        }
+        // `deserialize_string`, as `String` asks: the YAML parser treats the two requests differently.
+        deserializer.deserialize_string(StrVisitor)
+    }
+}
+
+/// The string types of raw tokens ([`String`], [`Str`]): built from text the parser lends or gives.
+pub trait FromText<'de>: Deserialize<'de> + std::ops::Deref<Target = str> + Sized {
+    fn borrowed(text: &'de str) -> Self;
+    fn owned(text: String) -> Self;
+}
+
+impl<'de> FromText<'de> for String {
+    fn borrowed(text: &'de str) -> Self {
+        text.to_string()
+    }
+    fn owned(text: String) -> Self {
+        text
+    }
+}
+
+impl<'de: 'a, 'a> FromText<'de> for Str<'a> {
+    fn borrowed(text: &'de str) -> Self {
+        Str(Cow::Borrowed(text))
+    }
+    fn owned(text: String) -> Self {
+        Str(Cow::Owned(text))
     }
 }
 
 /// A map with string keys, kept as a list in document order; a key given twice is an error. Lighter than
 /// a `BTreeMap` for the one- or two-entry maps of token policies, of which a config may hold millions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrderedMap<V>(pub Vec<(String, V)>);
+pub struct OrderedMap<V, K = String>(pub Vec<(K, V)>);
 
-impl<V> OrderedMap<V> {
+impl<V, K: std::ops::Deref<Target = str>> OrderedMap<V, K> {
     pub fn new() -> Self {
         Self(Vec::new())
     }
@@ -391,17 +572,17 @@ impl<V> OrderedMap<V> {
     }
 
     /// The entries, in document order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.0.iter().map(|(key, value)| (key, value))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.0.iter().map(|(key, _)| key)
     }
 
     /// Sets `key` to `value`, replacing an earlier value of the same key.
-    pub fn insert(&mut self, key: String, value: V) {
-        match self.0.iter_mut().find(|(known, _)| *known == key) {
+    pub fn insert(&mut self, key: K, value: V) {
+        match self.0.iter_mut().find(|(known, _)| **known == *key) {
             Some(entry) => entry.1 = value,
             None => self.0.push((key, value)),
         }
@@ -411,10 +592,12 @@ impl<V> OrderedMap<V> {
     where
         A: serde::de::MapAccess<'de>,
         V: Deserialize<'de>,
+        K: Deserialize<'de>,
     {
-        let mut entries: Vec<(String, V)> = Vec::with_capacity(map.size_hint().unwrap_or(1));
-        while let Some(key) = map.next_key::<String>()? {
-            if entries.iter().any(|(known, _)| *known == key) {
+        let mut entries: Vec<(K, V)> = Vec::with_capacity(map.size_hint().unwrap_or(1));
+        while let Some(key) = map.next_key::<K>()? {
+            if entries.iter().any(|(known, _)| **known == *key) {
+                let key: &str = &key;
                 return Err(serde::de::Error::custom(format!(
                     "the key {key:?} is given twice"
                 )));
@@ -426,29 +609,26 @@ impl<V> OrderedMap<V> {
     }
 }
 
-impl<'a, V> IntoIterator for &'a OrderedMap<V> {
-    type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, V)>,
-        fn(&'a (String, V)) -> (&'a String, &'a V),
-    >;
+impl<'a, V, K> IntoIterator for &'a OrderedMap<V, K> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(key, value)| (key, value))
     }
 }
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+impl<'de, V: Deserialize<'de>, K: FromText<'de>> Deserialize<'de> for OrderedMap<V, K> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for MapVisitor<V> {
-            type Value = OrderedMap<V>;
+        struct MapVisitor<V, K>(std::marker::PhantomData<(V, K)>);
+        impl<'de, V: Deserialize<'de>, K: FromText<'de>> serde::de::Visitor<'de> for MapVisitor<V, K> {
+            type Value = OrderedMap<V, K>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a map")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
-            ) -> Result<OrderedMap<V>, A::Error> {
+            ) -> Result<OrderedMap<V, K>, A::Error> {
                 OrderedMap::from_map(map)
             }
         }
@@ -523,6 +703,76 @@ mod tests {
             policy.resources.iter().next(),
             Some((key, RawResourceValue::Nested(zones))) if key == "ns.account.a" && zones.len() == 1
         ));
+    }
+
+    /// The ids a [`TokenStream`] handed on (with whether each was borrowed), and what it gave.
+    fn streamed(json: &str) -> (Vec<(String, bool)>, Result<bool, String>) {
+        use serde::de::DeserializeSeed;
+        let mut ids = Vec::new();
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let result = TokenStream {
+            each: |token: RawToken<Str<'_>>| {
+                ids.push((token.id.to_string(), matches!(token.id.0, Cow::Borrowed(_))));
+            },
+        }
+        .deserialize(&mut deserializer)
+        .map_err(|error| error.to_string());
+        (ids, result)
+    }
+
+    #[test]
+    fn a_token_stream_hands_on_each_token_in_order_borrowing_its_strings() {
+        let token = |id: &str| {
+            format!(
+                r#"{{"id": "{id}", "owner": {{"user": "u"}}, "secret_sha256": "00", "policies": []}}"#
+            )
+        };
+        let (ids, result) = streamed(&format!(
+            r#"{{"tokens": [{}, {}]}}"#,
+            token("t1"),
+            token("t\\u0032")
+        ));
+        assert_eq!(result, Ok(true));
+        // An escaped string cannot be a slice of the text: it is owned.
+        assert_eq!(ids, [("t1".to_string(), true), ("t2".to_string(), false)]);
+        let (ids, result) = streamed(&format!(r#"{{"users": [1], "tokens": [{}]}}"#, token("t1")));
+        assert_eq!(
+            (ids.len(), result),
+            (1, Ok(false)),
+            "other keys are skipped, and said"
+        );
+        let (_, result) = streamed(r#"{"tokens": [], "tokens": []}"#);
+        assert!(result.unwrap_err().contains("duplicate field `tokens`"));
+        let (ids, result) = streamed(&format!(r#"{{"tokens": [{}, {{"id": 7}}]}}"#, token("t1")));
+        assert_eq!(ids.len(), 1);
+        assert!(result.unwrap_err().contains("expected a string"));
+        let (ids, result) = streamed("{}");
+        assert_eq!((ids.len(), result), (0, Ok(true)));
+    }
+
+    #[test]
+    fn borrowed_and_owned_token_strings_parse_alike() {
+        let json = r#"{"id": "t", "owner": {"account": "a"}, "secret_sha256": "00", "policies": [
+            {"effect": "deny", "permission_groups": [{"id": "g"}, {"name": "n"}],
+             "resources": {"ns.account.a": {"ns.account.zone.z": "*"}, "ns.account.b": "*"}}]}"#;
+        let owned: RawToken = serde_json::from_str(json).unwrap();
+        let borrowed: RawToken<Str<'_>> = serde_json::from_str(json).unwrap();
+        assert_eq!(owned.policies.len(), borrowed.policies.len());
+        assert!(matches!(borrowed.id.0, Cow::Borrowed("t")));
+        let policy = &borrowed.policies[0];
+        assert_eq!(&*policy.permission_groups[1].name.clone().unwrap(), "n");
+        let keys: Vec<&str> = policy.resources.keys().map(|key| &**key).collect();
+        assert_eq!(keys, ["ns.account.a", "ns.account.b"]);
+        assert!(matches!(
+            policy.resources.iter().next(),
+            Some((_, RawResourceValue::Nested(zones))) if zones.keys().all(|key| *key == "ns.account.zone.z")
+        ));
+        let wrong: Result<RawToken<Str<'_>>, _> = serde_json::from_str(r#"{"id": 1}"#);
+        let wrong_owned: Result<RawToken, _> = serde_json::from_str(r#"{"id": 1}"#);
+        assert_eq!(
+            wrong.unwrap_err().to_string(),
+            wrong_owned.unwrap_err().to_string()
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde_saphyr::granit_parser::{Event, Parser};
 
 use super::error::ConfigError;
+use super::raw::{RawToken, RawTokenList, Str, TokenStream};
 
 /// One config file, read whole.
 #[derive(Debug, Clone)]
@@ -23,21 +25,54 @@ pub struct SourceFile {
 impl SourceFile {
     /// Reads a file; unreadable or non-UTF-8 content is an error naming the file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let bytes = std::fs::read(path)
-            .map_err(|error| ConfigError::file(path, format!("cannot read file: {error}")))?;
-        let text = String::from_utf8(bytes).map_err(|error| {
-            ConfigError::file(
+        Self::read_into(path, Vec::new(), None)
+    }
+
+    /// Reads a file as [`SourceFile::read`] does, into a buffer from `buffers` (give the file back with
+    /// [`TextBuffers::give_back`] when done with it).
+    pub fn read_with(path: &Path, buffers: &TextBuffers) -> Result<Self, ConfigError> {
+        Self::read_into(path, buffers.take(), Some(buffers))
+    }
+
+    /// Reads the file into `buffer` (emptied first); on an error the buffer goes back to `buffers`.
+    fn read_into(
+        path: &Path,
+        mut buffer: Vec<u8>,
+        buffers: Option<&TextBuffers>,
+    ) -> Result<Self, ConfigError> {
+        use std::io::Read as _;
+        buffer.clear();
+        // As `std::fs::read` does: open, size the buffer by the file's length, read to the end.
+        let read = std::fs::File::open(path).and_then(|mut file| {
+            let len = file.metadata().map_or(0, |meta| meta.len());
+            buffer.reserve_exact(usize::try_from(len).unwrap_or(0));
+            file.read_to_end(&mut buffer)
+        });
+        if let Err(error) = read {
+            if let Some(buffers) = buffers {
+                buffers.put(buffer);
+            }
+            return Err(ConfigError::file(
                 path,
-                format!(
+                format!("cannot read file: {error}"),
+            ));
+        }
+        match String::from_utf8(buffer) {
+            Ok(text) => Ok(Self {
+                path: path.to_path_buf(),
+                text,
+            }),
+            Err(error) => {
+                let message = format!(
                     "file is not valid UTF-8 (byte {})",
                     error.utf8_error().valid_up_to()
-                ),
-            )
-        })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            text,
-        })
+                );
+                if let Some(buffers) = buffers {
+                    buffers.put(error.into_bytes());
+                }
+                Err(ConfigError::file(path, message))
+            }
+        }
     }
 
     /// A file from text in memory (tests, the embedded demo).
@@ -54,6 +89,43 @@ impl SourceFile {
     /// document, which matters for machine-written configs of millions of tokens); anything else as YAML.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         parse_text::<T>(&self.text, self.format(), &self.path, 0, "")
+    }
+
+    /// Parses the file's tokens as [`RawTokenList`] and hands each to `each` as it is parsed, its strings
+    /// borrowed from the text where they can be; errors as [`SourceFile::parse`] gives them. Gives whether
+    /// the file held its tokens and nothing else (known of JSON files only: `false` for YAML).
+    ///
+    /// A JSON file is streamed (no list of raw tokens is built); a YAML file is parsed whole first (the YAML
+    /// parser takes no seed), then handed on.
+    pub fn stream_tokens<'s>(
+        &'s self,
+        each: impl FnMut(RawToken<Str<'s>>),
+    ) -> Result<bool, ConfigError> {
+        match self.format() {
+            Format::Json => {
+                let mut deserializer = serde_json::Deserializer::from_str(&self.text);
+                // As `serde_json::from_str` does: the value, then nothing but whitespace.
+                TokenStream { each }
+                    .deserialize(&mut deserializer)
+                    .and_then(|only_tokens| deserializer.end().map(|()| only_tokens))
+                    .map_err(|error| {
+                        located_error(
+                            json_message(&error),
+                            (error.line() as u64, error.column() as u64),
+                            &self.text,
+                            &self.path,
+                            0,
+                            "",
+                        )
+                    })
+            }
+            Format::Yaml => {
+                let list: RawTokenList<Str<'s>> =
+                    parse_text(&self.text, Format::Yaml, &self.path, 0, "")?;
+                list.tokens.into_iter().for_each(each);
+                Ok(false)
+            }
+        }
     }
 
     /// How this file is parsed, by its extension.
@@ -106,6 +178,46 @@ impl SourceFile {
     }
 }
 
+/// Spare buffers for file texts, shared by the threads reading files: a config of a million tokens is
+/// hundreds of files of a few MiB, each read twice, and a fresh buffer for each is fresh memory from the
+/// operating system (zeroed, faulted in page by page, given back soon after); a reused one is not.
+#[derive(Debug, Default)]
+pub struct TextBuffers {
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl TextBuffers {
+    /// At most this many spare buffers are kept (the readers of a pass hold only a few at once).
+    const KEEP: usize = 16;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps a file's text for the next read.
+    pub fn give_back(&self, file: SourceFile) {
+        self.put(file.text.into_bytes());
+    }
+
+    /// A spare buffer, or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.lock().pop().unwrap_or_default()
+    }
+
+    fn put(&self, buffer: Vec<u8>) {
+        let mut spare = self.lock();
+        if spare.len() < Self::KEEP && buffer.capacity() > 0 {
+            spare.push(buffer);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The syntax a config file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -129,8 +241,8 @@ fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// Parses `text` as a `T`; errors get `line_offset` added and their path prefixed with `prefix`.
-fn parse_text<T: DeserializeOwned>(
-    text: &str,
+fn parse_text<'de, T: Deserialize<'de>>(
+    text: &'de str,
     format: Format,
     file: &Path,
     line_offset: u64,
@@ -156,6 +268,26 @@ fn parse_text<T: DeserializeOwned>(
             ),
         },
     };
+    Err(located_error(
+        message,
+        (line, column),
+        text,
+        file,
+        line_offset,
+        prefix,
+    ))
+}
+
+/// A parse error of `text` at 1-based `(line, column)` (0 when unknown), placed on its document path; the
+/// line gets `line_offset` added and the path is prefixed with `prefix`.
+fn located_error(
+    message: String,
+    (line, column): (u64, u64),
+    text: &str,
+    file: &Path,
+    line_offset: u64,
+    prefix: &str,
+) -> ConfigError {
     let mut config_error = ConfigError::new(file, prefix, message);
     if line > 0 {
         config_error.line = Some(line + line_offset);
@@ -167,7 +299,7 @@ fn parse_text<T: DeserializeOwned>(
             (false, false) => format!("{prefix}.{inner}"),
         };
     }
-    Err(config_error)
+    config_error
 }
 
 /// serde_json's message without its trailing ` at line N column M` (the location is reported separately).
@@ -390,6 +522,38 @@ mod tests {
 
     const DOC: &str =
         "accounts:\n  - id: a1\n    zones:\n      - { id: z1, name: one }\n      - id: z2\n";
+
+    #[test]
+    fn a_buffer_given_back_is_reused_and_errors_match_a_plain_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        let small = dir.path().join("small.json");
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&big, "x".repeat(100_000)).unwrap();
+        std::fs::write(&small, "{}").unwrap();
+        std::fs::write(&broken, b"ab\xffcd").unwrap();
+        let buffers = TextBuffers::new();
+        let first = SourceFile::read_with(&big, &buffers).unwrap();
+        assert_eq!(first.text.len(), 100_000);
+        buffers.give_back(first);
+        let second = SourceFile::read_with(&small, &buffers).unwrap();
+        assert_eq!(second.text, "{}");
+        assert!(
+            second.text.capacity() >= 100_000,
+            "the big file's buffer was reused"
+        );
+        for path in [broken, dir.path().join("missing.json")] {
+            let plain = SourceFile::read(&path).unwrap_err();
+            let pooled = SourceFile::read_with(&path, &buffers).unwrap_err();
+            assert_eq!(plain, pooled);
+        }
+        assert_eq!(
+            SourceFile::read(&dir.path().join("broken.json"))
+                .unwrap_err()
+                .message,
+            "file is not valid UTF-8 (byte 2)"
+        );
+    }
 
     #[test]
     fn paths_are_placed_on_their_lines() {

@@ -22,6 +22,11 @@ use crate::config::raw::{
     RawPolicyFile, RawResourceValue, RawToken, RawTokenPolicy, RawUser, TokenStatus,
 };
 
+/// The string type of raw token fields: `String`, or `Str` borrowed from the file's text.
+pub trait Text: std::ops::Deref<Target = str> {}
+
+impl<S: std::ops::Deref<Target = str>> Text for S {}
+
 /// Each group of a policy, by its index in the policy's `permission_groups`, with the resource types it is
 /// meant for.
 type GroupScopes = Vec<(usize, Arc<[Box<str>]>)>;
@@ -181,6 +186,9 @@ pub struct Compiler<'a> {
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
     first_seen: FxHashMap<(&'static str, &'a str), String>,
+    /// The emptied token lists of batches the sink took in, for the next batches: each is a few hundred
+    /// KiB, which a fresh list would take from the operating system again (zeroed, page by page).
+    spare_lists: std::sync::Mutex<Vec<Vec<CompiledToken>>>,
 }
 
 /// Where the compiled tokens go, in file order, with the checks that span files: token ids and secret
@@ -251,6 +259,7 @@ impl<'a> Compiler<'a> {
             group_by_name: FxHashMap::default(),
             domain_groups: FxHashMap::default(),
             first_seen: FxHashMap::default(),
+            spare_lists: std::sync::Mutex::default(),
         }
     }
 
@@ -413,10 +422,10 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn group_scopes(
+    fn group_scopes<S>(
         &self,
         out: &mut Output,
-        group: &RawGroup,
+        group: &RawGroup<S>,
         file: &Path,
         path: At<'_>,
     ) -> Arc<[Box<str>]> {
@@ -438,10 +447,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// Parses a group's permission patterns and expands them over the route keys.
-    fn group_patterns(
+    fn group_patterns<S>(
         &self,
         out: &mut Output,
-        group: &RawGroup,
+        group: &RawGroup<S>,
         file: &Path,
         path: At<'_>,
     ) -> (Vec<KeyPattern>, KeySet, bool) {
@@ -473,10 +482,10 @@ impl<'a> Compiler<'a> {
 
     /// Adds the keys of a policy's group entry (an inline definition, or a reference by id or by unique
     /// name) to `into`; returns the group's scopes.
-    fn resolve_group(
+    fn resolve_group<S: Text>(
         &self,
         out: &mut Output,
-        group: &RawGroup,
+        group: &RawGroup<S>,
         file: &Path,
         path: At<'_>,
         into: &mut KeySet,
@@ -539,10 +548,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// The union of a policy's groups, stored once per distinct set, with each group's scopes.
-    fn policy_keys(
+    fn policy_keys<S: Text>(
         &self,
         out: &mut Output,
-        groups: &[RawGroup],
+        groups: &[RawGroup<S>],
         file: &Path,
         path: At<'_>,
     ) -> Option<(u32, GroupScopes)> {
@@ -1101,25 +1110,48 @@ impl<'a> Compiler<'a> {
 
     /// Compiles the tokens of one file against the entities (after [`Compiler::entities`]). Only reads the
     /// compiler, so files can be compiled on several threads; nothing of `tokens` is kept.
-    pub fn tokens(&self, file: &'a Path, tokens: &[RawToken]) -> TokenBatch<'a> {
-        let mut out = Output::default();
-        let compiled = tokens
-            .iter()
-            .enumerate()
-            .map(|(index, token)| self.token(&mut out, token, file, index, &Item("tokens", index)))
-            .collect();
+    pub fn tokens<S: Text>(&self, file: &'a Path, tokens: &[RawToken<S>]) -> TokenBatch<'a> {
+        let mut batch = self.token_batch(file);
+        for token in tokens {
+            self.add_token(&mut batch, token);
+        }
+        batch
+    }
+
+    /// An empty batch for the tokens of `file`, to be given them one at a time ([`Compiler::add_token`]).
+    pub fn token_batch(&self, file: &'a Path) -> TokenBatch<'a> {
+        let tokens = self
+            .spare_lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
         TokenBatch {
             file,
-            tokens: compiled,
-            out,
+            tokens,
+            out: Output::default(),
         }
     }
 
+    /// Compiles the next token of the batch's file (after [`Compiler::entities`]); as [`Compiler::tokens`],
+    /// only reads the compiler, and keeps nothing of `token`.
+    pub fn add_token<S: Text>(&self, batch: &mut TokenBatch<'a>, token: &RawToken<S>) {
+        let index = batch.tokens.len();
+        let compiled = self.token(
+            &mut batch.out,
+            token,
+            batch.file,
+            index,
+            &Item("tokens", index),
+        );
+        batch.tokens.push(compiled);
+    }
+
     /// A token (item `index` of its file's `tokens`) and its policies.
-    fn token(
+    fn token<S: Text>(
         &self,
         out: &mut Output,
-        token: &RawToken,
+        token: &RawToken<S>,
         file: &'a Path,
         index: usize,
         path: At<'_>,
@@ -1134,24 +1166,24 @@ impl<'a> Compiler<'a> {
             );
         }
         let owner = match (&token.owner.user, &token.owner.account) {
-            (Some(user), None) => match self.set.user_by_id.get(user.as_str()) {
+            (Some(user), None) => match self.set.user_by_id.get(&**user) {
                 Some(user) => Some(Owner::User(*user)),
                 None => {
                     out.error(
                         file,
                         format!("{path}.owner.user"),
-                        format!("unknown user {user:?}"),
+                        format!("unknown user {:?}", &**user),
                     );
                     None
                 }
             },
-            (None, Some(account)) => match self.set.account_by_id.get(account.as_str()) {
+            (None, Some(account)) => match self.set.account_by_id.get(account) {
                 Some(account) => Some(Owner::Account(*account)),
                 None => {
                     out.error(
                         file,
                         format!("{path}.owner.account"),
-                        format!("unknown account {account:?}"),
+                        format!("unknown account {:?}", &**account),
                     );
                     None
                 }
@@ -1187,12 +1219,13 @@ impl<'a> Compiler<'a> {
             }
         }
         let ip_condition = self.ip_condition(out, token, file, path);
-        let mut policies = Vec::new();
+        // Exactly as many as the token has, so the boxed slice the sink makes of it is not a copy.
+        let mut policies = Vec::with_capacity(token.policies.len());
         let mut policies_ok = true;
         if let Some(owner) = owner {
             for (policy_index, policy) in token.policies.iter().enumerate() {
                 let policy_path = Sub::item(path, "policies", policy_index);
-                let label = || format!("{}/policies[{policy_index}]", token.id);
+                let label = || format!("{}/policies[{policy_index}]", &*token.id);
                 match self.token_policy(out, policy, owner, file, &policy_path, label) {
                     Some(policy) => policies.push(policy),
                     None => policies_ok = false,
@@ -1210,7 +1243,7 @@ impl<'a> Compiler<'a> {
             {
                 Some((
                     Token {
-                        id: token.id.as_str().into(),
+                        id: (*token.id).into(),
                         name: token.name.as_deref().unwrap_or("").into(),
                         owner,
                         status,
@@ -1225,7 +1258,7 @@ impl<'a> Compiler<'a> {
         };
         CompiledToken {
             index,
-            id: (id_ok && compiled.is_none()).then(|| token.id.as_str().into()),
+            id: (id_ok && compiled.is_none()).then(|| (*token.id).into()),
             secret,
             compiled,
         }
@@ -1253,10 +1286,10 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn ip_condition(
+    fn ip_condition<S>(
         &self,
         out: &mut Output,
-        token: &RawToken,
+        token: &RawToken<S>,
         file: &Path,
         path: At<'_>,
     ) -> Option<Option<IpCondition>> {
@@ -1295,10 +1328,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// A token policy in Cloudflare's API-token form (SPEC §3.2).
-    fn token_policy(
+    fn token_policy<S: Text>(
         &self,
         out: &mut Output,
-        policy: &RawTokenPolicy,
+        policy: &RawTokenPolicy<S>,
         owner: Owner,
         file: &Path,
         path: At<'_>,
@@ -1316,6 +1349,7 @@ impl<'a> Compiler<'a> {
             ok = false;
         }
         for (key, value) in &policy.resources {
+            let key: &str = key;
             let resources_path = Sub::field(path, "resources");
             let entry_path = Sub::field(&resources_path, key);
             if !self.resource_entry(out, (key, value), owner, file, &entry_path, &mut items) {
@@ -1347,10 +1381,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// One `resources` entry: adds what it selects to `into`; `false` (with an error) when it is invalid.
-    fn resource_entry(
+    fn resource_entry<S: Text>(
         &self,
         out: &mut Output,
-        (key, value): (&str, &RawResourceValue),
+        (key, value): (&str, &RawResourceValue<S>),
         owner: Owner,
         file: &Path,
         path: At<'_>,
@@ -1372,12 +1406,15 @@ impl<'a> Compiler<'a> {
             Owner::User(_) => None,
         };
         let nested = match value {
-            RawResourceValue::Text(star) if star == "*" => None,
+            RawResourceValue::Text(star) if **star == *"*" => None,
             RawResourceValue::Text(other) => {
                 out.error(
                     file,
                     path,
-                    format!("the value must be \"*\" or a map of zone keys, not {other:?}"),
+                    format!(
+                        "the value must be \"*\" or a map of zone keys, not {:?}",
+                        &**other
+                    ),
                 );
                 return false;
             }
@@ -1470,6 +1507,7 @@ impl<'a> Compiler<'a> {
                 };
                 let mut ok = true;
                 for (zone_key, zone_value) in nested {
+                    let (zone_key, zone_value): (&str, &str) = (zone_key, zone_value);
                     let zone_path = Sub::field(path, zone_key);
                     if zone_value != "*" {
                         out.error(
@@ -1505,13 +1543,45 @@ impl<'a> Compiler<'a> {
     }
 }
 
+impl TokenBatch<'_> {
+    /// How many tokens the batch holds (compiled or not).
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
 impl<'a> TokenSink<'a> {
+    /// Makes room for `additional` more tokens (their count estimated; a wrong guess costs only time or
+    /// memory: the tables still grow as needed).
+    pub fn reserve(&mut self, additional: usize) {
+        let len = self.tokens.len();
+        let needed = len.saturating_add(additional);
+        if needed <= self.tokens.capacity() {
+            return;
+        }
+        // A little more than asked: an estimate that creeps up then does not copy the tables each time.
+        let additional = needed.saturating_add(needed / 32) - len;
+        self.tokens.reserve_exact(additional);
+        self.token_gates.reserve_exact(additional);
+        self.token_by_hash.reserve(additional);
+        self.token_ids.reserve(additional);
+        self.token_secrets.reserve(additional);
+    }
+
     /// Adds one file's tokens (batches in file order): each is kept when it compiled and its id and secret
     /// hash are the first of their kind.
     pub fn add(&mut self, compiler: &Compiler<'a>, batch: TokenBatch<'a>) {
-        let TokenBatch { file, tokens, out } = batch;
+        let TokenBatch {
+            file,
+            mut tokens,
+            out,
+        } = batch;
         let keysets = self.out.absorb(out);
-        for token in tokens {
+        for token in tokens.drain(..) {
             let id = match (&token.id, &token.compiled) {
                 (Some(id), _) => Some(&**id),
                 (None, Some((compiled, _))) => Some(&*compiled.id),
@@ -1545,6 +1615,14 @@ impl<'a> TokenSink<'a> {
             self.token_by_hash.insert(secret, position);
             self.tokens.push(compiled);
             self.token_gates.push(gate);
+        }
+        let mut spare = compiler
+            .spare_lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One list per batch in flight is all that is ever waiting for reuse.
+        if spare.len() < 16 {
+            spare.push(tokens);
         }
     }
 
