@@ -57,6 +57,18 @@ cp "$WORK/plain/"*.yaml "$WORK/plain/"*.json "$WORK/tls/"
 sed -e "s/127.0.0.1:$PERMGATE_PORT/127.0.0.1:$PERMGATE_TLS_PORT/" -e "s/127.0.0.1:9181/127.0.0.1:9182/" \
   "$WORK/plain/gateway.yaml" > "$WORK/tls/gateway.yaml"
 printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$WORK/cert.pem" "$WORK/key.pem" >> "$WORK/tls/gateway.yaml"
+# Every binary (COMPARE) keeps its own process for the whole run, on its own ports: the Nth (from 0) listens on
+# the mode's port + 10 N and its admin port + 10 N (gateway-N.yaml beside gateway.yaml, same policy files), so no
+# measurement follows a restart (a process's first seconds are slower) and idle ones cost nothing (the
+# periodic config check compares file stamps).
+for index in $(seq 0 $((${#PERMGATE_BINS[@]} - 1))); do
+  for mode in plain tls; do
+    port=$([ "$mode" = tls ] && echo "$PERMGATE_TLS_PORT" || echo "$PERMGATE_PORT")
+    admin=$([ "$mode" = tls ] && echo 9182 || echo 9181)
+    sed -e "s/127.0.0.1:$port/127.0.0.1:$((port + 10 * index))/" -e "s/127.0.0.1:$admin/127.0.0.1:$((admin + 10 * index))/" \
+      "$WORK/$mode/gateway.yaml" > "$WORK/$mode/gateway-$index.yaml"
+  done
+done
 REQUESTS="$WORK/plain/requests.txt"
 
 mkdir -p "$WORK/nginx"
@@ -144,7 +156,7 @@ measure() { # round name url [pid of the proxy]; PACED=1: at the fixed load of P
   out="$(on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS")"
   after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
   steal_after="$(steal_ticks)"
-  steal=$(echo "$steal_before $steal_after" | awk '{d = $4 - $2; printf "%.1f", d > 0 ? ($3 - $1) * 100 / d : 0}')
+  steal=$(echo "$steal_before $steal_after" | awk '{d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) * 100 / d : 0)}')
   echo "$out" > "$WORK/wrk-$round-$name.txt"
   local rps p50 p90 p99 non2xx
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
@@ -158,21 +170,31 @@ measure() { # round name url [pid of the proxy]; PACED=1: at the fixed load of P
   log "  round $round  $(printf '%-24s' "$name") $(printf '%10s' "$rps") req/s  p50 ${p50} ms  p90 ${p90} ms  p99 ${p99} ms  non-2xx $non2xx  proxy CPU ${cpu} us/req  steal ${steal}%"
 }
 
-start_permgate() { # name mode: run this binary on the mode's port, stopping another binary there
-  local name="$1" mode="$2" entry bin key
-  for key in "${!PERMGATE_PID[@]}"; do
-    if [[ "$key" == *"-$mode" ]] && [ "$key" != "$name-$mode" ]; then
-      kill "${PERMGATE_PID[$key]}" 2>/dev/null || true; wait "${PERMGATE_PID[$key]}" 2>/dev/null || true
-      unset "PERMGATE_PID[$key]"
-    fi
-  done
+index_of() { # name: the binary's position in PERMGATE_BINS
+  local index=0 entry
+  for entry in "${PERMGATE_BINS[@]}"; do [ "${entry%%=*}" = "$1" ] && { echo "$index"; return; }; index=$((index + 1)); done
+}
+port_of() { # name mode: the port this binary listens on in this mode
+  local base; base=$([ "$2" = tls ] && echo "$PERMGATE_TLS_PORT" || echo "$PERMGATE_PORT")
+  echo $((base + 10 * $(index_of "$1")))
+}
+start_permgate() { # name mode: start this binary in this mode unless it runs already (it then runs to the end)
+  local name="$1" mode="$2" index bin
   [ -n "${PERMGATE_PID[$name-$mode]:-}" ] && return 0
-  for entry in "${PERMGATE_BINS[@]}"; do [ "${entry%%=*}" = "$name" ] && bin="${entry#*=}"; done
-  TOKIO_WORKER_THREADS="$PROXY_WORKERS" taskset -c "$PROXY_CPUS" "$bin" serve --config "$WORK/$mode/gateway.yaml" \
+  index="$(index_of "$name")"; bin="${PERMGATE_BINS[$index]#*=}"
+  TOKIO_WORKER_THREADS="$PROXY_WORKERS" taskset -c "$PROXY_CPUS" "$bin" serve --config "$WORK/$mode/gateway-$index.yaml" \
     >"$WORK/$name-$mode.log" 2>&1 &
   PERMGATE_PID["$name-$mode"]=$!; PIDS+=("$!")
-  wait_port "$([ "$mode" = tls ] && echo "$PERMGATE_TLS_PORT" || echo "$PERMGATE_PORT")"
+  wait_port "$(port_of "$name" "$mode")"
 }
+
+# Every permgate process is started before the first measurement and left to settle (its start-up check and
+# the freeing of its load are over before any run).
+for entry in "${PERMGATE_BINS[@]}"; do
+  start_permgate "${entry%%=*}" plain
+  if [ "$TLS" = 1 ]; then start_permgate "${entry%%=*}" tls; fi
+done
+sleep 5
 
 log ""
 log "machine: $(nproc) CPUs, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/,"",$2); print $2}'), load:$(uptime | sed 's/.*load average//')"
@@ -184,14 +206,14 @@ for round in $(seq 1 "$ROUNDS"); do
   for entry in "${PERMGATE_BINS[@]}"; do
     name="${entry%%=*}"
     start_permgate "$name" plain
-    measure "$round" "$name" "http://127.0.0.1:$PERMGATE_PORT" "${PERMGATE_PID[$name-plain]}"
+    measure "$round" "$name" "http://127.0.0.1:$(port_of "$name" plain)" "${PERMGATE_PID[$name-plain]}"
   done
   if [ "$TLS" = 1 ]; then
     measure "$round" nginx-tls "https://127.0.0.1:$NGINX_TLS_PORT" "$NGINX_PID"
     for entry in "${PERMGATE_BINS[@]}"; do
       name="${entry%%=*}"
       start_permgate "$name" tls
-      measure "$round" "$name-tls" "https://127.0.0.1:$PERMGATE_TLS_PORT" "${PERMGATE_PID[$name-tls]}"
+      measure "$round" "$name-tls" "https://127.0.0.1:$(port_of "$name" tls)" "${PERMGATE_PID[$name-tls]}"
     done
   fi
 done
@@ -203,14 +225,14 @@ if [ "$PACE_MS" != 0 ]; then
     for entry in "${PERMGATE_BINS[@]}"; do
       name="${entry%%=*}"
       start_permgate "$name" plain
-      PACED=1 measure "$round" "$name" "http://127.0.0.1:$PERMGATE_PORT" "${PERMGATE_PID[$name-plain]}"
+      PACED=1 measure "$round" "$name" "http://127.0.0.1:$(port_of "$name" plain)" "${PERMGATE_PID[$name-plain]}"
     done
     if [ "$TLS" = 1 ]; then
       PACED=1 measure "$round" nginx-tls "https://127.0.0.1:$NGINX_TLS_PORT" "$NGINX_PID"
       for entry in "${PERMGATE_BINS[@]}"; do
         name="${entry%%=*}"
         start_permgate "$name" tls
-        PACED=1 measure "$round" "$name-tls" "https://127.0.0.1:$PERMGATE_TLS_PORT" "${PERMGATE_PID[$name-tls]}"
+        PACED=1 measure "$round" "$name-tls" "https://127.0.0.1:$(port_of "$name" tls)" "${PERMGATE_PID[$name-tls]}"
       done
     fi
   done
