@@ -323,9 +323,9 @@ impl PrincipalKind {
     }
 }
 
-impl Principal<'_> {
+impl<'s> Principal<'s> {
     /// The token id, for token credentials.
-    pub fn token_id(&self) -> Option<&str> {
+    pub fn token_id(&self) -> Option<&'s str> {
         self.token.map(|token| &*token.id)
     }
 }

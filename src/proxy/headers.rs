@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
+use crate::policy::PrincipalKind;
+
 /// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and `Keep-Alive`.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -56,8 +58,8 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Who the gateway decided the caller is: the identity headers' values, each copied once out of the
-/// snapshot into the value that is sent. A value that cannot be a header value is left out (the compiled
-/// ids are checked to be plain text, so that does not happen for a valid config).
+/// snapshot into the value that is sent. A value that cannot be a header value is left out (compiled ids
+/// have no control characters, so that does not happen for a valid config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// `user:<id>` or `account:<id>`.
@@ -71,13 +73,14 @@ pub struct Identity {
 // === impl Identity ===
 
 impl Identity {
-    /// The values for a principal (`kind` is `user` or `account`), its token id and the account acted in.
+    /// The values for a principal (its kind and id), its token id and the account acted in.
     pub fn new(
-        principal: Option<(&str, &str)>,
+        principal: Option<(PrincipalKind, &str)>,
         token_id: Option<&str>,
         account: Option<&str>,
     ) -> Self {
         let principal = principal.and_then(|(kind, id)| {
+            let kind = kind.as_str();
             let mut value = Vec::with_capacity(kind.len() + 1 + id.len());
             value.extend_from_slice(kind.as_bytes());
             value.push(b':');
@@ -299,7 +302,7 @@ mod tests {
     }
 
     fn identity() -> Identity {
-        Identity::new(Some(("user", "u1")), Some("t1"), Some("a1"))
+        Identity::new(Some((PrincipalKind::User, "u1")), Some("t1"), Some("a1"))
     }
 
     static RID: HeaderValue = HeaderValue::from_static("rid-1");
@@ -307,14 +310,14 @@ mod tests {
 
     #[test]
     fn identity_values_are_the_ids_and_a_value_that_cannot_be_a_header_is_left_out() {
-        let identity = Identity::new(Some(("account", "acc-1")), None, Some("a\nb"));
+        let identity = Identity::new(Some((PrincipalKind::Account, "acc-1")), None, Some("a\nb"));
         assert_eq!(
             identity.principal,
             Some(HeaderValue::from_static("account:acc-1"))
         );
         assert_eq!((identity.token_id, identity.account), (None, None));
         assert_eq!(
-            Identity::new(Some(("user", "bad\r")), None, None).principal,
+            Identity::new(Some((PrincipalKind::User, "bad\r")), None, None).principal,
             None
         );
     }

@@ -545,8 +545,8 @@ fn identity(verdict: &Verdict<'_>) -> Identity {
                 .map(|principal| principal.id)
         });
     Identity::new(
-        principal.map(|principal| (principal.kind.as_str(), principal.id)),
-        principal.and_then(|principal| principal.token.map(|token| &*token.id)),
+        principal.map(|principal| (principal.kind, principal.id)),
+        principal.and_then(|principal| principal.token_id()),
         account,
     )
 }
