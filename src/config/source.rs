@@ -109,14 +109,8 @@ impl SourceFile {
                     .deserialize(&mut deserializer)
                     .and_then(|only_tokens| deserializer.end().map(|()| only_tokens))
                     .map_err(|error| {
-                        located_error(
-                            json_message(&error),
-                            (error.line() as u64, error.column() as u64),
-                            &self.text,
-                            &self.path,
-                            0,
-                            "",
-                        )
+                        let (message, position) = json_failure(&error);
+                        located_error(message, position, &self.text, &self.path, 0, "")
                     })
             }
             Format::Yaml => {
@@ -261,11 +255,10 @@ fn parse_text<'de, T: Deserialize<'de>>(
         },
         Format::Json => match serde_json::from_str::<T>(text) {
             Ok(value) => return Ok(value),
-            Err(error) => (
-                json_message(&error),
-                error.line() as u64,
-                error.column() as u64,
-            ),
+            Err(error) => {
+                let (message, (line, column)) = json_failure(&error);
+                (message, line, column)
+            }
         },
     };
     Err(located_error(
@@ -276,6 +269,15 @@ fn parse_text<'de, T: Deserialize<'de>>(
         line_offset,
         prefix,
     ))
+}
+
+/// A serde_json error's message and 1-based (line, column): one reading for whole and streamed parses, so
+/// both report a broken file alike.
+fn json_failure(error: &serde_json::Error) -> (String, (u64, u64)) {
+    (
+        json_message(error),
+        (error.line() as u64, error.column() as u64),
+    )
 }
 
 /// A parse error of `text` at 1-based `(line, column)` (0 when unknown), placed on its document path; the
