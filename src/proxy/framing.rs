@@ -221,10 +221,8 @@ impl HeadScanner {
                 ScanState::Head if self.line.is_empty() && (byte == b'\r' || byte == b'\n') => {}
                 ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
                     // The rest of the line at once: up to and including its `\n`, or all there is.
-                    let line_len = bytes
-                        .iter()
-                        .position(|&byte| byte == b'\n')
-                        .map_or(bytes.len(), |newline| newline + 1);
+                    let line_len =
+                        memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
                     let (line, after) = bytes.split_at(line_len);
                     self.line.extend_from_slice(line);
                     if self.line.len() > MAX_SCANNED_HEAD {
@@ -281,9 +279,16 @@ impl HeadScanner {
     }
 
     fn head_end(&mut self, head: &[u8]) {
-        let mut lines = head
-            .split(|&byte| byte == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        let mut rest = head;
+        let mut lines = std::iter::from_fn(|| {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let (line, after) = rest.split_at(end);
+            rest = after.get(1..).unwrap_or_default();
+            Some(line.strip_suffix(b"\r").unwrap_or(line))
+        });
         let request_line = lines.next().unwrap_or_default();
         if request_line.ends_with(b"HTTP/2.0") || request_line.starts_with(b"CONNECT ") {
             self.stop();
@@ -292,7 +297,7 @@ impl HeadScanner {
         let (mut length, mut has_length, mut has_encoding, mut upgrade) =
             (None, false, false, false);
         for line in lines {
-            let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
             let (name, value) = line.split_at(colon);

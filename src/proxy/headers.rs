@@ -14,33 +14,50 @@ use smallvec::SmallVec;
 
 use crate::policy::PrincipalKind;
 
-/// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// What a (normalised) request header name is to the hygiene: one `match` per name, which compiles to a
+/// length switch and a comparison or two, instead of a scan of several lists per header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameClass {
+    /// The hop-by-hop headers of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and `Keep-Alive`.
+    HopByHop,
+    /// Carries a credential: removed before forwarding unless `forward_credentials`.
+    Credential,
+    /// Set by the gateway whoever the peer is (`X-Request-Id`, and `X-Forwarded-For`, which a trusted peer's
+    /// value only extends).
+    GatewaySet,
+    /// Set by the gateway unless a trusted peer sent it (`X-Forwarded-Proto`, `X-Forwarded-Host`).
+    GatewayDefault,
+    /// Another client-address claim upstream frameworks commonly believe; the gateway does not set it, so
+    /// from an untrusted peer it is dropped rather than passed on as if vouched for.
+    ClientClaim,
+    /// `Host`: the upstream client sets it to the upstream's authority.
+    Host,
+    /// `X-Permgate-*` (and `X-Permgate`): only the gateway sets these.
+    Permgate,
+    Other,
+}
 
-/// Headers that carry a credential: removed before forwarding unless `forward_credentials`.
-const CREDENTIALS: &[&str] = &["authorization", "x-auth-email", "x-auth-key"];
-
-/// Headers the gateway sets; from an untrusted peer they are never believed.
-const GATEWAY_SET: &[&str] = &[
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-];
-
-/// Other client-address claims upstream frameworks commonly believe; the gateway does not set them, so from
-/// an untrusted peer they are dropped rather than passed on as if vouched for.
-const CLIENT_CLAIMS: &[&str] = &["forwarded", "x-real-ip", "true-client-ip"];
+fn classify(normal: &str) -> NameClass {
+    match normal {
+        "connection"
+        | "keep-alive"
+        | "proxy-connection"
+        | "proxy-authenticate"
+        | "proxy-authorization"
+        | "te"
+        | "trailer"
+        | "transfer-encoding"
+        | "upgrade" => NameClass::HopByHop,
+        "authorization" | "x-auth-email" | "x-auth-key" => NameClass::Credential,
+        "x-forwarded-for" | "x-request-id" => NameClass::GatewaySet,
+        "x-forwarded-proto" | "x-forwarded-host" => NameClass::GatewayDefault,
+        "forwarded" | "x-real-ip" | "true-client-ip" => NameClass::ClientClaim,
+        "host" => NameClass::Host,
+        "x-permgate" => NameClass::Permgate,
+        _ if normal.starts_with(PERMGATE_PREFIX) => NameClass::Permgate,
+        _ => NameClass::Other,
+    }
+}
 
 /// The prefix of the identity headers only the gateway may set.
 const PERMGATE_PREFIX: &str = "x-permgate-";
@@ -147,12 +164,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
-/// header whose normalised name satisfies `also_doomed`; then puts the upgrade handshake back when
+/// header that `also_doomed` condemns (given its name's class); then puts the upgrade handshake back when
 /// `keep_upgrade`. Removal is order-free, so one pass removes exactly what separate passes would.
 fn remove_hop_by_hop_and(
     headers: &mut HeaderMap,
     keep_upgrade: bool,
-    mut also_doomed: impl FnMut(&str, &HeaderName) -> bool,
+    mut also_doomed: impl FnMut(NameClass, &HeaderName) -> bool,
 ) {
     let named: SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
@@ -169,9 +186,12 @@ fn remove_hop_by_hop_and(
     let doomed: SmallVec<[HeaderName; 8]> = headers
         .keys()
         .filter(|name| {
-            HOP_BY_HOP.contains(&name.as_str())
+            let normal = normalised(name);
+            let class = classify(&normal);
+            // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
+            (class == NameClass::HopByHop && !name.as_str().contains('_'))
                 || named.contains(name)
-                || also_doomed(&normalised(name), name)
+                || also_doomed(class, name)
         })
         .cloned()
         .collect();
@@ -197,21 +217,21 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
 
     // 1. Hop-by-hop (so that `Connection: x-permgate-principal` can only remove the client's own) and
     // 2. spoofable names, removed in one pass before anything is added.
-    remove_hop_by_hop_and(headers, ctx.websocket, |normal, name| {
+    // The request id is always the gateway's (which is the trusted peer's when it sent a usable one), and
+    // `X-Forwarded-For` the gateway's too (extending a trusted peer's, read above).
+    remove_hop_by_hop_and(headers, ctx.websocket, |class, name| {
         let underscored = name.as_str().as_bytes().contains(&b'_');
-        normal.starts_with(PERMGATE_PREFIX)
-            || normal == "x-permgate"
-            // Gateway-set names: from an untrusted peer never believed; in the `_` spelling never
-            // legitimate (a proxy in front uses `-`), so dropped even from a trusted one.
-            || (GATEWAY_SET.contains(&normal) && (!ctx.peer_trusted || underscored))
-            || (CLIENT_CLAIMS.contains(&normal) && (!ctx.peer_trusted || underscored))
-            // Credentials: the `_` spellings were not what was authorized, so they never pass.
-            || (CREDENTIALS.contains(&normal) && (!ctx.forward_credentials || underscored))
-            || normal == "host"
+        match class {
+            NameClass::Permgate | NameClass::Host | NameClass::GatewaySet => true,
+            // From an untrusted peer never believed; in the `_` spelling never legitimate (a proxy in front
+            // uses `-`), so dropped even from a trusted one.
+            NameClass::GatewayDefault | NameClass::ClientClaim => !ctx.peer_trusted || underscored,
+            // The `_` spellings were not what was authorized, so they never pass.
+            NameClass::Credential => !ctx.forward_credentials || underscored,
+            // The `_` spellings of hop-by-hop names (the `-` ones are removed whatever this says).
+            NameClass::HopByHop | NameClass::Other => false,
+        }
     });
-    // The request id is always the gateway's (which is the trusted peer's when it sent a usable one).
-    headers.remove(&REQUEST_ID);
-    headers.remove(&FORWARDED_FOR);
 
     // 3. The gateway's own headers.
     let identity = ctx.identity;

@@ -276,17 +276,27 @@ where
         }
     };
     tokio::pin!(served);
-    let result = tokio::select! {
-        result = &mut served => result,
-        () = tokio::time::sleep(timeout) => {
+    // The first request must start within `header_read_timeout`. Once one has, the deadline is dropped: a
+    // pending timer would otherwise be polled again on every wake-up of this connection's task.
+    let mut first_request_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+    let served_or_timed_out = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = served.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        if let Some(deadline) = first_request_deadline.as_mut() {
             if started.load(Ordering::Relaxed) {
-                served.await
-            } else {
-                tracing::debug!(%peer, "no request within header_read_timeout: closing");
-                Ok(())
+                first_request_deadline = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
             }
         }
-    };
+        Poll::Pending
+    })
+    .await;
+    let result = served_or_timed_out.unwrap_or_else(|| {
+        tracing::debug!(%peer, "no request within header_read_timeout: closing");
+        Ok(())
+    });
     binding.release();
     result
 }

@@ -37,6 +37,7 @@ use crate::metrics::{DecisionLabel, Metrics, NO_ROUTE};
 use crate::pipeline::{self, Facts, Verdict};
 use crate::policy::Denial;
 use crate::policy::{Principal, PrincipalKind};
+use crate::routes::target::CanonicalTarget;
 use crate::routes::{Handler, Route};
 use crate::snapshot::Snapshot;
 
@@ -115,11 +116,20 @@ impl ConnInfo {
 #[derive(Debug)]
 enum Plan {
     Forward {
-        path_and_query: String,
+        target: ForwardTarget,
         identity: Identity,
     },
     Verify(VerifiedToken),
     Refuse(Box<pipeline::RenderedRefusal>),
+}
+
+/// The path and query a forwarded request is sent with: the canonical target that was authorized.
+#[derive(Debug)]
+enum ForwardTarget {
+    /// The request's own target, which canonicalizing left as it was: its parsed copy is forwarded.
+    AsReceived,
+    /// The canonical target, differing from what the client sent.
+    Canonical(String),
 }
 
 /// What `GET /user/tokens/verify` reports.
@@ -319,6 +329,7 @@ impl Gateway {
             self.metrics.decision(decision_time);
             let plan = plan(
                 &verdict,
+                facts.target,
                 settings.mode,
                 settings.explain_denials,
                 request_id,
@@ -334,13 +345,10 @@ impl Gateway {
             );
             plan
         };
-        let (path_and_query, identity) = match plan {
+        let (forward_target, identity) = match plan {
             Plan::Refuse(refusal) => return Err(ProxyError::Refused(refusal)),
             Plan::Verify(token) => return Ok(verify_response(&token, id_value)),
-            Plan::Forward {
-                path_and_query,
-                identity,
-            } => (path_and_query, identity),
+            Plan::Forward { target, identity } => (target, identity),
         };
 
         let http1 = request.version() <= Version::HTTP_11;
@@ -377,7 +385,15 @@ impl Gateway {
             }
             _ => upstream::Route::Pooled,
         };
-        let target = upstream_target(&settings.upstream.url, path_and_query)?;
+        let target = match forward_target {
+            ForwardTarget::AsReceived => match parts.uri.path_and_query() {
+                Some(received) => {
+                    upstream::upstream_target_as_received(&settings.upstream.url, received)?
+                }
+                None => return Err(ProxyError::Unforwardable("request target")),
+            },
+            ForwardTarget::Canonical(text) => upstream_target(&settings.upstream.url, text)?,
+        };
         *outbound.uri_mut() = match via {
             upstream::Route::Lent(_) => Uri::from(target),
             upstream::Route::Pooled | upstream::Route::Upgrade => {
@@ -480,8 +496,8 @@ fn request_target(request: &Request<Incoming>) -> Cow<'_, str> {
         .map_or(Cow::Borrowed(""), |pq| Cow::Borrowed(pq.as_str()))
 }
 
-/// Turns the verdict into an owned plan (and logs shadow-mode forwards).
-fn plan(verdict: &Verdict<'_>, mode: Mode, explain: bool, request_id: &str) -> Plan {
+/// Turns the verdict on the request `target` into an owned plan (and logs shadow-mode forwards).
+fn plan(verdict: &Verdict<'_>, target: &str, mode: Mode, explain: bool, request_id: &str) -> Plan {
     let identity = identity(verdict);
     match &verdict.outcome {
         Ok(()) => {
@@ -496,7 +512,7 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, explain: bool, request_id: &str) -> P
                 }
                 (None, _) => match &verdict.canonical {
                     Some(canonical) => Plan::Forward {
-                        path_and_query: canonical.path_and_query(),
+                        target: forward_target(canonical, target),
                         identity,
                     },
                     // `decide` always sets the target of an allowed request; fail closed if not.
@@ -523,12 +539,20 @@ fn plan(verdict: &Verdict<'_>, mode: Mode, explain: bool, request_id: &str) -> P
                     "shadow mode: forwarding a request that enforce mode would refuse"
                 );
                 Plan::Forward {
-                    path_and_query: canonical.path_and_query(),
+                    target: forward_target(canonical, target),
                     identity,
                 }
             }
             _ => Plan::Refuse(Box::new(refusal.render(explain))),
         },
+    }
+}
+
+fn forward_target(canonical: &CanonicalTarget, received: &str) -> ForwardTarget {
+    if canonical.is(received) {
+        ForwardTarget::AsReceived
+    } else {
+        ForwardTarget::Canonical(canonical.path_and_query())
     }
 }
 

@@ -187,6 +187,19 @@ pub fn upstream_target(base: &Uri, path_and_query: String) -> Result<PathAndQuer
     PathAndQuery::try_from(joined).map_err(|_| ProxyError::Unforwardable("request target"))
 }
 
+/// [`upstream_target`] for a request whose own target is the canonical one: its parsed copy is reused (a
+/// reference count, no copy and no second parse) when the base URL has no path prefix.
+pub fn upstream_target_as_received(
+    base: &Uri,
+    received: &PathAndQuery,
+) -> Result<PathAndQuery, ProxyError> {
+    if base.path().trim_end_matches('/').is_empty() && received.as_str().starts_with('/') {
+        Ok(received.clone())
+    } else {
+        upstream_target(base, received.as_str().to_string())
+    }
+}
+
 /// The absolute upstream URI: `target` (from [`upstream_target`]) on the base URL's scheme and authority.
 pub fn absolute_uri(base: &Uri, target: PathAndQuery) -> Result<Uri, ProxyError> {
     let mut parts = http::uri::Parts::default();

@@ -43,6 +43,18 @@ impl CanonicalTarget {
             None => self.path.clone(),
         }
     }
+
+    /// Whether `target` is exactly this canonical target's text (canonicalizing it changed nothing), so
+    /// that the request's own copy of it can be forwarded.
+    pub fn is(&self, target: &str) -> bool {
+        match &self.query {
+            Some(query) => target
+                .strip_prefix(self.path.as_str())
+                .and_then(|rest| rest.strip_prefix('?'))
+                .is_some_and(|rest| rest == query),
+            None => target == self.path,
+        }
+    }
 }
 
 /// Why a request target (or a method-override header) was rejected; every variant answers 400.
@@ -378,6 +390,24 @@ mod tests {
         assert_eq!(path("/a/.../b"), "/a/.../b", "three dots are a name");
         assert_eq!(path("/a/.b/c./..d"), "/a/.b/c./..d");
         assert_eq!(path("/a:b@c!$&'()*+,="), "/a:b@c!$&'()*+,=");
+    }
+
+    #[test]
+    fn a_target_is_its_canonical_form_only_when_canonicalizing_changed_nothing() {
+        for target in ["/a/b", "/a/b?x=1", "/a/b?", "/"] {
+            assert!(get(target).unwrap().is(target), "{target}");
+        }
+        for (target, other) in [
+            ("/%61b", "/%61b"),
+            ("/a%3ab?x", "/a%3ab?x"),
+            ("/a{b}", "/a{b}"),
+            ("/a/b?x=1", "/a/b?x=2"),
+            ("/a/b?x=1", "/a/b"),
+            ("/a/b", "/a/b?"),
+            ("/a/b", "/a/bc"),
+        ] {
+            assert!(!get(target).unwrap().is(other), "{target} vs {other}");
+        }
     }
 
     #[test]
