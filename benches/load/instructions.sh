@@ -46,6 +46,8 @@ for entry in "${BINS[@]}"; do
   name="${entry%%=*}"; port=$((PERMGATE_PORT + 10 * index))
   sed -e "s/127.0.0.1:$PERMGATE_PORT/127.0.0.1:$port/" -e "s/127.0.0.1:9281/127.0.0.1:$((9281 + index))/" \
     "$WORK/config/gateway.yaml" >"$WORK/config/gateway-$index.yaml"
+  # Only requests are counted: no periodic config check (reading and hashing the files) during the runs.
+  echo "reload_interval_ms: 3600000" >>"$WORK/config/gateway-$index.yaml"
   start "$name" "$port" "${entry#*=}" serve --config "$WORK/config/gateway-$index.yaml"
   index=$((index + 1))
 done

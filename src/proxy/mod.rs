@@ -5,6 +5,7 @@
 //! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure).
 //! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection lent to an
 //!   inbound HTTP/1 connection's exchange and driven by its task, and the idle pool between exchanges.
+//! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
 //! - [`error`]: the one function that turns any failure into the client's answer.
 //! - [`sample_upstream`]: the demo's built-in upstream.
@@ -22,6 +23,7 @@ pub mod request_id;
 pub mod sample_upstream;
 pub mod server;
 pub mod service;
+mod shutdown;
 pub mod upstream;
 
 pub use error::ProxyError;

@@ -31,7 +31,6 @@ use http::header::{CONNECTION, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -43,6 +42,7 @@ use super::error::{ProxyError, error_response};
 use super::framing::HeadScanner;
 use super::request_id;
 use super::service::{ConnInfo, Gateway};
+use super::shutdown::{Shutdown, Watcher};
 use crate::metrics::{ConnectionGuard, DecisionLabel, NO_ROUTE};
 
 /// How many over-the-limit connections may be getting their 503 at once.
@@ -100,7 +100,7 @@ pub async fn serve(
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(OVERFLOW_LIMIT));
-    let graceful = GracefulShutdown::new();
+    let graceful = Shutdown::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -265,6 +265,7 @@ where
         shared
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service),
+        |connection| connection.graceful_shutdown(),
     );
     // The I/O of the upstream connection lent to this connection's exchange is driven here, by this
     // connection's task, beside hyper's.
@@ -329,6 +330,7 @@ where
         shared
             .overload_builder
             .serve_connection(TokioIo::new(io), service),
+        |connection| connection.graceful_shutdown(),
     );
     tokio::time::timeout(shared.limits.header_read_timeout, served)
         .await
