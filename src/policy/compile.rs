@@ -79,6 +79,37 @@ impl fmt::Display for Sub<'_> {
     }
 }
 
+/// Where an id is defined: `{list}[{index}].{field}` or `{list}[{index}].{sub}[{sub_index}].{field}`. Kept
+/// for every id (for a later duplicate's error) and formatted only when that error is shown.
+#[derive(Debug, Clone, Copy)]
+struct Site {
+    list: &'static str,
+    index: usize,
+    sub: Option<(&'static str, usize)>,
+    field: &'static str,
+}
+
+impl Site {
+    fn field(list: &'static str, index: usize, field: &'static str) -> Self {
+        Self {
+            list,
+            index,
+            sub: None,
+            field,
+        }
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)?;
+        if let Some((sub, index)) = self.sub {
+            write!(f, ".{sub}[{index}]")?;
+        }
+        write!(f, ".{}", self.field)
+    }
+}
+
 /// What a policy file defines besides its tokens, and where it came from.
 pub struct PolicySource<'a> {
     pub file: &'a Path,
@@ -185,7 +216,7 @@ pub struct Compiler<'a> {
     /// Domain groups: id → (account, zones).
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
     /// Where each id was first defined, for duplicate errors.
-    first_seen: FxHashMap<(&'static str, &'a str), String>,
+    first_seen: FxHashMap<(&'static str, &'a str), (&'a Path, Site)>,
     /// The emptied token lists of batches the sink took in, for the next batches: each is a few hundred
     /// KiB, which a fresh list would take from the operating system again (zeroed, page by page).
     spare_lists: std::sync::Mutex<Vec<Vec<CompiledToken>>>,
@@ -266,6 +297,7 @@ impl<'a> Compiler<'a> {
     /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
     /// token may refer to.
     pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
+        self.reserve_entities(sources);
         let mut out = std::mem::take(&mut self.out);
         for source in sources {
             self.catalog(&mut out, source);
@@ -280,6 +312,40 @@ impl<'a> Compiler<'a> {
             self.members(&mut out, source);
         }
         self.out = out;
+    }
+
+    /// Sizes the entity tables once from the counts in `sources`, instead of growing them by doubling (each
+    /// growth rehashes, and takes fresh memory from the operating system, which zeroes it page by page).
+    fn reserve_entities(&mut self, sources: &[PolicySource<'a>]) {
+        let count = |of: fn(&PolicySource<'a>) -> usize| sources.iter().map(of).sum::<usize>();
+        let users = count(|source| source.users.len());
+        let accounts = count(|source| source.accounts.len());
+        let zones = count(|source| {
+            source
+                .accounts
+                .iter()
+                .map(|account| account.zones.len())
+                .sum()
+        });
+        let members = count(|source| {
+            source
+                .accounts
+                .iter()
+                .map(|account| account.members.len())
+                .sum()
+        });
+        let groups = count(|source| source.permission_groups.len());
+        let set = &mut self.set;
+        set.users.reserve(users);
+        set.user_by_id.reserve(users);
+        set.user_by_email.reserve(users);
+        set.accounts.reserve(accounts);
+        set.account_by_id.reserve(accounts);
+        set.zones.reserve(zones);
+        set.zone_by_id.reserve(zones);
+        set.member_by_user_account.reserve(members);
+        // Users twice (id and email), accounts, catalog groups; domain groups are few.
+        self.first_seen.reserve(2 * users + accounts + groups);
     }
 
     /// The sink for the tokens, with room for `expected` of them (their count is known before they are
@@ -335,18 +401,21 @@ impl<'a> Compiler<'a> {
         out: &mut Output,
         kind: &'static str,
         id: &'a str,
-        file: &Path,
-        path: At<'_>,
+        file: &'a Path,
+        site: Site,
     ) -> bool {
-        let here = format!("{}: {path}", file.display());
         match self.first_seen.entry((kind, id)) {
             Entry::Vacant(slot) => {
-                slot.insert(here);
+                slot.insert((file, site));
                 true
             }
             Entry::Occupied(first) => {
-                let message = format!("duplicate {kind} {id:?} (first defined at {})", first.get());
-                out.error(file, path, message);
+                let (first_file, first_site) = first.get();
+                let message = format!(
+                    "duplicate {kind} {id:?} (first defined at {}: {first_site})",
+                    first_file.display()
+                );
+                out.error(file, site, message);
                 false
             }
         }
@@ -388,7 +457,7 @@ impl<'a> Compiler<'a> {
                     "permission group",
                     id,
                     source.file,
-                    &format_args!("{path}.id"),
+                    Site::field("permission_groups", index, "id"),
                 )
             {
                 continue;
@@ -654,7 +723,7 @@ impl<'a> Compiler<'a> {
                     "user",
                     &user.id,
                     source.file,
-                    &format_args!("{path}.id"),
+                    Site::field("users", index, "id"),
                 )
             {
                 continue;
@@ -677,7 +746,7 @@ impl<'a> Compiler<'a> {
                 "user email",
                 &user.email,
                 source.file,
-                &format_args!("{path}.email"),
+                Site::field("users", index, "email"),
             ) {
                 continue;
             }
@@ -720,7 +789,7 @@ impl<'a> Compiler<'a> {
                     "account",
                     &account.id,
                     source.file,
-                    &format_args!("{path}.id"),
+                    Site::field("accounts", index, "id"),
                 )
             {
                 continue;
@@ -776,7 +845,10 @@ impl<'a> Compiler<'a> {
                     "domain group",
                     &group.id,
                     source.file,
-                    &format_args!("{group_path}.id"),
+                    Site {
+                        sub: Some(("domain_groups", group_index)),
+                        ..Site::field("accounts", index, "id")
+                    },
                 ) {
                     continue;
                 }
@@ -941,7 +1013,9 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     for (object_index, object) in scope.objects.iter().enumerate() {
-                        let object_path = format!("{group_path}.scope.objects[{object_index}].key");
+                        let scope_path = Sub::field(&group_path, "scope");
+                        let object_item = Sub::item(&scope_path, "objects", object_index);
+                        let object_path = Sub::field(&object_item, "key");
                         if object.key == "*" {
                             items.push(Select::AccountZones(account));
                             continue;
