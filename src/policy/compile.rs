@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 use super::model::{
     Account, AccountIdx, DigestMap, Effect, GroupInfo, IpCondition, Member, Owner, Policy,
-    PolicySet, Select, Selector, Status, Token, TokenGate, User, Zone, ZoneEntry,
+    PolicySet, Select, Selector, Status, Token, TokenGate, User, UserIdx, Zone, ZoneEntry,
 };
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
@@ -243,6 +243,13 @@ pub struct TokenBatch<'a> {
     out: Output,
 }
 
+/// The members of one file's accounts, compiled but not yet added to the set.
+#[derive(Default)]
+struct MemberBatch {
+    members: Vec<Member>,
+    out: Output,
+}
+
 /// One token of a batch: what the cross-file checks need, and the token when it compiled.
 struct CompiledToken {
     /// Its index in the file's `tokens`.
@@ -308,8 +315,24 @@ impl<'a> Compiler<'a> {
         for source in sources {
             self.accounts(&mut out, source);
         }
-        for source in sources {
-            self.members(&mut out, source);
+        // Members (most of the entities' policies) compile on every core, then are added in file order.
+        let mut batches = Vec::with_capacity(sources.len());
+        let this = &*self;
+        crate::config::parallel::in_order(
+            sources,
+            |source| this.member_batch(source),
+            |index, batch| batches.push((index, batch)),
+        );
+        for (index, batch) in batches {
+            match batch {
+                Some(batch) => self.add_members(&mut out, batch),
+                None => out.errors.push(ConfigError::file(
+                    sources
+                        .get(index)
+                        .map_or(Path::new(""), |source| source.file),
+                    "internal error while compiling this file's members".to_string(),
+                )),
+            }
         }
         self.out = out;
     }
@@ -874,12 +897,25 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn members(&mut self, out: &mut Output, source: &PolicySource<'a>) {
+    /// The members of one file's accounts, compiled against the entities (read only, so files compile on
+    /// every core). The members of an account that is not the first definition of its id (a duplicate,
+    /// already an error) are skipped: they would be knock-on errors.
+    fn member_batch(&self, source: &PolicySource<'a>) -> MemberBatch {
+        let mut batch = MemberBatch::default();
+        let out = &mut batch.out;
         for (index, account) in source.accounts.iter().enumerate() {
+            let first_definition = self
+                .first_seen
+                .get(&("account", account.id.as_str()))
+                .is_some_and(|(file, site)| *file == source.file && site.index == index);
             let Some(&account_position) = self.set.account_by_id.get(account.id.as_str()) else {
                 continue;
             };
+            if !first_definition {
+                continue;
+            }
             let account_on = account.api_access != Some(AccountApiAccess::Disabled);
+            let mut seen_users: Vec<UserIdx> = Vec::with_capacity(account.members.len());
             for (member_index, member) in account.members.iter().enumerate() {
                 let account_path = Item("accounts", index);
                 let path = Sub::item(&account_path, "members", member_index);
@@ -891,11 +927,7 @@ impl<'a> Compiler<'a> {
                     );
                     continue;
                 };
-                if self
-                    .set
-                    .member_by_user_account
-                    .contains_key(&(user, account_position))
-                {
+                if seen_users.contains(&user) {
                     out.error(
                         source.file,
                         format!("{path}.user"),
@@ -906,6 +938,7 @@ impl<'a> Compiler<'a> {
                     );
                     continue;
                 }
+                seen_users.push(user);
                 let api_access = match member.api_access.unwrap_or(MemberApiAccess::Default) {
                     MemberApiAccess::Default => account_on,
                     MemberApiAccess::Enabled => true,
@@ -931,17 +964,33 @@ impl<'a> Compiler<'a> {
                         policies.push(policy);
                     }
                 }
-                self.set.member_by_user_account.insert(
-                    (user, account_position),
-                    Member {
-                        user,
-                        account: account_position,
-                        api_access,
-                        policies: policies.into_boxed_slice(),
-                    },
-                );
+                batch.members.push(Member {
+                    user,
+                    account: account_position,
+                    api_access,
+                    policies: policies.into_boxed_slice(),
+                });
+            }
+        }
+        batch
+    }
+
+    /// Adds a file's compiled members, in file order (their policies' key sets renumbered into `out`'s).
+    fn add_members(&mut self, out: &mut Output, batch: MemberBatch) {
+        let keysets = out.absorb(batch.out);
+        for mut member in batch.members {
+            for policy in &mut member.policies {
+                policy.keyset = keysets
+                    .get(policy.keyset as usize)
+                    .copied()
+                    .unwrap_or(u32::MAX);
+            }
+            let (user, account) = (member.user, member.account);
+            // An account's members are all in its one (first) definition, so no other file adds to it.
+            if let Entry::Vacant(slot) = self.set.member_by_user_account.entry((user, account)) {
+                slot.insert(member);
                 if let Some(info) = self.set.users.get_mut(user as usize) {
-                    info.memberships.push(account_position);
+                    info.memberships.push(account);
                 }
             }
         }
