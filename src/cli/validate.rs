@@ -35,6 +35,9 @@ pub fn run(config: &Path) -> ExitCode {
         snapshot.policy.policy_count(),
         warnings.len()
     ));
+    // The process ends here: the operating system takes the compiled set back at once, where freeing its
+    // millions of allocations one by one took ~30 ms at 10k tokens and longer at 1M.
+    std::mem::forget(snapshot);
     ExitCode::SUCCESS
 }
 
