@@ -73,6 +73,15 @@ for name in $(printf '%s\n' "${!PORT[@]}" | sort); do
   echo "$name $requests $total $dump" >>"$WORK/results.txt"
 done
 
+# Ratios against hyper-bare (and against the COMPARE build), from the table above.
+awk '{ per[$1] = $3 / $2 } END {
+  if (per["hyper-bare"] > 0) for (name in per) if (name != "hyper-bare")
+    printf "%s / hyper-bare: %.2f\n", name, per[name] / per["hyper-bare"]
+  if (per["permgate-base"] > 0)
+    printf "permgate / permgate-base: %.4f (%+.0f instructions per request)\n",
+      per["permgate"] / per["permgate-base"], per["permgate"] - per["permgate-base"]
+}' "$WORK/results.txt"
+
 if [ "$TOP" != 0 ]; then
   while read -r name requests _ dump; do
     log ""
@@ -80,7 +89,7 @@ if [ "$TOP" != 0 ]; then
     callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null \
       | awk -v requests="$requests" -v top="$TOP" '
           /^ *[0-9,]+ \(/ && shown < top {
-            count = $1; gsub(",", "", count); $1 = ""; $2 = ""; sub(/^ +/, "")
+            count = $1; gsub(",", "", count); $1 = ""; sub(/^ +\( *[0-9.]+%\) +/, "")
             sub(/ \[.*$/, ""); sub(/^.*\/(src|library)\//, "")
             printf "%8.0f  %s\n", count / requests, $0; shown++
           }' >&2
