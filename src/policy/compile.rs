@@ -261,6 +261,17 @@ struct CompiledToken {
     compiled: Option<(Token, Vec<Policy>)>,
 }
 
+/// Points policies compiled in a batch at the config's key sets: `keysets[i]` is the config's index of the
+/// batch's key set `i` (from [`Output::absorb`]).
+fn renumber_keysets(policies: &mut [Policy], keysets: &[u32]) {
+    for policy in policies {
+        policy.keyset = keysets
+            .get(policy.keyset as usize)
+            .copied()
+            .unwrap_or(u32::MAX);
+    }
+}
+
 /// Compiles parsed policy files (each with its path) against the route keys. `namespace` is `<ns>` of
 /// resource keys.
 pub fn compile(
@@ -341,22 +352,17 @@ impl<'a> Compiler<'a> {
     /// growth rehashes, and takes fresh memory from the operating system, which zeroes it page by page).
     fn reserve_entities(&mut self, sources: &[PolicySource<'a>]) {
         let count = |of: fn(&PolicySource<'a>) -> usize| sources.iter().map(of).sum::<usize>();
+        let in_accounts = |of: fn(&RawAccount) -> usize| {
+            sources
+                .iter()
+                .flat_map(|source| source.accounts)
+                .map(of)
+                .sum::<usize>()
+        };
         let users = count(|source| source.users.len());
         let accounts = count(|source| source.accounts.len());
-        let zones = count(|source| {
-            source
-                .accounts
-                .iter()
-                .map(|account| account.zones.len())
-                .sum()
-        });
-        let members = count(|source| {
-            source
-                .accounts
-                .iter()
-                .map(|account| account.members.len())
-                .sum()
-        });
+        let zones = in_accounts(|account| account.zones.len());
+        let members = in_accounts(|account| account.members.len());
         let groups = count(|source| source.permission_groups.len());
         let set = &mut self.set;
         set.users.reserve(users);
@@ -979,12 +985,7 @@ impl<'a> Compiler<'a> {
     fn add_members(&mut self, out: &mut Output, batch: MemberBatch) {
         let keysets = out.absorb(batch.out);
         for mut member in batch.members {
-            for policy in &mut member.policies {
-                policy.keyset = keysets
-                    .get(policy.keyset as usize)
-                    .copied()
-                    .unwrap_or(u32::MAX);
-            }
+            renumber_keysets(&mut member.policies, &keysets);
             let (user, account) = (member.user, member.account);
             // An account's members are all in its one (first) definition, so no other file adds to it.
             if let Entry::Vacant(slot) = self.set.member_by_user_account.entry((user, account)) {
@@ -1719,12 +1720,7 @@ impl<'a> TokenSink<'a> {
             else {
                 continue;
             };
-            for policy in &mut policies {
-                policy.keyset = keysets
-                    .get(policy.keyset as usize)
-                    .copied()
-                    .unwrap_or(u32::MAX);
-            }
+            renumber_keysets(&mut policies, &keysets);
             let position = self.tokens.len() as u32;
             let gate = TokenGate {
                 owner: compiled.owner,

@@ -82,12 +82,12 @@ impl<V> IdIndex<V> {
         self.get(id).is_some()
     }
 
-    /// Sets the entry of `id`, returning the previous one.
     /// Room for `additional` more ids (of the inline kind, which every id of up to the inline length is).
     pub fn reserve(&mut self, additional: usize) {
         self.inline.reserve(additional);
     }
 
+    /// Sets the entry of `id`, returning the previous one.
     pub fn insert(&mut self, id: &str, value: V) -> Option<V> {
         match InlineId::new(id) {
             Some(key) => self.inline.insert(key, value),

@@ -131,7 +131,8 @@ pub struct ForwardContext<'a> {
     pub websocket: bool,
 }
 
-/// The name as upstream frameworks may read it: lowercase (`HeaderName` already is) with `_` as `-`.
+/// The name as upstream frameworks may read it: lowercase (`HeaderName` already is) with `_` as `-`;
+/// `Cow::Owned` exactly when the name has a `_`.
 fn normalised(name: &HeaderName) -> Cow<'_, str> {
     let text = name.as_str();
     if text.as_bytes().contains(&b'_') {
@@ -164,12 +165,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
-/// header that `also_doomed` condemns (given its name's class); then puts the upgrade handshake back when
-/// `keep_upgrade`. Removal is order-free, so one pass removes exactly what separate passes would.
+/// header that `also_doomed` condemns (given its name's class and whether it is spelled with `_`); then puts
+/// the upgrade handshake back when `keep_upgrade`. Removal is order-free, so one pass removes exactly what
+/// separate passes would.
 fn remove_hop_by_hop_and(
     headers: &mut HeaderMap,
     keep_upgrade: bool,
-    mut also_doomed: impl FnMut(NameClass, &HeaderName) -> bool,
+    mut also_doomed: impl FnMut(NameClass, bool) -> bool,
 ) {
     let named: SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
@@ -188,10 +190,11 @@ fn remove_hop_by_hop_and(
         .filter(|name| {
             let normal = normalised(name);
             let class = classify(&normal);
+            let underscored = matches!(normal, Cow::Owned(_));
             // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
-            (class == NameClass::HopByHop && !name.as_str().contains('_'))
+            (class == NameClass::HopByHop && !underscored)
                 || named.contains(name)
-                || also_doomed(class, name)
+                || also_doomed(class, underscored)
         })
         .cloned()
         .collect();
@@ -219,8 +222,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     // 2. spoofable names, removed in one pass before anything is added.
     // The request id is always the gateway's (which is the trusted peer's when it sent a usable one), and
     // `X-Forwarded-For` the gateway's too (extending a trusted peer's, read above).
-    remove_hop_by_hop_and(headers, ctx.websocket, |class, name| {
-        let underscored = name.as_str().as_bytes().contains(&b'_');
+    remove_hop_by_hop_and(headers, ctx.websocket, |class, underscored| {
         match class {
             NameClass::Permgate | NameClass::Host | NameClass::GatewaySet => true,
             // From an untrusted peer never believed; in the `_` spelling never legitimate (a proxy in front
