@@ -215,8 +215,8 @@ pub struct Compiler<'a> {
     group_by_name: FxHashMap<&'a str, Vec<usize>>,
     /// Domain groups: id → (account, zones).
     domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
-    /// Where each id was first defined, for duplicate errors.
-    first_seen: FxHashMap<(&'static str, &'a str), (&'a Path, Site)>,
+    /// Where each catalog group, account and domain group id was first defined, for duplicate errors.
+    first_seen: FirstSeen<'a>,
     /// The emptied token lists of batches the sink took in, for the next batches: each is a few hundred
     /// KiB, which a fresh list would take from the operating system again (zeroed, page by page).
     spare_lists: std::sync::Mutex<Vec<Vec<CompiledToken>>>,
@@ -307,7 +307,7 @@ impl<'a> Compiler<'a> {
             group_by_id: FxHashMap::default(),
             group_by_name: FxHashMap::default(),
             domain_groups: FxHashMap::default(),
-            first_seen: FxHashMap::default(),
+            first_seen: FirstSeen::default(),
             spare_lists: std::sync::Mutex::default(),
         }
     }
@@ -320,12 +320,44 @@ impl<'a> Compiler<'a> {
         for source in sources {
             self.catalog(&mut out, source);
         }
-        for source in sources {
-            self.users(&mut out, source);
+        // Users and accounts refer to nothing of each other: the users compile on another thread, into
+        // tables moved out of the set and back, while this one compiles the accounts. Their errors are
+        // reported in the same order as one after the other.
+        let user_count = self.set.users.capacity();
+        let mut users = UserTables {
+            users: std::mem::take(&mut self.set.users),
+            by_id: std::mem::take(&mut self.set.user_by_id),
+            by_email: std::mem::take(&mut self.set.user_by_email),
+            // Ids and emails.
+            first_seen: FirstSeen::with_capacity(2 * user_count),
+            out: Output::default(),
+        };
+        let mut account_out = Output::default();
+        let users = std::thread::scope(|scope| {
+            let compiling = scope.spawn(move || {
+                for source in sources {
+                    users.add(source);
+                }
+                users
+            });
+            for source in sources {
+                self.accounts(&mut account_out, source);
+            }
+            compiling.join()
+        });
+        match users {
+            Ok(users) => {
+                self.set.users = users.users;
+                self.set.user_by_id = users.by_id;
+                self.set.user_by_email = users.by_email;
+                out.errors.extend(users.out.errors);
+            }
+            Err(_) => out.errors.push(ConfigError::file(
+                Path::new(""),
+                "internal error while compiling the users".to_string(),
+            )),
         }
-        for source in sources {
-            self.accounts(&mut out, source);
-        }
+        out.errors.extend(account_out.errors);
         // Members (most of the entities' policies) compile on every core, then are added in file order.
         let mut batches = Vec::with_capacity(sources.len());
         let this = &*self;
@@ -373,8 +405,8 @@ impl<'a> Compiler<'a> {
         set.zones.reserve(zones);
         set.zone_by_id.reserve(zones);
         set.member_by_user_account.reserve(members);
-        // Users twice (id and email), accounts, catalog groups; domain groups are few.
-        self.first_seen.reserve(2 * users + accounts + groups);
+        // Accounts and catalog groups (the users have their own); domain groups are few.
+        self.first_seen.0.reserve(accounts + groups);
     }
 
     /// The sink for the tokens, with room for `expected` of them (their count is known before they are
@@ -433,38 +465,11 @@ impl<'a> Compiler<'a> {
         file: &'a Path,
         site: Site,
     ) -> bool {
-        match self.first_seen.entry((kind, id)) {
-            Entry::Vacant(slot) => {
-                slot.insert((file, site));
-                true
-            }
-            Entry::Occupied(first) => {
-                let (first_file, first_site) = first.get();
-                let message = format!(
-                    "duplicate {kind} {id:?} (first defined at {}: {first_site})",
-                    first_file.display()
-                );
-                out.error(file, site, message);
-                false
-            }
-        }
+        self.first_seen.record(out, kind, id, file, site)
     }
 
     fn check_id(&self, out: &mut Output, id: &str, file: &Path, path: At<'_>) -> bool {
-        if id.is_empty()
-            || id
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '/')
-        {
-            out.error(
-                file,
-                path,
-                format!("{id:?} is not a valid id (no spaces, `/` or `*`)"),
-            );
-            false
-        } else {
-            true
-        }
+        check_id(out, id, file, path)
     }
 
     // === permission groups ===
@@ -743,72 +748,6 @@ impl<'a> Compiler<'a> {
 
     // === users, accounts, zones, domain groups ===
 
-    fn users(&mut self, out: &mut Output, source: &PolicySource<'a>) {
-        for (index, user) in source.users.iter().enumerate() {
-            let path = Item("users", index);
-            if !self.check_id(out, &user.id, source.file, &format_args!("{path}.id"))
-                || !self.unique(
-                    out,
-                    "user",
-                    &user.id,
-                    source.file,
-                    Site::field("users", index, "id"),
-                )
-            {
-                continue;
-            }
-            if !user.email.contains('@')
-                || user
-                    .email
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-            {
-                out.error(
-                    source.file,
-                    format!("{path}.email"),
-                    format!("{:?} is not an email address", user.email),
-                );
-                continue;
-            }
-            if !self.unique(
-                out,
-                "user email",
-                &user.email,
-                source.file,
-                Site::field("users", index, "email"),
-            ) {
-                continue;
-            }
-            let api_key_sha256 = match user.api_key_sha256.as_deref() {
-                None => None,
-                Some(text) => match parse_sha256(text) {
-                    Some(hash) => Some(hash),
-                    None => {
-                        out.error(
-                            source.file,
-                            format!("{path}.api_key_sha256"),
-                            "not a hex SHA-256 (64 hex digits)",
-                        );
-                        continue;
-                    }
-                },
-            };
-            let position = self.set.users.len() as u32;
-            self.set
-                .user_by_id
-                .insert(user.id.as_str().into(), position);
-            self.set
-                .user_by_email
-                .insert(user.email.as_str().into(), position);
-            self.set.users.push(User {
-                id: user.id.as_str().into(),
-                email: user.email.as_str().into(),
-                api_key_sha256,
-                memberships: Vec::new(),
-            });
-        }
-    }
-
     fn accounts(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);
@@ -910,10 +849,9 @@ impl<'a> Compiler<'a> {
         let mut batch = MemberBatch::default();
         let out = &mut batch.out;
         for (index, account) in source.accounts.iter().enumerate() {
-            let first_definition = self
-                .first_seen
-                .get(&("account", account.id.as_str()))
-                .is_some_and(|(file, site)| *file == source.file && site.index == index);
+            let first_definition =
+                self.first_seen
+                    .is_first("account", &account.id, source.file, index);
             let Some(&account_position) = self.set.account_by_id.get(account.id.as_str()) else {
                 continue;
             };
@@ -1798,6 +1736,145 @@ impl<'a> TokenSink<'a> {
     }
 }
 
+/// The users of a config and their indexes, compiled apart from the accounts (see [`Compiler::entities`]).
+struct UserTables<'a> {
+    users: Vec<User>,
+    by_id: FxHashMap<Box<str>, UserIdx>,
+    by_email: FxHashMap<Box<str>, UserIdx>,
+    /// Where each user id and email was first defined.
+    first_seen: FirstSeen<'a>,
+    out: Output,
+}
+
+impl<'a> UserTables<'a> {
+    /// Adds the users of one file.
+    fn add(&mut self, source: &PolicySource<'a>) {
+        let out = &mut self.out;
+        for (index, user) in source.users.iter().enumerate() {
+            let path = Item("users", index);
+            if !check_id(out, &user.id, source.file, &format_args!("{path}.id"))
+                || !self.first_seen.record(
+                    out,
+                    "user",
+                    &user.id,
+                    source.file,
+                    Site::field("users", index, "id"),
+                )
+            {
+                continue;
+            }
+            if !user.email.contains('@')
+                || user
+                    .email
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                out.error(
+                    source.file,
+                    format!("{path}.email"),
+                    format!("{:?} is not an email address", user.email),
+                );
+                continue;
+            }
+            if !self.first_seen.record(
+                out,
+                "user email",
+                &user.email,
+                source.file,
+                Site::field("users", index, "email"),
+            ) {
+                continue;
+            }
+            let api_key_sha256 = match user.api_key_sha256.as_deref() {
+                None => None,
+                Some(text) => match parse_sha256(text) {
+                    Some(hash) => Some(hash),
+                    None => {
+                        out.error(
+                            source.file,
+                            format!("{path}.api_key_sha256"),
+                            "not a hex SHA-256 (64 hex digits)",
+                        );
+                        continue;
+                    }
+                },
+            };
+            let position = self.users.len() as u32;
+            self.by_id.insert(user.id.as_str().into(), position);
+            self.by_email.insert(user.email.as_str().into(), position);
+            self.users.push(User {
+                id: user.id.as_str().into(),
+                email: user.email.as_str().into(),
+                api_key_sha256,
+                memberships: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Where each id of a config was first defined, by kind (`"user"`, `"account"`, …), for duplicate errors.
+#[derive(Default)]
+struct FirstSeen<'a>(FxHashMap<(&'static str, &'a str), (&'a Path, Site)>);
+
+impl<'a> FirstSeen<'a> {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut map = FxHashMap::default();
+        map.reserve(capacity);
+        Self(map)
+    }
+
+    /// Records the first definition of `(kind, id)`; a second one is an error naming the first.
+    fn record(
+        &mut self,
+        out: &mut Output,
+        kind: &'static str,
+        id: &'a str,
+        file: &'a Path,
+        site: Site,
+    ) -> bool {
+        match self.0.entry((kind, id)) {
+            Entry::Vacant(slot) => {
+                slot.insert((file, site));
+                true
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_site) = first.get();
+                let message = format!(
+                    "duplicate {kind} {id:?} (first defined at {}: {first_site})",
+                    first_file.display()
+                );
+                out.error(file, site, message);
+                false
+            }
+        }
+    }
+
+    /// Whether item `index` of `file` is where `(kind, id)` was first defined.
+    fn is_first(&self, kind: &'static str, id: &str, file: &Path, index: usize) -> bool {
+        self.0
+            .get(&(kind, id))
+            .is_some_and(|(first_file, site)| *first_file == file && site.index == index)
+    }
+}
+
+/// Whether `id` is a valid id (no white space, control characters, `/` or `*`); an error at `path` if not.
+fn check_id(out: &mut Output, id: &str, file: &Path, path: At<'_>) -> bool {
+    if id.is_empty()
+        || id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '/')
+    {
+        out.error(
+            file,
+            path,
+            format!("{id:?} is not a valid id (no spaces, `/` or `*`)"),
+        );
+        false
+    } else {
+        true
+    }
+}
+
 /// Records `key` as first defined at token `index` of `file`, or gives where it was first defined.
 fn first_definition<'a, K: std::hash::Hash + Eq>(
     seen: &mut FxHashMap<K, TokenOrigin<'a>>,
@@ -1826,4 +1903,51 @@ pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> RawPolicyFile {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Users and accounts compile at the same time (on two threads); their errors still come in the order of
+    /// a compile that did one after the other: every user error (in file order), then every account error.
+    #[test]
+    fn user_and_account_errors_keep_their_order_across_files() {
+        let first = raw(
+            r#"{"users": [{"id": "u1", "email": "u1@example.com"}, {"id": "u2", "email": "no-at"}],
+                "accounts": [{"id": "a1", "name": "A", "zones": [{"id": "z1", "name": "z1.example"},
+                                                                 {"id": "z1", "name": "again.example"}]}]}"#,
+        );
+        let second = raw(r#"{"users": [{"id": "u1", "email": "other@example.com"}],
+                "accounts": [{"id": "a1", "name": "A again"}, {"id": "a 2", "name": "B"}]}"#);
+        let (one, two) = (Path::new("one.json"), Path::new("two.json"));
+        let errors = compile(&[(one, &first), (two, &second)], KeyInterner::new(), "ns")
+            .err()
+            .unwrap();
+        let seen: Vec<(String, String)> = errors
+            .iter()
+            .map(|error| (error.file.display().to_string(), error.path.clone()))
+            .collect();
+        let expected = [
+            ("one.json", "users[1].email"),
+            ("two.json", "users[0].id"),
+            ("one.json", "accounts[0].zones[1].id"),
+            ("two.json", "accounts[0].id"),
+            ("two.json", "accounts[1].id"),
+        ];
+        assert_eq!(
+            seen,
+            expected.map(|(file, path)| (file.to_string(), path.to_string()))
+        );
+        assert!(
+            errors[1]
+                .message
+                .contains("duplicate user \"u1\" (first defined at one.json: users[0].id)")
+        );
+        assert!(errors[3].message.contains("duplicate account \"a1\""));
+    }
 }
