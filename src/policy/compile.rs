@@ -1,6 +1,7 @@
 //! Turns the raw policy files into a [`PolicySet`]: resolves every reference, checks every rule of SPEC §2–§3,
 //! and reports every error at once with its file and document path.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
@@ -28,8 +29,9 @@ pub trait Text: std::ops::Deref<Target = str> {}
 impl<S: std::ops::Deref<Target = str>> Text for S {}
 
 /// Each group of a policy, by its index in the policy's `permission_groups`, with the resource types it is
-/// meant for.
-type GroupScopes = Vec<(usize, Arc<[Box<str>]>)>;
+/// meant for: borrowed from the catalog for a reference (not an `Arc` clone: the workers compiling tokens
+/// would all count references on the same few catalog groups), owned for an inline group.
+type GroupScopes<'s> = Vec<(usize, Cow<'s, [Box<str>]>)>;
 
 /// A document path (`tokens[3].policies[1]`), formatted only when an error or a warning shows it: compiling
 /// a million tokens walks tens of millions of paths, and almost none of them is ever shown.
@@ -504,7 +506,7 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             }
-            let scopes = self.group_scopes(out, group, source.file, &path);
+            let scopes = self.group_scopes(out, group, source.file, &path).into();
             // A group with a bad key is still registered (its error is reported), so references to it do
             // not each report a misleading "unknown permission group".
             let (patterns, keys, _) = self.group_patterns(out, group, source.file, &path);
@@ -531,7 +533,7 @@ impl<'a> Compiler<'a> {
         group: &RawGroup<S>,
         file: &Path,
         path: At<'_>,
-    ) -> Arc<[Box<str>]> {
+    ) -> Vec<Box<str>> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
         match (group.scopes.as_deref(), meta_scopes) {
             (Some(_), Some(_)) => {
@@ -540,12 +542,12 @@ impl<'a> Compiler<'a> {
                     format!("{path}.scopes"),
                     "give `scopes` at the top level or in `meta`, not both",
                 );
-                Arc::default()
+                Vec::new()
             }
             (Some(scopes), None) | (None, Some(scopes)) => {
                 scopes.values().into_iter().map(Into::into).collect()
             }
-            (None, None) => Arc::default(),
+            (None, None) => Vec::new(),
         }
     }
 
@@ -592,12 +594,12 @@ impl<'a> Compiler<'a> {
         file: &Path,
         path: At<'_>,
         into: &mut KeySet,
-    ) -> Option<Arc<[Box<str>]>> {
+    ) -> Option<Cow<'_, [Box<str>]>> {
         if group.permissions.is_some() {
             let scopes = self.group_scopes(out, group, file, path);
             let (_, keys, ok) = self.group_patterns(out, group, file, path);
             into.union_with(&keys);
-            return ok.then_some(scopes);
+            return ok.then_some(Cow::Owned(scopes));
         }
         let position = match (group.id.as_deref(), group.name.as_deref()) {
             (Some(id), _) => match self.group_by_id.get(id) {
@@ -644,10 +646,10 @@ impl<'a> Compiler<'a> {
             .set
             .groups
             .get(position)
-            .map_or_else(Arc::default, |info| info.scopes.clone());
+            .map_or(&[][..], |info| &info.scopes);
         let keys = self.group_keys.get(position)?;
         into.union_with(keys);
-        Some(scopes)
+        Some(Cow::Borrowed(scopes))
     }
 
     /// The union of a policy's groups, stored once per distinct set, with each group's scopes.
@@ -657,7 +659,7 @@ impl<'a> Compiler<'a> {
         groups: &[RawGroup<S>],
         file: &Path,
         path: At<'_>,
-    ) -> Option<(u32, GroupScopes)> {
+    ) -> Option<(u32, GroupScopes<'_>)> {
         let mut group_scopes = Vec::new();
         // The union is built in a reused set, and copied only when it is one not seen before.
         let mut keys = std::mem::take(&mut out.scratch_keys);
@@ -704,7 +706,7 @@ impl<'a> Compiler<'a> {
     fn check_group_scopes(
         &self,
         out: &mut Output,
-        group_scopes: &GroupScopes,
+        group_scopes: &GroupScopes<'_>,
         selector: &Selector,
         file: &Path,
         path: At<'_>,
@@ -1686,20 +1688,27 @@ impl<'a> TokenSink<'a> {
     /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
     fn unique_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
         let first = first_definition(&mut self.token_ids, id.into(), file, index);
-        self.report_duplicate(first, &format!("token {id:?}"), "id", file, index)
+        self.report_duplicate(first, format_args!("token {id:?}"), "id", file, index)
     }
 
     /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
     fn unique_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
         let first = first_definition(&mut self.token_secrets, hash, file, index);
-        self.report_duplicate(first, "token secret hash", "secret_sha256", file, index)
+        self.report_duplicate(
+            first,
+            format_args!("token secret hash"),
+            "secret_sha256",
+            file,
+            index,
+        )
     }
 
-    /// `true` when `first` is `None`; otherwise an error at `tokens[index].field` naming the first one.
+    /// `true` when `first` is `None`; otherwise an error at `tokens[index].field` naming the first one
+    /// (`what` is formatted only then).
     fn report_duplicate(
         &mut self,
         first: Option<TokenOrigin<'a>>,
-        what: &str,
+        what: fmt::Arguments<'_>,
         field: &str,
         file: &Path,
         index: usize,

@@ -288,7 +288,7 @@ impl Resource {
 pub struct GroupInfo {
     pub id: Box<str>,
     pub name: Box<str>,
-    pub scopes: std::sync::Arc<[Box<str>]>,
+    pub scopes: Box<[Box<str>]>,
     pub patterns: Vec<KeyPattern>,
     /// Whether any policy references it.
     pub used: bool,
