@@ -232,8 +232,15 @@ pub struct TokenSink<'a> {
     token_gates: Vec<TokenGate>,
     token_by_hash: DigestMap<u32>,
     /// Token ids and secret hashes seen, owned: the raw tokens are gone by the time a later file comes.
-    token_ids: FxHashMap<Box<str>, TokenOrigin<'a>>,
-    token_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
+    ///
+    /// A kept token's id is found through `kept_ids` (positions in `tokens`, hashed by the token's own id:
+    /// no second copy of a million ids), its secret hash through `token_by_hash`, and where it was defined
+    /// in `kept_origins`; the ids and hashes of tokens not kept (invalid, or a duplicate of the other) are
+    /// few, and kept in their own maps.
+    kept_ids: hashbrown::HashTable<u32>,
+    kept_origins: Vec<TokenOrigin<'a>>,
+    other_ids: FxHashMap<Box<str>, TokenOrigin<'a>>,
+    other_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
     /// The shared id of each token owner (see [`TokenGate::owner_id`]).
     owner_ids: FxHashMap<Owner, Arc<str>>,
 }
@@ -416,17 +423,16 @@ impl<'a> Compiler<'a> {
     pub fn token_sink(&mut self, expected: usize) -> TokenSink<'a> {
         let mut token_by_hash = DigestMap::default();
         token_by_hash.reserve(expected);
-        let mut token_ids = FxHashMap::default();
-        token_ids.reserve(expected);
-        let mut token_secrets = FxHashMap::default();
-        token_secrets.reserve(expected);
+        let kept_ids = hashbrown::HashTable::with_capacity(expected);
         TokenSink {
             out: std::mem::take(&mut self.out),
             tokens: Vec::with_capacity(expected),
             token_gates: Vec::with_capacity(expected),
             token_by_hash,
-            token_ids,
-            token_secrets,
+            kept_ids,
+            kept_origins: Vec::with_capacity(expected),
+            other_ids: FxHashMap::default(),
+            other_secrets: FxHashMap::default(),
             owner_ids: FxHashMap::default(),
         }
     }
@@ -1634,8 +1640,10 @@ impl<'a> TokenSink<'a> {
         self.tokens.reserve_exact(additional);
         self.token_gates.reserve_exact(additional);
         self.token_by_hash.reserve(additional);
-        self.token_ids.reserve(additional);
-        self.token_secrets.reserve(additional);
+        self.kept_origins.reserve_exact(additional);
+        let tokens = &self.tokens;
+        self.kept_ids
+            .reserve(additional, |&position| id_hash(token_id(tokens, position)));
     }
 
     /// Adds one file's tokens (batches in file order): each is kept when it compiled and its id and secret
@@ -1653,17 +1661,38 @@ impl<'a> TokenSink<'a> {
                 (None, Some((compiled, _))) => Some(&*compiled.id),
                 (None, None) => None,
             };
-            let id_ok = id.is_some_and(|id| self.unique_id(id, file, token.index));
-            let secret_ok = token
-                .secret
-                .is_some_and(|secret| self.unique_secret(secret, file, token.index));
-            let (Some((compiled, mut policies)), Some(secret), true, true) =
-                (token.compiled, token.secret, id_ok, secret_ok)
+            let id_ok = id.is_some_and(|id| {
+                let first = self.first_with_id(id);
+                self.report_duplicate(first, format_args!("token {id:?}"), "id", file, token.index)
+            });
+            let secret_ok = token.secret.is_some_and(|secret| {
+                let first = self.first_with_secret(&secret);
+                let what = format_args!("token secret hash");
+                self.report_duplicate(first, what, "secret_sha256", file, token.index)
+            });
+            let origin = (file, token.index);
+            if !(id_ok && secret_ok && token.compiled.is_some() && token.secret.is_some()) {
+                // Not kept, but the first of its id or secret hash all the same.
+                if let (Some(id), true) = (id, id_ok) {
+                    self.other_ids.insert(id.into(), origin);
+                }
+                if let (Some(secret), true) = (token.secret, secret_ok) {
+                    self.other_secrets.insert(secret, origin);
+                }
+                continue;
+            }
+            let (Some((compiled, mut policies)), Some(secret)) = (token.compiled, token.secret)
             else {
                 continue;
             };
             renumber_keysets(&mut policies, &keysets);
             let position = self.tokens.len() as u32;
+            let tokens = &self.tokens;
+            self.kept_ids
+                .insert_unique(id_hash(&compiled.id), position, |&kept| {
+                    id_hash(token_id(tokens, kept))
+                });
+            self.kept_origins.push(origin);
             let gate = TokenGate {
                 owner: compiled.owner,
                 status: compiled.status,
@@ -1687,22 +1716,24 @@ impl<'a> TokenSink<'a> {
         }
     }
 
-    /// Records token `index` of `file` as the first with this id; a second one is an error naming the first.
-    fn unique_id(&mut self, id: &str, file: &'a Path, index: usize) -> bool {
-        let first = first_definition(&mut self.token_ids, id.into(), file, index);
-        self.report_duplicate(first, format_args!("token {id:?}"), "id", file, index)
+    /// Where the first token with this id was defined, if one was.
+    fn first_with_id(&self, id: &str) -> Option<TokenOrigin<'a>> {
+        let tokens = &self.tokens;
+        match self
+            .kept_ids
+            .find(id_hash(id), |&kept| token_id(tokens, kept) == id)
+        {
+            Some(&kept) => self.kept_origins.get(kept as usize).copied(),
+            None => self.other_ids.get(id).copied(),
+        }
     }
 
-    /// Records token `index` of `file` as the first with this secret hash (the hash is not shown).
-    fn unique_secret(&mut self, hash: [u8; 32], file: &'a Path, index: usize) -> bool {
-        let first = first_definition(&mut self.token_secrets, hash, file, index);
-        self.report_duplicate(
-            first,
-            format_args!("token secret hash"),
-            "secret_sha256",
-            file,
-            index,
-        )
+    /// Where the first token with this secret hash was defined, if one was (the hash is never shown).
+    fn first_with_secret(&self, secret: &[u8; 32]) -> Option<TokenOrigin<'a>> {
+        match self.token_by_hash.get(secret) {
+            Some(&kept) => self.kept_origins.get(kept as usize).copied(),
+            None => self.other_secrets.get(secret).copied(),
+        }
     }
 
     /// `true` when `first` is `None`; otherwise an error at `tokens[index].field` naming the first one
@@ -1916,20 +1947,15 @@ fn has_any(
     }
 }
 
-/// Records `key` as first defined at token `index` of `file`, or gives where it was first defined.
-fn first_definition<'a, K: std::hash::Hash + Eq>(
-    seen: &mut FxHashMap<K, TokenOrigin<'a>>,
-    key: K,
-    file: &'a Path,
-    index: usize,
-) -> Option<TokenOrigin<'a>> {
-    match seen.entry(key) {
-        Entry::Vacant(slot) => {
-            slot.insert((file, index));
-            None
-        }
-        Entry::Occupied(first) => Some(*first.get()),
-    }
+/// The hash of a token id in [`TokenSink`]'s table of kept ids.
+fn id_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
+/// The id of kept token `position`.
+fn token_id(tokens: &[Token], position: u32) -> &str {
+    tokens.get(position as usize).map_or("", |token| &token.id)
 }
 
 fn effect(raw: RawEffect) -> Effect {
@@ -1949,6 +1975,83 @@ pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token id or secret hash given twice is an error naming the first definition, whether that first
+    /// token was kept (found through the kept tokens' own index) or not (an invalid token).
+    #[test]
+    fn duplicate_token_ids_and_secrets_name_the_first_kept_or_not() {
+        let token = |id: &str, owner: &str, secret: char| {
+            format!(
+                r#"{{"id": "{id}", "owner": {{"user": "{owner}"}}, "secret_sha256": "{}",
+                    "policies": [{{"effect": "allow", "permission_groups": [{{"id": "g"}}],
+                                   "resources": {{"ns.user.{owner}": "*"}}}}]}}"#,
+                secret.to_string().repeat(64)
+            )
+        };
+        let first = raw(&format!(
+            r#"{{"permission_groups": [{{"id": "g", "permissions": ["*"]}}],
+                "users": [{{"id": "u1", "email": "u1@example.com"}}],
+                "tokens": [{}, {}]}}"#,
+            token("t1", "u1", 'a'),
+            token("t2", "nobody", 'b'),
+        ));
+        let second = raw(&format!(
+            r#"{{"tokens": [{}, {}, {}, {}]}}"#,
+            token("t1", "u1", 'c'),
+            token("t3", "u1", 'b'),
+            token("t2", "u1", 'd'),
+            token("t4", "u1", 'a'),
+        ));
+        let (one, two) = (Path::new("one.json"), Path::new("two.json"));
+        let errors = compile(&[(one, &first), (two, &second)], KeyInterner::new(), "ns")
+            .err()
+            .unwrap();
+        let seen: Vec<(String, String, String)> = errors
+            .iter()
+            .map(|error| {
+                (
+                    error.file.display().to_string(),
+                    error.path.clone(),
+                    error.message.clone(),
+                )
+            })
+            .collect();
+        let expected = [
+            (
+                "one.json",
+                "tokens[1].owner.user",
+                "unknown user \"nobody\"",
+            ),
+            (
+                "two.json",
+                "tokens[0].id",
+                "duplicate token \"t1\" (first defined at one.json: tokens[0].id)",
+            ),
+            (
+                "two.json",
+                "tokens[1].secret_sha256",
+                "duplicate token secret hash (first defined at one.json: tokens[1].secret_sha256)",
+            ),
+            (
+                "two.json",
+                "tokens[2].id",
+                "duplicate token \"t2\" (first defined at one.json: tokens[1].id)",
+            ),
+            (
+                "two.json",
+                "tokens[3].secret_sha256",
+                "duplicate token secret hash (first defined at one.json: tokens[0].secret_sha256)",
+            ),
+        ];
+        assert_eq!(
+            seen,
+            expected.map(|(file, path, message)| (
+                file.to_string(),
+                path.to_string(),
+                message.to_string()
+            ))
+        );
+    }
 
     #[test]
     fn forbidden_characters_are_the_same_by_bytes_and_by_characters() {
