@@ -1,11 +1,11 @@
-//! Loading a whole config: read `gateway.yaml` and every policy and route file it names, then compile them
-//! into one [`Snapshot`]. Reading (I/O, hashing) and compiling are separate steps so the reloader can skip
-//! a compile when the content hash is unchanged.
+//! Loading a whole config: read `gateway.yaml` and the route files it names, then compile them and the
+//! policy files into one [`Snapshot`]. The reloader also asks for the [`content_hash`] of a read config
+//! before compiling it, to skip a compile when nothing changed.
 //!
 //! Policy files can be large (a million tokens is over a GiB of JSON), so they are never all held at once:
-//! reading hashes each one and keeps only its digest; compiling reads each again, in two passes on every
-//! core ([`parallel::in_order`]): first everything but the tokens (all that tokens refer to), then the
-//! tokens, each file's compiled and dropped before the next ones are parsed.
+//! compiling reads each (and digests it for the snapshot's content hash), in two passes on every core
+//! ([`parallel::in_order`]): first everything but the tokens (all that tokens refer to), then the tokens,
+//! each file's compiled and dropped before the next ones are parsed.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -23,24 +23,21 @@ use crate::policy::compile::{Compiler, PolicySource, TokenBatch};
 use crate::routes::RouteTable;
 use crate::snapshot::Snapshot;
 
-/// Every file of one config, read but not yet compiled.
+/// Every file of one config, read but not yet compiled: the gateway and route files in memory, the policy
+/// files by path (the compile reads them).
 #[derive(Debug, Clone)]
 pub struct ConfigSet {
     pub gateway: SourceFile,
     pub settings: Settings,
     pub policy_files: Vec<PolicyFile>,
     pub route_files: Vec<SourceFile>,
-    /// Hex SHA-256 over every file's path, length and content digest (XXH3-128), in load order.
-    pub content_hash: String,
 }
 
 /// A policy file of a config.
 #[derive(Debug, Clone)]
 pub enum PolicyFile {
-    /// Read from disk when the config was read; only its digest went into the content hash, and its text
-    /// is read again when the config is compiled (a file at a time) or an error in it is located. A file
-    /// that changes in between is compiled as it is then; its new content hash differs from the one
-    /// recorded, so the reloader's next check compiles it again.
+    /// On disk: read when the config is compiled (a file at a time; the snapshot's content hash is of the
+    /// text compiled), when its [`content_hash`] is asked for, and when an error in it is located.
     OnDisk(PathBuf),
     /// Given in memory (tests, benches, generated configs).
     InMemory(SourceFile),
@@ -120,43 +117,24 @@ impl ConfigSet {
                 gateway.locate(&mut errors);
                 ConfigErrors(errors)
             })?;
-        let digests = policy_files
-            .iter()
-            .map(|file| FileDigest::of(&file.path, &file.text))
-            .collect();
-        let policy_files = policy_files.into_iter().map(PolicyFile::InMemory).collect();
-        Ok(Self::assemble(
+        Ok(Self {
             gateway,
             settings,
-            policy_files,
-            digests,
+            policy_files: policy_files.into_iter().map(PolicyFile::InMemory).collect(),
             route_files,
-        ))
+        })
     }
 
-    /// The set of these files, with its content hash (`policy_digests` are those of `policy_files`).
-    fn assemble(
-        gateway: SourceFile,
-        settings: Settings,
-        policy_files: Vec<PolicyFile>,
-        policy_digests: Vec<FileDigest>,
-        route_files: Vec<SourceFile>,
-    ) -> Self {
-        let digests = std::iter::once(FileDigest::of(&gateway.path, &gateway.text))
+    /// The content hash of these files (see [`content_hash`]), with the policy files' digests.
+    fn hash_with(&self, policy_digests: impl Iterator<Item = FileDigest>) -> String {
+        let digests = std::iter::once(FileDigest::of(&self.gateway.path, &self.gateway.text))
             .chain(policy_digests)
             .chain(
-                route_files
+                self.route_files
                     .iter()
                     .map(|file| FileDigest::of(&file.path, &file.text)),
             );
-        let content_hash = content_hash(digests);
-        Self {
-            gateway,
-            settings,
-            policy_files,
-            route_files,
-            content_hash,
-        }
+        hash_digests(digests)
     }
 }
 
@@ -189,36 +167,52 @@ pub fn load(gateway_path: &Path) -> Result<Snapshot, ConfigErrors> {
     compile(&set, 1, unix_now())
 }
 
-/// Reads `gateway.yaml` and every file it names. Missing or unreadable files are errors naming them.
+/// Hex SHA-256 over every file's path, length and content digest (XXH3-128), in load order: what the
+/// reloader compares to tell whether a config changed. It reads and digests every policy file (on every
+/// core, dropping each text); a missing or unreadable one is an error naming it. A compiled snapshot's
+/// `content_hash` is the same hash of the texts it was compiled from.
+pub fn content_hash(set: &ConfigSet) -> Result<String, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut policy_digests = Vec::with_capacity(set.policy_files.len());
+    let buffers = TextBuffers::new();
+    parallel::in_order(
+        &set.policy_files,
+        |file| {
+            file.source_with(&buffers).map(|source| {
+                let digest = FileDigest::of(file.path(), &source.text);
+                give_back(source, &buffers);
+                digest
+            })
+        },
+        |index, digest| match digest {
+            Some(Ok(digest)) => policy_digests.push(digest),
+            Some(Err(error)) => errors.push(policy_file_error(index, error)),
+            None => errors.push(internal_error(
+                set.policy_files.get(index).map(PolicyFile::path),
+            )),
+        },
+    );
+    if errors.is_empty() {
+        Ok(set.hash_with(policy_digests.into_iter()))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// A policy file that cannot be read: the error, naming the file's place in `policy_files`.
+fn policy_file_error(index: usize, mut error: ConfigError) -> ConfigError {
+    error.message = format!("policy_files[{index}]: {}", error.message);
+    error
+}
+
+/// Reads `gateway.yaml` and the route files it names; the policy files are read by the compile (and by
+/// [`content_hash`]). Missing or unreadable files are errors naming them.
 pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     let gateway = SourceFile::read(gateway_path)?;
     let ConfigSet {
         gateway, settings, ..
     } = ConfigSet::from_sources(gateway, Vec::new(), Vec::new())?;
     let mut errors = Vec::new();
-    // Read and hashed on every core; the texts are dropped, the compile reads them again.
-    let mut policy_digests = Vec::new();
-    let buffers = TextBuffers::new();
-    parallel::in_order(
-        &settings.policy_files,
-        |path| {
-            SourceFile::read_with(path, &buffers).map(|file| {
-                let digest = FileDigest::of(path, &file.text);
-                buffers.give_back(file);
-                digest
-            })
-        },
-        |index, digest| match digest {
-            Some(Ok(digest)) => policy_digests.push(digest),
-            Some(Err(mut error)) => {
-                error.message = format!("policy_files[{index}]: {}", error.message);
-                errors.push(error);
-            }
-            None => errors.push(internal_error(
-                settings.policy_files.get(index).map(PathBuf::as_path),
-            )),
-        },
-    );
     let mut route_files = Vec::new();
     for (index, path) in settings.route_files.iter().enumerate() {
         match route_file_paths(path) {
@@ -247,13 +241,12 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
         .cloned()
         .map(PolicyFile::OnDisk)
         .collect();
-    Ok(ConfigSet::assemble(
+    Ok(ConfigSet {
         gateway,
         settings,
         policy_files,
-        policy_digests,
         route_files,
-    ))
+    })
 }
 
 /// The error for a file whose job failed unexpectedly (a bug caught by [`parallel::in_order`]).
@@ -314,17 +307,24 @@ pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snaps
 
 /// The first pass's outcome for one policy file.
 enum FirstPass {
-    /// Parsed, its tokens skipped.
-    Parsed(RawPolicyFile<SkippedList>),
+    /// Parsed, its tokens skipped; with the digest of the text.
+    Parsed(FileDigest, RawPolicyFile<SkippedList>),
     /// Taken for a file of tokens only, not read: its length in bytes.
     TokensOnly(u64),
 }
 
+/// A policy file that did not parse: it could not be read, or every shape error in it.
+enum Unparsed {
+    Unreadable(ConfigError),
+    Invalid(Vec<ConfigError>),
+}
+
 /// The second pass's outcome for one policy file.
 enum TokenPass<'a> {
-    /// Its tokens, compiled (none when the entities did not compile and the tokens were only parsed).
-    Batch(Option<TokenBatch<'a>>),
-    Errors(Vec<ConfigError>),
+    /// Its tokens, compiled (none when the entities did not compile and the tokens were only parsed); the
+    /// digest of the text when the first pass did not read it (a file taken for a token file).
+    Batch(Option<TokenBatch<'a>>, Option<FileDigest>),
+    Failed(Unparsed),
     /// Taken for a file of tokens only, it held more or did not parse.
     Misjudged,
 }
@@ -352,27 +352,33 @@ fn compile_with(
     // Each file with tokens, with its length when it was taken for a token file (0 for the others).
     let mut with_tokens: Vec<(usize, u64)> = Vec::new();
     let mut token_count = 0;
+    // The digest of each file's text, for the snapshot's content hash: the first pass's, or for a file
+    // taken for a token file the second pass's.
+    let mut digests: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
     let buffers = TextBuffers::new();
     parallel::in_order(
         files,
         |file| match guess_token_files.then(|| token_file_len(file)).flatten() {
             Some(len) => Ok(FirstPass::TokensOnly(len)),
             None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
-                .map(FirstPass::Parsed),
+                .map(|(digest, raw)| FirstPass::Parsed(digest, raw)),
         },
         |index, parsed| match parsed {
-            Some(Ok(FirstPass::Parsed(raw))) => {
+            Some(Ok(FirstPass::Parsed(digest, raw))) => {
                 if raw.tokens.items > 0 {
                     with_tokens.push((index, 0));
                     token_count += raw.tokens.items;
                 }
                 entities.push(raw);
+                digests.push(Some(digest));
             }
             Some(Ok(FirstPass::TokensOnly(len))) => {
                 with_tokens.push((index, len));
                 entities.push(RawPolicyFile::default());
+                digests.push(None);
             }
-            Some(Err(file_errors)) => errors.extend(file_errors),
+            Some(Err(Unparsed::Unreadable(error))) => errors.push(policy_file_error(index, error)),
+            Some(Err(Unparsed::Invalid(file_errors))) => errors.extend(file_errors),
             None => errors.push(internal_error(files.get(index).map(|file| file.path()))),
         },
     );
@@ -418,8 +424,13 @@ fn compile_with(
             let (index, len) = with_tokens.get(position).copied().unwrap_or_default();
             let file = files.get(index);
             match done {
-                Some(Some(TokenPass::Batch(Some(batch)))) => {
-                    if let (Some(compiler), Some(sink)) = (compiling, sink.as_mut()) {
+                Some(Some(TokenPass::Batch(batch, digest))) => {
+                    if let (Some(digest), Some(slot)) = (digest, digests.get_mut(index)) {
+                        *slot = Some(digest);
+                    }
+                    if let (Some(compiler), Some(sink), Some(batch)) =
+                        (compiling, sink.as_mut(), batch)
+                    {
                         if len > 0 {
                             guessed_bytes += len;
                             guessed_tokens += batch.len();
@@ -431,8 +442,12 @@ fn compile_with(
                         sink.add(compiler, batch);
                     }
                 }
-                Some(Some(TokenPass::Batch(None))) => {}
-                Some(Some(TokenPass::Errors(file_errors))) => errors.extend(file_errors),
+                Some(Some(TokenPass::Failed(Unparsed::Unreadable(error)))) => {
+                    errors.push(policy_file_error(index, error));
+                }
+                Some(Some(TokenPass::Failed(Unparsed::Invalid(file_errors)))) => {
+                    errors.extend(file_errors);
+                }
                 Some(Some(TokenPass::Misjudged)) => {}
                 Some(None) | None => errors.push(internal_error(file.map(PolicyFile::path))),
             }
@@ -454,13 +469,15 @@ fn compile_with(
         None => None,
     };
     drop_in_background(entities);
+    // Every file was read (or there are errors): the hash of the texts compiled.
+    let content_hash = set.hash_with(digests.into_iter().flatten());
     Some(match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
             settings: set.settings.clone(),
             routes,
             policy,
             generation,
-            content_hash: set.content_hash.clone(),
+            content_hash,
             loaded_at,
             files: set.paths().map(Path::to_path_buf).collect(),
         }),
@@ -483,8 +500,9 @@ fn token_pass<'a>(
     let source = match file.source_with(buffers) {
         Ok(source) => source,
         Err(_) if guessed => return TokenPass::Misjudged,
-        Err(error) => return TokenPass::Errors(vec![error]),
+        Err(error) => return TokenPass::Failed(Unparsed::Unreadable(error)),
     };
+    let digest = guessed.then(|| FileDigest::of(file.path(), &source.text));
     let mut batch = compiler.map(|compiler| compiler.token_batch(file.path()));
     let parsed = source.stream_tokens(|token| {
         if let (Some(compiler), Some(batch)) = (compiler, batch.as_mut()) {
@@ -493,9 +511,9 @@ fn token_pass<'a>(
     });
     let pass = match parsed {
         Ok(only_tokens) if guessed && !only_tokens => TokenPass::Misjudged,
-        Ok(_) => TokenPass::Batch(batch),
+        Ok(_) => TokenPass::Batch(batch, digest),
         Err(_) if guessed => TokenPass::Misjudged,
-        Err(first) => TokenPass::Errors(policy_file_errors(&source, first)),
+        Err(first) => TokenPass::Failed(Unparsed::Invalid(policy_file_errors(&source, first))),
     };
     give_back(source, buffers);
     pass
@@ -563,15 +581,17 @@ fn starts_like_token_file(head: &[u8]) -> bool {
     true
 }
 
-/// Reads and parses one policy file as `T`; a file that does not parse gives every shape error in it.
+/// Reads, digests and parses one policy file as `T`; a file that does not parse gives every shape error
+/// in it.
 fn parse_policy_file<T: serde::de::DeserializeOwned>(
     file: &PolicyFile,
     buffers: &TextBuffers,
-) -> Result<T, Vec<ConfigError>> {
-    let source = file.source_with(buffers).map_err(|error| vec![error])?;
+) -> Result<(FileDigest, T), Unparsed> {
+    let source = file.source_with(buffers).map_err(Unparsed::Unreadable)?;
     let parsed = source
         .parse::<T>()
-        .map_err(|first| policy_file_errors(&source, first));
+        .map(|parsed| (FileDigest::of(file.path(), &source.text), parsed))
+        .map_err(|first| Unparsed::Invalid(policy_file_errors(&source, first)));
     give_back(source, buffers);
     parsed
 }
@@ -609,7 +629,7 @@ fn policy_file_errors(file: &SourceFile, first: ConfigError) -> Vec<ConfigError>
 }
 
 /// Hex SHA-256 over each file's path, length and content digest.
-fn content_hash(files: impl Iterator<Item = FileDigest>) -> String {
+fn hash_digests(files: impl Iterator<Item = FileDigest>) -> String {
     let mut hasher = Sha256::new();
     for file in files {
         hasher.update(file.path.to_string_lossy().as_bytes());

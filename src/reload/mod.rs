@@ -364,8 +364,10 @@ fn prepare(
         };
     }
     let read_started = SystemTime::now();
-    let set = match config::read(config_path) {
-        Ok(set) => set,
+    let read = config::read(config_path)
+        .and_then(|set| config::load::content_hash(&set).map(|hash| (set, hash)));
+    let (set, content_hash) = match read {
+        Ok(read) => read,
         Err(errors) => return Prepared::Rejected { errors, seen: None },
     };
     let located = |path: &str, message: String| {
@@ -396,7 +398,7 @@ fn prepare(
         .chain(set.settings.route_files.iter().map(PathBuf::as_path))
         .chain(tls_files);
     let seen = Seen {
-        config: set.content_hash.clone(),
+        config: content_hash,
         certificates: certificate_hash,
         stamps: Stamps::after_read(stamped, read_started),
         checks_by_stamps: 0,
