@@ -4,8 +4,8 @@
 //! tokens with up to 10 policies) is written to a temporary config folder (`gateway.yaml`, `routes.yaml`
 //! and the policy files: catalog and users, accounts by 1,000, tokens by 2,000), as JSON (`.json`, parsed
 //! by serde_json) or YAML (`.yaml`, parsed by serde-saphyr) with the same items, then loaded the way
-//! `permgate serve` and the reloader do: `config::read` (the files) + `config::compile` (parse, on every
-//! core, + compile into a snapshot).
+//! `permgate serve` does: `config::read` (`gateway.yaml` and the route files) + `config::compile` (read,
+//! digest and parse the policy files on every core, and compile them into a snapshot).
 //!
 //! - `config/load/<scale>-<syntax>`: criterion timing of read + compile, for scales up to 100k tokens;
 //! - every case: two runs in a fresh child process (with mimalloc, the `permgate` binary's allocator) (this binary re-executed with `PERMGATE_LOAD_CHILD`),
