@@ -33,7 +33,7 @@ use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::decision_log::{Decided, DecisionLog, Entry};
-use crate::metrics::{DecisionLabel, Metrics, NO_ROUTE};
+use crate::metrics::{DecisionLabel, Metrics};
 use crate::pipeline::{self, Facts, Verdict};
 use crate::policy::Denial;
 use crate::policy::{Principal, PrincipalKind};
@@ -235,8 +235,9 @@ impl Gateway {
         };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        self.metrics.request(
-            seen.route.map_or(NO_ROUTE, |route| &*route.label),
+        self.metrics.routed_request(
+            &snapshot,
+            seen.route,
             &method,
             seen.decision,
             status,
