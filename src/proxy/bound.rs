@@ -120,11 +120,14 @@ impl Pool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The newest idle connection that is still alive, polled once to be sure.
-    async fn checkout_idle(&self) -> Option<UpstreamConnection> {
+    /// The newest idle connection that is still alive (idle for less than `idle_timeout` at `now`), polled
+    /// once to be sure.
+    async fn checkout_idle(&self, now: Instant) -> Option<UpstreamConnection> {
         loop {
             let mut entry = self.idle().pop_back()?;
-            if entry.since.elapsed() < self.idle_timeout && is_usable(&mut entry.connection).await {
+            if now.saturating_duration_since(entry.since) < self.idle_timeout
+                && is_usable(&mut entry.connection).await
+            {
                 return Some(entry.connection);
             }
         }
@@ -420,16 +423,19 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets `Host` to the upstream's. The caller bounds the wait.
+/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets
+/// `Host` to the upstream's. `now` is a moment ago (for the idle connections' age). The caller bounds the
+/// wait.
 pub async fn send(
     pool: &Arc<Pool>,
     binding: &Binding,
     mut request: Request<ProxyBody>,
+    now: Instant,
 ) -> Result<Response<Incoming>, ProxyError> {
     request.headers_mut().insert(HOST, pool.host.clone());
     let mut retried = false;
     loop {
-        let (mut sender, reused) = match pool.checkout_idle().await {
+        let (mut sender, reused) = match pool.checkout_idle(now).await {
             Some(idle) => (binding.bind(pool, idle), true),
             None => {
                 let (connection, reused) = Box::pin(pool.connect_or_wait()).await?;
@@ -524,6 +530,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(pool.idle_count(), 0);
-        assert!(pool.checkout_idle().await.is_none());
+        assert!(pool.checkout_idle(Instant::now()).await.is_none());
     }
 }

@@ -315,6 +315,7 @@ impl Gateway {
         framing::check(request.headers())?;
         framing::check_host(request.version(), request.headers())?;
         let settings = &snapshot.settings;
+        let decided;
         let plan = {
             let target = request_target(&request);
             let facts = Facts {
@@ -324,9 +325,11 @@ impl Gateway {
                 peer_ip: conn.peer.ip(),
                 now: unix_now(),
             };
-            let deciding = Instant::now();
+            let deciding = tokio::time::Instant::now();
             let verdict = pipeline::decide(snapshot, &facts);
-            let decision_time = deciding.elapsed();
+            // One clock read ends the decision and starts the upstream response timeout.
+            decided = tokio::time::Instant::now();
+            let decision_time = decided.duration_since(deciding);
             self.metrics.decision(decision_time);
             let plan = plan(
                 &verdict,
@@ -406,7 +409,7 @@ impl Gateway {
         *outbound.headers_mut() = parts.headers;
 
         let mut response = upstream
-            .forward(outbound, via, settings.upstream.response_timeout)
+            .forward(outbound, via, decided, settings.upstream.response_timeout)
             .await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
