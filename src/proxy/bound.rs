@@ -107,9 +107,18 @@ impl Pool {
         })
     }
 
-    /// Whether this pool connects to `scheme://authority`.
+    /// Whether this pool connects to `scheme://authority` (compared as `Scheme` and `Authority` do, without
+    /// case; checked on every forwarded request, so the usual case, the same bytes, is tried first).
     pub fn serves(&self, scheme: Option<&Scheme>, authority: Option<&Authority>) -> bool {
-        self.origin.scheme() == scheme && self.origin.authority() == authority
+        let scheme_matches = match (self.origin.scheme(), scheme) {
+            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
+            (ours, theirs) => ours.is_none() && theirs.is_none(),
+        };
+        let authority_matches = match (self.origin.authority(), authority) {
+            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
+            (ours, theirs) => ours.is_none() && theirs.is_none(),
+        };
+        scheme_matches && authority_matches
     }
 
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
@@ -492,6 +501,35 @@ mod tests {
         assert_eq!(host(Scheme::HTTP, "127.0.0.1:9000"), "127.0.0.1:9000");
         assert_eq!(host(Scheme::HTTPS, "api.internal:443"), "api.internal");
         assert_eq!(host(Scheme::HTTPS, "api.internal:80"), "api.internal:80");
+    }
+
+    #[test]
+    fn a_pool_serves_its_origin_in_any_case_and_nothing_else() {
+        let tls = crate::tls::client_config(None).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(HttpConnector::new());
+        let authority: Authority = "API.internal:9000".parse().unwrap();
+        let pool = Pool::new(
+            connector,
+            &Scheme::HTTP,
+            &authority,
+            1,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let serves = |url: &str| {
+            let url: Uri = url.parse().unwrap();
+            pool.serves(url.scheme(), url.authority())
+        };
+        assert!(serves("http://API.internal:9000/base"));
+        assert!(serves("HTTP://api.INTERNAL:9000"));
+        assert!(!serves("https://API.internal:9000"));
+        assert!(!serves("http://API.internal:9001"));
+        assert!(!serves("http://API.internal"));
+        assert!(!serves("/relative"));
     }
 
     #[tokio::test]
