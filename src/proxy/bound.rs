@@ -283,9 +283,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Whether a connection taken from the pool can carry a request now: its I/O polled once (an upstream
 /// close that arrived meanwhile ends it) and its sender ready.
+///
+/// The I/O is polled with a waker that does nothing: a usable connection is bound next, which marks the
+/// lent connection's driver as woken, so the inbound connection's task polls it with its own waker in this
+/// same poll (and an unusable one is dropped). With the request's waker, handing the request over would
+/// wake the inbound connection for nothing.
 async fn is_usable(connection: &mut UpstreamConnection) -> bool {
     poll_fn(|cx| {
-        if connection.driver.as_mut().poll(cx).is_ready() {
+        if connection
+            .driver
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
             return Poll::Ready(false);
         }
         Poll::Ready(matches!(
@@ -410,11 +420,15 @@ impl Binding {
         }
     }
 
-    /// The response head arrived: the connection goes back once the body has been read.
+    /// The response head arrived: the connection goes back once the body has been read (the driver is
+    /// marked as woken, so that [`Drive`] looks at it again).
     fn responded(&self) {
         let mut state = self.state();
         if state.driver.is_some() {
             state.responded = true;
+            if let Some(waker) = &state.waker {
+                waker.wake_by_ref();
+            }
         }
     }
 
