@@ -164,15 +164,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop_and(headers, keep_upgrade, |_, _| false);
 }
 
+/// Which of `X-Forwarded-Proto` and `X-Forwarded-Host` a removal pass left in the map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KeptDefaults {
+    proto: bool,
+    host: bool,
+}
+
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
 /// header that `also_doomed` condemns (given its name's class and whether it is spelled with `_`); then puts
 /// the upgrade handshake back when `keep_upgrade`. Removal is order-free, so one pass removes exactly what
-/// separate passes would.
+/// separate passes would. Returns which `X-Forwarded-Proto` / `-Host` headers are left (so that the caller
+/// need not look them up again).
 fn remove_hop_by_hop_and(
     headers: &mut HeaderMap,
     keep_upgrade: bool,
     mut also_doomed: impl FnMut(NameClass, bool) -> bool,
-) {
+) -> KeptDefaults {
     let named: SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -185,6 +193,7 @@ fn remove_hop_by_hop_and(
     } else {
         SmallVec::new()
     };
+    let mut kept = KeptDefaults::default();
     let doomed: SmallVec<[HeaderName; 8]> = headers
         .keys()
         .filter(|name| {
@@ -192,9 +201,14 @@ fn remove_hop_by_hop_and(
             let class = classify(&normal);
             let underscored = matches!(normal, Cow::Owned(_));
             // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
-            (class == NameClass::HopByHop && !underscored)
+            let doomed = (class == NameClass::HopByHop && !underscored)
                 || named.contains(name)
-                || also_doomed(class, underscored)
+                || also_doomed(class, underscored);
+            if !doomed && class == NameClass::GatewayDefault {
+                kept.proto |= **name == FORWARDED_PROTO;
+                kept.host |= **name == FORWARDED_HOST;
+            }
+            doomed
         })
         .cloned()
         .collect();
@@ -207,6 +221,7 @@ fn remove_hop_by_hop_and(
             headers.append(header::UPGRADE, value);
         }
     }
+    kept
 }
 
 /// Applies the whole request hygiene, in order, and adds the gateway's headers. `Host` is removed: the
@@ -222,7 +237,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     // 2. spoofable names, removed in one pass before anything is added.
     // The request id is always the gateway's (which is the trusted peer's when it sent a usable one), and
     // `X-Forwarded-For` the gateway's too (extending a trusted peer's, read above).
-    remove_hop_by_hop_and(headers, ctx.websocket, |class, underscored| {
+    let kept = remove_hop_by_hop_and(headers, ctx.websocket, |class, underscored| {
         match class {
             NameClass::Permgate | NameClass::Host | NameClass::GatewaySet => true,
             // From an untrusted peer never believed; in the `_` spelling never legitimate (a proxy in front
@@ -257,11 +272,11 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     if let Some(value) = forwarded_for {
         headers.insert(FORWARDED_FOR, value);
     }
-    if !headers.contains_key(&FORWARDED_PROTO) {
+    if !kept.proto {
         let proto = if ctx.inbound_tls { "https" } else { "http" };
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !headers.contains_key(&FORWARDED_HOST) {
+    if !kept.host {
         if let Some(host) = ctx
             .inbound_host
             .as_ref()
