@@ -181,43 +181,48 @@ fn remove_hop_by_hop_and(
     keep_upgrade: bool,
     mut also_doomed: impl FnMut(NameClass, bool) -> bool,
 ) -> KeptDefaults {
-    let named: SmallVec<[HeaderName; 4]> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
-        .collect();
-    let upgrade: SmallVec<[HeaderValue; 1]> = if keep_upgrade {
-        headers.get_all(header::UPGRADE).iter().cloned().collect()
-    } else {
-        SmallVec::new()
-    };
+    // The lists are filled in place (`extend`), not collected: a collected `SmallVec` is returned by value,
+    // a copy of its whole inline array each time.
+    let mut named: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    named.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok()),
+    );
+    let mut upgrade: SmallVec<[HeaderValue; 1]> = SmallVec::new();
+    if keep_upgrade {
+        upgrade.extend(headers.get_all(header::UPGRADE).iter().cloned());
+    }
     let mut kept = KeptDefaults::default();
-    let doomed: SmallVec<[HeaderName; 8]> = headers
-        .keys()
-        .filter(|name| {
-            let normal = normalised(name);
-            let class = classify(&normal);
-            let underscored = matches!(normal, Cow::Owned(_));
-            // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
-            let doomed = (class == NameClass::HopByHop && !underscored)
-                || named.contains(name)
-                || also_doomed(class, underscored);
-            if !doomed && class == NameClass::GatewayDefault {
-                kept.proto |= **name == FORWARDED_PROTO;
-                kept.host |= **name == FORWARDED_HOST;
-            }
-            doomed
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
+    let mut doomed: SmallVec<[HeaderName; 8]> = SmallVec::new();
+    doomed.extend(
+        headers
+            .keys()
+            .filter(|name| {
+                let normal = normalised(name);
+                let class = classify(&normal);
+                let underscored = matches!(normal, Cow::Owned(_));
+                // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
+                let doomed = (class == NameClass::HopByHop && !underscored)
+                    || named.contains(name)
+                    || also_doomed(class, underscored);
+                if !doomed && class == NameClass::GatewayDefault {
+                    kept.proto |= **name == FORWARDED_PROTO;
+                    kept.host |= **name == FORWARDED_HOST;
+                }
+                doomed
+            })
+            .cloned(),
+    );
+    for name in &doomed {
         headers.remove(name);
     }
     if !upgrade.is_empty() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        for value in upgrade {
+        for value in upgrade.drain(..) {
             headers.append(header::UPGRADE, value);
         }
     }
