@@ -420,13 +420,16 @@ impl Binding {
         }
     }
 
-    /// The response head arrived: the connection goes back once the body has been read (the driver is
-    /// marked as woken, so that [`Drive`] looks at it again).
+    /// The response head arrived: the connection goes back once the body has been read. When it already
+    /// has been (a small body comes in the same read as the head), that is now, as [`Drive`] would do on its
+    /// next poll; else the driver is marked as woken, so that `Drive` looks again.
     fn responded(&self) {
         let mut state = self.state();
         if state.driver.is_some() {
             state.responded = true;
-            if let Some(waker) = &state.waker {
+            if state.sender.as_ref().is_some_and(SendRequest::is_ready) {
+                state.release();
+            } else if let Some(waker) = &state.waker {
                 waker.wake_by_ref();
             }
         }
