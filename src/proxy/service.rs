@@ -379,8 +379,6 @@ impl Gateway {
                 websocket,
             },
         );
-        let mut outbound = Request::new(body::stream(incoming));
-        *outbound.method_mut() = parts.method;
         let upstream = self.upstream.load_full();
         let via = match (&conn.binding, websocket) {
             (_, true) => upstream::Route::Upgrade,
@@ -398,15 +396,19 @@ impl Gateway {
             },
             ForwardTarget::Canonical(text) => upstream_target(&settings.upstream.url, text)?,
         };
-        *outbound.uri_mut() = match via {
+        // The forwarded request is the inbound one's parts with the upstream target, not a new request
+        // whose default URI and header map would be built and dropped again.
+        parts.uri = match via {
             upstream::Route::Lent(_) => Uri::from(target),
             upstream::Route::Pooled | upstream::Route::Upgrade => {
                 absolute_uri(&settings.upstream.url, target)?
             }
         };
         // HTTP/1.1 towards the upstream whatever the inbound version: the client upgrades to h2 by ALPN.
-        *outbound.version_mut() = Version::HTTP_11;
-        *outbound.headers_mut() = parts.headers;
+        parts.version = Version::HTTP_11;
+        // Nothing of the inbound request's extensions goes along (as with a new request).
+        parts.extensions.clear();
+        let outbound = Request::from_parts(parts, body::stream(incoming));
 
         let mut response = upstream
             .forward(outbound, via, decided, settings.upstream.response_timeout)
