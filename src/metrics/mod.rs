@@ -6,10 +6,15 @@
 //! `code` is the HTTP status (100–599, else `other`); `kind` is a fixed set. Never a raw path, a token id, a
 //! user or anything a client controls. Recording never blocks: counters and histograms are atomics behind
 //! a read-mostly label map.
+//!
+//! The proxy's per-request series are resolved once per route and snapshot ([`RouteSeries`]) rather than
+//! looked up by their label values on every request (hashing four strings and taking the map's lock): the
+//! same series, with the same values, as `with_label_values` would give.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::Method;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -90,7 +95,32 @@ pub struct Metrics {
     restart_required: IntGauge,
     watcher_up: IntGauge,
     watcher_errors: IntCounter,
+    /// The series of the serving snapshot's routes, resolved as requests first use them.
+    route_series: ArcSwapOption<SnapshotSeries>,
+    /// The series of requests that matched no route.
+    unrouted: RouteSeries,
 }
+
+/// Per route of one snapshot (same index as `RouteTable::routes`), its series once a request has used it.
+#[derive(Debug)]
+struct SnapshotSeries {
+    /// Which snapshot: held weakly, so the address cannot be reused by another snapshot while this lives.
+    snapshot: Weak<Snapshot>,
+    routes: Box<[RouteSeries]>,
+}
+
+/// One route's series: its duration histogram, and the request counters of the first few
+/// (method, decision, status) combinations it has seen (the rest are looked up by label values).
+#[derive(Debug, Default)]
+struct RouteSeries {
+    /// `None` if the series could not be had (it always can: the label count is right).
+    duration: OnceLock<Option<Histogram>>,
+    /// The key of [`counter_key`] and its counter.
+    counters: [OnceLock<(u32, Option<IntCounter>)>; COUNTERS_PER_ROUTE],
+}
+
+/// How many `permgate_requests_total` series each route keeps at hand (an allowed 200, a denial or two).
+const COUNTERS_PER_ROUTE: usize = 4;
 
 /// Buckets of the whole-request histogram: from 250 µs (a denial) to 30 s (a slow upstream).
 const REQUEST_BUCKETS: &[f64] = &[
@@ -238,6 +268,8 @@ impl Metrics {
             restart_required,
             watcher_up,
             watcher_errors,
+            route_series: ArcSwapOption::empty(),
+            unrouted: RouteSeries::default(),
         }))
     }
 
@@ -270,6 +302,94 @@ impl Metrics {
         }
         if let Ok(histogram) = self.request_duration.get_metric_with_label_values(&[route]) {
             histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// One request of `snapshot` finished, on `route` (one of the snapshot's routes) or none: the same
+    /// series and values as [`Metrics::request`] with the route's label, without looking them up by label.
+    pub fn routed_request(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        route: Option<&crate::routes::Route>,
+        method: &Method,
+        decision: DecisionLabel,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let Some(route) = route else {
+            self.record(&self.unrouted, NO_ROUTE, method, decision, status, elapsed);
+            return;
+        };
+        let routes = snapshot.routes.routes();
+        let mut table = self.route_series.load();
+        let current = table
+            .as_ref()
+            .is_some_and(|table| std::ptr::eq(table.snapshot.as_ptr(), Arc::as_ptr(snapshot)));
+        if !current {
+            let fresh = Arc::new(SnapshotSeries {
+                snapshot: Arc::downgrade(snapshot),
+                routes: routes.iter().map(|_| RouteSeries::default()).collect(),
+            });
+            self.route_series.store(Some(fresh));
+            table = self.route_series.load();
+        }
+        let series = route_index(routes, route).and_then(|index| {
+            table
+                .as_ref()
+                .filter(|table| std::ptr::eq(table.snapshot.as_ptr(), Arc::as_ptr(snapshot)))?
+                .routes
+                .get(index)
+        });
+        match series {
+            Some(series) => self.record(series, &route.label, method, decision, status, elapsed),
+            // Not one of the snapshot's routes, or another snapshot's table won a race: by label values.
+            None => self.request(&route.label, method, decision, status, elapsed),
+        }
+    }
+
+    /// Counts a request and records its duration in `series`, the series of the route labelled `route`.
+    fn record(
+        &self,
+        series: &RouteSeries,
+        route: &str,
+        method: &Method,
+        decision: DecisionLabel,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let key = counter_key(method, decision, status);
+        // Looked up by label values only the first time (or when every slot holds another combination).
+        let by_labels = || {
+            self.requests
+                .get_metric_with_label_values(&[
+                    route,
+                    method_label(method),
+                    decision.as_str(),
+                    status_label(status),
+                ])
+                .ok()
+        };
+        let counter = series.counters.iter().find_map(|slot| {
+            let (slot_key, counter) = slot.get_or_init(|| (key, by_labels()));
+            (*slot_key == key).then_some(counter)
+        });
+        match counter {
+            Some(Some(counter)) => counter.inc(),
+            Some(None) => {}
+            // Every slot holds another combination: by label values.
+            None => {
+                if let Some(counter) = by_labels() {
+                    counter.inc();
+                }
+            }
+        }
+        let duration = series.duration.get_or_init(|| {
+            self.request_duration
+                .get_metric_with_label_values(&[route])
+                .ok()
+        });
+        if let Some(duration) = duration {
+            duration.observe(elapsed.as_secs_f64());
         }
     }
 
@@ -349,6 +469,42 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.metrics.active_connections.dec();
     }
+}
+
+/// The position of `route` in `routes`, if it is one of them (found by its address: the slice is the
+/// snapshot's route table, and a matched route is borrowed from it).
+fn route_index(routes: &[crate::routes::Route], route: &crate::routes::Route) -> Option<usize> {
+    let size = std::mem::size_of::<crate::routes::Route>().max(1);
+    let offset =
+        (route as *const crate::routes::Route as usize).checked_sub(routes.as_ptr() as usize)?;
+    let index = offset / size;
+    routes
+        .get(index)
+        .is_some_and(|candidate| std::ptr::eq(candidate, route))
+        .then_some(index)
+}
+
+/// One `u32` per (method, decision, status): what a route's cached counter is for.
+fn counter_key(method: &Method, decision: DecisionLabel, status: u16) -> u32 {
+    let method = match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    };
+    let decision = match decision {
+        DecisionLabel::Allow => 0,
+        DecisionLabel::Deny => 1,
+        DecisionLabel::ShadowAllow => 2,
+        DecisionLabel::None => 3,
+    };
+    method | decision << 4 | u32::from(status) << 8
 }
 
 fn count(len: usize) -> i64 {
@@ -462,6 +618,62 @@ mod tests {
         assert!(text.contains(
             r#"permgate_requests_total{code="200",decision="allow",method="GET",route="dns.list"} 1"#
         ));
+    }
+
+    /// Resolved per route, the series and values are exactly those of the lookup by label values: for the
+    /// routes of a snapshot, for no route, past the combinations a route keeps at hand, and after a reload.
+    #[test]
+    fn routed_requests_count_as_requests_by_label() {
+        let gateway = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.yaml");
+        let first = Arc::new(crate::config::load(&gateway).unwrap());
+        let second = Arc::new(crate::config::load(&gateway).unwrap());
+        let (routed, by_label) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        let statuses = [200, 200, 403, 404, 201, 500, 418, 419, 200, 999];
+        for snapshot in [&first, &second, &first] {
+            let routes = snapshot.routes.routes();
+            let picks = [routes.first(), routes.get(1), routes.last(), None];
+            for (round, status) in statuses.iter().enumerate() {
+                for (pick, route) in picks.iter().enumerate() {
+                    let method = if (round + pick) % 3 == 0 {
+                        Method::POST
+                    } else {
+                        Method::GET
+                    };
+                    let decision = if *status < 400 {
+                        DecisionLabel::Allow
+                    } else {
+                        DecisionLabel::Deny
+                    };
+                    let elapsed = Duration::from_micros(137 * (round as u64 + 1));
+                    routed.routed_request(snapshot, *route, &method, decision, *status, elapsed);
+                    let label = route.map_or(NO_ROUTE, |route| &*route.label);
+                    by_label.request(label, &method, decision, *status, elapsed);
+                }
+            }
+        }
+        // A route of another table is not one of this snapshot's: counted by its label all the same.
+        let stranger = crate::routes::Route::clone(&first.routes.routes()[0]);
+        routed.routed_request(
+            &second,
+            Some(&stranger),
+            &Method::GET,
+            DecisionLabel::Allow,
+            200,
+            Duration::ZERO,
+        );
+        by_label.request(
+            &stranger.label,
+            &Method::GET,
+            DecisionLabel::Allow,
+            200,
+            Duration::ZERO,
+        );
+        assert_eq!(routed.render(), by_label.render());
+        assert!(
+            routed
+                .render()
+                .contains("permgate_requests_total{code=\"4xx\"")
+        );
     }
 
     #[test]

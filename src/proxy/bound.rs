@@ -107,9 +107,18 @@ impl Pool {
         })
     }
 
-    /// Whether this pool connects to `scheme://authority`.
+    /// Whether this pool connects to `scheme://authority` (compared as `Scheme` and `Authority` do, without
+    /// case; checked on every forwarded request, so the usual case, the same bytes, is tried first).
     pub fn serves(&self, scheme: Option<&Scheme>, authority: Option<&Authority>) -> bool {
-        self.origin.scheme() == scheme && self.origin.authority() == authority
+        let scheme_matches = match (self.origin.scheme(), scheme) {
+            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
+            (ours, theirs) => ours.is_none() && theirs.is_none(),
+        };
+        let authority_matches = match (self.origin.authority(), authority) {
+            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
+            (ours, theirs) => ours.is_none() && theirs.is_none(),
+        };
+        scheme_matches && authority_matches
     }
 
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
@@ -120,11 +129,14 @@ impl Pool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The newest idle connection that is still alive, polled once to be sure.
-    async fn checkout_idle(&self) -> Option<UpstreamConnection> {
+    /// The newest idle connection that is still alive (idle for less than `idle_timeout` at `now`), polled
+    /// once to be sure.
+    async fn checkout_idle(&self, now: Instant) -> Option<UpstreamConnection> {
         loop {
             let mut entry = self.idle().pop_back()?;
-            if entry.since.elapsed() < self.idle_timeout && is_usable(&mut entry.connection).await {
+            if now.saturating_duration_since(entry.since) < self.idle_timeout
+                && is_usable(&mut entry.connection).await
+            {
                 return Some(entry.connection);
             }
         }
@@ -271,9 +283,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Whether a connection taken from the pool can carry a request now: its I/O polled once (an upstream
 /// close that arrived meanwhile ends it) and its sender ready.
+///
+/// The I/O is polled with a waker that does nothing: a usable connection is bound next, which marks the
+/// lent connection's driver as woken, so the inbound connection's task polls it with its own waker in this
+/// same poll (and an unusable one is dropped). With the request's waker, handing the request over would
+/// wake the inbound connection for nothing.
 async fn is_usable(connection: &mut UpstreamConnection) -> bool {
     poll_fn(|cx| {
-        if connection.driver.as_mut().poll(cx).is_ready() {
+        if connection
+            .driver
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
             return Poll::Ready(false);
         }
         Poll::Ready(matches!(
@@ -398,11 +420,18 @@ impl Binding {
         }
     }
 
-    /// The response head arrived: the connection goes back once the body has been read.
+    /// The response head arrived: the connection goes back once the body has been read. When it already
+    /// has been (a small body comes in the same read as the head), that is now, as [`Drive`] would do on its
+    /// next poll; else the driver is marked as woken, so that `Drive` looks again.
     fn responded(&self) {
         let mut state = self.state();
         if state.driver.is_some() {
             state.responded = true;
+            if state.sender.as_ref().is_some_and(SendRequest::is_ready) {
+                state.release();
+            } else if let Some(waker) = &state.waker {
+                waker.wake_by_ref();
+            }
         }
     }
 
@@ -420,16 +449,19 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets `Host` to the upstream's. The caller bounds the wait.
+/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets
+/// `Host` to the upstream's. `now` is a moment ago (for the idle connections' age). The caller bounds the
+/// wait.
 pub async fn send(
     pool: &Arc<Pool>,
     binding: &Binding,
     mut request: Request<ProxyBody>,
+    now: Instant,
 ) -> Result<Response<Incoming>, ProxyError> {
     request.headers_mut().insert(HOST, pool.host.clone());
     let mut retried = false;
     loop {
-        let (mut sender, reused) = match pool.checkout_idle().await {
+        let (mut sender, reused) = match pool.checkout_idle(now).await {
             Some(idle) => (binding.bind(pool, idle), true),
             None => {
                 let (connection, reused) = Box::pin(pool.connect_or_wait()).await?;
@@ -488,6 +520,35 @@ mod tests {
         assert_eq!(host(Scheme::HTTPS, "api.internal:80"), "api.internal:80");
     }
 
+    #[test]
+    fn a_pool_serves_its_origin_in_any_case_and_nothing_else() {
+        let tls = crate::tls::client_config(None).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(HttpConnector::new());
+        let authority: Authority = "API.internal:9000".parse().unwrap();
+        let pool = Pool::new(
+            connector,
+            &Scheme::HTTP,
+            &authority,
+            1,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let serves = |url: &str| {
+            let url: Uri = url.parse().unwrap();
+            pool.serves(url.scheme(), url.authority())
+        };
+        assert!(serves("http://API.internal:9000/base"));
+        assert!(serves("HTTP://api.INTERNAL:9000"));
+        assert!(!serves("https://API.internal:9000"));
+        assert!(!serves("http://API.internal:9001"));
+        assert!(!serves("http://API.internal"));
+        assert!(!serves("/relative"));
+    }
+
     #[tokio::test]
     async fn an_idle_connection_closed_by_the_upstream_leaves_the_pool() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -524,6 +585,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(pool.idle_count(), 0);
-        assert!(pool.checkout_idle().await.is_none());
+        assert!(pool.checkout_idle(Instant::now()).await.is_none());
     }
 }

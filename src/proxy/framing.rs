@@ -35,11 +35,22 @@ pub fn check_host(version: http::Version, headers: &HeaderMap) -> Result<(), Fra
     Ok(())
 }
 
-/// Checks `Content-Length` and `Transfer-Encoding`.
+/// Checks `Content-Length` and `Transfer-Encoding`: at most one `Transfer-Encoding`, exactly `chunked`, and
+/// then no `Content-Length`; else `Content-Length` values that are all one decimal length. (One map lookup
+/// per name: this runs on every request.)
 pub fn check(headers: &HeaderMap) -> Result<(), FramingError> {
-    let has_encoding = headers.contains_key(TRANSFER_ENCODING);
-    if has_encoding && headers.contains_key(CONTENT_LENGTH) {
-        return Err(FramingError::LengthAndEncoding);
+    let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(encoding) = encodings.next() {
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(FramingError::LengthAndEncoding);
+        }
+        let chunked = encoding
+            .to_str()
+            .is_ok_and(|text| text.trim().eq_ignore_ascii_case("chunked"));
+        if !chunked || encodings.next().is_some() {
+            return Err(FramingError::UnsupportedEncoding);
+        }
+        return Ok(());
     }
     let mut length: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -59,17 +70,6 @@ pub fn check(headers: &HeaderMap) -> Result<(), FramingError> {
                 _ => length = Some(parsed),
             }
         }
-    }
-    for value in headers.get_all(TRANSFER_ENCODING) {
-        let text = value
-            .to_str()
-            .map_err(|_| FramingError::UnsupportedEncoding)?;
-        if !text.trim().eq_ignore_ascii_case("chunked") {
-            return Err(FramingError::UnsupportedEncoding);
-        }
-    }
-    if headers.get_all(TRANSFER_ENCODING).iter().count() > 1 {
-        return Err(FramingError::UnsupportedEncoding);
     }
     Ok(())
 }
@@ -136,6 +136,24 @@ mod tests {
                     ("transfer-encoding", "chunked"),
                 ],
                 FramingError::UnsupportedEncoding,
+            ),
+            (
+                &[
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                FramingError::UnsupportedEncoding,
+            ),
+            (
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "gzip"),
+                ],
+                FramingError::UnsupportedEncoding,
+            ),
+            (
+                &[("transfer-encoding", "chunked"), ("content-length", "x")],
+                FramingError::LengthAndEncoding,
             ),
         ];
         for (pairs, expected) in cases {
@@ -220,6 +238,17 @@ impl HeadScanner {
                 }
                 ScanState::Head if self.line.is_empty() && (byte == b'\r' || byte == b'\n') => {}
                 ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
+                    // The usual case: a whole head in these bytes. It is judged where it is, without
+                    // collecting its lines (the same head, so the same verdict; one over the size limit
+                    // takes the general way below, which stops).
+                    if self.state == ScanState::Head && self.line.is_empty() {
+                        if let Some(end) = head_len(bytes).filter(|&end| end <= MAX_SCANNED_HEAD) {
+                            let (head, after) = bytes.split_at(end);
+                            self.head_end(head);
+                            bytes = after;
+                            continue;
+                        }
+                    }
                     // The rest of the line at once: up to and including its `\n`, or all there is.
                     let line_len =
                         memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
@@ -329,6 +358,19 @@ impl HeadScanner {
     }
 }
 
+/// The length of the head at the start of `bytes` (which starts a head: not with a line end), through the
+/// `\n` of the empty line that ends it (`\n\n` or `\n\r\n`, as the line collection tests), if it is all
+/// there.
+fn head_len(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', bytes).find_map(|newline| {
+        match (bytes.get(newline + 1), bytes.get(newline + 2)) {
+            (Some(b'\n'), _) => Some(newline + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(newline + 3),
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod scanner_tests {
     use super::*;
@@ -351,6 +393,52 @@ mod scanner_tests {
         // The same stream in one-byte reads.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(verdicts(&bytes), [false, false, false, true]);
+    }
+
+    /// A head found whole in one read is judged as when it arrives in pieces: every split of these streams
+    /// gives the same verdicts and leaves the scanner in the same state.
+    #[test]
+    fn a_whole_head_and_a_head_in_pieces_are_judged_alike() {
+        // Heads of exactly the size limit (judged) and one byte over it (the scanner stops).
+        let head =
+            |value_len: usize| format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(value_len));
+        let (at_limit, over_limit) = (head(MAX_SCANNED_HEAD - 23), head(MAX_SCANNED_HEAD - 22));
+        assert_eq!(at_limit.len(), MAX_SCANNED_HEAD);
+        let ambiguous = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let streams: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n".to_vec(),
+            b"\r\n\r\nGET / HTTP/1.1\nContent-Length: 3\n\nabcPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\nContent-Length: 1\r\n\n0\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nA: b\r\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nContent-Length: 4\r\n\r\nGET POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\n".to_vec(),
+            format!("{at_limit}{ambiguous}").into_bytes(),
+            format!("{over_limit}{ambiguous}").into_bytes(),
+        ];
+        let expected: [&[bool]; 6] = [
+            &[false, true],
+            &[false, true],
+            &[true],
+            &[false, true],
+            &[false, true],
+            &[],
+        ];
+        for (index, stream) in streams.iter().enumerate() {
+            let state = |chunk: usize| {
+                let mut scanner = HeadScanner::default();
+                for piece in stream.chunks(chunk) {
+                    scanner.feed(piece);
+                }
+                (
+                    std::iter::from_fn(|| scanner.next_verdict()).collect::<Vec<_>>(),
+                    scanner.state,
+                    scanner.line.clone(),
+                )
+            };
+            let whole = state(stream.len());
+            assert_eq!(whole.0, expected[index], "stream {index}");
+            for chunk in [1, 2, 3, 7, 64, 4096] {
+                assert_eq!(state(chunk), whole, "chunks of {chunk}");
+            }
+        }
     }
 
     #[test]

@@ -164,49 +164,69 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop_and(headers, keep_upgrade, |_, _| false);
 }
 
+/// Which of `X-Forwarded-Proto` and `X-Forwarded-Host` a removal pass left in the map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KeptDefaults {
+    proto: bool,
+    host: bool,
+}
+
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
 /// header that `also_doomed` condemns (given its name's class and whether it is spelled with `_`); then puts
 /// the upgrade handshake back when `keep_upgrade`. Removal is order-free, so one pass removes exactly what
-/// separate passes would.
+/// separate passes would. Returns which `X-Forwarded-Proto` / `-Host` headers are left (so that the caller
+/// need not look them up again).
 fn remove_hop_by_hop_and(
     headers: &mut HeaderMap,
     keep_upgrade: bool,
     mut also_doomed: impl FnMut(NameClass, bool) -> bool,
-) {
-    let named: SmallVec<[HeaderName; 4]> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
-        .collect();
-    let upgrade: SmallVec<[HeaderValue; 1]> = if keep_upgrade {
-        headers.get_all(header::UPGRADE).iter().cloned().collect()
-    } else {
-        SmallVec::new()
-    };
-    let doomed: SmallVec<[HeaderName; 8]> = headers
-        .keys()
-        .filter(|name| {
-            let normal = normalised(name);
-            let class = classify(&normal);
-            let underscored = matches!(normal, Cow::Owned(_));
-            // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
-            (class == NameClass::HopByHop && !underscored)
-                || named.contains(name)
-                || also_doomed(class, underscored)
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
+) -> KeptDefaults {
+    // The lists are filled in place (`extend`), not collected: a collected `SmallVec` is returned by value,
+    // a copy of its whole inline array each time.
+    let mut named: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    named.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok()),
+    );
+    let mut upgrade: SmallVec<[HeaderValue; 1]> = SmallVec::new();
+    if keep_upgrade {
+        upgrade.extend(headers.get_all(header::UPGRADE).iter().cloned());
+    }
+    let mut kept = KeptDefaults::default();
+    let mut doomed: SmallVec<[HeaderName; 8]> = SmallVec::new();
+    doomed.extend(
+        headers
+            .keys()
+            .filter(|name| {
+                let normal = normalised(name);
+                let class = classify(&normal);
+                let underscored = matches!(normal, Cow::Owned(_));
+                // The hop-by-hop names are lowercase `-` spellings; an `_` spelling is not hop-by-hop.
+                let doomed = (class == NameClass::HopByHop && !underscored)
+                    || named.contains(name)
+                    || also_doomed(class, underscored);
+                if !doomed && class == NameClass::GatewayDefault {
+                    kept.proto |= **name == FORWARDED_PROTO;
+                    kept.host |= **name == FORWARDED_HOST;
+                }
+                doomed
+            })
+            .cloned(),
+    );
+    for name in &doomed {
         headers.remove(name);
     }
     if !upgrade.is_empty() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        for value in upgrade {
+        for value in upgrade.drain(..) {
             headers.append(header::UPGRADE, value);
         }
     }
+    kept
 }
 
 /// Applies the whole request hygiene, in order, and adds the gateway's headers. `Host` is removed: the
@@ -222,7 +242,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     // 2. spoofable names, removed in one pass before anything is added.
     // The request id is always the gateway's (which is the trusted peer's when it sent a usable one), and
     // `X-Forwarded-For` the gateway's too (extending a trusted peer's, read above).
-    remove_hop_by_hop_and(headers, ctx.websocket, |class, underscored| {
+    let kept = remove_hop_by_hop_and(headers, ctx.websocket, |class, underscored| {
         match class {
             NameClass::Permgate | NameClass::Host | NameClass::GatewaySet => true,
             // From an untrusted peer never believed; in the `_` spelling never legitimate (a proxy in front
@@ -257,11 +277,11 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
     if let Some(value) = forwarded_for {
         headers.insert(FORWARDED_FOR, value);
     }
-    if !headers.contains_key(&FORWARDED_PROTO) {
+    if !kept.proto {
         let proto = if ctx.inbound_tls { "https" } else { "http" };
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !headers.contains_key(&FORWARDED_HOST) {
+    if !kept.host {
         if let Some(host) = ctx
             .inbound_host
             .as_ref()

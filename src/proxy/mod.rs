@@ -6,6 +6,7 @@
 //! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection lent to an
 //!   inbound HTTP/1 connection's exchange and driven by its task, and the idle pool between exchanges.
 //! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
+//! - `pair`: an inbound connection and its lent upstream connection in one task, each polled when woken.
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
 //! - [`error`]: the one function that turns any failure into the client's answer.
 //! - [`sample_upstream`]: the demo's built-in upstream.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod launch;
+mod pair;
 pub mod request_id;
 pub mod sample_upstream;
 pub mod server;

@@ -40,6 +40,7 @@ use super::body::BoxError;
 use super::bound::Binding;
 use super::error::{ProxyError, error_response};
 use super::framing::HeadScanner;
+use super::pair::Pair;
 use super::request_id;
 use super::service::{ConnInfo, Gateway};
 use super::shutdown::{Shutdown, Watcher};
@@ -268,14 +269,9 @@ where
         |connection| connection.graceful_shutdown(),
     );
     // The I/O of the upstream connection lent to this connection's exchange is driven here, by this
-    // connection's task, beside hyper's.
-    let served = async {
-        tokio::select! {
-            biased;
-            result = connection => result,
-            () = binding.drive() => Ok(()),
-        }
-    };
+    // connection's task, beside hyper's; each of the two is polled when it was woken.
+    tokio::pin!(connection);
+    let served = Pair::new(connection, binding.drive());
     tokio::pin!(served);
     // The first request must start within `header_read_timeout`. Once one has, the deadline is dropped: a
     // pending timer would otherwise be polled again on every wake-up of this connection's task.

@@ -33,7 +33,7 @@ use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::decision_log::{Decided, DecisionLog, Entry};
-use crate::metrics::{DecisionLabel, Metrics, NO_ROUTE};
+use crate::metrics::{DecisionLabel, Metrics};
 use crate::pipeline::{self, Facts, Verdict};
 use crate::policy::Denial;
 use crate::policy::{Principal, PrincipalKind};
@@ -235,8 +235,9 @@ impl Gateway {
         };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        self.metrics.request(
-            seen.route.map_or(NO_ROUTE, |route| &*route.label),
+        self.metrics.routed_request(
+            &snapshot,
+            seen.route,
             &method,
             seen.decision,
             status,
@@ -314,6 +315,7 @@ impl Gateway {
         framing::check(request.headers())?;
         framing::check_host(request.version(), request.headers())?;
         let settings = &snapshot.settings;
+        let decided;
         let plan = {
             let target = request_target(&request);
             let facts = Facts {
@@ -323,9 +325,11 @@ impl Gateway {
                 peer_ip: conn.peer.ip(),
                 now: unix_now(),
             };
-            let deciding = Instant::now();
+            let deciding = tokio::time::Instant::now();
             let verdict = pipeline::decide(snapshot, &facts);
-            let decision_time = deciding.elapsed();
+            // One clock read ends the decision and starts the upstream response timeout.
+            decided = tokio::time::Instant::now();
+            let decision_time = decided.duration_since(deciding);
             self.metrics.decision(decision_time);
             let plan = plan(
                 &verdict,
@@ -375,8 +379,6 @@ impl Gateway {
                 websocket,
             },
         );
-        let mut outbound = Request::new(body::stream(incoming));
-        *outbound.method_mut() = parts.method;
         let upstream = self.upstream.load_full();
         let via = match (&conn.binding, websocket) {
             (_, true) => upstream::Route::Upgrade,
@@ -394,18 +396,22 @@ impl Gateway {
             },
             ForwardTarget::Canonical(text) => upstream_target(&settings.upstream.url, text)?,
         };
-        *outbound.uri_mut() = match via {
+        // The forwarded request is the inbound one's parts with the upstream target, not a new request
+        // whose default URI and header map would be built and dropped again.
+        parts.uri = match via {
             upstream::Route::Lent(_) => Uri::from(target),
             upstream::Route::Pooled | upstream::Route::Upgrade => {
                 absolute_uri(&settings.upstream.url, target)?
             }
         };
         // HTTP/1.1 towards the upstream whatever the inbound version: the client upgrades to h2 by ALPN.
-        *outbound.version_mut() = Version::HTTP_11;
-        *outbound.headers_mut() = parts.headers;
+        parts.version = Version::HTTP_11;
+        // Nothing of the inbound request's extensions goes along (as with a new request).
+        parts.extensions.clear();
+        let outbound = Request::from_parts(parts, body::stream(incoming));
 
         let mut response = upstream
-            .forward(outbound, via, settings.upstream.response_timeout)
+            .forward(outbound, via, decided, settings.upstream.response_timeout)
             .await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {

@@ -17,6 +17,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::bound::{self, Binding, Pool};
@@ -129,19 +130,26 @@ impl UpstreamClient {
         self.lent_pool.serves(url.scheme(), url.authority())
     }
 
-    /// Sends `request` `via` the given route and waits at most `response_timeout` for the response head
-    /// (connecting included); the body then streams. Its URI is origin-form for [`Route::Lent`] (the
-    /// connection already knows where it goes), absolute otherwise.
+    /// Sends `request` `via` the given route and waits at most `response_timeout` from `start` (the end of
+    /// the decision, just before) for the response head (connecting included); the body then streams. Its
+    /// URI is origin-form for [`Route::Lent`] (the connection already knows where it goes), absolute
+    /// otherwise.
     pub async fn forward(
         &self,
         request: Request<ProxyBody>,
         via: Route<'_>,
+        start: Instant,
         response_timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let deadline = start
+            .checked_add(response_timeout)
+            // As `tokio::time::timeout` does for a duration past what the clock can hold: about 30 years.
+            .or_else(|| start.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+            .unwrap_or(start);
         let client = match via {
             Route::Lent(binding) => {
-                let sent = bound::send(&self.lent_pool, binding, request);
-                return match tokio::time::timeout(response_timeout, sent).await {
+                let sent = bound::send(&self.lent_pool, binding, request, start.into_std());
+                return match tokio::time::timeout_at(deadline, sent).await {
                     Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
                     Ok(result) => result,
                 };
@@ -149,7 +157,7 @@ impl UpstreamClient {
             Route::Pooled => &self.client,
             Route::Upgrade => &self.upgrade_client,
         };
-        match tokio::time::timeout(response_timeout, client.request(request)).await {
+        match tokio::time::timeout_at(deadline, client.request(request)).await {
             Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
             Ok(Err(error)) => Err(ProxyError::Upstream {
                 connect: error.is_connect(),
