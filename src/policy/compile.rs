@@ -464,8 +464,8 @@ impl<'a> Compiler<'a> {
         Ok(set)
     }
 
-    /// Records the first definition of `(kind, id)`; a second one is an error naming the first.
-    fn unique(
+    /// See [`FirstSeen::new_id`].
+    fn new_id(
         &mut self,
         out: &mut Output,
         kind: &'static str,
@@ -473,7 +473,7 @@ impl<'a> Compiler<'a> {
         file: &'a Path,
         site: Site,
     ) -> bool {
-        self.first_seen.record(out, kind, id, file, site)
+        self.first_seen.new_id(out, kind, id, file, site)
     }
 
     fn check_id(&self, out: &mut Output, id: &str, file: &Path, path: At<'_>) -> bool {
@@ -493,15 +493,13 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             };
-            if !self.check_id(out, id, source.file, &format_args!("{path}.id"))
-                || !self.unique(
-                    out,
-                    "permission group",
-                    id,
-                    source.file,
-                    Site::field("permission_groups", index, "id"),
-                )
-            {
+            if !self.new_id(
+                out,
+                "permission group",
+                id,
+                source.file,
+                Site::field("permission_groups", index, "id"),
+            ) {
                 continue;
             }
             if group.permissions.is_none() {
@@ -759,15 +757,13 @@ impl<'a> Compiler<'a> {
     fn accounts(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);
-            if !self.check_id(out, &account.id, source.file, &format_args!("{path}.id"))
-                || !self.unique(
-                    out,
-                    "account",
-                    &account.id,
-                    source.file,
-                    Site::field("accounts", index, "id"),
-                )
-            {
+            if !self.new_id(
+                out,
+                "account",
+                &account.id,
+                source.file,
+                Site::field("accounts", index, "id"),
+            ) {
                 continue;
             }
             let position = self.set.accounts.len() as AccountIdx;
@@ -811,12 +807,7 @@ impl<'a> Compiler<'a> {
             }
             for (group_index, group) in account.domain_groups.iter().enumerate() {
                 let group_path = Sub::item(&path, "domain_groups", group_index);
-                if !self.check_id(
-                    out,
-                    &group.id,
-                    source.file,
-                    &format_args!("{group_path}.id"),
-                ) || !self.unique(
+                if !self.new_id(
                     out,
                     "domain group",
                     &group.id,
@@ -1794,15 +1785,13 @@ impl<'a> UserTables<'a> {
         let out = &mut self.out;
         for (index, user) in source.users.iter().enumerate() {
             let path = Item("users", index);
-            if !check_id(out, &user.id, source.file, &format_args!("{path}.id"))
-                || !self.first_seen.record(
-                    out,
-                    "user",
-                    &user.id,
-                    source.file,
-                    Site::field("users", index, "id"),
-                )
-            {
+            if !self.first_seen.new_id(
+                out,
+                "user",
+                &user.id,
+                source.file,
+                Site::field("users", index, "id"),
+            ) {
                 continue;
             }
             if !user.email.contains('@')
@@ -1886,6 +1875,19 @@ impl<'a> FirstSeen<'a> {
                 false
             }
         }
+    }
+
+    /// Whether `id` is a valid id (see [`check_id`], the error at `site`) defined at `site` for the first
+    /// time of its kind (see [`FirstSeen::record`]).
+    fn new_id(
+        &mut self,
+        out: &mut Output,
+        kind: &'static str,
+        id: &'a str,
+        file: &'a Path,
+        site: Site,
+    ) -> bool {
+        check_id(out, id, file, &site) && self.record(out, kind, id, file, site)
     }
 
     /// Whether item `index` of `file` is where `(kind, id)` was first defined.
