@@ -352,8 +352,8 @@ fn compile_with(
     // Each file with tokens, with its length when it was taken for a token file (0 for the others).
     let mut with_tokens: Vec<(usize, u64)> = Vec::new();
     let mut token_count = 0;
-    // The digest of each file's text, for the snapshot's content hash: the first pass's, or for a file
-    // taken for a token file the second pass's.
+    // The digest of each file's text (by the file's index), for the snapshot's content hash: the first
+    // pass's, or for a file taken for a token file the second pass's.
     let mut digests: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
     let buffers = TextBuffers::new();
     parallel::in_order(
@@ -377,9 +377,18 @@ fn compile_with(
                 entities.push(RawPolicyFile::default());
                 digests.push(None);
             }
-            Some(Err(Unparsed::Unreadable(error))) => errors.push(policy_file_error(index, error)),
-            Some(Err(Unparsed::Invalid(file_errors))) => errors.extend(file_errors),
-            None => errors.push(internal_error(files.get(index).map(|file| file.path()))),
+            Some(Err(Unparsed::Unreadable(error))) => {
+                errors.push(policy_file_error(index, error));
+                digests.push(None);
+            }
+            Some(Err(Unparsed::Invalid(file_errors))) => {
+                errors.extend(file_errors);
+                digests.push(None);
+            }
+            None => {
+                errors.push(internal_error(files.get(index).map(|file| file.path())));
+                digests.push(None);
+            }
         },
     );
     // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
@@ -469,15 +478,14 @@ fn compile_with(
         None => None,
     };
     drop_in_background(entities);
-    // Every file was read (or there are errors): the hash of the texts compiled.
-    let content_hash = set.hash_with(digests.into_iter().flatten());
     Some(match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
             settings: set.settings.clone(),
             routes,
             policy,
             generation,
-            content_hash,
+            // Without errors every file was read: the hash of exactly the texts compiled.
+            content_hash: set.hash_with(digests.into_iter().flatten()),
             loaded_at,
             files: set.paths().map(Path::to_path_buf).collect(),
         }),

@@ -8,5 +8,5 @@ pub mod raw;
 pub mod source;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{ConfigSet, PolicyFile, compile, load, read};
+pub use load::{ConfigSet, PolicyFile, compile, content_hash, load, read};
 pub use source::SourceFile;

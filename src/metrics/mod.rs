@@ -7,7 +7,7 @@
 //! user or anything a client controls. Recording never blocks: counters and histograms are atomics behind
 //! a read-mostly label map.
 //!
-//! The proxy's per-request series are resolved once per route and snapshot ([`RouteSeries`]) rather than
+//! The proxy's per-request series are resolved once per route and snapshot (`RouteSeries`) rather than
 //! looked up by their label values on every request (hashing four strings and taking the map's lock): the
 //! same series, with the same values, as `with_label_values` would give.
 

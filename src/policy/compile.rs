@@ -231,9 +231,8 @@ pub struct TokenSink<'a> {
     tokens: Vec<Token>,
     token_gates: Vec<TokenGate>,
     token_by_hash: DigestMap<u32>,
-    /// Token ids and secret hashes seen, owned: the raw tokens are gone by the time a later file comes.
-    ///
-    /// A kept token's id is found through `kept_ids` (positions in `tokens`, hashed by the token's own id:
+    /// The token ids and secret hashes seen, for duplicate errors (the raw tokens are gone by the time a
+    /// later file comes). A kept token's id is found through `kept_ids` (positions in `tokens`, hashed by the token's own id:
     /// no second copy of a million ids), its secret hash through `token_by_hash`, and where it was defined
     /// in `kept_origins`; the ids and hashes of tokens not kept (invalid, or a duplicate of the other) are
     /// few, and kept in their own maps.
@@ -464,22 +463,6 @@ impl<'a> Compiler<'a> {
         Ok(set)
     }
 
-    /// See [`FirstSeen::new_id`].
-    fn new_id(
-        &mut self,
-        out: &mut Output,
-        kind: &'static str,
-        id: &'a str,
-        file: &'a Path,
-        site: Site,
-    ) -> bool {
-        self.first_seen.new_id(out, kind, id, file, site)
-    }
-
-    fn check_id(&self, out: &mut Output, id: &str, file: &Path, path: At<'_>) -> bool {
-        check_id(out, id, file, path)
-    }
-
     // === permission groups ===
 
     fn catalog(&mut self, out: &mut Output, source: &PolicySource<'a>) {
@@ -493,7 +476,7 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             };
-            if !self.new_id(
+            if !self.first_seen.new_id(
                 out,
                 "permission group",
                 id,
@@ -757,7 +740,7 @@ impl<'a> Compiler<'a> {
     fn accounts(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);
-            if !self.new_id(
+            if !self.first_seen.new_id(
                 out,
                 "account",
                 &account.id,
@@ -772,7 +755,7 @@ impl<'a> Compiler<'a> {
             for (zone_index, zone) in account.zones.iter().enumerate() {
                 let zone_item = Sub::item(&path, "zones", zone_index);
                 let zone_path = Sub::field(&zone_item, "id");
-                if !self.check_id(out, &zone.id, source.file, &zone_path) {
+                if !check_id(out, &zone.id, source.file, &zone_path) {
                     continue;
                 }
                 if let Some(existing) = self.set.zone_by_id.get(zone.id.as_str()) {
@@ -807,7 +790,7 @@ impl<'a> Compiler<'a> {
             }
             for (group_index, group) in account.domain_groups.iter().enumerate() {
                 let group_path = Sub::item(&path, "domain_groups", group_index);
-                if !self.new_id(
+                if !self.first_seen.new_id(
                     out,
                     "domain group",
                     &group.id,
@@ -1219,7 +1202,7 @@ impl<'a> Compiler<'a> {
         index: usize,
         path: At<'_>,
     ) -> CompiledToken {
-        let id_ok = self.check_id(out, &token.id, file, &format_args!("{path}.id"));
+        let id_ok = check_id(out, &token.id, file, &format_args!("{path}.id"));
         let secret = parse_sha256(&token.secret_sha256);
         if secret.is_none() {
             out.error(
@@ -1672,6 +1655,7 @@ impl<'a> TokenSink<'a> {
                 }
                 continue;
             }
+            // Both are there (checked just above).
             let (Some((compiled, mut policies)), Some(secret)) = (token.compiled, token.secret)
             else {
                 continue;

@@ -365,7 +365,7 @@ fn prepare(
     }
     let read_started = SystemTime::now();
     let read = config::read(config_path)
-        .and_then(|set| config::load::content_hash(&set).map(|hash| (set, hash)));
+        .and_then(|set| config::content_hash(&set).map(|hash| (set, hash)));
     let (set, content_hash) = match read {
         Ok(read) => read,
         Err(errors) => return Prepared::Rejected { errors, seen: None },
