@@ -16,7 +16,7 @@ use crate::policy::{
     AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef, Target,
 };
 use crate::routes::{
-    CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_method_override,
+    CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_override_headers,
 };
 use crate::snapshot::Snapshot;
 
@@ -180,7 +180,7 @@ fn decide_into<'s>(
 ) -> Result<(), Refusal<'s>> {
     let canonical = canonicalize(facts.method, facts.target)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
-    reject_method_override(facts.headers)
+    reject_override_headers(facts.headers)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
     verdict.client_ip = client_ip(
         facts.peer_ip,

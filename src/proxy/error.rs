@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 
 use super::body::{self, BoxError, ProxyBody};
 use super::framing::FramingError;
+use super::upgrade::UpgradeError;
 use super::headers::REQUEST_ID;
 use crate::answer::Answer;
 use crate::pipeline::RenderedRefusal;
@@ -45,6 +46,9 @@ pub enum ProxyError {
     /// The request's framing headers are ambiguous (400).
     #[error("rejected framing: {0}")]
     Framing(#[from] FramingError),
+    /// An `Upgrade` offer the gateway refuses (400; see [`super::upgrade`]).
+    #[error("rejected upgrade: {0}")]
+    Upgrade(#[from] UpgradeError),
     /// A request the gateway authorized but cannot express towards the upstream (400).
     #[error("cannot forward this {0}")]
     Unforwardable(&'static str),
@@ -55,6 +59,10 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
+    /// The upstream answered `101 Switching Protocols` to something other than a WebSocket offer, or
+    /// switched to another protocol than `websocket` (502; the exchange is dropped, never tunnelled).
+    #[error("upstream switched protocols for {0}")]
+    UnexpectedSwitch(&'static str),
     /// No response head within the response timeout (504).
     #[error("upstream sent no response within {0:?}")]
     UpstreamTimeout(Duration),
@@ -72,8 +80,12 @@ impl ProxyError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            Self::Refused(_) | Self::Framing(_) | Self::Unforwardable(_) => Side::Client,
-            Self::Upstream { .. } | Self::UpstreamTimeout(_) => Side::Upstream,
+            Self::Refused(_) | Self::Framing(_) | Self::Upgrade(_) | Self::Unforwardable(_) => {
+                Side::Client
+            }
+            Self::Upstream { .. } | Self::UnexpectedSwitch(_) | Self::UpstreamTimeout(_) => {
+                Side::Upstream
+            }
             Self::Overloaded | Self::Tls(_) => Side::Gateway,
         }
     }
@@ -83,13 +95,25 @@ impl ProxyError {
         match self {
             Self::Refused(_) => "refused",
             Self::Framing(_) => "framing",
+            Self::Upgrade(_) => "upgrade",
             Self::Unforwardable(_) => "unforwardable",
             Self::Upstream { connect: true, .. } => "connect",
             Self::Upstream { connect: false, .. } => "exchange",
+            Self::UnexpectedSwitch(_) => "switch",
             Self::UpstreamTimeout(_) => "timeout",
             Self::Overloaded => "overloaded",
             Self::Tls(_) => "tls",
         }
+    }
+
+    /// Whether the client's HTTP/1 connection must close after this answer: its framing or its protocol is
+    /// in doubt (an ambiguous or unjudged head, a refused upgrade offer, an upstream that switched protocols),
+    /// so no further request may be read from it.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Framing(_) | Self::Upgrade(_) | Self::UnexpectedSwitch(_)
+        )
     }
 
     /// The answer for this error. A TLS setup error can only happen before serving; if it ever reached a
@@ -98,10 +122,13 @@ impl ProxyError {
         match self {
             Self::Refused(refusal) => refusal.answer.clone(),
             Self::Framing(error) => Answer::rejected_request(error.to_string()),
+            Self::Upgrade(error) => Answer::rejected_request(error.to_string()),
             Self::Unforwardable(what) => {
                 Answer::rejected_request(format!("cannot forward this {what}"))
             }
-            Self::Upstream { .. } | Self::Tls(_) => Answer::upstream_unavailable(),
+            Self::Upstream { .. } | Self::UnexpectedSwitch(_) | Self::Tls(_) => {
+                Answer::upstream_unavailable()
+            }
             Self::UpstreamTimeout(_) => Answer::upstream_timeout(),
             Self::Overloaded => Answer::overloaded(),
         }

@@ -23,6 +23,14 @@ pub enum FramingError {
     /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`.
     #[error("an HTTP/1.1 request needs exactly one Host header")]
     HostCount,
+    /// RFC 9112 §6.1: chunked framing does not exist in HTTP/1.0, so a 1.0 recipient may frame the body by
+    /// `Content-Length` or by the connection's end instead.
+    #[error("Transfer-Encoding in an HTTP/1.0 request")]
+    EncodingOnHttp10,
+    /// The raw-byte scanner could not judge this request's head (see [`HeadScanner`]): refused rather than
+    /// taken as unambiguous.
+    #[error("the connection's request framing can no longer be followed ({0})")]
+    Unjudged(StopReason),
 }
 
 /// Checks that an HTTP/1.1 request has exactly one `Host` header (RFC 9112 §3.2: a server must answer
@@ -35,12 +43,15 @@ pub fn check_host(version: http::Version, headers: &HeaderMap) -> Result<(), Fra
     Ok(())
 }
 
-/// Checks `Content-Length` and `Transfer-Encoding`: at most one `Transfer-Encoding`, exactly `chunked`, and
-/// then no `Content-Length`; else `Content-Length` values that are all one decimal length. (One map lookup
-/// per name: this runs on every request.)
-pub fn check(headers: &HeaderMap) -> Result<(), FramingError> {
+/// Checks `Content-Length` and `Transfer-Encoding`: at most one `Transfer-Encoding`, exactly `chunked`, not
+/// on HTTP/1.0, and then no `Content-Length`; else `Content-Length` values that are all one decimal length.
+/// (One map lookup per name: this runs on every request.)
+pub fn check(version: http::Version, headers: &HeaderMap) -> Result<(), FramingError> {
     let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
     if let Some(encoding) = encodings.next() {
+        if version == http::Version::HTTP_10 {
+            return Err(FramingError::EncodingOnHttp10);
+        }
         if headers.contains_key(CONTENT_LENGTH) {
             return Err(FramingError::LengthAndEncoding);
         }
@@ -91,17 +102,41 @@ mod tests {
 
     #[test]
     fn plain_framing_passes() {
-        assert_eq!(check(&headers(&[])), Ok(()));
-        assert_eq!(check(&headers(&[("content-length", "12")])), Ok(()));
+        assert_eq!(check11(&headers(&[])), Ok(()));
+        assert_eq!(check11(&headers(&[("content-length", "12")])), Ok(()));
         assert_eq!(
-            check(&headers(&[
+            check11(&headers(&[
                 ("content-length", "5"),
                 ("content-length", "5")
             ])),
             Ok(())
         );
-        assert_eq!(check(&headers(&[("content-length", "5, 5")])), Ok(()));
-        assert_eq!(check(&headers(&[("transfer-encoding", "Chunked")])), Ok(()));
+        assert_eq!(check11(&headers(&[("content-length", "5, 5")])), Ok(()));
+        assert_eq!(
+            check11(&headers(&[("transfer-encoding", "Chunked")])),
+            Ok(())
+        );
+        let http10 = |pairs| check(http::Version::HTTP_10, &headers(pairs));
+        assert_eq!(http10(&[("content-length", "5")]), Ok(()));
+    }
+
+    fn check11(map: &HeaderMap) -> Result<(), FramingError> {
+        check(http::Version::HTTP_11, map)
+    }
+
+    #[test]
+    fn transfer_encoding_on_http10_is_refused() {
+        for pairs in [
+            &[("transfer-encoding", "chunked")][..],
+            &[("transfer-encoding", "chunked"), ("content-length", "5")],
+            &[("transfer-encoding", "gzip")],
+        ] {
+            assert_eq!(
+                check(http::Version::HTTP_10, &headers(pairs)),
+                Err(FramingError::EncodingOnHttp10),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]
@@ -157,7 +192,7 @@ mod tests {
             ),
         ];
         for (pairs, expected) in cases {
-            assert_eq!(check(&headers(pairs)), Err(*expected), "{pairs:?}");
+            assert_eq!(check11(&headers(pairs)), Err(*expected), "{pairs:?}");
         }
     }
 }
@@ -170,9 +205,14 @@ mod tests {
 /// is stricter: such a request is refused, because a proxy in front of it may have framed it by
 /// `Content-Length`. The scanner follows message boundaries (`Content-Length` bodies, chunked bodies and
 /// trailers) and records one verdict per request head, in order; the service takes the next verdict for
-/// each HTTP/1 request it gets. When it cannot follow the stream (an upgrade, `CONNECT`, HTTP/2, an
-/// oversized head or chunk line) it stops and records nothing more: it can only add refusals, never
-/// allow something hyper refused.
+/// each HTTP/1 request it gets.
+///
+/// Its judgement holds for every request of a connection or for none: every head is followed the same way,
+/// including those that offer an `Upgrade` or say `CONNECT` (hyper keeps reading HTTP/1 after them unless the
+/// protocol switched, and frames their bodies like any other). Where it cannot follow the stream (an
+/// oversized head or chunk line, a chunk size it cannot read, the HTTP/2 preface, a switched protocol) it
+/// stops, and every later request on the connection gets [`HeadVerdict::Unjudged`], which the service
+/// refuses and answers with `Connection: close`: a scanner that can no longer judge fails closed.
 #[derive(Debug, Default)]
 pub struct HeadScanner {
     state: ScanState,
@@ -180,6 +220,44 @@ pub struct HeadScanner {
     line: Vec<u8>,
     /// One entry per complete request head: whether it had both framing headers.
     verdicts: std::collections::VecDeque<bool>,
+}
+
+/// What the scanner says about the next request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// At most one of the two framing headers: hyper's framing is the only one there is.
+    Clear,
+    /// Both `Content-Length` and `Transfer-Encoding` (or `Transfer-Encoding` on HTTP/1.0).
+    Ambiguous,
+    /// No verdict for this head: the scanner stopped following the stream, or never saw the head end.
+    Unjudged(StopReason),
+}
+
+/// Why the scanner has no verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A head or chunk line longer than the scanner collects.
+    OversizedLine,
+    /// A chunk-size line that is not a hexadecimal size.
+    MalformedChunk,
+    /// The stream is not (or no longer) HTTP/1: the HTTP/2 preface, or a protocol switch.
+    NotHttp1,
+    /// The scanner is following the stream but recorded no verdict for the head the parser read.
+    NoVerdict,
+    /// The scanner's lock was poisoned (a panic while it was held): nothing it holds can be believed.
+    Poisoned,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::OversizedLine => "a head or chunk line over 64 KiB",
+            Self::MalformedChunk => "a malformed chunk size",
+            Self::NotHttp1 => "the connection left HTTP/1",
+            Self::NoVerdict => "no verdict for this head",
+            Self::Poisoned => "internal error",
+        })
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +276,7 @@ enum ScanState {
     /// Collecting trailer lines until an empty one.
     Trailers,
     /// The stream is no longer followed.
-    Stopped,
+    Stopped(StopReason),
 }
 
 /// The longest head or line the scanner collects before it stops following the stream.
@@ -207,16 +285,27 @@ const MAX_SCANNED_HEAD: usize = 64 * 1024;
 // === impl HeadScanner ===
 
 impl HeadScanner {
-    /// The verdict for the next request: `Some(true)` when its head had both framing headers.
-    pub fn next_verdict(&mut self) -> Option<bool> {
-        self.verdicts.pop_front()
+    /// The verdict for the next request head the parser read (call once per HTTP/1 request, in order).
+    pub fn next_verdict(&mut self) -> HeadVerdict {
+        match (self.verdicts.pop_front(), self.state) {
+            (Some(true), _) => HeadVerdict::Ambiguous,
+            (Some(false), _) => HeadVerdict::Clear,
+            (None, ScanState::Stopped(reason)) => HeadVerdict::Unjudged(reason),
+            (None, _) => HeadVerdict::Unjudged(StopReason::NoVerdict),
+        }
+    }
+
+    /// The connection switched protocol (a relayed WebSocket `101`): what follows is not HTTP/1, so nothing
+    /// more is scanned (nor queued).
+    pub fn switched_protocol(&mut self) {
+        self.stop(StopReason::NotHttp1);
     }
 
     /// Feeds bytes read from the client, in order.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while let Some((&byte, rest)) = bytes.split_first() {
             match self.state {
-                ScanState::Stopped => return,
+                ScanState::Stopped(_) => return,
                 ScanState::Body(remaining) | ScanState::ChunkData(remaining) => {
                     let take = usize::try_from(remaining)
                         .unwrap_or(usize::MAX)
@@ -255,7 +344,7 @@ impl HeadScanner {
                     let (line, after) = bytes.split_at(line_len);
                     self.line.extend_from_slice(line);
                     if self.line.len() > MAX_SCANNED_HEAD {
-                        self.stop();
+                        self.stop(StopReason::OversizedLine);
                         return;
                     }
                     if line.last() == Some(&b'\n') {
@@ -269,8 +358,8 @@ impl HeadScanner {
         }
     }
 
-    fn stop(&mut self) {
-        self.state = ScanState::Stopped;
+    fn stop(&mut self, reason: StopReason) {
+        self.state = ScanState::Stopped(reason);
         self.line = Vec::new();
     }
 
@@ -281,20 +370,18 @@ impl HeadScanner {
                 let mut head = std::mem::take(&mut self.line);
                 self.head_end(&head);
                 // The buffer is kept for the next head (unless the scanner stopped).
-                if self.state != ScanState::Stopped {
+                if !matches!(self.state, ScanState::Stopped(_)) {
                     head.clear();
                     self.line = head;
                 }
             }
             ScanState::ChunkSize => {
                 let line = std::mem::take(&mut self.line);
-                let text = String::from_utf8_lossy(&line);
-                let size = text.split(';').next().unwrap_or("").trim();
-                match u64::from_str_radix(size, 16) {
-                    Ok(0) => self.state = ScanState::Trailers,
-                    Ok(size) => self.state = ScanState::ChunkData(size),
-                    // hyper refuses this body; nothing after it is served.
-                    Err(_) => self.stop(),
+                match chunk_size(&line) {
+                    Some(0) => self.state = ScanState::Trailers,
+                    Some(size) => self.state = ScanState::ChunkData(size),
+                    // hyper refuses this body and closes; should anything follow, it is unjudged.
+                    None => self.stop(StopReason::MalformedChunk),
                 }
             }
             ScanState::Trailers => {
@@ -319,12 +406,12 @@ impl HeadScanner {
             Some(line.strip_suffix(b"\r").unwrap_or(line))
         });
         let request_line = lines.next().unwrap_or_default();
-        if request_line.ends_with(b"HTTP/2.0") || request_line.starts_with(b"CONNECT ") {
-            self.stop();
+        if request_line.ends_with(b"HTTP/2.0") {
+            self.stop(StopReason::NotHttp1);
             return;
         }
-        let (mut length, mut has_length, mut has_encoding, mut upgrade) =
-            (None, false, false, false);
+        let http10 = request_line.ends_with(b"HTTP/1.0");
+        let (mut length, mut has_length, mut has_encoding) = (None, false, false);
         for line in lines {
             let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
@@ -339,15 +426,13 @@ impl HeadScanner {
                 });
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 has_encoding = true;
-            } else if name.eq_ignore_ascii_case(b"upgrade") {
-                upgrade = true;
             }
         }
-        self.verdicts.push_back(has_length && has_encoding);
-        self.state = if upgrade {
-            // After a successful upgrade the bytes are no longer HTTP/1.
-            ScanState::Stopped
-        } else if has_encoding {
+        self.verdicts
+            .push_back(has_encoding && (has_length || http10));
+        // Every head is followed alike, `Upgrade` offers and `CONNECT` included: hyper reads on in HTTP/1
+        // unless the protocol switched, and then the service says so (`switched_protocol`).
+        self.state = if has_encoding {
             ScanState::ChunkSize
         } else {
             match length {
@@ -356,6 +441,26 @@ impl HeadScanner {
             }
         };
     }
+}
+
+/// The size on a chunk-size line (`1f;ext=v\r\n`): hexadecimal digits only, optionally followed by spaces
+/// or tabs, then an extension or the line end. `None` when that is not what the line holds.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line
+        .iter()
+        .position(|byte| !byte.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (size, rest) = line.split_at(digits);
+    let rest = rest.trim_ascii_start();
+    if size.is_empty() || !(rest.is_empty() || rest.starts_with(b";")) {
+        return None;
+    }
+    size.iter().try_fold(0u64, |total, &byte| {
+        let digit = char::from(byte).to_digit(16)?;
+        Some(total.checked_mul(16)?.checked_add(u64::from(digit))?)
+    })
 }
 
 /// The length of the head at the start of `bytes` (which starts a head: not with a line end), through the
@@ -375,12 +480,27 @@ fn head_len(bytes: &[u8]) -> Option<usize> {
 mod scanner_tests {
     use super::*;
 
+    /// The verdicts up to the first unjudged head, as "ambiguous or not".
+    fn judged(scanner: &mut HeadScanner) -> Vec<bool> {
+        std::iter::from_fn(|| match scanner.next_verdict() {
+            HeadVerdict::Clear => Some(false),
+            HeadVerdict::Ambiguous => Some(true),
+            HeadVerdict::Unjudged(_) => None,
+        })
+        .collect()
+    }
+
     fn verdicts(chunks: &[&[u8]]) -> Vec<bool> {
+        scanned(chunks).0
+    }
+
+    /// The judged verdicts, then what the scanner says of the head after them.
+    fn scanned(chunks: &[&[u8]]) -> (Vec<bool>, HeadVerdict) {
         let mut scanner = HeadScanner::default();
         for chunk in chunks {
             scanner.feed(chunk);
         }
-        std::iter::from_fn(|| scanner.next_verdict()).collect()
+        (judged(&mut scanner), scanner.next_verdict())
     }
 
     #[test]
@@ -427,11 +547,7 @@ mod scanner_tests {
                 for piece in stream.chunks(chunk) {
                     scanner.feed(piece);
                 }
-                (
-                    std::iter::from_fn(|| scanner.next_verdict()).collect::<Vec<_>>(),
-                    scanner.state,
-                    scanner.line.clone(),
-                )
+                (judged(&mut scanner), scanner.state, scanner.line.clone())
             };
             let whole = state(stream.len());
             assert_eq!(whole.0, expected[index], "stream {index}");
@@ -442,15 +558,92 @@ mod scanner_tests {
     }
 
     #[test]
-    fn stops_following_where_the_stream_is_not_http1() {
-        assert_eq!(verdicts(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\n"]), [] as [bool; 0]);
+    fn stops_following_where_the_stream_is_not_http1_and_says_so_ever_after() {
         assert_eq!(
-            verdicts(&[b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"]),
-            [false]
+            scanned(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\n"]),
+            (vec![], HeadVerdict::Unjudged(StopReason::NotHttp1))
         );
         let mut scanner = HeadScanner::default();
         scanner.feed(&vec![b'a'; MAX_SCANNED_HEAD + 10]);
-        scanner.feed(b"\r\n\r\n");
-        assert_eq!(scanner.next_verdict(), None);
+        scanner.feed(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        for _ in 0..3 {
+            assert_eq!(
+                scanner.next_verdict(),
+                HeadVerdict::Unjudged(StopReason::OversizedLine)
+            );
+        }
+        // A head the scanner never saw end (the parser read one the scanner did not): unjudged.
+        assert_eq!(
+            scanned(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]),
+            (vec![], HeadVerdict::Unjudged(StopReason::NoVerdict))
+        );
+        // After a relayed switch nothing more is judged or queued.
+        let mut scanner = HeadScanner::default();
+        scanner.feed(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+        scanner.switched_protocol();
+        scanner.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(scanner.next_verdict(), HeadVerdict::Clear);
+        assert_eq!(
+            scanner.next_verdict(),
+            HeadVerdict::Unjudged(StopReason::NotHttp1)
+        );
+        assert!(scanner.verdicts.is_empty() && scanner.line.is_empty());
+    }
+
+    /// The heads that used to switch the scanner off for the rest of the connection (an `Upgrade` offer, a
+    /// `CONNECT` line) are followed like any other, so the CL+TE head after them is still judged; so is one
+    /// after a head that arrives in pieces, and one after an upgrade offer with a body.
+    #[test]
+    fn no_head_switches_the_judgement_off_for_the_heads_after_it() {
+        let smuggled = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for first in [
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            "CONNECT gw.test:443 HTTP/1.1\r\nHost: gw.test:443\r\n\r\n",
+            "CONNECT /client/v4/zones HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+            "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello",
+        ] {
+            let stream = format!("{first}{smuggled}");
+            for chunk in [1, 5, stream.len()] {
+                let pieces: Vec<&[u8]> = stream.as_bytes().chunks(chunk).collect();
+                assert_eq!(verdicts(&pieces), [false, true], "{first:?} in chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_on_http10_is_ambiguous() {
+        assert_eq!(
+            verdicts(&[b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]),
+            [true]
+        );
+        assert_eq!(
+            verdicts(&[b"POST / HTTP/1.0\r\nContent-Length: 1\r\n\r\nx"]),
+            [false]
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_read_strictly() {
+        for (line, size) in [
+            (&b"5\r\n"[..], Some(5)),
+            (b"1F;name=value\r\n", Some(31)),
+            (b"a \t;x\n", Some(10)),
+            (b"0000000000000000000a\r\n", Some(10)),
+            (b"+5\r\n", None),
+            (b"0x5\r\n", None),
+            (b" 5\r\n", None),
+            (b"\r\n", None),
+            (b"5 x\r\n", None),
+            (b"10000000000000000\r\n", None),
+            (b"5", None),
+        ] {
+            assert_eq!(chunk_size(line), size, "{:?}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(
+            scanned(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]),
+            (vec![false], HeadVerdict::Unjudged(StopReason::MalformedChunk))
+        );
     }
 }

@@ -47,16 +47,110 @@ fn classify(normal: &str) -> NameClass {
         | "te"
         | "trailer"
         | "transfer-encoding"
-        | "upgrade" => NameClass::HopByHop,
+        | "upgrade"
+        // An h2c upgrade offer's settings: meaningful for one hop only, and never forwarded.
+        | "http2-settings" => NameClass::HopByHop,
         "authorization" | "x-auth-email" | "x-auth-key" => NameClass::Credential,
         "x-forwarded-for" | "x-request-id" => NameClass::GatewaySet,
         "x-forwarded-proto" | "x-forwarded-host" => NameClass::GatewayDefault,
-        "forwarded" | "x-real-ip" | "true-client-ip" => NameClass::ClientClaim,
+        _ if is_client_claim(normal) => NameClass::ClientClaim,
         "host" => NameClass::Host,
         "x-permgate" => NameClass::Permgate,
         _ if normal.starts_with(PERMGATE_PREFIX) => NameClass::Permgate,
         _ => NameClass::Other,
     }
+}
+
+/// The claims about the original request that some proxy in front may make and some upstream framework
+/// believes, which the gateway does not set itself: from an untrusted peer they are dropped (never passed on
+/// as if a proxy had vouched for them), in the `_` spelling always. Matched on the normalised name.
+///
+/// - the client's address: `Forwarded`, `X-Real-IP`, `True-Client-IP` (Akamai, Cloudflare Enterprise),
+///   `CF-Connecting-IP` / `CF-Connecting-IPv6` (what an API behind Cloudflare believes), `X-Client-IP`,
+///   `X-Cluster-Client-IP`, `Fastly-Client-IP`, `X-Forwarded`, `Forwarded-For`, `X-Originating-IP`,
+///   `X-Remote-IP`, `X-Remote-Addr`, `X-ProxyUser-IP`, `Client-IP`, `X-Envoy-External-Address`,
+///   `X-Azure-ClientIP`, `X-Azure-SocketIP`;
+/// - its scheme, port and host: `X-Forwarded-Port`, `X-Forwarded-Scheme`, `X-Forwarded-Ssl`,
+///   `Front-End-Https`, `X-Url-Scheme`, `CF-Visitor`, `X-Forwarded-Server`, `X-Host`, `X-HTTP-Host-Override`;
+/// - its path: `X-Forwarded-Prefix` (Spring's `ForwardedHeaderFilter` and ASP.NET Core's `PathBase` build
+///   the request path from it), `X-Forwarded-Path`, `X-Forwarded-Uri`, `X-Original-URI`, `X-Original-Path`,
+///   `X-Envoy-Original-Path`. (The target *overrides* `X-Original-URL` and `X-Rewrite-URL`, which make some
+///   back ends serve another path, are refused outright with the method overrides: `routes::target`.)
+pub const CLIENT_CLAIMS: [&str; 33] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "client-ip",
+    "x-envoy-external-address",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
+    "cf-visitor",
+    "x-forwarded-server",
+    "x-host",
+    "x-http-host-override",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-original-uri",
+    "x-original-path",
+    "x-envoy-original-path",
+];
+
+/// Whether a normalised name is one of [`CLIENT_CLAIMS`] (a `match`, which compiles to a length switch and a
+/// comparison or two; a test checks it against the list).
+fn is_client_claim(normal: &str) -> bool {
+    matches!(
+        normal,
+        "forwarded"
+            | "x-real-ip"
+            | "true-client-ip"
+            | "cf-connecting-ip"
+            | "cf-connecting-ipv6"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "fastly-client-ip"
+            | "x-forwarded"
+            | "forwarded-for"
+            | "x-originating-ip"
+            | "x-remote-ip"
+            | "x-remote-addr"
+            | "x-proxyuser-ip"
+            | "client-ip"
+            | "x-envoy-external-address"
+            | "x-azure-clientip"
+            | "x-azure-socketip"
+            | "x-forwarded-port"
+            | "x-forwarded-scheme"
+            | "x-forwarded-ssl"
+            | "front-end-https"
+            | "x-url-scheme"
+            | "cf-visitor"
+            | "x-forwarded-server"
+            | "x-host"
+            | "x-http-host-override"
+            | "x-forwarded-prefix"
+            | "x-forwarded-path"
+            | "x-forwarded-uri"
+            | "x-original-uri"
+            | "x-original-path"
+            | "x-envoy-original-path"
+    )
 }
 
 /// The prefix of the identity headers only the gateway may set.
@@ -127,7 +221,8 @@ pub struct ForwardContext<'a> {
     /// The inbound `Host` (HTTP/1.1) or `:authority` (HTTP/2), for `X-Forwarded-Host`.
     pub inbound_host: Option<HeaderValue>,
     pub forward_credentials: bool,
-    /// A WebSocket upgrade: `Upgrade` and `Connection: upgrade` survive the hop-by-hop removal.
+    /// A WebSocket handshake the gateway carries: the upstream gets `Upgrade: websocket` and
+    /// `Connection: upgrade` after the hop-by-hop removal.
     pub websocket: bool,
 }
 
@@ -142,24 +237,9 @@ fn normalised(name: &HeaderName) -> Cow<'_, str> {
     }
 }
 
-/// Whether a comma-separated header (`Connection`, `Upgrade`) lists `token`, case-insensitively.
-fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
-}
-
-/// Whether the request asks for a WebSocket upgrade (`Connection: upgrade` and `Upgrade: websocket`).
-pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    lists_token(headers, &header::CONNECTION, "upgrade")
-        && lists_token(headers, &header::UPGRADE, "websocket")
-}
-
-/// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the upgrade
-/// handshake (`Upgrade` and `Connection: upgrade`) is put back afterwards.
+/// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade` (a WebSocket
+/// handshake the gateway carries: see [`super::upgrade`]), `Upgrade: websocket` and `Connection: upgrade` are
+/// set afterwards, whatever the other side had sent.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop_and(headers, keep_upgrade, |_, _| false);
 }
@@ -173,7 +253,7 @@ struct KeptDefaults {
 
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
 /// header that `also_doomed` condemns (given its name's class and whether it is spelled with `_`); then puts
-/// the upgrade handshake back when `keep_upgrade`. Removal is order-free, so one pass removes exactly what
+/// the WebSocket handshake when `keep_upgrade`. Removal is order-free, so one pass removes exactly what
 /// separate passes would. Returns which `X-Forwarded-Proto` / `-Host` headers are left (so that the caller
 /// need not look them up again).
 fn remove_hop_by_hop_and(
@@ -192,10 +272,6 @@ fn remove_hop_by_hop_and(
             .flat_map(|value| value.split(','))
             .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok()),
     );
-    let mut upgrade: SmallVec<[HeaderValue; 1]> = SmallVec::new();
-    if keep_upgrade {
-        upgrade.extend(headers.get_all(header::UPGRADE).iter().cloned());
-    }
     let mut kept = KeptDefaults::default();
     let mut doomed: SmallVec<[HeaderName; 8]> = SmallVec::new();
     doomed.extend(
@@ -220,11 +296,8 @@ fn remove_hop_by_hop_and(
     for name in &doomed {
         headers.remove(name);
     }
-    if !upgrade.is_empty() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        for value in upgrade.drain(..) {
-            headers.append(header::UPGRADE, value);
-        }
+    if keep_upgrade {
+        super::upgrade::set_websocket_handshake(headers);
     }
     kept
 }
@@ -302,7 +375,8 @@ fn is_host_authority(host: &HeaderValue) -> bool {
             .is_ok_and(|authority| authority.as_str().len() == bytes.len())
 }
 
-/// Response hygiene: hop-by-hop headers go (kept for a `101 Switching Protocols`), the request id is set.
+/// Response hygiene: hop-by-hop headers go, the request id is set. For a relayed `101 Switching Protocols`
+/// (only ever a switch to exactly `websocket`) the handshake is `Upgrade: websocket`, `Connection: upgrade`.
 pub fn prepare_response(
     headers: &mut HeaderMap,
     switching_protocols: bool,
@@ -528,12 +602,12 @@ mod tests {
     fn a_websocket_upgrade_keeps_its_handshake() {
         let identity = Identity::default();
         let mut headers = map(&[
-            ("connection", "Upgrade, x-secret"),
-            ("upgrade", "websocket"),
+            ("connection", "Upgrade, x-secret, HTTP2-Settings"),
+            ("upgrade", "WebSocket"),
             ("x-secret", "1"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ]);
-        assert!(is_websocket_upgrade(&headers));
         let mut ctx = context(identity.clone(), false);
         ctx.websocket = true;
         prepare_request(&mut headers, ctx);
@@ -541,8 +615,57 @@ mod tests {
         assert_eq!(get(&headers, "upgrade"), Some("websocket"));
         assert!(!headers.contains_key("x-secret"));
         assert!(headers.contains_key("sec-websocket-key"));
+        assert_eq!(headers.get_all("upgrade").iter().count(), 1);
+        assert!(!headers.contains_key("http2-settings"));
         assert!(!headers.contains_key("x-permgate-principal"));
-        assert!(!is_websocket_upgrade(&map(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn an_ignored_h2c_offer_reaches_the_upstream_as_a_plain_request() {
+        // Whether or not `Connection` names them, the offer's headers never pass.
+        for connection in ["Upgrade, HTTP2-Settings", "keep-alive"] {
+            let mut headers = map(&[
+                ("connection", connection),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAAQAAP__"),
+                ("HTTP2_Settings", "AAMAAABkAAQAAP__"),
+            ]);
+            prepare_request(&mut headers, context(identity(), false));
+            for gone in ["connection", "upgrade", "http2-settings"] {
+                assert!(!headers.contains_key(gone), "{gone} with {connection:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_client_claim_is_dropped_from_an_untrusted_peer_in_any_spelling() {
+        for claim in CLIENT_CLAIMS {
+            assert_eq!(classify(claim), NameClass::ClientClaim, "{claim}");
+            let upper = claim.to_ascii_uppercase();
+            let underscored = claim.replace('-', "_");
+            let mut spellings = vec![(claim.to_string(), true), (upper, true)];
+            if underscored != claim {
+                spellings.push((underscored, false));
+            }
+            for (name, from_trusted) in spellings {
+                let mut headers = map(&[(&name, "evil")]);
+                prepare_request(&mut headers, context(identity(), false));
+                assert!(!headers.contains_key(name.as_str()), "{name} from an untrusted peer");
+                let mut headers = map(&[(&name, "10.0.0.9")]);
+                prepare_request(&mut headers, context(identity(), true));
+                assert_eq!(
+                    headers.contains_key(name.as_str()),
+                    from_trusted,
+                    "{name} from a trusted peer"
+                );
+            }
+        }
+        // Names that merely resemble a claim are left alone.
+        let mut headers = map(&[("x-forwarded-prefixes", "1"), ("client-ips", "1"), ("content-type", "a/b")]);
+        prepare_request(&mut headers, context(identity(), false));
+        for kept in ["x-forwarded-prefixes", "client-ips", "content-type"] {
+            assert!(headers.contains_key(kept), "{kept}");
+        }
     }
 
     #[test]

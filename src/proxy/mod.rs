@@ -2,7 +2,8 @@
 //!
 //! - [`server`]: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, slow clients, graceful shutdown.
 //! - [`service`]: one request: snapshot → decision → forward | answer `verify` | refuse.
-//! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure).
+//! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure),
+//!   [`upgrade`]: which `Upgrade` offers and `101`s are carried (pure).
 //! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection lent to an
 //!   inbound HTTP/1 connection's exchange and driven by its task, and the idle pool between exchanges.
 //! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
@@ -26,6 +27,7 @@ pub mod sample_upstream;
 pub mod server;
 pub mod service;
 mod shutdown;
+pub mod upgrade;
 pub mod upstream;
 
 pub use error::ProxyError;

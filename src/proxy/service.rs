@@ -26,9 +26,10 @@ use hyper_util::rt::TokioIo;
 use super::body::{self, ProxyBody};
 use super::bound::Binding;
 use super::error::{ProxyError, Side, error_response, json_response};
-use super::framing::{self, HeadScanner};
+use super::framing::{self, FramingError, HeadScanner, HeadVerdict, StopReason};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
+use super::upgrade::{self, Offer};
 use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
@@ -102,13 +103,32 @@ pub struct ConnInfo {
 // === impl ConnInfo ===
 
 impl ConnInfo {
-    /// Whether the next HTTP/1 request's head carried both `Content-Length` and `Transfer-Encoding`
-    /// (which hyper hides by dropping `Content-Length`). Must be called once per HTTP/1 request, in order.
-    fn next_head_was_ambiguous(&self) -> bool {
-        self.framing
-            .as_ref()
-            .and_then(|scanner| scanner.lock().ok()?.next_verdict())
-            .unwrap_or(false)
+    /// The raw-byte scanner's verdict on the next HTTP/1 request's head: refused unless it is
+    /// [`HeadVerdict::Clear`] (both `Content-Length` and `Transfer-Encoding`, which hyper hides by dropping
+    /// `Content-Length`, or a head the scanner could not judge). Must be called once per HTTP/1 request, in
+    /// order. A poisoned scanner lock means nothing the scanner holds can be believed: refused, like every
+    /// later request of the connection (a poisoned lock stays poisoned).
+    fn next_head_framing(&self) -> Result<(), FramingError> {
+        let Some(scanner) = &self.framing else {
+            // A connection served without a scanner (the overload answer, tests): nothing to add.
+            return Ok(());
+        };
+        let verdict = match scanner.lock() {
+            Ok(mut scanner) => scanner.next_verdict(),
+            Err(_poisoned) => HeadVerdict::Unjudged(StopReason::Poisoned),
+        };
+        match verdict {
+            HeadVerdict::Clear => Ok(()),
+            HeadVerdict::Ambiguous => Err(FramingError::LengthAndEncoding),
+            HeadVerdict::Unjudged(reason) => Err(FramingError::Unjudged(reason)),
+        }
+    }
+
+    /// The connection switched to WebSocket: its scanner stops (what follows is not HTTP/1).
+    fn switched_protocol(&self) {
+        if let Some(Ok(mut scanner)) = self.framing.as_ref().map(|scanner| scanner.lock()) {
+            scanner.switched_protocol();
+        }
     }
 }
 
@@ -188,7 +208,11 @@ impl Gateway {
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let started = Instant::now();
         // First, before anything can return early: keeps the scanner's verdicts aligned with requests.
-        let ambiguous = request.version() <= Version::HTTP_11 && conn.next_head_was_ambiguous();
+        let head_framing = if request.version() <= Version::HTTP_11 {
+            conn.next_head_framing()
+        } else {
+            Ok(())
+        };
         let snapshot = self.snapshot.load_full();
         let peer_trusted = is_trusted(conn.peer.ip(), &snapshot.settings.trusted_proxies);
         let id_value = request_id::choose(request.headers(), peer_trusted);
@@ -199,10 +223,8 @@ impl Gateway {
         // The arrival time, for the decision log only (the clock read is skipped when the log is off).
         let arrived = self.decision_log.as_ref().map(|_| SystemTime::now());
         let mut seen = Observation::new();
-        let result = if ambiguous {
-            Err(ProxyError::Framing(
-                framing::FramingError::LengthAndEncoding,
-            ))
+        let result = if let Err(refused) = head_framing {
+            Err(ProxyError::Framing(refused))
         } else {
             self.process(
                 &snapshot,
@@ -291,8 +313,8 @@ impl Gateway {
             ),
         }
         let mut response = error_response(error, id_value, snapshot.settings.explain_denials);
-        if http1 && matches!(error, ProxyError::Framing(_)) {
-            // The body's end is in doubt: never read another request from this connection.
+        if http1 && (error.closes_connection() || method == http::Method::CONNECT) {
+            // The body's end or the connection's protocol is in doubt: never read another request from it.
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -312,8 +334,9 @@ impl Gateway {
         arrived: Option<SystemTime>,
         seen: &mut Observation<'s>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        framing::check(request.headers())?;
+        framing::check(request.version(), request.headers())?;
         framing::check_host(request.version(), request.headers())?;
+        let offer = upgrade::offer(request.version(), request.method(), request.headers())?;
         let settings = &snapshot.settings;
         let decided;
         let plan = {
@@ -356,8 +379,7 @@ impl Gateway {
         };
 
         let http1 = request.version() <= Version::HTTP_11;
-        let websocket = request.version() == Version::HTTP_11
-            && headers::is_websocket_upgrade(request.headers());
+        let websocket = offer == Offer::WebSocket;
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let inbound_host = parts.headers.get(HOST).cloned().or_else(|| {
@@ -416,20 +438,26 @@ impl Gateway {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             match client_upgrade {
-                Some(client_upgrade) => {
+                // Only a switch to exactly the protocol that was authorized becomes a tunnel.
+                Some(client_upgrade) if upgrade::switched_to_websocket(response.headers()) => {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    conn.switched_protocol();
                     tokio::spawn(tunnel(
                         client_upgrade,
                         upstream_upgrade,
                         request_id.to_string(),
                     ));
                 }
+                Some(_) => {
+                    return Err(ProxyError::UnexpectedSwitch(
+                        "a protocol other than the websocket that was offered",
+                    ));
+                }
                 // A 101 the client did not ask for cannot be relayed.
                 None => {
-                    return Err(ProxyError::Upstream {
-                        connect: false,
-                        source: "unrequested 101 Switching Protocols".into(),
-                    });
+                    return Err(ProxyError::UnexpectedSwitch(
+                        "a request that offered no upgrade",
+                    ));
                 }
             }
         }

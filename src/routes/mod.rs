@@ -5,4 +5,4 @@ pub mod table;
 pub mod target;
 
 pub use table::{Handler, Requirement, Route, RouteMatch, RouteTable, Scope};
-pub use target::{CanonicalTarget, TargetRejection, canonicalize, reject_method_override};
+pub use target::{CanonicalTarget, TargetRejection, canonicalize, reject_override_headers};

@@ -92,9 +92,15 @@ pub enum TargetRejection {
     InvalidUtf8,
     #[error("path longer than 8192 bytes")]
     TooLong,
+    /// `CONNECT` asks for a tunnel to a host the client names: the gateway is a reverse proxy.
+    #[error("CONNECT is not served (the gateway is not a forward proxy)")]
+    Connect,
     /// The canonical spelling of the header family that was present.
     #[error("method-override header {0} is not allowed")]
     MethodOverride(&'static str),
+    /// The canonical spelling of the header family that was present.
+    #[error("target-override header {0} is not allowed")]
+    TargetOverride(&'static str),
 }
 
 // === impl TargetRejection ===
@@ -118,7 +124,9 @@ impl TargetRejection {
             Self::InvalidPercentEncoding => "invalid_percent_encoding",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::TooLong => "too_long",
+            Self::Connect => "connect",
             Self::MethodOverride(_) => "method_override",
+            Self::TargetOverride(_) => "target_override",
         }
     }
 }
@@ -128,6 +136,9 @@ impl TargetRejection {
 /// Accepts origin-form (`/path?query`) and, for `OPTIONS` only, `*`. See the module docs for the form
 /// produced and [`TargetRejection`] for everything refused.
 pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, TargetRejection> {
+    if method == "CONNECT" {
+        return Err(TargetRejection::Connect);
+    }
     if target.is_empty() {
         return Err(TargetRejection::Empty);
     }
@@ -337,22 +348,32 @@ const fn path_char_rule(byte: u8) -> bool {
         )
 }
 
-/// The method-override header families, by canonical spelling.
-const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
-    "X-HTTP-Method-Override",
-    "X-HTTP-Method",
-    "X-Method-Override",
+/// The header families that make some upstream act on another method or target than the request line's, by
+/// canonical spelling, each with the rejection it gets.
+///
+/// - Method overrides (Rails, Express `method-override`, Symfony, ASP.NET, Google APIs): the method the gateway
+///   authorized must be the one the upstream executes.
+/// - Target overrides: IIS URL Rewrite and ASP.NET (`X-Original-URL`, `X-Rewrite-URL`), Symfony before
+///   CVE-2018-14773 and Zend Framework read them as the request path, so a request authorized for one path is
+///   served as another. (Claims about the original path that upstreams use to build URLs rather than to route,
+///   such as `X-Forwarded-Prefix`, are dropped from untrusted peers by the proxy's header hygiene instead.)
+const OVERRIDE_HEADERS: [(&str, fn(&'static str) -> TargetRejection); 5] = [
+    ("X-HTTP-Method-Override", TargetRejection::MethodOverride),
+    ("X-HTTP-Method", TargetRejection::MethodOverride),
+    ("X-Method-Override", TargetRejection::MethodOverride),
+    ("X-Original-URL", TargetRejection::TargetOverride),
+    ("X-Rewrite-URL", TargetRejection::TargetOverride),
 ];
 
-/// Rejects any method-override header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`),
-/// in any case and with `_` in place of `-`: the method the gateway authorised must be the one upstream
-/// acts on.
-pub fn reject_method_override(headers: &HeaderMap) -> Result<(), TargetRejection> {
+/// Rejects any method-override header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`) and
+/// any target-override header (`X-Original-URL`, `X-Rewrite-URL`), in any case and with `_` in place of `-`:
+/// the method and target the gateway authorised must be the ones the upstream acts on.
+pub fn reject_override_headers(headers: &HeaderMap) -> Result<(), TargetRejection> {
     for name in headers.keys() {
         let name = name.as_str().as_bytes();
-        for canonical in METHOD_OVERRIDE_HEADERS {
+        for (canonical, rejection) in OVERRIDE_HEADERS {
             if same_header_name(name, canonical.as_bytes()) {
-                return Err(TargetRejection::MethodOverride(canonical));
+                return Err(rejection(canonical));
             }
         }
     }
@@ -594,11 +615,19 @@ mod tests {
             R::MethodOverride("X-HTTP-Method").to_string(),
             "method-override header X-HTTP-Method is not allowed"
         );
+        assert_eq!(
+            R::TargetOverride("X-Original-URL").to_string(),
+            "target-override header X-Original-URL is not allowed"
+        );
         assert_eq!(R::DotSegment.kind(), "dot_segment");
+        // CONNECT is refused whatever its target, origin-form included.
+        for target in ["gw.test:443", "/client/v4/zones", "*"] {
+            assert_eq!(canonicalize("CONNECT", target), Err(R::Connect), "{target}");
+        }
     }
 
     #[test]
-    fn method_override_headers_are_rejected_in_any_spelling() {
+    fn method_and_target_override_headers_are_rejected_in_any_spelling() {
         for name in [
             "x-http-method-override",
             "X-HTTP-Method-Override",
@@ -616,16 +645,38 @@ mod tests {
                 "DELETE".parse().unwrap(),
             );
             assert!(
-                matches!(reject_method_override(&headers), Err(R::MethodOverride(_))),
+                matches!(reject_override_headers(&headers), Err(R::MethodOverride(_))),
+                "{name}"
+            );
+        }
+        for (name, family) in [
+            ("x-original-url", "X-Original-URL"),
+            ("X-Original-URL", "X-Original-URL"),
+            ("x_original_url", "X-Original-URL"),
+            ("X_ORIGINAL-URL", "X-Original-URL"),
+            ("x-rewrite-url", "X-Rewrite-URL"),
+            ("X_Rewrite_Url", "X-Rewrite-URL"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", "*/*".parse().unwrap());
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "/client/v4/zones/zone-2/dns_records".parse().unwrap(),
+            );
+            assert_eq!(
+                reject_override_headers(&headers),
+                Err(R::TargetOverride(family)),
                 "{name}"
             );
         }
         let mut headers = HeaderMap::new();
         headers.insert("x-http-method-overrides", "DELETE".parse().unwrap());
         headers.insert("x-method", "DELETE".parse().unwrap());
+        headers.insert("x-original-urls", "/x".parse().unwrap());
+        headers.insert("x-original-uri", "/x".parse().unwrap());
         headers.insert("authorization", "Bearer x".parse().unwrap());
-        assert_eq!(reject_method_override(&headers), Ok(()));
-        assert_eq!(reject_method_override(&HeaderMap::new()), Ok(()));
+        assert_eq!(reject_override_headers(&headers), Ok(()));
+        assert_eq!(reject_override_headers(&HeaderMap::new()), Ok(()));
     }
 
     /// Targets built from the interesting pieces, so that many are accepted and many rejected.
