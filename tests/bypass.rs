@@ -213,6 +213,14 @@ fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
                     request.target
                 ));
             }
+            if ["http2-settings", "x-original-url", "x-rewrite-url"].contains(&normal.as_str())
+                || (normal == "upgrade" && text != "websocket")
+            {
+                failures.push(format!(
+                    "upstream saw an upgrade or override header on {}: {name}: {text}",
+                    request.target
+                ));
+            }
             if ["authorization", "x-auth-key", "x-auth-email"].contains(&normal.as_str()) {
                 failures.push(format!(
                     "upstream saw a credential on {}: {name}",

@@ -12,8 +12,8 @@ use http::{Response, StatusCode};
 
 use super::body::{self, BoxError, ProxyBody};
 use super::framing::FramingError;
-use super::upgrade::UpgradeError;
 use super::headers::REQUEST_ID;
+use super::upgrade::UpgradeError;
 use crate::answer::Answer;
 use crate::pipeline::RenderedRefusal;
 use crate::tls::TlsError;

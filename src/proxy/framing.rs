@@ -459,7 +459,7 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     }
     size.iter().try_fold(0u64, |total, &byte| {
         let digit = char::from(byte).to_digit(16)?;
-        Some(total.checked_mul(16)?.checked_add(u64::from(digit))?)
+        total.checked_mul(16)?.checked_add(u64::from(digit))
     })
 }
 
@@ -607,7 +607,11 @@ mod scanner_tests {
             let stream = format!("{first}{smuggled}");
             for chunk in [1, 5, stream.len()] {
                 let pieces: Vec<&[u8]> = stream.as_bytes().chunks(chunk).collect();
-                assert_eq!(verdicts(&pieces), [false, true], "{first:?} in chunks of {chunk}");
+                assert_eq!(
+                    verdicts(&pieces),
+                    [false, true],
+                    "{first:?} in chunks of {chunk}"
+                );
             }
         }
     }
@@ -639,7 +643,12 @@ mod scanner_tests {
             (b"10000000000000000\r\n", None),
             (b"5", None),
         ] {
-            assert_eq!(chunk_size(line), size, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                chunk_size(line),
+                size,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
         assert_eq!(
             scanned(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]),

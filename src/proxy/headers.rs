@@ -323,8 +323,11 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
             NameClass::GatewayDefault | NameClass::ClientClaim => !ctx.peer_trusted || underscored,
             // The `_` spellings were not what was authorized, so they never pass.
             NameClass::Credential => !ctx.forward_credentials || underscored,
-            // The `_` spellings of hop-by-hop names (the `-` ones are removed whatever this says).
-            NameClass::HopByHop | NameClass::Other => false,
+            // The `_` spellings of hop-by-hop names (`Transfer_Encoding`, `HTTP2_Settings`; the `-` ones are
+            // removed whatever this says): never legitimate, and an upstream that folds `_` into `-` (CGI,
+            // WSGI) would read them as the real thing.
+            NameClass::HopByHop => underscored,
+            NameClass::Other => false,
         }
     });
 
@@ -650,7 +653,10 @@ mod tests {
             for (name, from_trusted) in spellings {
                 let mut headers = map(&[(&name, "evil")]);
                 prepare_request(&mut headers, context(identity(), false));
-                assert!(!headers.contains_key(name.as_str()), "{name} from an untrusted peer");
+                assert!(
+                    !headers.contains_key(name.as_str()),
+                    "{name} from an untrusted peer"
+                );
                 let mut headers = map(&[(&name, "10.0.0.9")]);
                 prepare_request(&mut headers, context(identity(), true));
                 assert_eq!(
@@ -661,7 +667,11 @@ mod tests {
             }
         }
         // Names that merely resemble a claim are left alone.
-        let mut headers = map(&[("x-forwarded-prefixes", "1"), ("client-ips", "1"), ("content-type", "a/b")]);
+        let mut headers = map(&[
+            ("x-forwarded-prefixes", "1"),
+            ("client-ips", "1"),
+            ("content-type", "a/b"),
+        ]);
         prepare_request(&mut headers, context(identity(), false));
         for kept in ["x-forwarded-prefixes", "client-ips", "content-type"] {
             assert!(headers.contains_key(kept), "{kept}");

@@ -708,6 +708,68 @@ mod tests {
         );
     }
 
+    fn conn_with_scanner(scanner: &Arc<Mutex<HeadScanner>>) -> ConnInfo {
+        ConnInfo {
+            peer: "127.0.0.1:9".parse().unwrap(),
+            peer_header: HeaderValue::from_static("127.0.0.1"),
+            tls: false,
+            framing: Some(Arc::clone(scanner)),
+            binding: None,
+        }
+    }
+
+    /// A poisoned scanner lock is a refusal, for the request at hand and every later one (it used to read as
+    /// "not ambiguous", failing open).
+    #[test]
+    fn a_poisoned_framing_scanner_refuses_every_request() {
+        let scanner = Arc::new(Mutex::new(HeadScanner::default()));
+        let conn = conn_with_scanner(&scanner);
+        scanner
+            .lock()
+            .unwrap()
+            .feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(conn.next_head_framing(), Ok(()));
+        let poisoner = Arc::clone(&scanner);
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.lock().unwrap();
+            panic!("poisoning the scanner lock on purpose");
+        })
+        .join();
+        assert!(scanner.is_poisoned());
+        for _ in 0..3 {
+            assert_eq!(
+                conn.next_head_framing(),
+                Err(FramingError::Unjudged(StopReason::Poisoned))
+            );
+        }
+        // The refusal closes the connection.
+        assert!(
+            ProxyError::Framing(FramingError::Unjudged(StopReason::Poisoned)).closes_connection()
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_or_unjudged_head_is_refused() {
+        let scanner = Arc::new(Mutex::new(HeadScanner::default()));
+        let conn = conn_with_scanner(&scanner);
+        scanner.lock().unwrap().feed(
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        assert_eq!(
+            conn.next_head_framing(),
+            Err(FramingError::LengthAndEncoding)
+        );
+        assert_eq!(
+            conn.next_head_framing(),
+            Err(FramingError::Unjudged(StopReason::NoVerdict))
+        );
+        conn.switched_protocol();
+        assert_eq!(
+            conn.next_head_framing(),
+            Err(FramingError::Unjudged(StopReason::NotHttp1))
+        );
+    }
+
     #[test]
     fn a_legacy_key_on_verify_is_not_a_token() {
         let refusal = verify_with_legacy_key();

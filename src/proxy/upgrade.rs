@@ -64,7 +64,11 @@ fn tokens<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item =
 }
 
 /// Classifies the upgrade offer of a request (see the module docs for the rules).
-pub fn offer(version: Version, method: &Method, headers: &HeaderMap) -> Result<Offer, UpgradeError> {
+pub fn offer(
+    version: Version,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Offer, UpgradeError> {
     if version != Version::HTTP_11
         || !headers.contains_key(header::UPGRADE)
         || !lists_token(headers, &header::CONNECTION, "upgrade")
@@ -132,7 +136,10 @@ mod tests {
             Ok(Offer::WebSocket)
         );
         assert_eq!(
-            get(&[("connection", "keep-alive, upgrade"), ("upgrade", "WebSocket")]),
+            get(&[
+                ("connection", "keep-alive, upgrade"),
+                ("upgrade", "WebSocket")
+            ]),
             Ok(Offer::WebSocket)
         );
         assert_eq!(
@@ -169,7 +176,11 @@ mod tests {
     #[test]
     fn other_offers_and_non_offers_are_ignored() {
         for pairs in [
-            &[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")][..],
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAAQAAP__"),
+            ][..],
             &[("connection", "upgrade"), ("upgrade", "TLS/1.0")],
             &[("connection", "upgrade"), ("upgrade", "websocket/13")],
             // Not an offer: `Connection` does not name the option.

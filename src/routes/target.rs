@@ -348,6 +348,9 @@ const fn path_char_rule(byte: u8) -> bool {
         )
 }
 
+/// A header family's rejection, given the family's canonical spelling.
+type Rejection = fn(&'static str) -> TargetRejection;
+
 /// The header families that make some upstream act on another method or target than the request line's, by
 /// canonical spelling, each with the rejection it gets.
 ///
@@ -357,7 +360,7 @@ const fn path_char_rule(byte: u8) -> bool {
 ///   CVE-2018-14773 and Zend Framework read them as the request path, so a request authorized for one path is
 ///   served as another. (Claims about the original path that upstreams use to build URLs rather than to route,
 ///   such as `X-Forwarded-Prefix`, are dropped from untrusted peers by the proxy's header hygiene instead.)
-const OVERRIDE_HEADERS: [(&str, fn(&'static str) -> TargetRejection); 5] = [
+const OVERRIDE_HEADERS: [(&str, Rejection); 5] = [
     ("X-HTTP-Method-Override", TargetRejection::MethodOverride),
     ("X-HTTP-Method", TargetRejection::MethodOverride),
     ("X-Method-Override", TargetRejection::MethodOverride),
