@@ -102,6 +102,12 @@ impl Answer {
         Self::chained(400, 6003, "Invalid request headers", 6100, what.into())
     }
 
+    /// 400/1001: a legacy key on a token-verify route, as Cloudflare answers it (the route reads only
+    /// `Authorization`).
+    pub fn verify_needs_authorization() -> Self {
+        Self::plain(400, 1001, "Missing \"Authorization\" header")
+    }
+
     /// 404/7003: no route for the method and path.
     pub fn no_route() -> Self {
         Self::plain(404, 7003, "No route for the URI")
@@ -129,7 +135,8 @@ impl Answer {
             | Denial::TokenDisabled { .. }
             | Denial::TokenExpired { .. }
             | Denial::TokenNotYetValid { .. }
-            | Denial::NotAToken => (1000, "Invalid API Token"),
+            | Denial::NotAToken
+            | Denial::NotVerifiableHere { .. } => (1000, "Invalid API Token"),
             Denial::LegacyKeyUnknown => (9103, "Unknown X-Auth-Key or X-Auth-Email"),
             Denial::IpOutsideCondition { .. } => {
                 (9109, "Cannot use the access token from location")

@@ -14,9 +14,10 @@ use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
 use crate::policy::{
     AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef, Target,
+    TokenOwner,
 };
 use crate::routes::{
-    CanonicalTarget, Requirement, Route, Scope, canonicalize, reject_override_headers,
+    CanonicalTarget, Handler, Requirement, Route, Scope, canonicalize, reject_override_headers,
 };
 use crate::snapshot::Snapshot;
 
@@ -226,7 +227,17 @@ pub fn authenticate_and_authorize<'s>(
     client_ip: IpAddr,
     now: i64,
 ) -> Result<Decision<'s>, Refusal<'s>> {
+    let verify = route.handler == Some(Handler::VerifyToken);
     let target = match (&route.scope, resource_id) {
+        // Token verification reads only the token: owned as the route's scope says, no permission.
+        (Scope::None, _) if verify => Target::Verify(TokenOwner::Any),
+        (Scope::User, _) if verify => Target::Verify(TokenOwner::User),
+        (Scope::Account { .. }, Some(id)) if verify => Target::Verify(TokenOwner::Account(id)),
+        (Scope::Zone { .. } | Scope::Any, _) if verify => {
+            return Err(Refusal::denied(Denial::Internal {
+                what: "a verify route scoped to a zone or a collection",
+            }));
+        }
         (Scope::Account { .. }, Some(id)) => Target::Account(id),
         (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
         (Scope::User, _) => Target::User,
@@ -248,6 +259,10 @@ pub fn authenticate_and_authorize<'s>(
             CredentialError::MalformedKey => Answer::malformed_key(),
         })
     })?;
+    if verify && matches!(credential, Credential::LegacyKey { .. }) {
+        // Cloudflare's verify routes read only `Authorization`.
+        return Err(Refusal::refused(Answer::verify_needs_authorization()));
+    }
     let presented = match credential {
         Credential::Token(secret) => Presented::Token {
             sha256: Sha256::digest(secret.as_bytes()).into(),
@@ -258,6 +273,7 @@ pub fn authenticate_and_authorize<'s>(
         },
     };
     let required = match &route.requirement {
+        _ if verify => Required::None,
         Requirement::None => Required::None,
         Requirement::AllOf(keys) => Required::AllOf(keys),
         Requirement::AnyOf(keys) => Required::AnyOf(keys),

@@ -298,6 +298,53 @@ async fn explained_denials_carry_the_reason_and_nothing_else_changes() {
     );
 }
 
+/// "Is this token valid for account X?" gets a yes only for X's own tokens (it used to answer "active" for a
+/// user token, another account's token and an account that does not exist); the user path verifies only
+/// user-owned tokens; `scope: none` verifies any token. (Another account's token on an account's path is among
+/// the decision cases, `tests/cases/scopes.yaml`, whose config has two accounts.)
+#[tokio::test]
+async fn verify_answers_only_for_tokens_owned_as_the_path_says() {
+    let setup = setup(|_| {}).await;
+    let invalid = r#"{"success":false,"errors":[{"code":1000,"message":"Invalid API Token","#;
+    for (path, token, allowed) in [
+        (format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"), TOKEN_ACCOUNT, true),
+        (format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"), TOKEN_READ, false),
+        ("/client/v4/accounts/no-such-account/tokens/verify".to_string(), TOKEN_ACCOUNT, false),
+        ("/client/v4/user/tokens/verify".to_string(), TOKEN_ACCOUNT, false),
+        ("/client/v4/user/tokens/verify".to_string(), TOKEN_READ, true),
+        ("/client/v4/tokens/verify".to_string(), TOKEN_ACCOUNT, true),
+        ("/client/v4/tokens/verify".to_string(), TOKEN_READ, true),
+    ] {
+        let response = send(setup.addr(), "GET", &path, &[("Authorization", &bearer(token))]).await;
+        if allowed {
+            assert_eq!(response.status, 200, "{path} {token}: {}", response.body);
+            assert!(response.body.contains(r#""status":"active""#), "{}", response.body);
+        } else {
+            assert_eq!(response.status, 403, "{path} {token}: {}", response.body);
+            assert!(
+                response.body.starts_with(invalid),
+                "{path} {token}: {}",
+                response.body
+            );
+            assert_eq!(response.code(), Some(1000));
+        }
+    }
+    for path in [
+        format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"),
+        "/client/v4/tokens/verify".to_string(),
+    ] {
+        let legacy = send(
+            setup.addr(),
+            "GET",
+            &path,
+            &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", JOE_KEY)],
+        )
+        .await;
+        assert_eq!((legacy.status, legacy.code()), (400, Some(1001)), "{path}");
+    }
+    assert!(setup.upstream.requests().is_empty(), "verify is answered by the gateway");
+}
+
 #[tokio::test]
 async fn verify_reports_the_presented_token() {
     let setup = setup(|_| {}).await;
@@ -336,7 +383,7 @@ async fn verify_reports_the_presented_token() {
     )
     .await;
     assert_eq!((disabled.status, disabled.code()), (403, Some(1000)));
-    // A legacy key authenticates, but is not a token.
+    // A legacy key is not a token: Cloudflare's verify routes read only `Authorization`.
     let legacy = send(
         setup.addr(),
         "GET",
@@ -344,7 +391,10 @@ async fn verify_reports_the_presented_token() {
         &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", JOE_KEY)],
     )
     .await;
-    assert_eq!((legacy.status, legacy.code()), (403, Some(1000)));
+    assert_eq!(
+        (legacy.status, legacy.body.as_str()),
+        (400, envelope(1001, "Missing \"Authorization\" header", None).as_str())
+    );
     assert!(
         setup.upstream.requests().is_empty(),
         "verify is answered by the gateway"

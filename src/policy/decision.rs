@@ -99,6 +99,9 @@ pub enum Denial<'s> {
     },
     /// A route that answers for tokens only (token verify) was called with a legacy key.
     NotAToken,
+    /// A verify route for another owner's tokens: a user token on an account's path, another account's
+    /// token, or an account token on the user path. `owner` is whom the route answers for, as the path says.
+    NotVerifiableHere { token: &'s str, owner: Box<str> },
     /// Something could not be decided: fail closed.
     Internal { what: &'static str },
 }
@@ -180,6 +183,12 @@ impl fmt::Display for Denial<'_> {
             }
             Self::NotAToken => {
                 f.write_str("token verification needs an API token, not a legacy API key")
+            }
+            Self::NotVerifiableHere { token, owner } => {
+                write!(
+                    f,
+                    "token {token} is not owned by {owner}, whose tokens this path verifies"
+                )
             }
             Self::Internal { what } => write!(f, "internal error: {what}"),
         }

@@ -38,6 +38,21 @@ pub enum Target<'a> {
     Any,
     /// Any usable credential; no permission check.
     None,
+    /// Token verification (`handler: verify_token`): a usable API token, owned as the route says; no
+    /// permission check.
+    Verify(TokenOwner<'a>),
+}
+
+/// Whose tokens a verify route answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOwner<'a> {
+    /// Any token (`scope: none`).
+    Any,
+    /// Only user-owned tokens (`scope: user`, Cloudflare's `GET /user/tokens/verify`).
+    User,
+    /// Only tokens owned by this account, by id from the path (`scope: {account: …}`, Cloudflare's
+    /// `GET /accounts/{account_id}/tokens/verify`).
+    Account(&'a str),
 }
 
 /// The keys a route requires.
@@ -115,6 +130,7 @@ impl PolicySet {
         decision.principal = Some(self.principal(caller)?);
         let subject = match request.target {
             Target::None => return Ok(()),
+            Target::Verify(owner) => return self.verify_owner(caller, owner),
             Target::Any => {
                 return self.authorize_any(caller, request.required, &mut decision.policies);
             }
@@ -153,6 +169,37 @@ impl PolicySet {
         };
         decision.resource = Some(subject.shown);
         self.authorize(caller, subject, request.required, &mut decision.policies)
+    }
+
+    /// Token verification: the caller must be a token owned as `owner` says (a user token on an account's
+    /// verify path, another account's token, or an account id no token of this config is owned by, are all
+    /// "Invalid API Token": the answer never tells which).
+    fn verify_owner<'s>(&'s self, caller: Caller<'s>, owner: TokenOwner<'_>) -> Outcome<'s> {
+        let (token, owned) = match (caller, owner) {
+            (Caller::LegacyKey(_), _) => return Err(Denial::NotAToken),
+            (Caller::UserToken(token, _) | Caller::AccountToken(token, _), TokenOwner::Any)
+            | (Caller::UserToken(token, _), TokenOwner::User) => (token, true),
+            (Caller::AccountToken(token, account), TokenOwner::Account(id)) => (
+                token,
+                self.accounts
+                    .get(account as usize)
+                    .is_some_and(|record| &*record.id == id),
+            ),
+            (Caller::AccountToken(token, _), TokenOwner::User)
+            | (Caller::UserToken(token, _), TokenOwner::Account(_)) => (token, false),
+        };
+        if owned {
+            Ok(())
+        } else {
+            Err(Denial::NotVerifiableHere {
+                token: &token.record.id,
+                owner: match owner {
+                    TokenOwner::Any => "any owner".into(),
+                    TokenOwner::User => "a user".into(),
+                    TokenOwner::Account(id) => format!("account {id}").into(),
+                },
+            })
+        }
     }
 
     /// Finds the credential and checks it is usable: status, validity window, IP condition.

@@ -351,6 +351,13 @@ fn compile_route(
         None => raw.path.as_str(),
     };
     let has_keys = raw.permissions.is_some();
+    let verify = raw.handler == Some(Handler::VerifyToken);
+    if verify && has_keys {
+        errors.push(at.error(
+            "permissions",
+            "handler: verify_token checks no permission (only whose token it is), so it takes no permissions",
+        ));
+    }
 
     let mut scope_param = None;
     let scope = if raw.public {
@@ -391,7 +398,15 @@ fn compile_route(
                 Scope::None
             }
             Some(scope @ (RawScope::User | RawScope::Any)) => {
-                if !has_keys {
+                if verify {
+                    if *scope == RawScope::Any {
+                        errors.push(at.error(
+                            "scope",
+                            "handler: verify_token answers for one token: its scope is none (any token), \
+                             user (user-owned tokens) or { account: <param> } (that account's tokens)",
+                        ));
+                    }
+                } else if !has_keys {
                     errors.push(at.error(
                         "",
                         "this scope needs permissions (use scope: none for a route that checks none)",
@@ -404,7 +419,15 @@ fn compile_route(
                 }
             }
             Some(scope @ (RawScope::Zone(param) | RawScope::Account(param))) => {
-                if !has_keys {
+                if verify {
+                    if matches!(scope, RawScope::Zone(_)) {
+                        errors.push(at.error(
+                            "scope",
+                            "handler: verify_token answers for one token: its scope is none (any token), \
+                             user (user-owned tokens) or { account: <param> } (that account's tokens)",
+                        ));
+                    }
+                } else if !has_keys {
                     errors.push(at.error(
                         "",
                         "this scope needs permissions (use scope: none for a route that checks none)",

@@ -288,6 +288,16 @@ routes:
   - id: verify
     method: GET
     path: /client/v4/user/tokens/verify
+    scope: user
+    handler: verify_token
+  - id: account.verify
+    method: GET
+    path: /client/v4/accounts/{account_id}/tokens/verify
+    scope: { account: account_id }
+    handler: verify_token
+  - id: any.verify
+    method: GET
+    path: /client/v4/tokens/verify
     scope: none
     handler: verify_token
   - id: dns.list
