@@ -656,6 +656,30 @@ fn public_routes_and_handlers_are_checked() {
 }
 
 #[test]
+fn verify_routes_are_scoped_to_whose_tokens_they_answer_for() {
+    for scope in ["none", "user", "{ account: a }"] {
+        let table = compile(&one(&format!(
+            "method: GET, path: \"/accounts/{{a}}/tokens/verify\", scope: {scope}, handler: verify_token"
+        )));
+        assert_eq!(table.len(), 1, "{scope}");
+    }
+    for scope in ["any", "{ zone: a }"] {
+        assert_error(
+            &one(&format!(
+                "method: GET, path: \"/zones/{{a}}/verify\", scope: {scope}, handler: verify_token"
+            )),
+            "routes[0].scope",
+            "verify_token answers for one token",
+        );
+    }
+    assert_error(
+        &one("method: GET, path: \"/accounts/{a}/verify\", scope: { account: a }, permissions: [k], handler: verify_token"),
+        "routes[0].permissions",
+        "checks no permission",
+    );
+}
+
+#[test]
 fn ids_are_checked() {
     assert_error(
         &one("method: GET, path: /a, scope: none, id: \"\""),
