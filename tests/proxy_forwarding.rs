@@ -167,6 +167,52 @@ async fn credentials_pass_only_when_configured_and_account_tokens_are_named() {
     assert_eq!(seen.header("x-permgate-account"), Some(ACCOUNT));
 }
 
+/// With `forward_credentials: true`, only credentials the gateway authenticated pass: a public route checks
+/// none, so whatever credential a request to it carries (a real token, a made-up one, a legacy key) is
+/// removed, as it would be without the setting; an upstream can never mistake an unchecked credential for a
+/// checked one.
+#[tokio::test]
+async fn forwarded_credentials_are_only_ever_ones_the_gateway_authenticated() {
+    let setup = setup(|options| options.extra = "forward_credentials: true".into()).await;
+    for credential in [
+        vec![("Authorization", bearer(TOKEN_READ))],
+        vec![("Authorization", bearer("pgt_made_up"))],
+        vec![("Authorization", "Basic dXNlcjpwYXNz".to_string())],
+        vec![
+            ("X-Auth-Email", JOE_EMAIL.to_string()),
+            ("X-Auth-Key", JOE_KEY.to_string()),
+        ],
+    ] {
+        let headers: Vec<(&str, &str)> = credential
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let before = setup.upstream.requests().len();
+        let response = send(setup.addr(), "GET", "/client/v4/ips", &headers).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        let seen = setup.upstream.wait_for(before + 1).await;
+        let seen = &seen[before];
+        for name in ["authorization", "x-auth-email", "x-auth-key"] {
+            assert_eq!(seen.header(name), None, "{name} reached the upstream of a public route");
+        }
+        assert_eq!(seen.header("x-permgate-principal"), None);
+    }
+    // The same token on a protected route is authenticated, so it passes.
+    let response = send(
+        setup.addr(),
+        "GET",
+        &records_path(),
+        &[("Authorization", &bearer(TOKEN_READ))],
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let seen = setup.upstream.requests();
+    assert_eq!(
+        seen.last().unwrap().header("authorization"),
+        Some(bearer(TOKEN_READ).as_str())
+    );
+}
+
 #[tokio::test]
 async fn legacy_keys_are_forwarded_as_their_user_without_a_token_id() {
     let setup = setup(|_| {}).await;

@@ -388,6 +388,7 @@ impl Gateway {
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
         });
+        let identity_known = identity.principal.is_some();
         headers::prepare_request(
             &mut parts.headers,
             ForwardContext {
@@ -397,7 +398,9 @@ impl Gateway {
                 peer_trusted,
                 inbound_tls: conn.tls,
                 inbound_host,
-                forward_credentials: settings.forward_credentials,
+                // Only a credential the gateway authenticated is ever passed on: never one presented to a
+                // public route (nothing checked it), nor one that shadow mode forwards unauthenticated.
+                forward_credentials: settings.forward_credentials && identity_known,
                 websocket,
             },
         );
