@@ -123,6 +123,16 @@ impl Answer {
         Self::plain(504, 1201, "Upstream timed out")
     }
 
+    /// 408/1203: the client did not send its whole request body within `request_body_timeout_ms`.
+    pub fn body_timeout() -> Self {
+        Self::plain(408, 1203, "Request body timed out")
+    }
+
+    /// 400/1204: the client's request body was malformed (a bad chunk) or cut short.
+    pub fn broken_body() -> Self {
+        Self::plain(400, 1204, "Malformed or incomplete request body")
+    }
+
     /// 503/1202: over the connection or load limit.
     pub fn overloaded() -> Self {
         Self::plain(503, 1202, "Gateway overloaded")

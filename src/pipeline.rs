@@ -13,8 +13,8 @@ use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
 use crate::policy::{
-    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef, Target,
-    TokenOwner,
+    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef,
+    Target, TokenOwner,
 };
 use crate::routes::{
     CanonicalTarget, Handler, Requirement, Route, Scope, canonicalize, reject_override_headers,

@@ -307,18 +307,48 @@ async fn verify_answers_only_for_tokens_owned_as_the_path_says() {
     let setup = setup(|_| {}).await;
     let invalid = r#"{"success":false,"errors":[{"code":1000,"message":"Invalid API Token","#;
     for (path, token, allowed) in [
-        (format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"), TOKEN_ACCOUNT, true),
-        (format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"), TOKEN_READ, false),
-        ("/client/v4/accounts/no-such-account/tokens/verify".to_string(), TOKEN_ACCOUNT, false),
-        ("/client/v4/user/tokens/verify".to_string(), TOKEN_ACCOUNT, false),
-        ("/client/v4/user/tokens/verify".to_string(), TOKEN_READ, true),
+        (
+            format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"),
+            TOKEN_ACCOUNT,
+            true,
+        ),
+        (
+            format!("/client/v4/accounts/{ACCOUNT}/tokens/verify"),
+            TOKEN_READ,
+            false,
+        ),
+        (
+            "/client/v4/accounts/no-such-account/tokens/verify".to_string(),
+            TOKEN_ACCOUNT,
+            false,
+        ),
+        (
+            "/client/v4/user/tokens/verify".to_string(),
+            TOKEN_ACCOUNT,
+            false,
+        ),
+        (
+            "/client/v4/user/tokens/verify".to_string(),
+            TOKEN_READ,
+            true,
+        ),
         ("/client/v4/tokens/verify".to_string(), TOKEN_ACCOUNT, true),
         ("/client/v4/tokens/verify".to_string(), TOKEN_READ, true),
     ] {
-        let response = send(setup.addr(), "GET", &path, &[("Authorization", &bearer(token))]).await;
+        let response = send(
+            setup.addr(),
+            "GET",
+            &path,
+            &[("Authorization", &bearer(token))],
+        )
+        .await;
         if allowed {
             assert_eq!(response.status, 200, "{path} {token}: {}", response.body);
-            assert!(response.body.contains(r#""status":"active""#), "{}", response.body);
+            assert!(
+                response.body.contains(r#""status":"active""#),
+                "{}",
+                response.body
+            );
         } else {
             assert_eq!(response.status, 403, "{path} {token}: {}", response.body);
             assert!(
@@ -342,7 +372,10 @@ async fn verify_answers_only_for_tokens_owned_as_the_path_says() {
         .await;
         assert_eq!((legacy.status, legacy.code()), (400, Some(1001)), "{path}");
     }
-    assert!(setup.upstream.requests().is_empty(), "verify is answered by the gateway");
+    assert!(
+        setup.upstream.requests().is_empty(),
+        "verify is answered by the gateway"
+    );
 }
 
 #[tokio::test]
@@ -393,7 +426,10 @@ async fn verify_reports_the_presented_token() {
     .await;
     assert_eq!(
         (legacy.status, legacy.body.as_str()),
-        (400, envelope(1001, "Missing \"Authorization\" header", None).as_str())
+        (
+            400,
+            envelope(1001, "Missing \"Authorization\" header", None).as_str()
+        )
     );
     assert!(
         setup.upstream.requests().is_empty(),

@@ -193,7 +193,11 @@ async fn forwarded_credentials_are_only_ever_ones_the_gateway_authenticated() {
         let seen = setup.upstream.wait_for(before + 1).await;
         let seen = &seen[before];
         for name in ["authorization", "x-auth-email", "x-auth-key"] {
-            assert_eq!(seen.header(name), None, "{name} reached the upstream of a public route");
+            assert_eq!(
+                seen.header(name),
+                None,
+                "{name} reached the upstream of a public route"
+            );
         }
         assert_eq!(seen.header("x-permgate-principal"), None);
     }

@@ -33,6 +33,10 @@ pub struct RawGateway {
     #[serde(default)]
     pub header_read_timeout_ms: Option<u64>,
     #[serde(default)]
+    pub request_body_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub http2_idle_timeout_ms: Option<u64>,
+    #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
     pub shutdown_grace_ms: Option<u64>,
@@ -113,6 +117,12 @@ pub struct Settings {
     pub forward_credentials: bool,
     pub explain_denials: bool,
     pub header_read_timeout: Duration,
+    /// A request body must have arrived whole within this long of the decision (`request_body_timeout_ms`,
+    /// default 60 s); read per request.
+    pub request_body_timeout: Duration,
+    /// An HTTP/2 connection with no stream open for this long is closed with GOAWAY
+    /// (`http2_idle_timeout_ms`, default 60 s); baked into serving, so a restart applies a change.
+    pub http2_idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub decision_log: DecisionLogSettings,
@@ -223,6 +233,13 @@ impl Settings {
         );
         let header_read_timeout =
             positive("header_read_timeout_ms", raw.header_read_timeout_ms, 10_000);
+        let request_body_timeout = positive(
+            "request_body_timeout_ms",
+            raw.request_body_timeout_ms,
+            60_000,
+        );
+        let http2_idle_timeout =
+            positive("http2_idle_timeout_ms", raw.http2_idle_timeout_ms, 60_000);
         let shutdown_grace = positive("shutdown_grace_ms", raw.shutdown_grace_ms, 30_000);
         let reload_interval = positive("reload_interval_ms", raw.reload_interval_ms, 30_000);
 
@@ -308,6 +325,8 @@ impl Settings {
             forward_credentials: raw.forward_credentials.unwrap_or(false),
             explain_denials: raw.explain_denials.unwrap_or(true),
             header_read_timeout,
+            request_body_timeout,
+            http2_idle_timeout,
             max_connections,
             shutdown_grace,
             decision_log,
@@ -342,6 +361,9 @@ impl Settings {
         }
         if self.shutdown_grace != next.shutdown_grace {
             changed.push("shutdown_grace_ms");
+        }
+        if self.http2_idle_timeout != next.http2_idle_timeout {
+            changed.push("http2_idle_timeout_ms");
         }
         // The writer task and its queue are created once.
         if self.decision_log.sink != next.decision_log.sink

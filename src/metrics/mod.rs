@@ -74,7 +74,10 @@ impl ReloadOutcome {
 }
 
 /// The `kind` values of `permgate_upstream_errors_total` (see `ProxyError::kind`).
-pub const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "exchange", "timeout"];
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "exchange", "switch", "timeout"];
+
+/// The `kind` values of `permgate_client_errors_total` (see `ProxyError::kind`).
+pub const CLIENT_ERROR_KINDS: [&str; 2] = ["body_broken", "body_timeout"];
 
 /// Every metric of the gateway, registered in its own registry.
 #[derive(Debug)]
@@ -84,6 +87,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     decision_duration: Histogram,
     upstream_errors: IntCounterVec,
+    client_errors: IntCounterVec,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
     last_reload_timestamp: Gauge,
@@ -178,7 +182,17 @@ impl Metrics {
             Opts::new(
                 "permgate_upstream_errors_total",
                 "Authorized requests the upstream failed, by kind: connect (unreachable or refused, 502), \
-                 exchange (broke the exchange, 502), timeout (no response head in time, 504).",
+                 exchange (broke the exchange, 502), switch (switched protocols other than to the websocket \
+                 that was offered, 502), timeout (no response head in time, 504).",
+            ),
+            &["kind"],
+        )?;
+        let client_errors = IntCounterVec::new(
+            Opts::new(
+                "permgate_client_errors_total",
+                "Authorized requests the client failed while they were being forwarded, by kind: \
+                 body_broken (a malformed or cut-short request body, 400/1204), body_timeout (the body did \
+                 not arrive within request_body_timeout_ms, 408/1203). Never counted as upstream errors.",
             ),
             &["kind"],
         )?;
@@ -229,6 +243,7 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(decision_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(client_errors.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_success.clone()))?;
         registry.register(Box::new(last_reload_timestamp.clone()))?;
@@ -244,6 +259,9 @@ impl Metrics {
         for kind in UPSTREAM_ERROR_KINDS {
             upstream_errors.get_metric_with_label_values(&[kind])?;
         }
+        for kind in CLIENT_ERROR_KINDS {
+            client_errors.get_metric_with_label_values(&[kind])?;
+        }
         for outcome in [
             ReloadOutcome::Applied,
             ReloadOutcome::Unchanged,
@@ -257,6 +275,7 @@ impl Metrics {
             request_duration,
             decision_duration,
             upstream_errors,
+            client_errors,
             reloads,
             last_reload_success,
             last_reload_timestamp,
@@ -401,6 +420,14 @@ impl Metrics {
     /// The upstream failed an authorized request; `kind` is `ProxyError::kind` (connect, exchange, timeout).
     pub fn upstream_error(&self, kind: &'static str) {
         if let Ok(counter) = self.upstream_errors.get_metric_with_label_values(&[kind]) {
+            counter.inc();
+        }
+    }
+
+    /// The client failed an authorized request while it was forwarded; `kind` is `ProxyError::kind`
+    /// (body_broken, body_timeout).
+    pub fn client_error(&self, kind: &'static str) {
+        if let Ok(counter) = self.client_errors.get_metric_with_label_values(&[kind]) {
             counter.inc();
         }
     }
@@ -604,6 +631,7 @@ mod tests {
             "permgate_request_duration_seconds",
             "permgate_decision_duration_seconds",
             "permgate_upstream_errors_total",
+            "permgate_client_errors_total",
             "permgate_config_reloads_total",
             "permgate_config_last_reload_success",
             "permgate_config_last_reload_timestamp_seconds",

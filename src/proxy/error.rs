@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::{self, BoxError, ProxyBody};
+use super::body::{self, BoxError, ClientBodyError, ProxyBody};
 use super::framing::FramingError;
 use super::headers::REQUEST_ID;
 use super::upgrade::UpgradeError;
@@ -49,6 +49,10 @@ pub enum ProxyError {
     /// An `Upgrade` offer the gateway refuses (400; see [`super::upgrade`]).
     #[error("rejected upgrade: {0}")]
     Upgrade(#[from] UpgradeError),
+    /// The client broke its own request body (400/1204) or was too slow sending it (408/1203). Never an
+    /// upstream failure, whatever the upstream exchange reported.
+    #[error("client body: {0}")]
+    ClientBody(ClientBodyError),
     /// A request the gateway authorized but cannot express towards the upstream (400).
     #[error("cannot forward this {0}")]
     Unforwardable(&'static str),
@@ -80,9 +84,11 @@ impl ProxyError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            Self::Refused(_) | Self::Framing(_) | Self::Upgrade(_) | Self::Unforwardable(_) => {
-                Side::Client
-            }
+            Self::Refused(_)
+            | Self::Framing(_)
+            | Self::Upgrade(_)
+            | Self::ClientBody(_)
+            | Self::Unforwardable(_) => Side::Client,
             Self::Upstream { .. } | Self::UnexpectedSwitch(_) | Self::UpstreamTimeout(_) => {
                 Side::Upstream
             }
@@ -96,6 +102,8 @@ impl ProxyError {
             Self::Refused(_) => "refused",
             Self::Framing(_) => "framing",
             Self::Upgrade(_) => "upgrade",
+            Self::ClientBody(ClientBodyError::Broken) => "body_broken",
+            Self::ClientBody(ClientBodyError::TimedOut) => "body_timeout",
             Self::Unforwardable(_) => "unforwardable",
             Self::Upstream { connect: true, .. } => "connect",
             Self::Upstream { connect: false, .. } => "exchange",
@@ -107,12 +115,12 @@ impl ProxyError {
     }
 
     /// Whether the client's HTTP/1 connection must close after this answer: its framing or its protocol is
-    /// in doubt (an ambiguous or unjudged head, a refused upgrade offer, an upstream that switched protocols),
-    /// so no further request may be read from it.
+    /// in doubt (an ambiguous or unjudged head, a refused upgrade offer, a body that broke or stalled, an
+    /// upstream that switched protocols), so no further request may be read from it.
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Self::Framing(_) | Self::Upgrade(_) | Self::UnexpectedSwitch(_)
+            Self::Framing(_) | Self::Upgrade(_) | Self::ClientBody(_) | Self::UnexpectedSwitch(_)
         )
     }
 
@@ -123,6 +131,8 @@ impl ProxyError {
             Self::Refused(refusal) => refusal.answer.clone(),
             Self::Framing(error) => Answer::rejected_request(error.to_string()),
             Self::Upgrade(error) => Answer::rejected_request(error.to_string()),
+            Self::ClientBody(ClientBodyError::Broken) => Answer::broken_body(),
+            Self::ClientBody(ClientBodyError::TimedOut) => Answer::body_timeout(),
             Self::Unforwardable(what) => {
                 Answer::rejected_request(format!("cannot forward this {what}"))
             }
@@ -194,6 +204,8 @@ mod tests {
                 1200,
             ),
             (ProxyError::Overloaded, 503, 1202),
+            (ProxyError::ClientBody(ClientBodyError::Broken), 400, 1204),
+            (ProxyError::ClientBody(ClientBodyError::TimedOut), 408, 1203),
             (
                 ProxyError::Framing(FramingError::LengthAndEncoding),
                 400,

@@ -104,6 +104,15 @@ where
     }
 }
 
+impl<A, B> Pair<A, B> {
+    /// The first future, to act on it between polls; it counts as woken, so the next poll of the pair polls
+    /// it (whatever was done to it may have left it work to do without waking it).
+    pub fn first_mut(&mut self) -> &mut A {
+        self.first_waker.wake_by_ref();
+        &mut self.first
+    }
+}
+
 impl<A, B> Future for Pair<A, B>
 where
     A: Future + Unpin,

@@ -13,7 +13,12 @@
 //! - **Slow clients.** HTTP/1 heads must arrive within `header_read_timeout` (hyper's timer, which also
 //!   bounds idle keep-alive). Because the protocol sniffing before that has no timer, the gateway adds
 //!   one: a connection that has not produced its first request within `header_read_timeout` of being
-//!   ready is closed.
+//!   ready is closed. Request bodies must arrive within `request_body_timeout` (the service's
+//!   `ClientBody`).
+//! - **Idle HTTP/2.** hyper keeps an HTTP/2 connection open as long as its client answers pings, so one
+//!   client could hold every connection slot with idle connections. A connection whose streams have all
+//!   been closed for `http2_idle_timeout` is asked to finish (GOAWAY); a stream counts as open from its
+//!   request until its response body is done.
 //! - **Shutdown.** When `shutdown` resolves the listener is dropped (no new connections), every connection
 //!   is told to finish (HTTP/1 closes after the in-flight response, HTTP/2 sends GOAWAY), and `serve`
 //!   waits up to `shutdown_grace` for them.
@@ -22,7 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::body::BoxError;
+use super::body::{BoxError, ProxyBody};
 use super::bound::Binding;
 use super::error::{ProxyError, error_response};
 use super::framing::HeadScanner;
@@ -62,6 +67,7 @@ pub enum Drain {
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     header_read_timeout: Duration,
+    http2_idle_timeout: Duration,
     max_connections: usize,
     shutdown_grace: Duration,
 }
@@ -86,6 +92,7 @@ pub async fn serve(
         let snapshot = gateway.snapshot().load();
         Limits {
             header_read_timeout: snapshot.settings.header_read_timeout,
+            http2_idle_timeout: snapshot.settings.http2_idle_timeout,
             max_connections: snapshot.settings.max_connections,
             shutdown_grace: snapshot.settings.shutdown_grace,
         }
@@ -252,15 +259,28 @@ where
     let io = Scanned { inner: io, scanner };
     let peer = conn.peer;
     let timeout = shared.limits.header_read_timeout;
+    let idle_timeout = shared.limits.http2_idle_timeout;
     let started = Arc::new(AtomicBool::new(false));
+    let activity = Arc::new(StreamActivity::new());
     let gateway = Arc::clone(&shared.gateway);
     let seen = Arc::clone(&started);
+    let streams = Arc::clone(&activity);
     let conn = Arc::new(conn);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
         let gateway = Arc::clone(&gateway);
         let conn = Arc::clone(&conn);
-        async move { Ok::<_, Infallible>(gateway.handle(request, &conn).await) }
+        // HTTP/2 streams are counted open until their response body is done (HTTP/1 idles on hyper's timer).
+        let open = (request.version() == http::Version::HTTP_2).then(|| streams.opened());
+        async move {
+            let response = gateway.handle(request, &conn).await;
+            Ok::<_, Infallible>(match open {
+                Some(open) => {
+                    response.map(|body| super::body::stream(Tracked { body, _open: open }))
+                }
+                None => response,
+            })
+        }
     });
     let connection = watcher.watch(
         shared
@@ -270,12 +290,14 @@ where
     );
     // The I/O of the upstream connection lent to this connection's exchange is driven here, by this
     // connection's task, beside hyper's; each of the two is polled when it was woken.
-    tokio::pin!(connection);
     let served = Pair::new(connection, binding.drive());
     tokio::pin!(served);
     // The first request must start within `header_read_timeout`. Once one has, the deadline is dropped: a
     // pending timer would otherwise be polled again on every wake-up of this connection's task.
     let mut first_request_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+    // Made once the connection is known to be HTTP/2; dropped once the connection was asked to finish.
+    let mut idle_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut idle_closing = false;
     let served_or_timed_out = std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = served.as_mut().poll(cx) {
             return Poll::Ready(Some(result));
@@ -287,6 +309,27 @@ where
                 return Poll::Ready(None);
             }
         }
+        if !idle_closing && activity.is_http2() {
+            let timer =
+                idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_timeout)));
+            while timer.as_mut().poll(cx).is_ready() {
+                let now = tokio::time::Instant::now();
+                match activity.idle_for(now) {
+                    Some(idle) if idle >= idle_timeout => {
+                        tracing::debug!(%peer, ?idle, "idle HTTP/2 connection: closing");
+                        served.as_mut().get_mut().first_mut().finish();
+                        idle_closing = true;
+                        idle_timer = None;
+                        // `first_mut` marked the connection woken: the pair polls it again at once, so it
+                        // sends its GOAWAY.
+                        break;
+                    }
+                    Some(idle) => timer.as_mut().reset(now + (idle_timeout - idle)),
+                    // Streams are open: look again a whole timeout later.
+                    None => timer.as_mut().reset(now + idle_timeout),
+                }
+            }
+        }
         Poll::Pending
     })
     .await;
@@ -296,6 +339,94 @@ where
     });
     binding.release();
     result
+}
+
+/// The open streams of one connection and when the last of them closed: what the HTTP/2 idle timeout
+/// watches. Only HTTP/2 requests are counted.
+#[derive(Debug)]
+struct StreamActivity {
+    open: AtomicUsize,
+    http2: AtomicBool,
+    /// When the connection was served: the origin of `idle_since_ms`.
+    epoch: tokio::time::Instant,
+    /// When the open count last fell to zero, in milliseconds since `epoch`.
+    idle_since_ms: AtomicU64,
+}
+
+impl StreamActivity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            http2: AtomicBool::new(false),
+            epoch: tokio::time::Instant::now(),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a stream open until the returned guard is dropped.
+    fn opened(self: &Arc<Self>) -> OpenStream {
+        self.http2.store(true, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        OpenStream(Arc::clone(self))
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
+    /// How long no stream has been open at `now`; `None` while one is.
+    fn idle_for(&self, now: tokio::time::Instant) -> Option<Duration> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(
+            now.saturating_duration_since(self.epoch)
+                .saturating_sub(since),
+        )
+    }
+}
+
+/// One open HTTP/2 stream; dropping it (when the response body is done or the stream was reset) closes it.
+#[derive(Debug)]
+struct OpenStream(Arc<StreamActivity>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let now = tokio::time::Instant::now().saturating_duration_since(activity.epoch);
+        activity.idle_since_ms.store(
+            u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        activity.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its stream counted open until it is dropped.
+struct Tracked {
+    body: ProxyBody,
+    _open: OpenStream,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Over the limit: one 503/1202 answer with `Connection: close`, within `header_read_timeout` at most.

@@ -20,10 +20,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
-use super::body::{self, ProxyBody};
+use super::body::{self, ClientBody, ClientBodyError, ProxyBody};
 use super::bound::Binding;
 use super::error::{ProxyError, Side, error_response, json_response};
 use super::framing::{self, FramingError, HeadScanner, HeadVerdict, StopReason};
@@ -280,10 +280,13 @@ impl Gateway {
             }
             other => {
                 seen.code = other.answer().code;
+                let kind = other.kind();
                 if other.side() == Side::Upstream {
-                    let kind = other.kind();
                     seen.error = Some(kind);
                     self.metrics.upstream_error(kind);
+                } else if let ProxyError::ClientBody(_) = other {
+                    seen.error = Some(kind);
+                    self.metrics.client_error(kind);
                 }
             }
         }
@@ -433,11 +436,39 @@ impl Gateway {
         parts.version = Version::HTTP_11;
         // Nothing of the inbound request's extensions goes along (as with a new request).
         parts.extensions.clear();
-        let outbound = Request::from_parts(parts, body::stream(incoming));
+        // A body still to come is watched: a deadline, and whether the client (not the upstream) broke it.
+        let (outbound_body, client_body) = if incoming.is_end_stream() {
+            (body::stream(incoming), None)
+        } else {
+            let deadline = decided + settings.request_body_timeout;
+            let (watched, watch) = ClientBody::new(incoming, deadline);
+            (body::stream(watched), Some(watch))
+        };
+        let outbound = Request::from_parts(parts, outbound_body);
 
-        let mut response = upstream
+        let forwarded = upstream
             .forward(outbound, via, decided, settings.upstream.response_timeout)
-            .await?;
+            .await;
+        let mut response = match forwarded {
+            Ok(response) => response,
+            // The exchange failed because the client broke or stalled its body: the client's error.
+            Err(error) => {
+                return Err(match (&client_body, error) {
+                    (Some(watch), error) => match watch.failure() {
+                        Some(failure) => ProxyError::ClientBody(failure),
+                        // No answer in time while the body was waiting for the client's bytes: the client
+                        // held the exchange up, not the upstream.
+                        None if matches!(error, ProxyError::UpstreamTimeout(_))
+                            && watch.awaiting_client() =>
+                        {
+                            ProxyError::ClientBody(ClientBodyError::TimedOut)
+                        }
+                        None => error,
+                    },
+                    (None, error) => error,
+                });
+            }
+        };
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             match client_upgrade {

@@ -88,6 +88,7 @@ impl Watcher {
             raised,
             polled_with: None,
             finish,
+            asked: false,
         }
     }
 }
@@ -104,6 +105,19 @@ pub struct Watched<C> {
     /// The waker the wait was last polled with.
     polled_with: Option<Waker>,
     finish: fn(Pin<&mut C>),
+    /// Whether the connection has been asked to finish (by the signal or by [`Watched::finish`]).
+    asked: bool,
+}
+
+impl<C: Future> Watched<C> {
+    /// Asks the connection (once) to close after its exchange in progress, as the shutdown signal would,
+    /// without it: for a connection that has been idle too long. It stays counted until it ends.
+    pub fn finish(&mut self) {
+        if !self.asked {
+            self.asked = true;
+            (self.finish)(self.connection.as_mut());
+        }
+    }
 }
 
 impl<C: Future> Future for Watched<C> {
@@ -123,7 +137,7 @@ impl<C: Future> Future for Watched<C> {
                 if let Poll::Ready(receiver) = signalled.as_mut().poll(cx) {
                     this.signalled = None;
                     this.signalled_guard = Some(receiver);
-                    (this.finish)(this.connection.as_mut());
+                    this.finish();
                 }
             }
         }

@@ -673,7 +673,9 @@ fn verify_routes_are_scoped_to_whose_tokens_they_answer_for() {
         );
     }
     assert_error(
-        &one("method: GET, path: \"/accounts/{a}/verify\", scope: { account: a }, permissions: [k], handler: verify_token"),
+        &one(
+            "method: GET, path: \"/accounts/{a}/verify\", scope: { account: a }, permissions: [k], handler: verify_token",
+        ),
         "routes[0].permissions",
         "checks no permission",
     );
