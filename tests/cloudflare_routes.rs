@@ -25,7 +25,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 const TABLE: &str = "routes/cloudflare-v4.yaml";
-const SPEC: &str = "../shared/data/cloudflare/openapi-2024-08-06.json";
+const SPEC: &str = "config/cloudflare/source/openapi-2024-08-06.json";
 const SUPPLEMENT: &str = "config/cloudflare/openapi-supplement.json";
 const CATALOG: &str = "config/cloudflare/permission_groups.yaml";
 
@@ -179,7 +179,7 @@ fn the_importer_reproduces_the_committed_table_byte_for_byte() {
     let spec_path = repo(SPEC);
     assert!(
         spec_path.exists(),
-        "{} is missing: the Cloudflare data lives in ../shared beside the repository",
+        "{} is missing: the vendored Cloudflare data lives in config/cloudflare/source",
         spec_path.display()
     );
     let specs: Vec<Spec> = [SPEC, SUPPLEMENT]
