@@ -1,7 +1,8 @@
 //! The shipped real route table, routes/cloudflare-v4.yaml: it loads without conflicts, every route matches a
 //! path built from its own template and resolves the right scope and resource id, it is exactly what the
 //! importer makes of Cloudflare's spec (so it cannot drift from its generator), and the Cloudflare example
-//! config grants every key it requires. Load and match times are measured by the ignored `timing` test
+//! config grants every key it requires. Read groups read: no group of the shipped catalog named "… Read"
+//! holds a write key or a pattern. Load and match times are measured by the ignored `timing` test
 //! (`cargo test --release --test cloudflare_routes -- --ignored --nocapture`), never asserted.
 
 #![allow(
@@ -17,8 +18,11 @@ use std::time::Instant;
 use permgate::config::SourceFile;
 use permgate::openapi::render::{Provenance, render};
 use permgate::openapi::{Catalog, ImportOptions, Spec, import};
-use permgate::policy::KeyInterner;
+use permgate::policy::actions::{self, KeyAction};
+use permgate::policy::model::GroupInfo;
+use permgate::policy::{KeyInterner, KeyPattern};
 use permgate::routes::{Route, RouteTable, Scope};
+use permgate::snapshot::Snapshot;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -248,6 +252,108 @@ fn the_cloudflare_example_config_loads_and_grants_every_route_key() {
         .filter(|warning| warning.contains("no permission group grants"))
         .collect();
     assert!(ungranted.is_empty(), "{ungranted:#?}");
+}
+
+/// The actions that change state, in both key styles (`#resource:ACTION`, `com.cloudflare.….ACTION`): no group
+/// named "… Read" may hold a key with one of them. The list is decided here, so that the test does not
+/// depend on the code it checks; the code's list (src/policy/actions.rs) must agree (checked below).
+const WRITE_ACTIONS: [&str; 14] = [
+    "create", "update", "edit", "write", "delete", "purge", "publish", "batch", "revoke", "deploy",
+    "import", "upload", "run", "execute",
+];
+
+/// The one documented exception: opening a log tail only streams a script's logs to the caller, and
+/// Cloudflare's "Workers Tail Read" group exists for it, so that group holds `worker.tail.create`.
+const TAIL_EXCEPTION: (&str, &str) = (
+    "Workers Tail Read",
+    "com.cloudflare.edge.worker.tail.create",
+);
+
+/// The action word of a key: after the `:` of `#resource:action`, else after the last `.`.
+fn action_of(key: &str) -> &str {
+    match key.strip_prefix('#') {
+        Some(legacy) => legacy.rsplit_once(':').map_or("", |(_, action)| action),
+        None => key.rsplit_once('.').map_or(key, |(_, action)| action),
+    }
+}
+
+fn writes(key: &str) -> bool {
+    WRITE_ACTIONS.contains(&action_of(key))
+}
+
+fn is_read_group(group: &GroupInfo) -> bool {
+    group.name.ends_with(" Read")
+}
+
+fn cloudflare_snapshot() -> Snapshot {
+    let set = permgate::config::read(&repo("config/cloudflare/gateway.yaml")).unwrap();
+    permgate::config::compile(&set, 1, 1_700_000_000).unwrap()
+}
+
+#[test]
+fn no_read_group_of_the_shipped_catalog_holds_a_write_key_or_a_pattern() {
+    // The test's vocabulary and the code's agree, and the test would have caught the old catalog's bug
+    // (Account Settings Read held com.cloudflare.api.account.update).
+    for action in WRITE_ACTIONS {
+        for key in [
+            format!("#thing:{action}"),
+            format!("com.cloudflare.api.account.thing.{action}"),
+        ] {
+            assert_eq!(actions::key_action(&key), KeyAction::Write, "{key}");
+        }
+    }
+    for action in actions::WRITE_ACTIONS {
+        assert!(WRITE_ACTIONS.contains(&action), "{action} is missing here");
+    }
+    assert!(writes("com.cloudflare.api.account.update") && writes("#dns_records:edit"));
+    assert!(!writes("com.cloudflare.api.account.aig") && !writes("#dns_records:read"));
+
+    let snapshot = cloudflare_snapshot();
+    let read_groups: Vec<&GroupInfo> = snapshot
+        .policy
+        .groups
+        .iter()
+        .filter(|group| is_read_group(group))
+        .collect();
+    assert!(
+        read_groups.len() > 100,
+        "{} Read groups: the catalog holds 311 real groups, most in Read/Write pairs",
+        read_groups.len()
+    );
+    let mut violations = Vec::new();
+    let mut exception_held = false;
+    for group in &read_groups {
+        for pattern in &group.patterns {
+            match pattern {
+                KeyPattern::Exact(key)
+                    if **key == *TAIL_EXCEPTION.1 && &*group.name == TAIL_EXCEPTION.0 =>
+                {
+                    exception_held = true;
+                }
+                KeyPattern::Exact(key) if writes(key) => {
+                    violations.push(format!(
+                        "{} ({}) holds the write key {key}",
+                        group.name, group.id
+                    ));
+                }
+                KeyPattern::Exact(_) => {}
+                // Any pattern could match a write key, as soon as a route requires one with its prefix.
+                KeyPattern::Prefix(prefix) => violations.push(format!(
+                    "{} ({}) holds the pattern {prefix}*",
+                    group.name, group.id
+                )),
+                KeyPattern::All => {
+                    violations.push(format!("{} ({}) holds the pattern *", group.name, group.id));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(
+        exception_held,
+        "{} should hold {}: opening a log tail is what it is for",
+        TAIL_EXCEPTION.0, TAIL_EXCEPTION.1
+    );
 }
 
 #[test]
