@@ -1,6 +1,6 @@
 //! Route-match benchmark (SPEC §10: median ≤ 300 ns over the whole real Cloudflare route table).
 //!
-//! The table is Cloudflare's API as published: the 1,548 operations of `../shared/data/cloudflare/cf_routes.tsv`
+//! The table is Cloudflare's API as published: the 1,548 operations of `config/cloudflare/source/cf_routes.tsv`
 //! (or `$PERMGATE_BENCH_CF_ROUTES`), turned into a route file under `/client/v4` and compiled by
 //! `RouteTable::compile` like any route file (`<bench>/tsv`); and the shipped `routes/cloudflare-v4.yaml` (or
 //! `$PERMGATE_BENCH_ROUTE_FILE`) when it exists (`<bench>/route_file`). One concrete path is sampled from every route (each `{param}` filled with a
@@ -38,7 +38,7 @@ use permgate::policy::KeyInterner;
 use permgate::routes::{RouteTable, canonicalize};
 use synth::Rng;
 
-const DEFAULT_TSV: &str = "../shared/data/cloudflare/cf_routes.tsv";
+const DEFAULT_TSV: &str = "config/cloudflare/source/cf_routes.tsv";
 const DEFAULT_ROUTE_FILE: &str = "routes/cloudflare-v4.yaml";
 
 /// The route file made from the TSV, and how many rows it holds.

@@ -1,7 +1,9 @@
 //! The shipped real route table, routes/cloudflare-v4.yaml: it loads without conflicts, every route matches a
 //! path built from its own template and resolves the right scope and resource id, it is exactly what the
 //! importer makes of Cloudflare's spec (so it cannot drift from its generator), and the Cloudflare example
-//! config grants every key it requires. Load and match times are measured by the ignored `timing` test
+//! config grants every key it requires. Read groups read: no group of the shipped catalog named "… Read"
+//! holds a write key or a pattern, and none passes a write route but the POSTs that Cloudflare's spec
+//! annotates with read keys only. Load and match times are measured by the ignored `timing` test
 //! (`cargo test --release --test cloudflare_routes -- --ignored --nocapture`), never asserted.
 
 #![allow(
@@ -14,18 +16,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use permgate::config::SourceFile;
 use permgate::openapi::render::{Provenance, render};
 use permgate::openapi::{Catalog, ImportOptions, Spec, import};
-use permgate::policy::KeyInterner;
-use permgate::routes::{Route, RouteTable, Scope};
+use permgate::policy::actions::{self, KeyAction};
+use permgate::policy::model::GroupInfo;
+use permgate::policy::{KeyInterner, KeyPattern};
+use permgate::routes::{Requirement, Route, RouteTable, Scope};
+use permgate::snapshot::Snapshot;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 const TABLE: &str = "routes/cloudflare-v4.yaml";
-const SPEC: &str = "../shared/data/cloudflare/openapi-2024-08-06.json";
+const SPEC: &str = "config/cloudflare/source/openapi-2024-08-06.json";
 const SUPPLEMENT: &str = "config/cloudflare/openapi-supplement.json";
 const CATALOG: &str = "config/cloudflare/permission_groups.yaml";
 
@@ -179,7 +186,7 @@ fn the_importer_reproduces_the_committed_table_byte_for_byte() {
     let spec_path = repo(SPEC);
     assert!(
         spec_path.exists(),
-        "{} is missing: the Cloudflare data lives in ../shared beside the repository",
+        "{} is missing: the vendored Cloudflare data lives in config/cloudflare/source",
         spec_path.display()
     );
     let specs: Vec<Spec> = [SPEC, SUPPLEMENT]
@@ -248,6 +255,239 @@ fn the_cloudflare_example_config_loads_and_grants_every_route_key() {
         .filter(|warning| warning.contains("no permission group grants"))
         .collect();
     assert!(ungranted.is_empty(), "{ungranted:#?}");
+}
+
+/// The actions that change state, in both key styles (`#resource:ACTION`, `com.cloudflare.….ACTION`): no group
+/// named "… Read" may hold a key with one of them. The list is decided here, so that the test does not
+/// depend on the code it checks; the code's list (src/policy/actions.rs) must agree (checked below).
+const WRITE_ACTIONS: [&str; 14] = [
+    "create", "update", "edit", "write", "delete", "purge", "publish", "batch", "revoke", "deploy",
+    "import", "upload", "run", "execute",
+];
+
+/// The actions that only read.
+const READ_ACTIONS: [&str; 3] = ["read", "list", "report"];
+
+/// The one documented exception: opening a log tail only streams a script's logs to the caller, and
+/// Cloudflare's "Workers Tail Read" group exists for it, so that group holds `worker.tail.create`.
+const TAIL_EXCEPTION: (&str, &str) = (
+    "Workers Tail Read",
+    "com.cloudflare.edge.worker.tail.create",
+);
+
+/// The action word of a key: after the `:` of `#resource:action`, else after the last `.`.
+fn action_of(key: &str) -> &str {
+    match key.strip_prefix('#') {
+        Some(legacy) => legacy.rsplit_once(':').map_or("", |(_, action)| action),
+        None => key.rsplit_once('.').map_or(key, |(_, action)| action),
+    }
+}
+
+fn writes(key: &str) -> bool {
+    WRITE_ACTIONS.contains(&action_of(key))
+}
+
+fn only_reads(key: &str) -> bool {
+    READ_ACTIONS.contains(&action_of(key)) || key == TAIL_EXCEPTION.1
+}
+
+fn is_read_group(group: &GroupInfo) -> bool {
+    group.name.ends_with(" Read")
+}
+
+fn cloudflare_snapshot() -> Snapshot {
+    let set = permgate::config::read(&repo("config/cloudflare/gateway.yaml")).unwrap();
+    permgate::config::compile(&set, 1, 1_700_000_000).unwrap()
+}
+
+#[test]
+fn no_read_group_of_the_shipped_catalog_holds_a_write_key_or_a_pattern() {
+    // The test's vocabulary and the code's agree, and the test would have caught the old catalog's bug
+    // (Account Settings Read held com.cloudflare.api.account.update).
+    for action in WRITE_ACTIONS {
+        for key in [
+            format!("#thing:{action}"),
+            format!("com.cloudflare.api.account.thing.{action}"),
+        ] {
+            assert_eq!(actions::key_action(&key), KeyAction::Write, "{key}");
+        }
+    }
+    for action in actions::WRITE_ACTIONS {
+        assert!(WRITE_ACTIONS.contains(&action), "{action} is missing here");
+    }
+    assert!(writes("com.cloudflare.api.account.update") && writes("#dns_records:edit"));
+    assert!(!writes("com.cloudflare.api.account.aig") && !writes("#dns_records:read"));
+
+    let snapshot = cloudflare_snapshot();
+    let read_groups: Vec<&GroupInfo> = snapshot
+        .policy
+        .groups
+        .iter()
+        .filter(|group| is_read_group(group))
+        .collect();
+    assert!(
+        read_groups.len() > 100,
+        "{} Read groups: the catalog holds 311 real groups, most in Read/Write pairs",
+        read_groups.len()
+    );
+    let mut violations = Vec::new();
+    let mut exception_held = false;
+    for group in &read_groups {
+        for pattern in &group.patterns {
+            match pattern {
+                KeyPattern::Exact(key)
+                    if **key == *TAIL_EXCEPTION.1 && &*group.name == TAIL_EXCEPTION.0 =>
+                {
+                    exception_held = true;
+                }
+                KeyPattern::Exact(key) if writes(key) => {
+                    violations.push(format!(
+                        "{} ({}) holds the write key {key}",
+                        group.name, group.id
+                    ));
+                }
+                KeyPattern::Exact(_) => {}
+                // Any pattern could match a write key, as soon as a route requires one with its prefix.
+                KeyPattern::Prefix(prefix) => violations.push(format!(
+                    "{} ({}) holds the pattern {prefix}*",
+                    group.name, group.id
+                )),
+                KeyPattern::All => {
+                    violations.push(format!("{} ({}) holds the pattern *", group.name, group.id));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(
+        exception_held,
+        "{} should hold {}: opening a log tail is what it is for",
+        TAIL_EXCEPTION.0, TAIL_EXCEPTION.1
+    );
+}
+
+/// Every operation's `x-cfPermissionsRequired` keys by operation id, from the spec and the supplement.
+fn cloudflare_annotations() -> BTreeMap<String, Vec<String>> {
+    let mut annotations = BTreeMap::new();
+    for path in [SPEC, SUPPLEMENT] {
+        let document: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo(path)).unwrap()).unwrap();
+        for item in document["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                let (Some(id), Some(keys)) = (
+                    operation.get("operationId").and_then(|id| id.as_str()),
+                    operation["x-cfPermissionsRequired"]["enum"].as_array(),
+                ) else {
+                    continue;
+                };
+                let keys = keys.iter().map(|key| key.as_str().unwrap().to_string());
+                annotations.insert(id.to_string(), keys.collect());
+            }
+        }
+    }
+    annotations
+}
+
+#[test]
+fn no_read_group_passes_a_write_route_but_the_posts_cloudflare_annotates_with_read_keys() {
+    let snapshot = cloudflare_snapshot();
+    let keys = &snapshot.policy.keys;
+    let annotations = cloudflare_annotations();
+    let read_groups: Vec<&GroupInfo> = snapshot
+        .policy
+        .groups
+        .iter()
+        .filter(|group| is_read_group(group))
+        .collect();
+    let holds =
+        |group: &GroupInfo, key: &str| group.patterns.iter().any(|pattern| pattern.matches(key));
+    let mut exceptions = Vec::new();
+    let mut violations = Vec::new();
+    let mut write_routes = 0;
+    for route in snapshot.routes.routes() {
+        let write_methods: Vec<&str> = route
+            .methods
+            .split(", ")
+            .filter(|method| !["GET", "HEAD", "OPTIONS"].contains(method))
+            .collect();
+        if write_methods.is_empty() {
+            continue;
+        }
+        write_routes += 1;
+        let (required, all_of): (Vec<&str>, bool) = match &route.requirement {
+            Requirement::None => continue,
+            Requirement::AllOf(ids) => (ids.iter().map(|id| keys.name(*id)).collect(), true),
+            Requirement::AnyOf(ids) => (ids.iter().map(|id| keys.name(*id)).collect(), false),
+        };
+        let passing: Vec<String> = read_groups
+            .iter()
+            .filter(|group| {
+                if all_of {
+                    required.iter().all(|key| holds(group, key))
+                } else {
+                    required.iter().any(|key| holds(group, key))
+                }
+            })
+            .map(|group| group.name.to_string())
+            .collect();
+        if passing.is_empty() {
+            continue;
+        }
+        // The exception: a POST whose keys, in the route and in Cloudflare's own annotation of the
+        // operation, all only read (a query, an analysis, a scan).
+        let annotated = annotations.get(&*route.label);
+        let read_annotated = write_methods.iter().all(|method| *method == "POST")
+            && required.iter().all(|key| only_reads(key))
+            && annotated.is_some_and(|keys| keys.iter().all(|key| only_reads(key)));
+        let line = format!(
+            "{} {} [{}] passed by {}",
+            route.methods,
+            route.pattern,
+            required.join(", "),
+            passing.join(", ")
+        );
+        if read_annotated {
+            exceptions.push((route, line));
+        } else {
+            violations.push(line);
+        }
+    }
+    assert!(
+        write_routes > 250,
+        "{write_routes} write routes: the table holds 289"
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(
+        !exceptions.is_empty(),
+        "the spec's read-annotated POSTs (ssl/analyze, vector queries) pass their Read groups"
+    );
+    for (_, line) in &exceptions {
+        println!("read-only POST: {line}");
+    }
+
+    // permgate validate says the same: each exception as a read-only POST, nothing else.
+    let warnings: Vec<String> = permgate::cli::validate::warnings(&snapshot, 1_700_000_000)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let read_only: Vec<&String> = warnings
+        .iter()
+        .filter(|warning| warning.contains("read-only POST: route "))
+        .collect();
+    assert_eq!(read_only.len(), exceptions.len(), "{read_only:#?}");
+    for (route, line) in &exceptions {
+        assert!(
+            read_only
+                .iter()
+                .any(|warning| warning.contains(&format!(" {} {} ", route.methods, route.pattern))),
+            "validate does not list {line}"
+        );
+    }
+    let writes: Vec<&String> = warnings
+        .iter()
+        .filter(|warning| warning.contains("named Read"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:#?}");
 }
 
 #[test]

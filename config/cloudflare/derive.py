@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Derives the two hand-off files of the Cloudflare example from ../shared/data/cloudflare (run from the repo root):
+"""Derives the two hand-off files of the Cloudflare example from the vendored Cloudflare data in
+config/cloudflare/source (see its README for the origin of each file; run from the repo root):
 
-  python3 config/cloudflare/derive.py [DATA_DIR]     (default ../shared/data/cloudflare)
+  python3 config/cloudflare/derive.py [DATA_DIR]     (default config/cloudflare/source)
 
 writes
   config/cloudflare/openapi-supplement.json  the operations of newer spec versions (cf_routes.tsv rows whose
@@ -13,14 +14,28 @@ writes
 The key mapping (no public source lists the keys inside a Cloudflare group, so this is ours), in order:
   1. name rule: "<X> Read" -> #x:read; "<X> Write" / "<X> Edit" -> #x:read, #x:edit; any other name -> #name:edit
      (x = the name without the last word, lower case, non-alphanumerics as _). Gives every group a key.
-  2. legacy keys the spec requires (#resource:action): RESOURCE_GROUPS maps the resource to group base names;
-     a read key goes to "<base> Read" and every writing group of the base, any other action to the writing groups.
-  3. dotted keys the spec requires (com.cloudflare....): DOTTED_GROUPS maps the key's prefix to group base names,
-     with the same read/write split (read, list and report are read actions; a key with no action counts as read).
+  2. legacy keys the routes require (#resource:action): RESOURCE_GROUPS maps the resource to group base names.
+  3. dotted keys the routes require (com.cloudflare....): DOTTED_GROUPS maps the key's resource (the key
+     without its action word) to group base names, the longest matching prefix winning (DOTTED_EXACT: exact
+     resources only).
+     In 2 and 3 a key's action is its own last word (after ":" or the last "."), whatever the tables say:
+     a read action (READ_ACTIONS) goes to "<base> Read", the writing groups of the base ("Write", "Edit",
+     "Admin") and its other groups ("Run", "Report"...); a write action (WRITE_ACTIONS) to the writing groups
+     only; a key with no action word (com.cloudflare.api.account.aig) goes where a read key goes, which is
+     safe because a write route never passes on it alone: the importer then also requires its write flavour
+     (the key with action "edit": com.cloudflare.api.account.aig.edit), a write key.
   4. co-occurrence: every group that Cloudflare's newer spec lists in x-api-token-group on an operation gets that
-     operation's x-cfPermissionsRequired keys (cf_routes.tsv `groups` with `permission_keys`), so each group that
-     the real API says suffices does suffice here (e.g. the 39 groups that may GET a zone all get #zone:read).
+     operation's keys (cf_routes.tsv `groups` with `permission_keys`, plus the write flavours the importer adds),
+     so each group that the real API says suffices does suffice here (the 39 groups that may GET a zone all
+     get #zone:read).
 Names are resolved to every group of that name (seven names exist in both account and zone scope).
+
+No group named "... Read" ever gets a write key or a pattern: every grant goes through grant(), which refuses
+them (and prints what it refused), and the script fails if the written catalog breaks the rule. The one
+exception, READ_EXCEPTIONS, is com.cloudflare.edge.worker.tail.create: opening a log tail only streams a
+script's logs, and Cloudflare's "Workers Tail Read" group exists for it. The action vocabulary, the exception
+and the write-flavour rule mirror src/policy/actions.rs and src/openapi (write_requirement); the tests
+(tests/cloudflare_routes.rs) fail when the two disagree.
 """
 
 import csv
@@ -29,10 +44,18 @@ import re
 import sys
 from pathlib import Path
 
-DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/cloudflare")
+DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "config/cloudflare/source")
 OUT = Path("config/cloudflare")
 
+# Mirrors src/policy/actions.rs: READ_ACTIONS, WRITE_ACTIONS, READ_EXCEPTIONS.
 READ_ACTIONS = {"read", "list", "report"}
+WRITE_ACTIONS = {"create", "update", "edit", "write", "delete", "purge", "publish", "batch", "revoke",
+                 "deploy", "import", "upload", "run", "execute"}
+READ_EXCEPTIONS = {
+    "com.cloudflare.edge.worker.tail.create":
+        "opening a log tail only streams a script's logs; Cloudflare's Workers Tail Read group exists for it",
+}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 WRITE_WORDS = ("Write", "Edit", "Admin")
 
 # Legacy resource -> group base names (the group name without its last word).
@@ -52,14 +75,12 @@ RESOURCE_GROUPS = {
     "zone_settings": ["Zone Settings"],
 }
 
-# Dotted key prefix -> group base names; the longest matching prefix wins.
+# Dotted key resource (the key without its action word) -> group base names; the longest matching prefix wins.
 DOTTED_GROUPS = {
     "com.cloudflare.api.account.ai": ["Workers AI"],
     "com.cloudflare.api.account.aig": ["AI Gateway"],
     "com.cloudflare.api.account.email.routing.address": ["Email Routing Addresses"],
     "com.cloudflare.api.account.zone.email.routing": ["Email Routing Rules"],
-    "com.cloudflare.api.account.read": ["Account Settings"],
-    "com.cloudflare.api.account.update": ["Account Settings"],
     "com.cloudflare.api.account.url-scanner": ["URL Scanner"],
     "com.cloudflare.api.account.token": ["Account API Tokens"],
     "com.cloudflare.api.iam": ["Account Settings"],
@@ -73,12 +94,17 @@ DOTTED_GROUPS = {
     "com.cloudflare.edge.worker.queue": ["Queues"],
     "com.cloudflare.edge.worker.route": ["Workers Routes"],
 }
+# Resources matched exactly, not as a prefix: com.cloudflare.api.account.read / .update are the account's own
+# settings, and a prefix would take every other com.cloudflare.api.account.* key for Account Settings too.
+DOTTED_EXACT = {
+    "com.cloudflare.api.account": ["Account Settings"],
+}
 
-# Keys whose groups no table rule gives: group names, exactly.
+# Keys whose groups no table rule gives: group names, exactly (grant() still refuses a write key to a Read group).
 SPECIAL = {
     "#zaraz:edit": ["Zaraz Edit", "Zaraz Admin"],
     "#zaraz:publish": ["Zaraz Admin"],
-    # Starting a tail reads a script's logs: the tail group and the script writers.
+    # Starting a tail reads a script's logs (READ_EXCEPTIONS): the tail group and the script writers.
     "com.cloudflare.edge.worker.tail.create": ["Workers Tail Read", "Workers Scripts Write"],
 }
 
@@ -116,8 +142,54 @@ def name_rule(name):
     return [f"#{slug(name)}:edit"]
 
 
-def groups_for(bases, read, groups):
-    """Names of the groups of `bases` that grant a read (or a write) action."""
+def split_key(key):
+    """(resource, action word or "") of a permission key: the action is the key's own last word, after the ":"
+    of a legacy key or the last "." of a dotted one, when it is a known action; else the key names none."""
+    if key.startswith("#"):
+        resource, colon, action = key[1:].rpartition(":")
+        return (resource, action) if colon else (key[1:], "")
+    resource, _, last = key.rpartition(".")
+    if last in READ_ACTIONS or last in WRITE_ACTIONS:
+        return resource, last
+    return key, ""
+
+
+def key_action(key):
+    """"read", "write" or None (no action word, or an unknown one): src/policy/actions.rs key_action."""
+    if key in READ_EXCEPTIONS:
+        return "read"
+    action = split_key(key)[1]
+    if action in READ_ACTIONS:
+        return "read"
+    if action in WRITE_ACTIONS:
+        return "write"
+    return None
+
+
+def write_flavour(key):
+    """The key with action "edit" (appended when it names none): src/policy/actions.rs write_flavour."""
+    resource, _ = split_key(key)
+    return f"#{resource}:edit" if key.startswith("#") else f"{resource}.edit"
+
+
+def route_keys(method, keys):
+    """The keys the importer's route for this operation requires (src/openapi write_requirement, without a
+    catalog): on a write whose keys name no write action, and that is not a POST of read keys only, the keys
+    plus the write flavour of each."""
+    if method in SAFE_METHODS or not keys:
+        return keys
+    actions = [key_action(key) for key in keys]
+    if "write" in actions or (method == "POST" and all(action == "read" for action in actions)):
+        return keys
+    return keys + [write_flavour(key) for key, action in zip(keys, actions) if action != "write"]
+
+
+def is_read_group(name):
+    return name.split()[-1:] == ["Read"]
+
+
+def groups_for(bases, action, groups):
+    """Ids of the groups of `bases` that get a key whose action is `action` ("read", "write" or None)."""
     out = []
     for group in groups:
         base, last = split_name(group["name"])
@@ -125,11 +197,22 @@ def groups_for(bases, read, groups):
             continue
         if group["name"] in bases:  # a group named by its whole name (Cache Purge) grants every action
             out.append(group["id"])
-        elif last in WRITE_WORDS or (read and last == "Read"):
+        elif last in WRITE_WORDS:
             out.append(group["id"])
-        elif read and last not in ("Read",) + WRITE_WORDS:  # "Zero Trust Report", "Workers Tail Read"…
+        elif action != "write":  # "<base> Read", and "Zero Trust Report", "AI Gateway Run"...: reads only
             out.append(group["id"])
     return out
+
+
+def resource_bases(key):
+    """The group base names of a key's resource, by RESOURCE_GROUPS, DOTTED_EXACT or DOTTED_GROUPS."""
+    resource, _ = split_key(key)
+    if key.startswith("#"):
+        return RESOURCE_GROUPS.get(resource, [])
+    if resource in DOTTED_EXACT:
+        return DOTTED_EXACT[resource]
+    prefix = max((p for p in DOTTED_GROUPS if resource == p or resource.startswith(p + ".")), key=len, default=None)
+    return DOTTED_GROUPS.get(prefix, [])
 
 
 def main():
@@ -160,7 +243,7 @@ def main():
         "info": {
             "title": "permgate supplement to Cloudflare's 2024-08-06 OpenAPI spec",
             "version": "1",
-            "description": "Generated by config/cloudflare/derive.py from ../shared/data/cloudflare: the "
+            "description": "Generated by config/cloudflare/derive.py from config/cloudflare/source: the "
             "operations of newer spec versions (cf_routes.tsv rows with row_source newer-spec-sample-only) and "
             "overlays (x-permgate-permissions) for facts the 2024 spec does not carry. Read after the spec by "
             "`permgate routes import-openapi`; a later spec overlays an earlier one per operation.",
@@ -171,64 +254,90 @@ def main():
     }
     (OUT / "openapi-supplement.json").write_text(json.dumps(supplement, indent=2) + "\n")
 
-    # --- the catalog ------------------------------------------------------------------------------------
-    keys = {group["id"]: set(name_rule(group["name"])) for group in groups}
+    # --- the catalog ---------------------------------------------------------------------------------------
+    keys = {group["id"]: set() for group in groups}
+    by_id = {group["id"]: group for group in groups}
+    refused = []
+
+    def grant(group_id, key, why):
+        """The one way a key enters a group: a Read group never gets a write key or a pattern."""
+        name = by_id[group_id]["name"]
+        if is_read_group(name) and ("*" in key or key_action(key) == "write"):
+            refused.append(f"{name}: {key} ({why})")
+            return
+        keys[group_id].add(key)
+
+    for group in groups:
+        for key in name_rule(group["name"]):
+            grant(group["id"], key, "name rule")
     by_name = {}
     for group in groups:
         by_name.setdefault(group["name"], []).append(group["id"])
 
-    required = set()
-    for item in spec["paths"].values():
-        for method, op in item.items():
-            if isinstance(op, dict):
-                required.update(op.get("x-cfPermissionsRequired", {}).get("enum", []))
+    # Every operation as the importer sees it: cf_routes.tsv holds the spec's 1,533 operations (the same keys
+    # as its x-cfPermissionsRequired) and the 15 of newer versions that the supplement adds.
+    operations = []
     for row in rows:
-        required.update(k for k in row["permission_keys"].split(";") if k)
+        op_keys = [k for k in row["permission_keys"].split(";") if k]
+        names = [n for n in row["groups"].split(";") if n]
+        operations.append((row["method"], route_keys(row["method"], op_keys), names))
+    for _, method, annotation, _ in OVERLAYS:  # an overlay's own key list replaces the operation's keys
+        if isinstance(annotation, list):
+            operations.append((method.upper(), annotation, []))
+    required = set(key for _, op_keys, _ in operations for key in op_keys)
 
     unmapped = []
     for key in sorted(required):
-        if key.startswith("#"):
-            resource, _, action = key[1:].partition(":")
-            bases = RESOURCE_GROUPS.get(resource, [])
-        else:
-            prefix = max((p for p in DOTTED_GROUPS if key == p or key.startswith(p + ".")), key=len, default=None)
-            bases = DOTTED_GROUPS.get(prefix, [])
-            action = key[len(prefix) + 1:].rsplit(".", 1)[-1] if prefix and key != prefix else "read"
         if key in SPECIAL:
             targets = [group_id for name in SPECIAL[key] for group_id in by_name.get(name, [])]
         else:
-            targets = groups_for(bases, action in READ_ACTIONS, groups)
+            targets = groups_for(resource_bases(key), key_action(key), groups)
         for group_id in targets:
-            keys[group_id].add(key)
+            grant(group_id, key, "table")
         if not targets:
             unmapped.append(key)
 
-    for row in rows:
-        if not row["groups"] or not row["permission_keys"]:
-            continue
-        for name in row["groups"].split(";"):
+    for method, op_keys, names in operations:
+        for name in names:
             for group_id in by_name.get(name, []):
-                keys[group_id].update(row["permission_keys"].split(";"))
+                for key in op_keys:
+                    grant(group_id, key, f"x-api-token-group of a {method}")
+
+    broken = [
+        f"{group['name']} ({group['id']}): {key}"
+        for group in groups
+        if is_read_group(group["name"])
+        for key in sorted(keys[group["id"]])
+        if "*" in key or key_action(key) == "write"
+    ]
+    if broken:
+        sys.exit("a Read group holds a write key or a pattern:\n  " + "\n  ".join(broken))
 
     lines = [
         "# The Cloudflare permission-group catalog: the 311 real groups (id, name, scopes, description) of",
-        "# ../shared/data/cloudflare/cf_permission_groups.json, with a key mapping of this example's own.",
+        "# config/cloudflare/source/cf_permission_groups.json, with a key mapping of this example's own.",
         "#",
         "# No public source lists the permission keys inside a Cloudflare group. The keys below are derived by",
         "# config/cloudflare/derive.py (its docstring has the detail), in this order:",
         "#   1. name rule: \"<X> Read\" -> #x:read; \"<X> Write\"/\"<X> Edit\" -> #x:read + #x:edit; other names",
         "#      -> #<name>:edit. Every group gets a key, and teams can require these keys in their own routes.",
-        "#   2. the legacy keys the spec requires (#resource:action) by a resource -> group-name table",
-        "#      (dns_records -> DNS, organization -> Account Settings, ssl -> SSL and Certificates, ...): a read",
-        "#      key goes to the Read and the Write group, any other action to the Write group.",
-        "#   3. the dotted keys the spec requires (com.cloudflare....) by a key-prefix -> group-name table",
-        "#      (edge.worker.script -> Workers Scripts, api.token -> API Tokens, ...), same read/write split.",
+        "#   2. the legacy keys the routes require (#resource:action) by a resource -> group-name table",
+        "#      (dns_records -> DNS, organization -> Account Settings, ssl -> SSL and Certificates, ...).",
+        "#   3. the dotted keys the routes require (com.cloudflare....) by a resource -> group-name table",
+        "#      (edge.worker.script -> Workers Scripts, api.token -> API Tokens, ...).",
+        "#      In 2 and 3 the key's own last word is its action: a read action (read, list, report) goes to",
+        "#      the Read and the Write group, a write action (create, update, edit, delete, ...) to the Write",
+        "#      group only. A key naming no action (com.cloudflare.api.account.aig) goes where a read key",
+        "#      goes: the importer never lets a write pass on it alone, but also requires its write flavour",
+        "#      (com.cloudflare.api.account.aig.edit), which only Write groups hold.",
         "#   4. co-occurrence: every group that Cloudflare's newer spec lists in x-api-token-group on an",
-        "#      operation gets that operation's x-cfPermissionsRequired keys (cf_routes.tsv), so a group the real",
-        "#      API says suffices does suffice here (the 39 groups that may GET a zone all hold #zone:read).",
+        "#      operation gets that operation's keys (cf_routes.tsv), so a group the real API says suffices",
+        "#      does suffice here (the 39 groups that may GET a zone all hold #zone:read).",
+        "# No group named \"... Read\" holds a write key or a pattern, except Workers Tail Read's",
+        "# com.cloudflare.edge.worker.tail.create: opening a log tail only streams a script's logs.",
         "# Result: every key routes/cloudflare-v4.yaml requires is granted by at least one group",
         "# (`permgate validate --config config/cloudflare/gateway.yaml` has no \"no permission group grants\").",
-        "# Regenerate: python3 config/cloudflare/derive.py ../shared/data/cloudflare",
+        "# Regenerate: python3 config/cloudflare/derive.py",
         "",
         "permission_groups:",
     ]
@@ -243,6 +352,7 @@ def main():
     (OUT / "permission_groups.yaml").write_text("\n".join(lines) + "\n")
 
     print(f"{len(groups)} groups, {len(required)} required keys, unmapped by tables: {unmapped or 'none'}")
+    print(f"refused to Read groups (write keys and patterns): {refused or 'none'}")
     print(f"supplement: {sum(len(v) for v in paths.values())} operations on {len(paths)} paths")
 
 

@@ -7,6 +7,14 @@
 //!   `{any_of: […]}`, plus optional `scope`, `public: true`, `handler: verify_token`), then Cloudflare's
 //!   `x-cfPermissionsRequired: {enum: […]}` combined by [`combine`], then `x-api-token-group` (group names,
 //!   any one suffices) resolved to keys through a permission-group catalog ([`Catalog`]).
+//! - **Writes** (any method but GET, HEAD, OPTIONS) never pass on a key that does not say it writes
+//!   ([`crate::policy::actions`]): when Cloudflare's keys for a write name no write action (an action-less
+//!   key such as `com.cloudflare.api.account.aig`, required for reads and writes alike, or only read keys on
+//!   a PUT, PATCH or DELETE), the route requires the write keys of the `x-api-token-group` groups when the
+//!   operation lists them, else the keys plus their write flavour ([`actions::write_flavour`]). A POST
+//!   whose keys are all read keys is kept as the spec says (queries, analyses, scans read through a POST);
+//!   `permgate validate` lists those. `x-api-token-group` alone on a write resolves to the listed groups'
+//!   write keys only, and the operation is skipped when they have none.
 //! - **Scope** from the path ([`infer_scope`]), whatever the id parameter is called; `x-permgate-permissions`
 //!   can override it.
 //! - **No keys**: an operation whose `security` allows no credential (`[]` or `[{}]`) is `public: true`;
@@ -29,6 +37,7 @@ use serde_json::{Map, Value};
 use crate::config::SourceFile;
 use crate::config::raw::RawPolicyFile;
 use crate::policy::KeyPattern;
+use crate::policy::actions::{self, KeyAction, key_action};
 use crate::routes::canonicalize;
 
 /// The OpenAPI operation methods, in the order routes of one path are written.
@@ -195,6 +204,16 @@ impl Catalog {
         })
     }
 
+    /// The literal keys of the groups named `name` whose action writes ([`KeyAction::Write`]); `None` for
+    /// an unknown name.
+    pub fn write_keys(&self, name: &str) -> Option<Vec<&str>> {
+        self.literal_keys(name).map(|keys| {
+            keys.into_iter()
+                .filter(|key| key_action(key) == KeyAction::Write)
+                .collect()
+        })
+    }
+
     /// Whether some group named `name` holds a key or pattern matching `key`.
     pub fn grants(&self, name: &str, key: &str) -> bool {
         self.by_name.get(name).is_some_and(|keys| {
@@ -297,11 +316,9 @@ fn param_name(segment: &str) -> Option<&str> {
 /// every key is required (`#billing:read` + `#billing:edit` on a PUT; `worker.script.read` +
 /// `worker.tail.create` to start a tail): all of them. The write rule is the fail-closed choice: reading
 /// Cloudflare's lists as "any of" on a write would let a read-only group write. One key is all-of.
+/// (Whether a write's keys say it writes at all is [`write_requirement`]'s question.)
 pub fn combine(method: &str, keys: Vec<String>) -> Permissions {
-    let safe = ["GET", "HEAD", "OPTIONS"]
-        .iter()
-        .any(|safe| method.eq_ignore_ascii_case(safe));
-    if safe && keys.len() > 1 {
+    if actions::is_safe_method(method) && keys.len() > 1 {
         Permissions::AnyOf(keys)
     } else {
         Permissions::AllOf(keys)
@@ -577,7 +594,12 @@ fn annotated_permissions(
                 )
             })?;
         check_keys(&keys)?;
-        let permissions = combine(method, dedup(keys));
+        let keys = dedup(keys);
+        let permissions = if actions::is_safe_method(method) {
+            combine(method, keys)
+        } else {
+            write_requirement(what, method, keys, groups.as_deref(), options, notes)
+        };
         if let (Some(groups), Some(catalog)) = (&groups, &options.catalog) {
             cross_check(what, &permissions, groups, catalog, notes);
         }
@@ -592,10 +614,42 @@ fn annotated_permissions(
                 .to_string(),
         ));
     };
+    let write = !actions::is_safe_method(method);
+    match group_keys(what, &groups, catalog, write, notes) {
+        Some(permissions) => Ok(Some(permissions)),
+        None if write => Err(SkipReason::UnresolvedGroups(format!(
+            "x-api-token-group [{}] names no group with a write key in the catalog, and a write is never \
+             imported on keys that do not say they write",
+            groups.join(", ")
+        ))),
+        None => Err(SkipReason::UnresolvedGroups(format!(
+            "x-api-token-group [{}] resolves to no literal key in the catalog",
+            groups.join(", ")
+        ))),
+    }
+}
+
+/// The keys of the groups an `x-api-token-group` lists: any one group suffices, so any of their keys does.
+/// For a write (`write_only`), only each group's write keys: a key the group shares with a read group (DNS
+/// Write's `#dns_records:read`) would let the read group pass. `None` when no key is left.
+fn group_keys(
+    what: &str,
+    groups: &[String],
+    catalog: &Catalog,
+    write_only: bool,
+    notes: &mut Vec<String>,
+) -> Option<Permissions> {
     let mut keys: Vec<String> = Vec::new();
     let mut unknown: Vec<&str> = Vec::new();
-    for name in &groups {
-        match catalog.literal_keys(name) {
+    let mut no_write_key: Vec<&str> = Vec::new();
+    for name in groups {
+        let found = if write_only {
+            catalog.write_keys(name)
+        } else {
+            catalog.literal_keys(name)
+        };
+        match found {
+            Some(group_keys) if group_keys.is_empty() && write_only => no_write_key.push(name),
             Some(group_keys) => keys.extend(group_keys.into_iter().map(str::to_string)),
             None => unknown.push(name),
         }
@@ -607,19 +661,81 @@ fn annotated_permissions(
             unknown.join(", ")
         ));
     }
-    let keys = dedup(keys);
-    if keys.is_empty() {
-        return Err(SkipReason::UnresolvedGroups(format!(
-            "x-api-token-group [{}] resolves to no literal key in the catalog",
-            groups.join(", ")
-        )));
+    if !no_write_key.is_empty() {
+        notes.push(format!(
+            "{what}: x-api-token-group lists {}, which hold no write key in the catalog (left out: a write \
+             never passes on keys that do not say they write)",
+            no_write_key.join(", ")
+        ));
     }
-    // Any one listed group suffices, so any of their keys does.
-    Ok(Some(if keys.len() == 1 {
-        Permissions::AllOf(keys)
-    } else {
-        Permissions::AnyOf(keys)
-    }))
+    let keys = dedup(keys);
+    match keys.len() {
+        0 => None,
+        1 => Some(Permissions::AllOf(keys)),
+        _ => Some(Permissions::AnyOf(keys)),
+    }
+}
+
+/// The requirement of a write operation (any method but GET, HEAD, OPTIONS) from its
+/// `x-cfPermissionsRequired` keys, never weaker than the spec and never passable by keys that do not say
+/// they write:
+///
+/// - some key writes (`#dns_records:edit`, `….token.create`): all of the keys, as [`combine`] says;
+/// - a POST whose keys all read (`#ssl:read` on `POST …/ssl/analyze`, `vectorize.index.read` on a vector
+///   query): all of the keys: the spec says reading suffices, and queries, analyses and scans read through
+///   a POST (`permgate validate` lists these routes, and the read groups that pass them);
+/// - otherwise the keys do not say the operation writes: an action-less key Cloudflare requires for reads
+///   and writes alike (`com.cloudflare.api.account.aig` on creating an AI Gateway), or only read keys on a
+///   PUT, PATCH or DELETE, which change state whatever their annotation says. Then the route requires the
+///   write keys of the groups `x-api-token-group` lists (newer spec versions list only "AI Gateway Write"
+///   there), or, without them, the keys and the write flavour of each ([`actions::write_flavour`]:
+///   `….aig` + `….aig.edit`, `#zone_settings:read` + `#zone_settings:edit`).
+pub fn write_requirement(
+    what: &str,
+    method: &str,
+    keys: Vec<String>,
+    groups: Option<&[String]>,
+    options: &ImportOptions,
+    notes: &mut Vec<String>,
+) -> Permissions {
+    let actions: Vec<KeyAction> = keys.iter().map(|key| key_action(key)).collect();
+    if actions.contains(&KeyAction::Write) {
+        return combine(method, keys);
+    }
+    if method.eq_ignore_ascii_case("POST")
+        && actions.iter().all(|action| *action == KeyAction::Read)
+    {
+        notes.push(format!(
+            "{what}: x-cfPermissionsRequired names only read keys ({}): kept, a POST that reads; read \
+             groups pass it (permgate validate lists it)",
+            keys.join(", ")
+        ));
+        return combine(method, keys);
+    }
+    if let (Some(groups), Some(catalog)) = (groups, &options.catalog) {
+        if let Some(permissions) = group_keys(what, groups, catalog, true, notes) {
+            notes.push(format!(
+                "{what}: x-cfPermissionsRequired ({}) names no write action; required instead the write \
+                 keys of the x-api-token-group groups: {}",
+                keys.join(", "),
+                permissions.keys().join(", ")
+            ));
+            return permissions;
+        }
+    }
+    let mut required = keys.clone();
+    for key in &keys {
+        if key_action(key) != KeyAction::Write {
+            required.push(actions::write_flavour(key));
+        }
+    }
+    let required = dedup(required);
+    notes.push(format!(
+        "{what}: x-cfPermissionsRequired ({}) names no write action; required the write flavour too: {}",
+        keys.join(", "),
+        required.get(keys.len()..).unwrap_or_default().join(", ")
+    ));
+    Permissions::AllOf(required)
 }
 
 /// Notes every listed group that would not pass the route: the spec says it suffices, so the catalog's

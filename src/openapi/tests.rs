@@ -372,3 +372,187 @@ fn the_rendered_file_loads_as_a_route_table() {
             .is_some()
     );
 }
+
+#[test]
+fn a_write_never_passes_on_keys_that_do_not_say_they_write() {
+    let document = json!({
+        "paths": {
+            "/accounts/{account_id}/ai-gateway/gateways": {
+                "get": {"x-cfPermissionsRequired": {"enum": ["com.cloudflare.api.account.aig"]}},
+                "post": {"x-cfPermissionsRequired": {"enum": ["com.cloudflare.api.account.aig"]}}
+            },
+            "/zones/{zone_id}/settings/{setting_id}": {
+                "patch": {"x-cfPermissionsRequired": {"enum": ["#zone_settings:read"]}}
+            },
+            "/zones/{zone_id}/ssl/analyze": {
+                "post": {"x-cfPermissionsRequired": {"enum": ["#ssl:read"]}}
+            },
+            "/accounts/{account_id}/workers/scripts/{script_name}/tails": {
+                "post": {"x-cfPermissionsRequired": {"enum": [
+                    "com.cloudflare.edge.worker.script.read", "com.cloudflare.edge.worker.tail.create"]}}
+            },
+            "/accounts/{account_id}/workers/scripts/{script_name}/tails/{id}": {
+                "delete": {"x-cfPermissionsRequired": {"enum": [
+                    "com.cloudflare.edge.worker.script.read", "com.cloudflare.edge.worker.tail.create"]}}
+            },
+            "/accounts/{account_id}/billing": {
+                "put": {"x-cfPermissionsRequired": {"enum": ["#billing:read", "#billing:edit"]}}
+            }
+        }
+    });
+    let imported = import(&spec(document), &options());
+    assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
+    let keys = |method: &str, path: &str| {
+        imported
+            .routes
+            .iter()
+            .find(|route| route.method == method && route.path == format!("/client/v4{path}"))
+            .and_then(|route| route.permissions.clone())
+            .unwrap()
+    };
+    let all_of = |list: &[&str]| Permissions::AllOf(list.iter().map(|k| k.to_string()).collect());
+    // The action-less key reads as the spec says, and writes only with its write flavour.
+    assert_eq!(
+        keys("GET", "/accounts/{account_id}/ai-gateway/gateways"),
+        all_of(&["com.cloudflare.api.account.aig"])
+    );
+    assert_eq!(
+        keys("POST", "/accounts/{account_id}/ai-gateway/gateways"),
+        all_of(&[
+            "com.cloudflare.api.account.aig",
+            "com.cloudflare.api.account.aig.edit"
+        ])
+    );
+    // Only a read key on a PATCH: the write flavour too (a PATCH changes state whatever it is annotated with).
+    assert_eq!(
+        keys("PATCH", "/zones/{zone_id}/settings/{setting_id}"),
+        all_of(&["#zone_settings:read", "#zone_settings:edit"])
+    );
+    // A POST whose keys all read is kept as the spec says (opening a tail counts as a read).
+    assert_eq!(
+        keys("POST", "/zones/{zone_id}/ssl/analyze"),
+        all_of(&["#ssl:read"])
+    );
+    assert_eq!(
+        keys(
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/tails"
+        ),
+        all_of(&[
+            "com.cloudflare.edge.worker.script.read",
+            "com.cloudflare.edge.worker.tail.create"
+        ])
+    );
+    assert_eq!(
+        keys(
+            "DELETE",
+            "/accounts/{account_id}/workers/scripts/{script_name}/tails/{id}"
+        ),
+        all_of(&[
+            "com.cloudflare.edge.worker.script.read",
+            "com.cloudflare.edge.worker.tail.create",
+            "com.cloudflare.edge.worker.script.edit",
+            "com.cloudflare.edge.worker.tail.edit"
+        ])
+    );
+    // A write key present: unchanged.
+    assert_eq!(
+        keys("PUT", "/accounts/{account_id}/billing"),
+        all_of(&["#billing:read", "#billing:edit"])
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|note| note.contains("POST /zones/{zone_id}/ssl/analyze")
+                && note.contains("only read keys"))
+    );
+}
+
+#[test]
+fn token_groups_on_a_write_resolve_to_their_write_keys_only() {
+    let catalog = Catalog::from_groups([
+        ("DNS Read", vec!["#dns_records:read".to_string()]),
+        (
+            "DNS Write",
+            vec![
+                "#dns_records:read".to_string(),
+                "#dns_records:edit".to_string(),
+            ],
+        ),
+        (
+            "AI Gateway Write",
+            vec![
+                "com.cloudflare.api.account.aig".to_string(),
+                "#ai_gateway:edit".to_string(),
+            ],
+        ),
+        (
+            "AI Gateway Read",
+            vec!["com.cloudflare.api.account.aig".to_string()],
+        ),
+    ]);
+    let document = json!({
+        "paths": {
+            "/zones/{zone_id}/dns_records": {
+                "get": {"x-api-token-group": ["DNS Read", "DNS Write"]},
+                "post": {"x-api-token-group": ["DNS Write", "DNS Read"]}
+            },
+            "/zones/{zone_id}/dns_records/{id}": {
+                "delete": {"x-api-token-group": ["DNS Read"]}
+            },
+            "/accounts/{account_id}/ai-gateway/gateways": {
+                "post": {"x-api-token-group": ["AI Gateway Write"],
+                         "x-cfPermissionsRequired": {"enum": ["com.cloudflare.api.account.aig"]}}
+            }
+        }
+    });
+    let imported = import(
+        &spec(document),
+        &ImportOptions {
+            catalog: Some(catalog),
+            ..options()
+        },
+    );
+    let keys = |method: &str, path: &str| {
+        imported
+            .routes
+            .iter()
+            .find(|route| route.method == method && route.path == format!("/client/v4{path}"))
+            .map(|route| route.permissions.clone())
+    };
+    // A read: any key of the listed groups.
+    assert_eq!(
+        keys("GET", "/zones/{zone_id}/dns_records"),
+        Some(Some(Permissions::AnyOf(vec![
+            "#dns_records:read".to_string(),
+            "#dns_records:edit".to_string()
+        ])))
+    );
+    // A write: DNS Write's write key only, not the #dns_records:read it shares with DNS Read.
+    assert_eq!(
+        keys("POST", "/zones/{zone_id}/dns_records"),
+        Some(Some(Permissions::AllOf(vec![
+            "#dns_records:edit".to_string()
+        ])))
+    );
+    // Listed groups without a write key: skipped, never imported on read keys.
+    assert_eq!(keys("DELETE", "/zones/{zone_id}/dns_records/{id}"), None);
+    assert!(imported.skipped.iter().any(|skipped| skipped.method == "DELETE"
+        && matches!(skipped.reason, SkipReason::UnresolvedGroups(ref why) if why.contains("write key"))));
+    // An action-less key on a write with x-api-token-group: the listed groups' write keys.
+    assert_eq!(
+        keys("POST", "/accounts/{account_id}/ai-gateway/gateways"),
+        Some(Some(Permissions::AllOf(vec![
+            "#ai_gateway:edit".to_string()
+        ])))
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .all(|note| !note.contains("does not grant")),
+        "{:?}",
+        imported.notes
+    );
+}

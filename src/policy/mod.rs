@@ -1,5 +1,6 @@
 //! The access model compiled into indexed structures, and the pure decision over it (no I/O, no clock).
 
+pub mod actions;
 pub mod compile;
 pub mod decision;
 pub mod evaluate;
