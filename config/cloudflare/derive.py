@@ -110,8 +110,9 @@ SPECIAL = {
 
 # Overlays on operations of the 2024-08-06 spec: facts from the data README that the spec does not carry.
 OVERLAYS = [
-    ("/user/tokens/verify", "get", {"scope": "none", "handler": "verify_token"},
-     "any usable token; the gateway answers Cloudflare's verify itself"),
+    ("/user/tokens/verify", "get", {"scope": "user", "handler": "verify_token"},
+     "user-owned tokens only (Cloudflare answers 1000 to an account token here); the gateway answers "
+     "Cloudflare's verify itself"),
     ("/zones", "get", {"scope": "none"},
      "any valid token; the API filters the collection by the caller (data README)"),
     ("/accounts", "get", {"scope": "none"},
@@ -233,7 +234,10 @@ def main():
         if row["groups"]:
             op["x-api-token-group"] = row["groups"].split(";")
         if row["path"].endswith("/tokens/verify"):
-            op["x-permgate-permissions"] = {"scope": "none", "handler": "verify_token"}
+            # An account's verify path answers only for that account's own tokens.
+            param = re.match(r"^/accounts/\{(\w+)\}/", row["path"])
+            scope = {"account": param.group(1)} if param else "user"
+            op["x-permgate-permissions"] = {"scope": scope, "handler": "verify_token"}
         paths.setdefault(row["path"], {})[row["method"].lower()] = op
     for path, method, annotation, why in OVERLAYS:
         assert method in spec["paths"][path], (path, method)

@@ -522,6 +522,23 @@ fn import_operation(
     if overridden.public {
         return Ok((None, None, true, None));
     }
+    // Token verification checks no key, only whose token it is (the scope says whose).
+    if overridden.handler.as_deref() == Some("verify_token") {
+        if overridden.permissions.is_some() {
+            return Err(SkipReason::InvalidAnnotation(
+                "invalid x-permgate-permissions: handler: verify_token takes no keys".to_string(),
+            ));
+        }
+        let scope = match overridden.scope.clone() {
+            Some(scope) => scope,
+            None => match infer_scope(method, &operation.path) {
+                InferredScope::Account(param) => RouteScope::Account(param),
+                InferredScope::User => RouteScope::User,
+                _ => RouteScope::None,
+            },
+        };
+        return Ok((None, Some(scope), false, overridden.handler));
+    }
     let permissions = match overridden.permissions.clone() {
         Some(permissions) => Some(permissions),
         None => annotated_permissions(fields, method, &what, options, notes)?,

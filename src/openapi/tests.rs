@@ -120,6 +120,9 @@ fn operations_import_with_their_reasons() {
             "/ips": {"get": {"security": [{}]}},
             "/things": {"get": {"x-cfPermissionsRequired": {"enum": ["#thing:read"]}}},
             "/user/tokens/verify": {"get": {"x-permgate-permissions": {"scope": "none", "handler": "verify_token"}}},
+            "/user/tokens/verify-own": {"get": {"x-permgate-permissions": {"scope": "user", "handler": "verify_token"}}},
+            "/accounts/{account_id}/tokens/verify": {"get": {"x-permgate-permissions": {"scope": {"account": "account_id"}, "handler": "verify_token"}}},
+            "/accounts/{account_id}/tokens/verify-inferred": {"get": {"x-permgate-permissions": {"handler": "verify_token"}}},
             "/zones": {"get": {"x-permgate-permissions": {"scope": "none"}}}
         }
     });
@@ -154,6 +157,23 @@ fn operations_import_with_their_reasons() {
     let verify = find("GET", "/client/v4/user/tokens/verify").unwrap();
     assert_eq!(verify.scope, Some(RouteScope::None));
     assert_eq!(verify.handler.as_deref(), Some("verify_token"));
+    // A verify route takes no keys: its scope says whose tokens it answers for (given, or from the path).
+    for (path, scope) in [
+        ("/client/v4/user/tokens/verify-own", RouteScope::User),
+        (
+            "/client/v4/accounts/{account_id}/tokens/verify",
+            RouteScope::Account("account_id".to_string()),
+        ),
+        (
+            "/client/v4/accounts/{account_id}/tokens/verify-inferred",
+            RouteScope::Account("account_id".to_string()),
+        ),
+    ] {
+        let route = find("GET", path).unwrap_or_else(|| panic!("{path} not imported"));
+        assert_eq!(route.scope, Some(scope), "{path}");
+        assert_eq!(route.permissions, None, "{path}");
+        assert_eq!(route.handler.as_deref(), Some("verify_token"), "{path}");
+    }
     assert_eq!(
         find("GET", "/client/v4/zones").unwrap().scope,
         Some(RouteScope::None)
@@ -169,7 +189,7 @@ fn operations_import_with_their_reasons() {
     assert_eq!(reason("/memberships"), Some(SkipReason::NoAnnotation));
     assert_eq!(reason("/certificates"), Some(SkipReason::ServiceKeyOnly));
     assert!(matches!(reason("/things"), Some(SkipReason::NoScope(_))));
-    assert_eq!(imported.routes.len() + imported.skipped.len(), 10);
+    assert_eq!(imported.routes.len() + imported.skipped.len(), 13);
 }
 
 #[test]
