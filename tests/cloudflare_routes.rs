@@ -146,8 +146,6 @@ fn every_route_matches_a_path_built_from_its_template_and_resolves_its_scope() {
                     let known = [
                         "/zones",
                         "/accounts",
-                        "/user/tokens/verify",
-                        "/accounts/{account_id}/tokens/verify",
                         "/ips",
                     ];
                     assert!(known.contains(&tail), "{tail} needs no permission");
@@ -162,14 +160,24 @@ fn every_route_matches_a_path_built_from_its_template_and_resolves_its_scope() {
 #[test]
 fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
     let table = load_table();
-    for path in [
-        "/client/v4/user/tokens/verify",
-        "/client/v4/accounts/01a7362d577a6c3019a474fd6f485823/tokens/verify",
-    ] {
-        let found = table.lookup("GET", path).unwrap();
-        assert_eq!(found.route.scope, Scope::None, "{path}");
-        assert!(found.route.handler.is_some(), "{path}");
-    }
+    // Each verify path answers for the tokens its path names: the user path for user-owned tokens, an
+    // account's path for that account's own tokens (never `scope: none`, which would verify any token).
+    let user = table.lookup("GET", "/client/v4/user/tokens/verify").unwrap();
+    assert_eq!(user.route.scope, Scope::User);
+    assert!(user.route.handler.is_some());
+    let account = table
+        .lookup(
+            "GET",
+            "/client/v4/accounts/01a7362d577a6c3019a474fd6f485823/tokens/verify",
+        )
+        .unwrap();
+    assert!(
+        matches!(&account.route.scope, Scope::Account { param } if &**param == "account_id"),
+        "{:?}",
+        account.route.scope
+    );
+    assert_eq!(account.resource_id, Some("01a7362d577a6c3019a474fd6f485823"));
+    assert!(account.route.handler.is_some());
     // The verify paths are not swallowed by the token-id routes beside them.
     let details = table
         .lookup(

@@ -73,7 +73,7 @@ async fn metrics_parse_and_move_with_requests() {
     let before = metrics(&services).await;
     assert_well_formed(&before);
     assert_eq!(sample(&before, "permgate_tokens", &[]), Some(7.0));
-    assert_eq!(sample(&before, "permgate_routes", &[]), Some(5.0));
+    assert_eq!(sample(&before, "permgate_routes", &[]), Some(7.0));
     assert_eq!(
         sample(&before, "permgate_config_generation", &[]),
         Some(1.0)
@@ -253,7 +253,7 @@ async fn admin_endpoints_answer_and_stay_off_the_proxy_listener() {
     assert_eq!(
         status["counts"],
         serde_json::json!({
-            "routes": 5, "tokens": 7, "users": 2, "accounts": 1, "zones": 2, "domain_groups": 0,
+            "routes": 7, "tokens": 7, "users": 2, "accounts": 1, "zones": 2, "domain_groups": 0,
             "permission_groups": 2, "policies": 9,
         })
     );
