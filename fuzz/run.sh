@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-600}"
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(canonicalize credential route_table config_load)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(canonicalize credential route_table config_load head_scanner header_hygiene)
 LOGS="$(mktemp -d /tmp/permgate-fuzz.XXXXXX)"
 
 cargo +nightly fuzz build -O
