@@ -146,7 +146,7 @@ async fn renamed_and_recreated_files_apply() {
         &format!("routes:{SETTINGS_ROUTE}"),
     );
     wait_for_status(&services, |status| {
-        status["counts"]["routes"].as_u64() == Some(6)
+        status["counts"]["routes"].as_u64() == Some(8)
     })
     .await;
     assert_eq!(call(&services, SETTINGS_PATH, TOKEN_WRITE).await, (200, 0));
@@ -263,10 +263,11 @@ async fn status_success(services: &permgate::cli::serve::Services) -> Option<f64
     )
 }
 
+/// The broken file restored to what is served: `unchanged` (no phantom generation), in sync again.
 async fn assert_fixed(services: &permgate::cli::serve::Services, generation: u64) {
     assert_eq!(
         services.reloader.reload_now(Trigger::Manual).await,
-        ReloadOutcome::Applied
+        ReloadOutcome::Unchanged
     );
     let status = status(services).await;
     assert_eq!(status["generation"], generation);
@@ -296,7 +297,7 @@ async fn bad_configs_are_rejected_whole_and_visibly() {
     .unwrap();
     assert_rejected(&services, "tokens.yaml", 1).await;
     std::fs::write(&tokens_path, &tokens).unwrap();
-    assert_fixed(&services, 2).await;
+    assert_fixed(&services, 1).await;
 
     // A dangling permission-group reference.
     std::fs::write(
@@ -304,9 +305,9 @@ async fn bad_configs_are_rejected_whole_and_visibly() {
         accounts.replacen("{ id: grp-dns-write }", "{ id: grp-missing }", 1),
     )
     .unwrap();
-    assert_rejected(&services, "accounts.yaml", 2).await;
+    assert_rejected(&services, "accounts.yaml", 1).await;
     std::fs::write(&accounts_path, &accounts).unwrap();
-    assert_fixed(&services, 3).await;
+    assert_fixed(&services, 1).await;
 
     // A zone in two accounts.
     std::fs::write(
@@ -315,14 +316,14 @@ async fn bad_configs_are_rejected_whole_and_visibly() {
             + "  - id: acct-b\n    name: Other\n    zones:\n      - { id: zone-1, name: example.com }\n",
     )
     .unwrap();
-    assert_rejected(&services, "accounts.yaml", 3).await;
+    assert_rejected(&services, "accounts.yaml", 1).await;
     let errors = status(&services).await["last_error"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(errors.contains("zone-1"), "{errors}");
     std::fs::write(&accounts_path, &accounts).unwrap();
-    assert_fixed(&services, 4).await;
+    assert_fixed(&services, 1).await;
 
     let text = metrics(&services).await;
     assert_eq!(
@@ -333,7 +334,16 @@ async fn bad_configs_are_rejected_whole_and_visibly() {
         ),
         Some(3.0)
     );
-    assert_eq!(sample(&text, "permgate_config_generation", &[]), Some(4.0));
+    // Three broken edits, each undone: the served content never changed, so neither did the generation.
+    assert_eq!(sample(&text, "permgate_config_generation", &[]), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "permgate_config_reloads_total",
+            &[("outcome", "applied")]
+        ),
+        Some(0.0)
+    );
     services.stop().await;
 }
 

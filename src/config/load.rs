@@ -9,12 +9,14 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::gateway::{RawGateway, Settings};
+use super::ledger::{Inconsistency, ReadHook, ReadLedger};
 use super::parallel;
 use super::raw::{RawPolicyFile, SkippedList};
 use super::source::{SourceFile, TextBuffers};
@@ -31,14 +33,19 @@ pub struct ConfigSet {
     pub settings: Settings,
     pub policy_files: Vec<PolicyFile>,
     pub route_files: Vec<SourceFile>,
+    /// For a config read from disk: every file read for it, through paths resolved once, so that
+    /// [`ReadLedger::verify`] can tell whether it was one consistent set (see [`super::ledger`]).
+    pub ledger: Option<Arc<ReadLedger>>,
 }
 
 /// A policy file of a config.
 #[derive(Debug, Clone)]
 pub enum PolicyFile {
     /// On disk: read when the config is compiled (a file at a time; the snapshot's content hash is of the
-    /// text compiled), when its [`content_hash`] is asked for, and when an error in it is located.
-    OnDisk(PathBuf),
+    /// text compiled), when its [`content_hash`] is asked for, and when an error in it is located. `path`
+    /// is as configured (messages name it); `resolved` is where its symlinks led when the config was read,
+    /// the file every read of this config opens.
+    OnDisk { path: PathBuf, resolved: PathBuf },
     /// Given in memory (tests, benches, generated configs).
     InMemory(SourceFile),
 }
@@ -46,7 +53,7 @@ pub enum PolicyFile {
 impl PolicyFile {
     pub fn path(&self) -> &Path {
         match self {
-            Self::OnDisk(path) => path,
+            Self::OnDisk { path, .. } => path,
             Self::InMemory(file) => &file.path,
         }
     }
@@ -54,7 +61,9 @@ impl PolicyFile {
     /// The file's text: read now from disk, or the one in memory.
     pub fn source(&self) -> Result<Cow<'_, SourceFile>, ConfigError> {
         match self {
-            Self::OnDisk(path) => SourceFile::read(path).map(Cow::Owned),
+            Self::OnDisk { path, resolved } => {
+                SourceFile::read_resolved(path, resolved, None).map(Cow::Owned)
+            }
             Self::InMemory(file) => Ok(Cow::Borrowed(file)),
         }
     }
@@ -65,7 +74,9 @@ impl PolicyFile {
         buffers: &TextBuffers,
     ) -> Result<Cow<'s, SourceFile>, ConfigError> {
         match self {
-            Self::OnDisk(path) => SourceFile::read_with(path, buffers).map(Cow::Owned),
+            Self::OnDisk { path, resolved } => {
+                SourceFile::read_resolved(path, resolved, Some(buffers)).map(Cow::Owned)
+            }
             Self::InMemory(file) => Ok(Cow::Borrowed(file)),
         }
     }
@@ -122,7 +133,21 @@ impl ConfigSet {
             settings,
             policy_files: policy_files.into_iter().map(PolicyFile::InMemory).collect(),
             route_files,
+            ledger: None,
         })
+    }
+
+    /// Notes a read of a file of this set in its ledger (a config in memory has none).
+    fn note(&self, digest: &FileDigest) {
+        if let Some(ledger) = &self.ledger {
+            ledger.note_read(&digest.path, digest.len, digest.digest);
+        }
+    }
+
+    /// Whether this set, read from disk, was one consistent set of files and still is (see
+    /// [`ReadLedger::verify`]); a set in memory always is.
+    pub fn verify(&self) -> Result<(), Inconsistency> {
+        self.ledger.as_ref().map_or(Ok(()), |ledger| ledger.verify())
     }
 
     /// The content hash of these files (see [`content_hash`]), with the policy files' digests.
@@ -161,10 +186,47 @@ impl FileDigest {
     }
 }
 
-/// Reads and compiles the config at `gateway_path` (generation 1, loaded now).
+/// How many times a load is tried when the files keep changing under it (see [`super::ledger`]) before it
+/// gives up: the config is then changing too fast to be read as one set.
+pub const CONSISTENT_READ_TRIES: u32 = 5;
+
+/// Reads and compiles the config at `gateway_path` (generation 1, loaded now), from one consistent set of
+/// files: a load during which a file changed is tried again, up to [`CONSISTENT_READ_TRIES`] times.
 pub fn load(gateway_path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let set = read(gateway_path)?;
-    compile(&set, 1, unix_now())
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let ledger = ReadLedger::new();
+        let compiled = read_into(gateway_path, Arc::clone(&ledger))
+            .and_then(|set| compile(&set, 1, unix_now()));
+        match ledger.verify() {
+            Ok(()) => return compiled,
+            Err(inconsistency) if tries >= CONSISTENT_READ_TRIES => {
+                return Err(changing_too_fast(gateway_path, tries, &inconsistency).into());
+            }
+            Err(_) => std::thread::sleep(retry_pause(tries)),
+        }
+    }
+}
+
+/// The pause before try `tries + 1` of a load that was not consistent: 20 ms, 40 ms, 80 ms, …
+pub fn retry_pause(tries: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(20u64 << tries.min(6))
+}
+
+/// The error of a config whose files changed under every one of `tries` loads.
+pub fn changing_too_fast(
+    gateway_path: &Path,
+    tries: u32,
+    last: &Inconsistency,
+) -> ConfigError {
+    ConfigError::file(
+        gateway_path,
+        format!(
+            "the config is changing too fast to be read as one set of files: it changed during each of \
+             {tries} loads (last: {last})"
+        ),
+    )
 }
 
 /// Hex SHA-256 over every file's path, length and content digest (XXH3-128), in load order: what the
@@ -180,6 +242,7 @@ pub fn content_hash(set: &ConfigSet) -> Result<String, ConfigErrors> {
         |file| {
             file.source_with(&buffers).map(|source| {
                 let digest = FileDigest::of(file.path(), &source.text);
+                set.note(&digest);
                 give_back(source, &buffers);
                 digest
             })
@@ -206,19 +269,43 @@ fn policy_file_error(index: usize, mut error: ConfigError) -> ConfigError {
 }
 
 /// Reads `gateway.yaml` and the route files it names; the policy files are read by the compile (and by
-/// [`content_hash`]). Missing or unreadable files are errors naming them.
+/// [`content_hash`]). Missing or unreadable files are errors naming them. Every path is resolved through its
+/// symlinks once, now, and read through that (see [`super::ledger`]).
 pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
-    let gateway = SourceFile::read(gateway_path)?;
+    read_into(gateway_path, ReadLedger::new())
+}
+
+/// [`read`], calling `hook` after each file this config's load reads (tests time file swaps with it).
+pub fn read_with(gateway_path: &Path, hook: Option<ReadHook>) -> Result<ConfigSet, ConfigErrors> {
+    read_into(gateway_path, ReadLedger::with_hook(hook))
+}
+
+/// [`read`], noting every read in `ledger` (which the caller keeps, to verify even a read that failed: a
+/// file missing in the middle of a swap is no error of the config).
+pub fn read_into(gateway_path: &Path, ledger: Arc<ReadLedger>) -> Result<ConfigSet, ConfigErrors> {
+    let gateway = read_noted(gateway_path, &ledger)?;
     let ConfigSet {
         gateway, settings, ..
     } = ConfigSet::from_sources(gateway, Vec::new(), Vec::new())?;
+    // Every policy file is resolved now, beside the gateway file, before anything else is read.
+    let policy_files: Vec<PolicyFile> = settings
+        .policy_files
+        .iter()
+        .map(|path| PolicyFile::OnDisk {
+            resolved: ledger.resolve(path),
+            path: path.clone(),
+        })
+        .collect();
     let mut errors = Vec::new();
     let mut route_files = Vec::new();
     for (index, path) in settings.route_files.iter().enumerate() {
         match route_file_paths(path) {
             Ok(paths) => {
+                if std::fs::metadata(path).is_ok_and(|meta| meta.is_dir()) {
+                    ledger.note_folder(path, paths.clone());
+                }
                 for path in paths {
-                    match SourceFile::read(&path) {
+                    match read_noted(&path, &ledger) {
                         Ok(file) => route_files.push(file),
                         Err(error) => errors.push(error),
                     }
@@ -235,18 +322,22 @@ pub fn read(gateway_path: &Path) -> Result<ConfigSet, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let policy_files = settings
-        .policy_files
-        .iter()
-        .cloned()
-        .map(PolicyFile::OnDisk)
-        .collect();
     Ok(ConfigSet {
         gateway,
         settings,
         policy_files,
         route_files,
+        ledger: Some(ledger),
     })
+}
+
+/// Reads a file through its path resolved in `ledger`, and notes what was read.
+fn read_noted(path: &Path, ledger: &ReadLedger) -> Result<SourceFile, ConfigError> {
+    let resolved = ledger.resolve(path);
+    let file = SourceFile::read_resolved(path, &resolved, None)?;
+    let digest = FileDigest::of(path, &file.text);
+    ledger.note_read(path, digest.len, digest.digest);
+    Ok(file)
 }
 
 /// The error for a file whose job failed unexpectedly (a bug caught by [`parallel::in_order`]).
@@ -260,7 +351,7 @@ fn internal_error(path: Option<&Path>) -> ConfigError {
 /// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
 /// Hidden entries (such as a Kubernetes ConfigMap's `..data`) are skipped; the files linking into them are
 /// read through their links.
-fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
     let metadata =
         std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
     if !metadata.is_dir() {
@@ -321,9 +412,10 @@ enum Unparsed {
 
 /// The second pass's outcome for one policy file.
 enum TokenPass<'a> {
-    /// Its tokens, compiled (none when the entities did not compile and the tokens were only parsed); the
-    /// digest of the text when the first pass did not read it (a file taken for a token file).
-    Batch(Option<TokenBatch<'a>>, Option<FileDigest>),
+    /// Its tokens, compiled (none when the entities did not compile and the tokens were only parsed), and
+    /// the digest of the text read (the content hash's for a file the first pass did not read; for the
+    /// others the ledger checks it is the first pass's).
+    Batch(Option<TokenBatch<'a>>, FileDigest),
     Failed(Unparsed),
     /// Taken for a file of tokens only, it held more or did not parse.
     Misjudged,
@@ -365,6 +457,7 @@ fn compile_with(
         },
         |index, parsed| match parsed {
             Some(Ok(FirstPass::Parsed(digest, raw))) => {
+                set.note(&digest);
                 if raw.tokens.items > 0 {
                     with_tokens.push((index, 0));
                     token_count += raw.tokens.items;
@@ -434,7 +527,9 @@ fn compile_with(
             let file = files.get(index);
             match done {
                 Some(Some(TokenPass::Batch(batch, digest))) => {
-                    if let (Some(digest), Some(slot)) = (digest, digests.get_mut(index)) {
+                    set.note(&digest);
+                    // The first pass's digest stands for a file it read (the ledger has compared the two).
+                    if let Some(slot @ None) = digests.get_mut(index) {
                         *slot = Some(digest);
                     }
                     if let (Some(compiler), Some(sink), Some(batch)) =
@@ -510,7 +605,7 @@ fn token_pass<'a>(
         Err(_) if guessed => return TokenPass::Misjudged,
         Err(error) => return TokenPass::Failed(Unparsed::Unreadable(error)),
     };
-    let digest = guessed.then(|| FileDigest::of(file.path(), &source.text));
+    let digest = FileDigest::of(file.path(), &source.text);
     let mut batch = compiler.map(|compiler| compiler.token_batch(file.path()));
     let parsed = source.stream_tokens(|token| {
         if let (Some(compiler), Some(batch)) = (compiler, batch.as_mut()) {
@@ -550,9 +645,9 @@ fn token_file_len(file: &PolicyFile) -> Option<u64> {
             let text = source.text.as_bytes();
             (text.get(..64).unwrap_or(text), text.len() as u64)
         }
-        PolicyFile::OnDisk(path) => {
+        PolicyFile::OnDisk { resolved, .. } => {
             use std::io::Read as _;
-            let mut opened = std::fs::File::open(path).ok()?;
+            let mut opened = std::fs::File::open(resolved).ok()?;
             let len = opened.metadata().ok()?.len();
             let mut filled = 0;
             while filled < head.len() {

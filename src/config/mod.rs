@@ -2,11 +2,13 @@
 
 pub mod error;
 pub mod gateway;
+pub mod ledger;
 pub mod load;
 pub mod parallel;
 pub mod raw;
 pub mod source;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{ConfigSet, PolicyFile, compile, content_hash, load, read};
+pub use ledger::{Inconsistency, ReadHook, ReadLedger};
+pub use load::{ConfigSet, PolicyFile, compile, content_hash, load, read, read_into, read_with};
 pub use source::SourceFile;

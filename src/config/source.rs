@@ -25,25 +25,33 @@ pub struct SourceFile {
 impl SourceFile {
     /// Reads a file; unreadable or non-UTF-8 content is an error naming the file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        Self::read_into(path, Vec::new(), None)
+        Self::read_into(path, path, Vec::new(), None)
     }
 
-    /// Reads a file as [`SourceFile::read`] does, into a buffer from `buffers` (give the file back with
-    /// [`TextBuffers::give_back`] when done with it).
-    pub fn read_with(path: &Path, buffers: &TextBuffers) -> Result<Self, ConfigError> {
-        Self::read_into(path, buffers.take(), Some(buffers))
+    /// Reads the file `path` as found at `resolved` (where its symlinks led when its config was read; see
+    /// `config::ledger`), into a buffer from `buffers` when given (give the file back with
+    /// [`TextBuffers::give_back`] when done with it). The file is named `path`.
+    pub fn read_resolved(
+        path: &Path,
+        resolved: &Path,
+        buffers: Option<&TextBuffers>,
+    ) -> Result<Self, ConfigError> {
+        let buffer = buffers.map(TextBuffers::take).unwrap_or_default();
+        Self::read_into(path, resolved, buffer, buffers)
     }
 
-    /// Reads the file into `buffer` (emptied first); on an error the buffer goes back to `buffers`.
+    /// Reads the file at `resolved` into `buffer` (emptied first), naming it `path`; on an error the buffer
+    /// goes back to `buffers`.
     fn read_into(
         path: &Path,
+        resolved: &Path,
         mut buffer: Vec<u8>,
         buffers: Option<&TextBuffers>,
     ) -> Result<Self, ConfigError> {
         use std::io::Read as _;
         buffer.clear();
         // As `std::fs::read` does: open, size the buffer by the file's length, read to the end.
-        let read = std::fs::File::open(path).and_then(|mut file| {
+        let read = std::fs::File::open(resolved).and_then(|mut file| {
             let len = file.metadata().map_or(0, |meta| meta.len());
             buffer.reserve_exact(usize::try_from(len).unwrap_or(0));
             file.read_to_end(&mut buffer)
@@ -535,10 +543,10 @@ mod tests {
         std::fs::write(&small, "{}").unwrap();
         std::fs::write(&broken, b"ab\xffcd").unwrap();
         let buffers = TextBuffers::new();
-        let first = SourceFile::read_with(&big, &buffers).unwrap();
+        let first = SourceFile::read_resolved(&big, &big, Some(&buffers)).unwrap();
         assert_eq!(first.text.len(), 100_000);
         buffers.give_back(first);
-        let second = SourceFile::read_with(&small, &buffers).unwrap();
+        let second = SourceFile::read_resolved(&small, &small, Some(&buffers)).unwrap();
         assert_eq!(second.text, "{}");
         assert!(
             second.text.capacity() >= 100_000,
@@ -546,7 +554,7 @@ mod tests {
         );
         for path in [broken, dir.path().join("missing.json")] {
             let plain = SourceFile::read(&path).unwrap_err();
-            let pooled = SourceFile::read_with(&path, &buffers).unwrap_err();
+            let pooled = SourceFile::read_resolved(&path, &path, Some(&buffers)).unwrap_err();
             assert_eq!(plain, pooled);
         }
         assert_eq!(

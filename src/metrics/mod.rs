@@ -456,6 +456,12 @@ impl Metrics {
         }
     }
 
+    /// The files on disk were found to be exactly the config being served again (a rejected edit undone):
+    /// `permgate_config_last_reload_success` is 1 again, with no new generation.
+    pub fn config_in_sync(&self) {
+        self.last_reload_success.set(1);
+    }
+
     /// Whether the served config changed a restart-only setting.
     pub fn restart_required(&self, required: bool) {
         self.restart_required.set(i64::from(required));

@@ -14,10 +14,19 @@
 //! [`stamps`]) with the last full read and reads nothing when none changed; file events, `SIGHUP` and manual
 //! reloads always read.
 //!
-//! "Changed" compares two hashes with the last attempt: the config's `content_hash` (every config, policy
-//! and route file) and a hash of the TLS certificate and key files, so that a rotated certificate with an
-//! unchanged config still reloads. A rejected config is remembered too, so it is not recompiled (and
-//! re-logged) every 30 s; fixing any file changes the hash and applies it.
+//! **One consistent set of files.** Every read of one attempt goes through a [`config::ReadLedger`]: paths are
+//! resolved through their symlinks once (a ConfigMap's `..data` swap does not move the attempt's reads), the
+//! "changed?" read and the compile's reads must agree file by file, and after the compile every path must
+//! still resolve to the same, unchanged file. An attempt that fails that is thrown away and tried again, up to
+//! [`config::load::CONSISTENT_READ_TRIES`] times; then the config is reported as changing too fast (rejected:
+//! the last good one keeps serving, `in_sync` is false) and the next trigger tries again. So what is served is
+//! always exactly one set of files that was on disk, never a mix.
+//!
+//! **"Changed" is measured against what is served.** Two hashes: the config's `content_hash` (every config,
+//! policy and route file) and a hash of the TLS certificate and key files. Content equal to what is served
+//! (before or after compiling) is `unchanged`: no new generation, and `in_sync` is true again (files restored
+//! after a rejected edit). Content equal to the last rejected attempt is `unchanged` too, without recompiling
+//! (or re-logging) it every 30 s; fixing any file changes the hash and applies it.
 //!
 //! Reloads are serialized (one at a time, whatever triggered them). [`watch`] holds the task that decides
 //! when to reload. This module never decides a request and never logs a secret: the files it reads hold only
@@ -128,8 +137,15 @@ impl Seen {
     }
 }
 
+/// What the reloader remembers between attempts: the last content seen, and the certificate files' hash of
+/// the serving snapshot (its config hash is the snapshot's own `content_hash`).
+#[derive(Debug, Clone)]
+struct Memory {
+    last: Seen,
+    served_certificates: Option<String>,
+}
+
 /// Reloads the config of one gateway.
-#[derive(Debug)]
 pub struct Reloader {
     config_path: PathBuf,
     gateway: Arc<Gateway>,
@@ -138,15 +154,28 @@ pub struct Reloader {
     /// The settings the listeners were started with: restart-only changes are measured against these.
     started: Settings,
     /// Serializes reloads, and holds what the last one saw.
-    seen: tokio::sync::Mutex<Seen>,
+    memory: tokio::sync::Mutex<Memory>,
     status: Mutex<ReloadStatus>,
+    /// Called after each file a reload reads (tests time file swaps into a reload with it).
+    read_hook: Mutex<Option<config::ReadHook>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("config_path", &self.config_path)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 /// What the blocking part of a reload found.
 enum Prepared {
-    /// Nothing changed; `seen` is what to remember (fresh stamps, or one more check by stamps).
+    /// Nothing changed; `seen` is what to remember (fresh stamps, or one more check by stamps). `in_sync`:
+    /// the files on disk were found to be exactly what is served (a rejected edit undone).
     Unchanged {
         seen: Seen,
+        in_sync: bool,
     },
     Rejected {
         errors: ConfigErrors,
@@ -184,13 +213,17 @@ impl Reloader {
         Arc::new(Self {
             config_path: config_path.into(),
             started: current.settings.clone(),
-            seen: tokio::sync::Mutex::new(Seen {
-                config: current.content_hash.clone(),
-                certificates: certificate_hash,
-                // Not known yet: the first check reads the files.
-                stamps: None,
-                checks_by_stamps: 0,
+            memory: tokio::sync::Mutex::new(Memory {
+                last: Seen {
+                    config: current.content_hash.clone(),
+                    certificates: certificate_hash.clone(),
+                    // Not known yet: the first check reads the files.
+                    stamps: None,
+                    checks_by_stamps: 0,
+                },
+                served_certificates: certificate_hash,
             }),
+            read_hook: Mutex::new(None),
             status: Mutex::new(ReloadStatus {
                 last: None,
                 last_applied: loaded_at,
@@ -219,23 +252,38 @@ impl Reloader {
         self.lock_status().clone()
     }
 
+    /// Calls `hook` with each file's path after a reload reads it (for tests that time file swaps into a
+    /// reload; it runs on the reload's blocking threads and must not block for long).
+    pub fn set_read_hook(&self, hook: Option<config::ReadHook>) {
+        *self
+            .read_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hook;
+    }
+
     /// Re-reads every file now and applies the config when it changed and is valid. Waits for a reload
     /// already running. The heavy work runs on the blocking pool, never on a request's thread.
     pub async fn reload_now(&self, trigger: Trigger) -> ReloadOutcome {
-        let mut seen = self.seen.lock().await;
+        let mut memory = self.memory.lock().await;
         let current = self.gateway.snapshot().load_full();
+        let hook = self
+            .read_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let prepared = {
             let config_path = self.config_path.clone();
-            let last = seen.clone();
+            let remembered = memory.clone();
             let current = Arc::clone(&current);
             let certificates = self.certificates.clone();
             tokio::task::spawn_blocking(move || {
                 prepare(
                     &config_path,
-                    &last,
+                    &remembered,
                     &current,
                     certificates.as_deref(),
                     trigger,
+                    hook,
                 )
             })
             .await
@@ -249,10 +297,18 @@ impl Reloader {
             })
         };
         let now = OffsetDateTime::now_utc();
+        let seen = &mut memory.last;
         match prepared {
-            Prepared::Unchanged { seen: unchanged } => {
+            Prepared::Unchanged {
+                seen: unchanged,
+                in_sync,
+            } => {
                 *seen = unchanged;
-                tracing::debug!(trigger = trigger.as_str(), "config unchanged");
+                tracing::debug!(trigger = trigger.as_str(), in_sync, "config unchanged");
+                if in_sync {
+                    self.lock_status().error = None;
+                    self.metrics.config_in_sync();
+                }
                 self.finish(trigger, ReloadOutcome::Unchanged, now, current.generation);
                 ReloadOutcome::Unchanged
             }
@@ -277,7 +333,8 @@ impl Reloader {
                 snapshot,
                 seen: applied,
             } => {
-                *seen = applied;
+                memory.served_certificates = applied.certificates.clone();
+                memory.last = applied;
                 let restart = self.started.restart_only_changes(&snapshot.settings);
                 let snapshot: Arc<Snapshot> = Arc::from(snapshot);
                 // The one store: from here every new request decides with the new snapshot.
@@ -343,15 +400,17 @@ impl Reloader {
     }
 }
 
-/// The blocking part: (for the timer) compare stamps; read, compare, compile, check the CA file, rotate the
-/// certificate.
+/// The blocking part: (for the timer) compare stamps; then attempts (each read, compare, compile, verify)
+/// until one read a consistent set of files, or [`config::load::CONSISTENT_READ_TRIES`] did not.
 fn prepare(
     config_path: &Path,
-    last: &Seen,
+    memory: &Memory,
     current: &Snapshot,
     certificates: Option<&CertStore>,
     trigger: Trigger,
+    hook: Option<config::ReadHook>,
 ) -> Prepared {
+    let last = &memory.last;
     if trigger == Trigger::Timer
         && last.checks_by_stamps < stamps::FULL_READ_EVERY
         && last.stamps.as_ref().is_some_and(Stamps::still_current)
@@ -361,14 +420,53 @@ fn prepare(
                 checks_by_stamps: last.checks_by_stamps + 1,
                 ..last.clone()
             },
+            in_sync: false,
         };
     }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt(config_path, memory, current, certificates, hook.clone()) {
+            Ok(prepared) => return prepared,
+            Err(inconsistency) if tries >= config::load::CONSISTENT_READ_TRIES => {
+                tracing::warn!(tries, %inconsistency, "the config kept changing while it was read");
+                return Prepared::Rejected {
+                    errors: config::load::changing_too_fast(config_path, tries, &inconsistency)
+                        .into(),
+                    // Nothing to remember: the next trigger reads again.
+                    seen: None,
+                };
+            }
+            Err(inconsistency) => {
+                tracing::debug!(tries, %inconsistency, "the config changed while it was read: reading again");
+                std::thread::sleep(config::load::retry_pause(tries));
+            }
+        }
+    }
+}
+
+/// One attempt: read (every file through a ledger), compare with what is served and what was last seen,
+/// compile, verify that the files read are still exactly what is on disk, check the CA file, rotate the
+/// certificate. `Err` when the files changed under it (try again).
+fn attempt(
+    config_path: &Path,
+    memory: &Memory,
+    current: &Snapshot,
+    certificates: Option<&CertStore>,
+    hook: Option<config::ReadHook>,
+) -> Result<Prepared, config::Inconsistency> {
+    let last = &memory.last;
     let read_started = SystemTime::now();
-    let read = config::read(config_path)
+    let ledger = config::ReadLedger::with_hook(hook);
+    let read = config::read_into(config_path, Arc::clone(&ledger))
         .and_then(|set| config::content_hash(&set).map(|hash| (set, hash)));
     let (set, content_hash) = match read {
         Ok(read) => read,
-        Err(errors) => return Prepared::Rejected { errors, seen: None },
+        Err(errors) => {
+            // A file missing or unreadable because a swap is under way is no error of the config.
+            ledger.verify()?;
+            return Ok(Prepared::Rejected { errors, seen: None });
+        }
     };
     let located = |path: &str, message: String| {
         let mut error = ConfigError::new(&set.gateway.path, path, message);
@@ -379,10 +477,10 @@ fn prepare(
         Some(tls) => match hash_certificates(tls) {
             Ok(hash) => Some(hash),
             Err(message) => {
-                return Prepared::Rejected {
+                return Ok(Prepared::Rejected {
                     errors: located("tls", message),
                     seen: None,
-                };
+                });
             }
         },
         None => None,
@@ -403,48 +501,72 @@ fn prepare(
         stamps: Stamps::after_read(stamped, read_started),
         checks_by_stamps: 0,
     };
-    if seen.same_content(last) {
-        return Prepared::Unchanged { seen };
+    let served = |config: &str| {
+        config == current.content_hash && seen.certificates == memory.served_certificates
+    };
+    // Exactly what is served (a rejected edit undone, or a touch): nothing to apply.
+    if served(&seen.config) {
+        return Ok(Prepared::Unchanged {
+            seen,
+            in_sync: true,
+        });
     }
-    let snapshot = match config::compile(
+    if seen.same_content(last) {
+        return Ok(Prepared::Unchanged {
+            seen,
+            in_sync: false,
+        });
+    }
+    let compiled = config::compile(
         &set,
         current.generation.saturating_add(1),
         config::load::unix_now(),
-    ) {
+    );
+    // Whatever the compile made of them, the files must still be the ones read.
+    set.verify()?;
+    let snapshot = match compiled {
         Ok(snapshot) => snapshot,
         Err(errors) => {
-            return Prepared::Rejected {
+            return Ok(Prepared::Rejected {
                 errors,
                 seen: Some(seen),
-            };
+            });
         }
     };
+    if served(&snapshot.content_hash) {
+        return Ok(Prepared::Unchanged {
+            seen,
+            in_sync: true,
+        });
+    }
     let upstream = &snapshot.settings.upstream;
     if let Some(ca_file) = &upstream.ca_file {
         if current.settings.upstream.ca_file.as_ref() != Some(ca_file) {
             if let Err(error) = crate::tls::client_config(Some(ca_file)) {
-                return Prepared::Rejected {
+                return Ok(Prepared::Rejected {
                     errors: located("upstream.ca_file", error.to_string()),
                     seen: Some(seen),
-                };
+                });
             }
         }
     }
     if let (Some(store), Some(tls)) = (certificates, &snapshot.settings.tls) {
-        if seen.certificates != last.certificates || current.settings.tls.as_ref() != Some(tls) {
+        if seen.certificates != memory.served_certificates
+            || current.settings.tls.as_ref() != Some(tls)
+        {
             // The last fallible step, so a rejected config never leaves a rotated certificate behind.
             if let Err(error) = store.reload(tls) {
-                return Prepared::Rejected {
+                return Ok(Prepared::Rejected {
                     errors: located("tls", error.to_string()),
                     seen: Some(seen),
-                };
+                });
             }
         }
     }
-    Prepared::Ready {
+    Ok(Prepared::Ready {
         snapshot: Box::new(snapshot),
         seen,
-    }
+    })
 }
 
 /// Hex SHA-256 over the certificate and key files' contents (never shown: it covers the private key).
@@ -468,6 +590,13 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.yaml")
     }
 
+    fn memory(snapshot: &Snapshot, stamps: Option<Stamps>) -> Memory {
+        Memory {
+            last: seen(snapshot, stamps),
+            served_certificates: None,
+        }
+    }
+
     fn seen(snapshot: &Snapshot, stamps: Option<Stamps>) -> Seen {
         Seen {
             config: snapshot.content_hash.clone(),
@@ -489,9 +618,15 @@ mod tests {
         assert!(last.stamps.is_some());
         // A config that cannot be read: every check that reads is a rejection.
         let unreadable = dir.path().join("missing/gateway.yaml");
-        let check = |last: &Seen, trigger| prepare(&unreadable, last, &current, None, trigger);
+        let check = |last: &Seen, trigger| {
+            let memory = Memory {
+                last: last.clone(),
+                served_certificates: None,
+            };
+            prepare(&unreadable, &memory, &current, None, trigger, None)
+        };
 
-        let Prepared::Unchanged { seen: after } = check(&last, Trigger::Timer) else {
+        let Prepared::Unchanged { seen: after, .. } = check(&last, Trigger::Timer) else {
             panic!("the timer read the files although no stamp changed");
         };
         assert_eq!(after.checks_by_stamps, 1);
@@ -523,8 +658,8 @@ mod tests {
         let path = shipped();
         let current = config::load(&path).unwrap();
         // The repository's files are older than the racy window.
-        let Prepared::Unchanged { seen: after } =
-            prepare(&path, &seen(&current, None), &current, None, Trigger::Timer)
+        let Prepared::Unchanged { seen: after, .. } =
+            prepare(&path, &memory(&current, None), &current, None, Trigger::Timer, None)
         else {
             panic!("the shipped config changed while it was read");
         };
@@ -546,10 +681,11 @@ mod tests {
         let copied = dir.path().join("config/gateway.yaml");
         let prepared = prepare(
             &copied,
-            &seen(&current, None),
+            &memory(&current, None),
             &current,
             None,
             Trigger::Timer,
+            None,
         );
         let (Prepared::Ready { seen: after, .. }
         | Prepared::Rejected {
