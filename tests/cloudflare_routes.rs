@@ -143,11 +143,7 @@ fn every_route_matches_a_path_built_from_its_template_and_resolves_its_scope() {
                 Scope::Any => panic!("{tail}: no collection of the shipped table is scope any"),
                 Scope::None => {
                     assert_eq!(found.resource_id, None);
-                    let known = [
-                        "/zones",
-                        "/accounts",
-                        "/ips",
-                    ];
+                    let known = ["/zones", "/accounts", "/ips"];
                     assert!(known.contains(&tail), "{tail} needs no permission");
                 }
             }
@@ -162,7 +158,9 @@ fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
     let table = load_table();
     // Each verify path answers for the tokens its path names: the user path for user-owned tokens, an
     // account's path for that account's own tokens (never `scope: none`, which would verify any token).
-    let user = table.lookup("GET", "/client/v4/user/tokens/verify").unwrap();
+    let user = table
+        .lookup("GET", "/client/v4/user/tokens/verify")
+        .unwrap();
     assert_eq!(user.route.scope, Scope::User);
     assert!(user.route.handler.is_some());
     let account = table
@@ -176,7 +174,10 @@ fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
         "{:?}",
         account.route.scope
     );
-    assert_eq!(account.resource_id, Some("01a7362d577a6c3019a474fd6f485823"));
+    assert_eq!(
+        account.resource_id,
+        Some("01a7362d577a6c3019a474fd6f485823")
+    );
     assert!(account.route.handler.is_some());
     // The verify paths are not swallowed by the token-id routes beside them.
     let details = table

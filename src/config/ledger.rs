@@ -157,7 +157,8 @@ impl ReadLedger {
         if let Some(entry) = entries.iter().find(|entry| entry.configured == configured) {
             return entry.resolved.clone();
         }
-        let resolved = std::fs::canonicalize(configured).unwrap_or_else(|_| configured.to_path_buf());
+        let resolved =
+            std::fs::canonicalize(configured).unwrap_or_else(|_| configured.to_path_buf());
         entries.push(Entry {
             configured: configured.to_path_buf(),
             stamp: FileStamp::of(&resolved),
@@ -256,8 +257,7 @@ impl ReadLedger {
                 } if stamp.is_none_or(|stamp| stamp.changed_since(racy_since)) => {
                     let now = std::fs::read(&entry.resolved).ok();
                     let same = now.is_some_and(|bytes| {
-                        bytes.len() as u64 == *len
-                            && xxhash_rust::xxh3::xxh3_128(&bytes) == *digest
+                        bytes.len() as u64 == *len && xxhash_rust::xxh3::xxh3_128(&bytes) == *digest
                     });
                     if !same {
                         return Err(Inconsistency::Changed(path()));
@@ -272,10 +272,15 @@ impl ReadLedger {
 
 #[cfg(all(test, unix))]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
     use super::*;
 
     fn digest(text: &str) -> (u64, u128) {
-        (text.len() as u64, xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+        (
+            text.len() as u64,
+            xxhash_rust::xxh3::xxh3_128(text.as_bytes()),
+        )
     }
 
     fn read(ledger: &ReadLedger, path: &Path) -> String {
@@ -321,7 +326,10 @@ mod tests {
         );
         // A new load reads version 2 whole, and verifies.
         let ledger = ReadLedger::new();
-        assert_eq!((read(&ledger, &a), read(&ledger, &b)), ("a: 2".into(), "b: 2".into()));
+        assert_eq!(
+            (read(&ledger, &a), read(&ledger, &b)),
+            ("a: 2".into(), "b: 2".into())
+        );
         assert_eq!(ledger.verify(), Ok(()));
     }
 
@@ -337,7 +345,10 @@ mod tests {
         std::fs::write(&file, "tokens: {}").unwrap();
         assert_eq!(ledger.verify(), Err(Inconsistency::Changed(file.clone())));
         read(&ledger, &file);
-        assert_eq!(ledger.verify(), Err(Inconsistency::ReadsDiffer(file.clone())));
+        assert_eq!(
+            ledger.verify(),
+            Err(Inconsistency::ReadsDiffer(file.clone()))
+        );
     }
 
     #[test]

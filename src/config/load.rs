@@ -147,7 +147,9 @@ impl ConfigSet {
     /// Whether this set, read from disk, was one consistent set of files and still is (see
     /// [`ReadLedger::verify`]); a set in memory always is.
     pub fn verify(&self) -> Result<(), Inconsistency> {
-        self.ledger.as_ref().map_or(Ok(()), |ledger| ledger.verify())
+        self.ledger
+            .as_ref()
+            .map_or(Ok(()), |ledger| ledger.verify())
     }
 
     /// The content hash of these files (see [`content_hash`]), with the policy files' digests.
@@ -215,11 +217,7 @@ pub fn retry_pause(tries: u32) -> std::time::Duration {
 }
 
 /// The error of a config whose files changed under every one of `tries` loads.
-pub fn changing_too_fast(
-    gateway_path: &Path,
-    tries: u32,
-    last: &Inconsistency,
-) -> ConfigError {
+pub fn changing_too_fast(gateway_path: &Path, tries: u32, last: &Inconsistency) -> ConfigError {
     ConfigError::file(
         gateway_path,
         format!(

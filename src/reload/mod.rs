@@ -501,6 +501,8 @@ fn attempt(
         stamps: Stamps::after_read(stamped, read_started),
         checks_by_stamps: 0,
     };
+    // What was read is one set of files, and still what is on disk: only then can it be compared.
+    set.verify()?;
     let served = |config: &str| {
         config == current.content_hash && seen.certificates == memory.served_certificates
     };
@@ -658,9 +660,14 @@ mod tests {
         let path = shipped();
         let current = config::load(&path).unwrap();
         // The repository's files are older than the racy window.
-        let Prepared::Unchanged { seen: after, .. } =
-            prepare(&path, &memory(&current, None), &current, None, Trigger::Timer, None)
-        else {
+        let Prepared::Unchanged { seen: after, .. } = prepare(
+            &path,
+            &memory(&current, None),
+            &current,
+            None,
+            Trigger::Timer,
+            None,
+        ) else {
             panic!("the shipped config changed while it was read");
         };
         assert!(after.stamps.is_some_and(|stamps| stamps.still_current()));
