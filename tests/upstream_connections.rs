@@ -14,7 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -29,6 +29,8 @@ struct CountingUpstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Connections accepted and not yet closed by either side.
+    open: Arc<AtomicUsize>,
 }
 
 impl CountingUpstream {
@@ -37,15 +39,30 @@ impl CountingUpstream {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (accepted, answered) = (Arc::clone(&connections), Arc::clone(&requests));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (accepted, answered, still_open) = (
+            Arc::clone(&connections),
+            Arc::clone(&requests),
+            Arc::clone(&open),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
+                still_open.fetch_add(1, Ordering::SeqCst);
                 let answered = Arc::clone(&answered);
+                let closed = Arc::clone(&still_open);
                 tokio::spawn(async move {
+                    // Counted closed when this task ends, whichever side closed.
+                    struct Closed(Arc<AtomicUsize>);
+                    impl Drop for Closed {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let _closed = Closed(closed);
                     let mut head = Vec::new();
                     let mut buffer = [0u8; 4096];
                     loop {
@@ -77,7 +94,12 @@ impl CountingUpstream {
             addr,
             connections,
             requests,
+            open,
         }
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     fn connections(&self) -> usize {
@@ -179,5 +201,65 @@ async fn a_quiet_clients_upstream_connection_serves_the_next_client() {
         1,
         "the idle upstream connection was handed on"
     );
+    gateway.stop().await;
+}
+
+/// Idle upstream connections are closed by the pool's sweeper at `upstream.pool_idle_timeout_ms` (90 s by
+/// default, which is why tens of them stay open for a while after a load stops), not before, and all of them.
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_at_the_pool_idle_timeout() {
+    let upstream = CountingUpstream::start(false).await;
+    let mut options = Options::new(&format!("http://{}", upstream.addr));
+    options.extra = String::new();
+    let config = write_config(&options);
+    let gateway_yaml = std::fs::read_to_string(&config.gateway_path).unwrap();
+    std::fs::write(
+        &config.gateway_path,
+        gateway_yaml.replacen("upstream:\n", "upstream:\n  pool_idle_timeout_ms: 600\n", 1),
+    )
+    .unwrap();
+    let gateway = start_gateway(&config).await;
+    // Eight clients at once: several exchanges in flight, so (usually) several upstream connections.
+    let mut exchanges = Vec::new();
+    for _ in 0..8 {
+        let mut sender = client(gateway.addr).await;
+        exchanges.push(tokio::spawn(async move {
+            get_records(&mut sender).await;
+            sender
+        }));
+    }
+    let mut clients = Vec::new();
+    for exchange in exchanges {
+        clients.push(exchange.await.unwrap());
+    }
+    let idle_from = Instant::now();
+    let opened = upstream.open();
+    assert!(opened >= 1, "no upstream connection was opened");
+    // Kept while younger than the idle timeout…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.open(), opened, "closed before the idle timeout");
+    // …and all closed soon after it (the sweeper looks every min(1 s, timeout / 2)).
+    while upstream.open() > 0 {
+        assert!(
+            idle_from.elapsed() < Duration::from_secs(5),
+            "{} idle upstream connections still open after {:?}",
+            upstream.open(),
+            idle_from.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed_after = idle_from.elapsed();
+    eprintln!(
+        "{opened} idle upstream connections closed {closed_after:?} after the last response (pool_idle_timeout_ms 600)"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(550),
+        "{closed_after:?}"
+    );
+    assert!(
+        closed_after <= Duration::from_millis(1_500),
+        "{closed_after:?}"
+    );
+    drop(clients);
     gateway.stop().await;
 }

@@ -9,7 +9,8 @@
 //! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
 //! - `pair`: an inbound connection and its lent upstream connection in one task, each polled when woken.
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
-//! - [`error`]: the one function that turns any failure into the client's answer.
+//! - [`error`]: the one function that turns any failure into the client's answer; [`failure_log`]: repeated
+//!   failures logged as one line per kind per interval.
 //! - [`sample_upstream`]: the demo's built-in upstream.
 //!
 //! Nothing outside this module imports it except the CLI; it never decides anything itself (that is
@@ -18,6 +19,7 @@
 pub mod body;
 mod bound;
 pub mod error;
+pub mod failure_log;
 pub mod framing;
 pub mod headers;
 pub mod launch;

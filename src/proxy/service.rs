@@ -26,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use super::body::{self, ClientBody, ClientBodyError, ProxyBody};
 use super::bound::Binding;
 use super::error::{ProxyError, Side, error_response, json_response};
+use super::failure_log::{self, FailureLog};
 use super::framing::{self, FramingError, HeadScanner, HeadVerdict, StopReason};
 use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
@@ -49,6 +50,8 @@ pub struct Gateway {
     upstream: ArcSwap<UpstreamClient>,
     metrics: Arc<Metrics>,
     decision_log: Option<DecisionLog>,
+    /// Warnings about failed requests, one line per kind per interval when they repeat.
+    failures: Arc<FailureLog>,
 }
 
 /// Where the gateway reports what it does: its metrics, and the decision log when one is on.
@@ -175,6 +178,7 @@ impl Gateway {
             upstream: ArcSwap::from_pointee(upstream),
             metrics: observer.metrics,
             decision_log: observer.decision_log,
+            failures: FailureLog::new(failure_log::SUMMARY_INTERVAL),
         }))
     }
 
@@ -310,10 +314,15 @@ impl Gateway {
             other if other.side() == Side::Client => tracing::debug!(
                 request_id, %method, kind = other.kind(), error = %other, "rejected"
             ),
-            other => tracing::warn!(
-                request_id, %method, side = other.side().as_str(), kind = other.kind(), error = %other,
-                "request failed"
-            ),
+            // Repeats of a kind within the summary interval are one line with their count.
+            other => {
+                if self.failures.admit(other.kind(), other.side().as_str()) {
+                    tracing::warn!(
+                        request_id, %method, side = other.side().as_str(), kind = other.kind(),
+                        error = %other, "request failed"
+                    );
+                }
+            }
         }
         let mut response = error_response(error, id_value, snapshot.settings.explain_denials);
         if http1 && (error.closes_connection() || method == http::Method::CONNECT) {
