@@ -23,4 +23,6 @@ pub struct Snapshot {
     pub loaded_at: i64,
     /// Every file that went into it (for the watcher and `/status`).
     pub files: Vec<PathBuf>,
+    /// What each file was, for a reload that compiles only what changed.
+    pub compiled_from: crate::config::load::CompiledFrom,
 }

@@ -74,6 +74,7 @@ pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
         content_hash: String::new(),
         loaded_at: 0,
         files: Vec::new(),
+        compiled_from: Default::default(),
     };
     (snapshot, scale, raw)
 }

@@ -152,6 +152,22 @@ impl ConfigSet {
             .map_or(Ok(()), |ledger| ledger.verify())
     }
 
+    /// A digest over `gateway.yaml` and the route files: what the policy compile depends on besides the
+    /// policy files (the settings, and the route keys every policy is compiled against).
+    fn frame_digest(&self) -> u128 {
+        let mut bytes = Vec::with_capacity(24 * (1 + self.route_files.len()));
+        let files = std::iter::once((&self.gateway.path, &self.gateway.text))
+            .chain(self.route_files.iter().map(|file| (&file.path, &file.text)));
+        for (path, text) in files {
+            let digest = FileDigest::of(path, text);
+            bytes.extend_from_slice(path.as_os_str().as_encoded_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(&digest.len.to_le_bytes());
+            bytes.extend_from_slice(&digest.digest.to_le_bytes());
+        }
+        xxhash_rust::xxh3::xxh3_128(&bytes)
+    }
+
     /// The content hash of these files (see [`content_hash`]), with the policy files' digests.
     fn hash_with(&self, policy_digests: impl Iterator<Item = FileDigest>) -> String {
         let digests = std::iter::once(FileDigest::of(&self.gateway.path, &self.gateway.text))
@@ -171,11 +187,23 @@ impl ConfigSet {
 /// controls the gateway anyway, so collisions need not be hard to find), and every reload check digests
 /// every byte of every file: over a GiB for a million tokens, which SHA-256 takes ~1 s of a core to
 /// hash and XXH3 ~0.1 s.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDigest {
     path: PathBuf,
     len: u64,
     digest: u128,
+}
+
+/// What a snapshot was compiled from, file by file: what a later reload needs to compile only what changed
+/// (see [`compile_reusing`]).
+#[derive(Debug, Clone, Default)]
+pub struct CompiledFrom {
+    /// A digest over `gateway.yaml` and every route file (the settings and the route keys).
+    pub frame: u128,
+    /// Each policy file's digest, in `policy_files` order.
+    pub policy_files: Vec<FileDigest>,
+    /// Whether each policy file defined entities (permission groups, users or accounts), not only tokens.
+    pub entities: Vec<bool>,
 }
 
 impl FileDigest {
@@ -232,6 +260,11 @@ pub fn changing_too_fast(gateway_path: &Path, tries: u32, last: &Inconsistency) 
 /// core, dropping each text); a missing or unreadable one is an error naming it. A compiled snapshot's
 /// `content_hash` is the same hash of the texts it was compiled from.
 pub fn content_hash(set: &ConfigSet) -> Result<String, ConfigErrors> {
+    content_digests(set).map(|(hash, _)| hash)
+}
+
+/// [`content_hash`], with each policy file's digest (in `policy_files` order).
+pub fn content_digests(set: &ConfigSet) -> Result<(String, Vec<FileDigest>), ConfigErrors> {
     let mut errors = Vec::new();
     let mut policy_digests = Vec::with_capacity(set.policy_files.len());
     let buffers = TextBuffers::new();
@@ -254,7 +287,10 @@ pub fn content_hash(set: &ConfigSet) -> Result<String, ConfigErrors> {
         },
     );
     if errors.is_empty() {
-        Ok(set.hash_with(policy_digests.into_iter()))
+        Ok((
+            set.hash_with(policy_digests.iter().cloned()),
+            policy_digests,
+        ))
     } else {
         Err(ConfigErrors(errors))
     }
@@ -384,18 +420,134 @@ pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// to parse, the compile starts again with every file read whole in the first pass, so that its errors (and
 /// their order) are exactly those of that compile.
 pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snapshot, ConfigErrors> {
-    match compile_with(set, generation, loaded_at, true) {
-        Some(result) => result,
-        None => match compile_with(set, generation, loaded_at, false) {
-            Some(result) => result,
+    compile_guessing(set, generation, loaded_at, None).unwrap_or_else(|| {
+        // Only a compile that reuses another's tokens can decline, and this one does not.
+        Err(ConfigErrors(vec![internal_error(None)]))
+    })
+}
+
+/// Compiles a read config as [`compile`] does, reusing what `previous` (the snapshot being served) compiled
+/// of the policy files that did not change, when only token files changed: the entity files are read and
+/// compiled again (everything a token refers to; they are small beside the tokens), the changed token files'
+/// tokens are compiled, and every other file's tokens are taken from `previous` as they are, through the same
+/// cross-file checks. The result is the one a full compile gives (`tests/reload_incremental.rs` compares
+/// the two on random edits).
+///
+/// `digests` are the policy files' digests of this read ([`content_digests`]). `None` when the change is
+/// not of that kind (`gateway.yaml`, a route file or a file with entities changed, the files are other ones,
+/// or a changed file now holds entities): compile in full then.
+pub fn compile_reusing(
+    set: &ConfigSet,
+    previous: &Snapshot,
+    digests: &[FileDigest],
+    generation: u64,
+    loaded_at: i64,
+) -> Option<Result<Snapshot, ConfigErrors>> {
+    let from = &previous.compiled_from;
+    let same_files = from.policy_files.len() == digests.len()
+        && from
+            .policy_files
+            .iter()
+            .zip(digests)
+            .all(|(before, now)| before.path == now.path);
+    if !same_files
+        || from.entities.len() != digests.len()
+        || from.frame != set.frame_digest()
+        || set.settings.resource_namespace.as_str() != &*previous.policy.namespace
+    {
+        return None;
+    }
+    let unchanged: Vec<bool> = from
+        .policy_files
+        .iter()
+        .zip(digests)
+        .map(|(before, now)| before == now)
+        .collect();
+    let changed_entities = unchanged
+        .iter()
+        .zip(&from.entities)
+        .any(|(&unchanged, &entities)| !unchanged && entities);
+    if changed_entities || unchanged.iter().all(|&unchanged| unchanged) {
+        return None;
+    }
+    // The secret hash of each token of `previous`, by position (the compiled set keeps them only as keys).
+    let mut secrets = vec![[0u8; 32]; previous.policy.tokens.len()];
+    for (secret, &position) in previous.policy.token_by_hash.iter() {
+        if let Some(slot) = secrets.get_mut(position as usize) {
+            *slot = *secret;
+        }
+    }
+    let reuse = Reuse {
+        previous,
+        unchanged,
+        secrets,
+    };
+    compile_guessing(set, generation, loaded_at, Some(&reuse))
+}
+
+/// What a compile takes from the snapshot being served (see [`compile_reusing`]).
+struct Reuse<'p> {
+    previous: &'p Snapshot,
+    /// Per policy file: its digest is the one `previous` was compiled from.
+    unchanged: Vec<bool>,
+    /// The secret hash of each of `previous`'s tokens, by position.
+    secrets: Vec<[u8; 32]>,
+}
+
+impl Reuse<'_> {
+    /// Whether file `index`'s tokens are taken from `previous` (and, when it has no entities, it is not read).
+    fn reuses(&self, index: usize) -> bool {
+        self.unchanged.get(index).copied().unwrap_or(false)
+    }
+
+    fn had_entities(&self, index: usize) -> bool {
+        self.previous
+            .compiled_from
+            .entities
+            .get(index)
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// `previous`'s record of the tokens of the file at `path`.
+    fn record(&self, path: &Path) -> Option<&crate::policy::TokenFileRecord> {
+        self.previous
+            .policy
+            .token_files
+            .iter()
+            .find(|record| record.file == path)
+    }
+}
+
+/// [`compile_with`], first taking JSON token files for what they look like, then (if one was misjudged)
+/// reading every file whole. `None` when a compile reusing `previous` found a changed file holding entities.
+fn compile_guessing(
+    set: &ConfigSet,
+    generation: u64,
+    loaded_at: i64,
+    reuse: Option<&Reuse<'_>>,
+) -> Option<Result<Snapshot, ConfigErrors>> {
+    match compile_with(set, generation, loaded_at, true, reuse)? {
+        Compiled::Done(result) => Some(result),
+        Compiled::Misjudged => match compile_with(set, generation, loaded_at, false, reuse)? {
+            Compiled::Done(result) => Some(result),
             // Only a compile that takes files for token files can misjudge one.
-            None => Err(ConfigErrors(vec![internal_error(None)])),
+            Compiled::Misjudged => Some(Err(ConfigErrors(vec![internal_error(None)]))),
         },
     }
 }
 
+/// How one compile ended.
+enum Compiled {
+    Done(Result<Snapshot, ConfigErrors>),
+    /// A file taken for a token file held more than tokens, or did not parse.
+    Misjudged,
+}
+
 /// The first pass's outcome for one policy file.
 enum FirstPass {
+    /// Unchanged since the snapshot served, without entities: not read (see [`compile_reusing`]).
+    Reused,
     /// Parsed, its tokens skipped; with the digest of the text.
     Parsed(FileDigest, RawPolicyFile<SkippedList>),
     /// Taken for a file of tokens only, not read: its length in bytes.
@@ -415,18 +567,22 @@ enum TokenPass<'a> {
     /// others the ledger checks it is the first pass's).
     Batch(Option<TokenBatch<'a>>, FileDigest),
     Failed(Unparsed),
+    /// Unchanged since the snapshot served: its tokens are taken from it.
+    Reused,
     /// Taken for a file of tokens only, it held more or did not parse.
     Misjudged,
 }
 
 /// One compile; with `guess_token_files`, JSON files that start like a token file are taken for one (see
-/// [`compile`]). `None` when such a file was misjudged: it held more than tokens, or did not parse.
+/// [`compile`]); with `reuse`, the unchanged files' tokens come from the snapshot being served. `None` when a
+/// reusing compile found that a changed file now holds entities (compile in full instead).
 fn compile_with(
     set: &ConfigSet,
     generation: u64,
     loaded_at: i64,
     guess_token_files: bool,
-) -> Option<Result<Snapshot, ConfigErrors>> {
+    reuse: Option<&Reuse<'_>>,
+) -> Option<Compiled> {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
     let routes = match RouteTable::compile(&set.route_files, &mut keys) {
@@ -446,16 +602,52 @@ fn compile_with(
     // pass's, or for a file taken for a token file the second pass's.
     let mut digests: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
     let buffers = TextBuffers::new();
+    // Each file with its index, for the reuse decisions.
+    let indexed: Vec<(usize, &PolicyFile)> = files.iter().enumerate().collect();
+    // A changed file that now holds entities: a reusing compile cannot stand.
+    let mut changed_to_entities = false;
     parallel::in_order(
-        files,
-        |file| match guess_token_files.then(|| token_file_len(file)).flatten() {
-            Some(len) => Ok(FirstPass::TokensOnly(len)),
-            None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
-                .map(|(digest, raw)| FirstPass::Parsed(digest, raw)),
+        &indexed,
+        |&(index, file)| match reuse {
+            // An unchanged file of tokens only: not read; its tokens come from the snapshot served.
+            Some(reuse) if reuse.reuses(index) && !reuse.had_entities(index) => {
+                Ok(FirstPass::Reused)
+            }
+            _ => match guess_token_files.then(|| token_file_len(file)).flatten() {
+                Some(len) => Ok(FirstPass::TokensOnly(len)),
+                None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
+                    .map(|(digest, raw)| FirstPass::Parsed(digest, raw)),
+            },
         },
         |index, parsed| match parsed {
+            Some(Ok(FirstPass::Reused)) => {
+                let previous = reuse.and_then(|reuse| {
+                    Some((
+                        reuse
+                            .previous
+                            .compiled_from
+                            .policy_files
+                            .get(index)?
+                            .clone(),
+                        reuse.record(files.get(index)?.path()).map_or(0, |record| {
+                            record.tokens.end.saturating_sub(record.tokens.start) as usize
+                        }),
+                    ))
+                });
+                let (digest, count) = previous.unzip();
+                if count.is_some_and(|count| count > 0) {
+                    with_tokens.push((index, 0));
+                    token_count += count.unwrap_or(0);
+                }
+                entities.push(RawPolicyFile::default());
+                digests.push(digest);
+            }
             Some(Ok(FirstPass::Parsed(digest, raw))) => {
                 set.note(&digest);
+                let reused = reuse.is_some_and(|reuse| reuse.reuses(index));
+                if !reused && reuse.is_some() && raw.has_entities() {
+                    changed_to_entities = true;
+                }
                 if raw.tokens.items > 0 {
                     with_tokens.push((index, 0));
                     token_count += raw.tokens.items;
@@ -482,6 +674,10 @@ fn compile_with(
             }
         },
     );
+    if changed_to_entities {
+        drop_in_background(entities);
+        return None;
+    }
     // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
     // would be a misleading knock-on error: then the tokens are only parsed, for their own shape errors.
     let prepared = (entities.len() == files.len()).then(|| {
@@ -503,6 +699,8 @@ fn compile_with(
     };
     let compiling = compiler.as_ref();
     let misjudged = AtomicBool::new(false);
+    // `previous`'s key-set numbers in this compile (see `TokenSink::add_reused`).
+    let mut remap = Vec::new();
     // Bytes and tokens of the guessed files compiled so far, and the bytes still to come: the sink's tables
     // are sized from their ratio, as they are from the first pass's count for the other files.
     let (mut guessed_bytes, mut guessed_tokens) = (0u64, 0usize);
@@ -514,6 +712,9 @@ fn compile_with(
                 return Some(TokenPass::Misjudged);
             }
             let file = files.get(index)?;
+            if reuse.is_some_and(|reuse| reuse.reuses(index)) {
+                return Some(TokenPass::Reused);
+            }
             let pass = token_pass(file, compiling, guessed_len > 0, &buffers);
             if matches!(pass, TokenPass::Misjudged) {
                 misjudged.store(true, Ordering::Relaxed);
@@ -550,6 +751,23 @@ fn compile_with(
                 Some(Some(TokenPass::Failed(Unparsed::Invalid(file_errors)))) => {
                     errors.extend(file_errors);
                 }
+                Some(Some(TokenPass::Reused)) => {
+                    if let (Some(compiler), Some(sink), Some(reuse), Some(file)) =
+                        (compiling, sink.as_mut(), reuse, file)
+                    {
+                        match reuse.record(file.path()) {
+                            Some(record) => sink.add_reused(
+                                compiler,
+                                file.path(),
+                                &reuse.previous.policy,
+                                record,
+                                &reuse.secrets,
+                                &mut remap,
+                            ),
+                            None => errors.push(internal_error(Some(file.path()))),
+                        }
+                    }
+                }
                 Some(Some(TokenPass::Misjudged)) => {}
                 Some(None) | None => errors.push(internal_error(file.map(PolicyFile::path))),
             }
@@ -557,8 +775,9 @@ fn compile_with(
     );
     if misjudged.into_inner() {
         drop_in_background(entities);
-        return None;
+        return Some(Compiled::Misjudged);
     }
+    let had_entities: Vec<bool> = entities.iter().map(RawPolicyFile::has_entities).collect();
     let finished = compiler
         .zip(sink)
         .map(|(compiler, sink)| compiler.finish(sink));
@@ -571,22 +790,32 @@ fn compile_with(
         None => None,
     };
     drop_in_background(entities);
-    Some(match (routes, policy) {
-        (Some(routes), Some(policy)) if errors.is_empty() => Ok(Snapshot {
-            settings: set.settings.clone(),
-            routes,
-            policy,
-            generation,
-            // Without errors every file was read: the hash of exactly the texts compiled.
-            content_hash: set.hash_with(digests.into_iter().flatten()),
-            loaded_at,
-            files: set.paths().map(Path::to_path_buf).collect(),
-        }),
+    Some(Compiled::Done(match (routes, policy) {
+        (Some(routes), Some(policy)) if errors.is_empty() => {
+            let policy_files: Vec<FileDigest> = digests.into_iter().flatten().collect();
+            Ok(Snapshot {
+                settings: set.settings.clone(),
+                routes,
+                policy,
+                generation,
+                // Without errors every file was read (or reused unchanged): the hash of exactly the texts
+                // compiled.
+                content_hash: set.hash_with(policy_files.iter().cloned()),
+                loaded_at,
+                files: set.paths().map(Path::to_path_buf).collect(),
+                compiled_from: CompiledFrom {
+                    frame: set.frame_digest(),
+                    // A reused file's entities were not read: it had none (only such files are skipped).
+                    entities: had_entities,
+                    policy_files,
+                },
+            })
+        }
         _ => {
             set.locate(&mut errors);
             Err(ConfigErrors(errors))
         }
-    })
+    }))
 }
 
 /// The second pass over one file: its tokens parsed and, with a compiler, compiled one at a time as they are
@@ -749,6 +978,9 @@ pub fn unix_now() -> i64 {
 }
 
 #[cfg(test)]
+mod reuse_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -889,16 +1121,17 @@ mod tests {
         ];
         for (name, files, misjudged) in cases {
             let set = config(&files);
-            let whole = compile_with(&set, 1, 0, false);
-            let Some(whole) = whole else {
+            let whole = compile_with(&set, 1, 0, false, None);
+            let Some(Compiled::Done(whole)) = whole else {
                 panic!("{name}: a compile that guesses nothing cannot misjudge");
             };
-            match compile_with(&set, 1, 0, true) {
-                Some(guessed) => {
+            match compile_with(&set, 1, 0, true, None) {
+                Some(Compiled::Done(guessed)) => {
                     assert!(!misjudged, "{name}: the guess should have been found wrong");
                     assert_eq!(outcome(&guessed), outcome(&whole), "{name}");
                 }
-                None => assert!(misjudged, "{name}: misjudged"),
+                Some(Compiled::Misjudged) => assert!(misjudged, "{name}: misjudged"),
+                None => panic!("{name}: only a reusing compile declines"),
             }
             assert_eq!(outcome(&compile(&set, 1, 0)), outcome(&whole), "{name}");
         }

@@ -25,6 +25,13 @@ pub struct RawPolicyFile<Tokens = Vec<RawToken>> {
     pub tokens: Tokens,
 }
 
+impl<Tokens> RawPolicyFile<Tokens> {
+    /// Whether the file defines anything besides tokens (permission groups, users or accounts).
+    pub fn has_entities(&self) -> bool {
+        !(self.permission_groups.is_empty() && self.users.is_empty() && self.accounts.is_empty())
+    }
+}
+
 /// The tokens of a policy file, everything else in it skipped (checked by the first pass).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(bound(deserialize = "S: FromText<'de>"))]

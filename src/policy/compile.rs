@@ -14,7 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use super::keys::{KeyInterner, KeyPattern, KeySet};
 use super::model::{
     Account, AccountIdx, DigestMap, Effect, GroupInfo, IpCondition, Member, Owner, Policy,
-    PolicySet, Select, Selector, Status, Token, TokenGate, User, UserIdx, Zone, ZoneEntry,
+    PolicySet, Select, Selector, Status, Token, TokenFileRecord, TokenGate, User, UserIdx, Zone,
+    ZoneEntry,
 };
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
@@ -242,6 +243,8 @@ pub struct TokenSink<'a> {
     other_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
     /// The shared id of each token owner (see [`TokenGate::owner_id`]).
     owner_ids: FxHashMap<Owner, Arc<str>>,
+    /// One per file added, in order.
+    records: Vec<TokenFileRecord>,
 }
 
 /// The tokens of one file, compiled against the entities but not yet checked against other files' tokens.
@@ -433,6 +436,7 @@ impl<'a> Compiler<'a> {
             other_ids: FxHashMap::default(),
             other_secrets: FxHashMap::default(),
             owner_ids: FxHashMap::default(),
+            records: Vec::new(),
         }
     }
 
@@ -444,6 +448,7 @@ impl<'a> Compiler<'a> {
             tokens,
             token_gates,
             token_by_hash,
+            records,
             ..
         } = sink;
         if !out.errors.is_empty() {
@@ -460,6 +465,7 @@ impl<'a> Compiler<'a> {
         set.tokens = tokens;
         set.token_gates = token_gates;
         set.token_by_hash = token_by_hash;
+        set.token_files = records;
         Ok(set)
     }
 
@@ -1628,6 +1634,11 @@ impl<'a> TokenSink<'a> {
             mut tokens,
             out,
         } = batch;
+        let start = self.tokens.len() as u32;
+        let warnings = out.warnings.clone();
+        let mut used_groups = out.used_groups.clone();
+        used_groups.sort_unstable();
+        used_groups.dedup();
         let keysets = self.out.absorb(out);
         for token in tokens.drain(..) {
             let id = match (&token.id, &token.compiled) {
@@ -1681,6 +1692,12 @@ impl<'a> TokenSink<'a> {
             self.tokens.push(compiled);
             self.token_gates.push(gate);
         }
+        self.records.push(TokenFileRecord {
+            file: file.to_path_buf(),
+            tokens: start..self.tokens.len() as u32,
+            used_groups: used_groups.into_boxed_slice(),
+            warnings,
+        });
         let mut spare = compiler
             .spare_lists
             .lock()
@@ -1689,6 +1706,107 @@ impl<'a> TokenSink<'a> {
         if spare.len() < 16 {
             spare.push(tokens);
         }
+    }
+
+    /// Adds one file's tokens as `previous` compiled them, instead of compiling the file again: for a
+    /// reload in which this file, the entities and the routes are unchanged (so the compiled tokens are what
+    /// compiling the file would give), only other token files changed. `record` is the file's record in
+    /// `previous`, `secrets` the secret hash of each of `previous`'s tokens by position, and `remap` (start
+    /// it empty, share it between the files of one compile) `previous`'s key-set numbers in this compile.
+    /// The cross-file checks (ids, secret hashes) run exactly as for a compiled batch, so the errors and the
+    /// result are those of a full compile.
+    pub fn add_reused(
+        &mut self,
+        compiler: &Compiler<'a>,
+        file: &'a Path,
+        previous: &PolicySet,
+        record: &TokenFileRecord,
+        secrets: &[[u8; 32]],
+        remap: &mut Vec<Option<u32>>,
+    ) {
+        let start = self.tokens.len() as u32;
+        self.out.warnings.extend(record.warnings.iter().cloned());
+        self.out
+            .used_groups
+            .extend(record.used_groups.iter().copied());
+        let range = record.tokens.start as usize..record.tokens.end as usize;
+        let (Some(tokens), Some(gates), Some(secrets)) = (
+            previous.tokens.get(range.clone()),
+            previous.token_gates.get(range.clone()),
+            secrets.get(range),
+        ) else {
+            self.out.error(
+                file,
+                "tokens",
+                "internal error: the previous compile's tokens of this file are missing",
+            );
+            return;
+        };
+        remap.resize(previous.keysets.len(), None);
+        for (index, ((token, gate), secret)) in tokens.iter().zip(gates).zip(secrets).enumerate() {
+            let id = &*token.id;
+            let id_ok = {
+                let first = self.first_with_id(id);
+                self.report_duplicate(first, format_args!("token {id:?}"), "id", file, index)
+            };
+            let secret_ok = {
+                let first = self.first_with_secret(secret);
+                let what = format_args!("token secret hash");
+                self.report_duplicate(first, what, "secret_sha256", file, index)
+            };
+            let origin = (file, index);
+            if !(id_ok && secret_ok) {
+                if id_ok {
+                    self.other_ids.insert(id.into(), origin);
+                }
+                if secret_ok {
+                    self.other_secrets.insert(*secret, origin);
+                }
+                continue;
+            }
+            // The key sets in this compile's numbering, interned in the order a compile of the file would
+            // meet them (policy by policy, token by token), so the numbering is a full compile's too.
+            let mut policies = gate.policies.to_vec();
+            for policy in &mut policies {
+                let old = policy.keyset as usize;
+                policy.keyset = match remap.get(old).copied().flatten() {
+                    Some(new) => new,
+                    None => {
+                        let keys = previous.keysets.get(old).cloned().unwrap_or_default();
+                        let new = self.out.intern_keys(keys).0;
+                        if let Some(slot) = remap.get_mut(old) {
+                            *slot = Some(new);
+                        }
+                        new
+                    }
+                };
+            }
+            let position = self.tokens.len() as u32;
+            let kept = &self.tokens;
+            self.kept_ids
+                .insert_unique(id_hash(id), position, |&kept_at| {
+                    id_hash(token_id(kept, kept_at))
+                });
+            self.kept_origins.push(origin);
+            self.token_by_hash.insert(*secret, position);
+            let owner_id = self.owner_id(compiler, gate.owner);
+            self.token_gates.push(TokenGate {
+                owner: gate.owner,
+                status: gate.status,
+                has_ip_condition: gate.has_ip_condition,
+                valid_from: gate.valid_from,
+                valid_until: gate.valid_until,
+                owner_id,
+                policies: policies.into_boxed_slice(),
+            });
+            self.tokens.push(token.clone());
+        }
+        self.records.push(TokenFileRecord {
+            file: file.to_path_buf(),
+            tokens: start..self.tokens.len() as u32,
+            used_groups: record.used_groups.clone(),
+            warnings: record.warnings.clone(),
+        });
     }
 
     /// Where the first token with this id was defined, if one was.

@@ -11,4 +11,6 @@ pub mod model;
 pub use decision::{Denial, Outcome, PolicySource};
 pub use evaluate::{AccessRequest, Decision, Presented, Required, Target, TokenOwner};
 pub use keys::{KeyId, KeyInterner, KeyPattern, KeySet};
-pub use model::{PolicySet, Principal, PrincipalKind, ResourceKind, ResourceRef, Token};
+pub use model::{
+    PolicySet, Principal, PrincipalKind, ResourceKind, ResourceRef, Token, TokenFileRecord,
+};

@@ -49,6 +49,22 @@ pub struct PolicySet {
     pub(crate) token_by_hash: DigestMap<u32>,
     /// Each membership, with its policies in the entry itself (no second lookup).
     pub(crate) member_by_user_account: FxHashMap<(UserIdx, AccountIdx), Member>,
+    /// What each policy file's tokens compiled to, in file order (files without tokens have none): a reload
+    /// in which only token files changed reuses the others' (`config::load`).
+    pub token_files: Vec<TokenFileRecord>,
+}
+
+/// The compiled tokens of one policy file: where they are in [`PolicySet::tokens`], and what compiling them
+/// added to the config besides (the catalog groups they use, their warnings).
+#[derive(Debug, Clone, Default)]
+pub struct TokenFileRecord {
+    pub file: std::path::PathBuf,
+    /// Positions in [`PolicySet::tokens`] and [`PolicySet::token_gates`]: in a config that compiled, every
+    /// token of the file, in file order.
+    pub tokens: std::ops::Range<u32>,
+    /// Positions in [`PolicySet::groups`] of the catalog groups their policies refer to.
+    pub used_groups: Box<[usize]>,
+    pub warnings: Vec<crate::config::ConfigError>,
 }
 
 #[derive(Debug)]
@@ -107,7 +123,7 @@ pub enum Status {
     Expired,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Token {
     pub id: Box<str>,
     pub name: Box<str>,

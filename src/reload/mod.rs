@@ -458,9 +458,10 @@ fn attempt(
     let last = &memory.last;
     let read_started = SystemTime::now();
     let ledger = config::ReadLedger::with_hook(hook);
-    let read = config::read_into(config_path, Arc::clone(&ledger))
-        .and_then(|set| config::content_hash(&set).map(|hash| (set, hash)));
-    let (set, content_hash) = match read {
+    let read = config::read_into(config_path, Arc::clone(&ledger)).and_then(|set| {
+        config::load::content_digests(&set).map(|(hash, digests)| (set, hash, digests))
+    });
+    let (set, content_hash, digests) = match read {
         Ok(read) => read,
         Err(errors) => {
             // A file missing or unreadable because a swap is under way is no error of the config.
@@ -519,11 +520,13 @@ fn attempt(
             in_sync: false,
         });
     }
-    let compiled = config::compile(
-        &set,
+    // Only token files changed: their tokens are compiled, the rest reused from what is served.
+    let (generation, now) = (
         current.generation.saturating_add(1),
         config::load::unix_now(),
     );
+    let compiled = config::load::compile_reusing(&set, current, &digests, generation, now)
+        .unwrap_or_else(|| config::compile(&set, generation, now));
     // Whatever the compile made of them, the files must still be the ones read.
     set.verify()?;
     let snapshot = match compiled {
