@@ -538,6 +538,7 @@ fn compile_guessing(
 }
 
 /// How one compile ended.
+#[allow(clippy::large_enum_variant)] // made once per compile and moved once: boxing would only add an allocation
 enum Compiled {
     Done(Result<Snapshot, ConfigErrors>),
     /// A file taken for a token file held more than tokens, or did not parse.
