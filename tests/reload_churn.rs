@@ -397,3 +397,57 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     assert_eq!(status_in_sync(&services).await, Some(true));
     services.stop().await;
 }
+
+/// A change to a token file only is compiled by reusing the served snapshot's other tokens (`/status`
+/// says so), with decisions as a full load of the same files gives; a change to an entity file is compiled
+/// in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_change_reuses_the_rest_and_an_entity_change_compiles_all() {
+    let upstream = start_upstream().await;
+    let config = write_config(&Options::new(&upstream.url()));
+    let services = start_services(&config, MANUAL).await;
+    let tokens = config.dir.path().join("tokens.yaml");
+    // Joe's read token now covers the whole account.
+    edit(&tokens, |text| {
+        text.replacen(
+            "resources: { com.cloudflare.api.account.zone.zone-1: \"*\" }",
+            "resources: { com.cloudflare.api.account.acct-a: \"*\" }",
+            1,
+        )
+    });
+    assert_eq!(
+        services.reloader.reload_now(Trigger::Manual).await,
+        ReloadOutcome::Applied
+    );
+    let after_tokens = status(&services).await;
+    assert_eq!(
+        after_tokens["last_reload"]["reused_unchanged_token_files"], true,
+        "{after_tokens:#}"
+    );
+    assert!(after_tokens["last_reload"]["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        served_hash(&services),
+        permgate::config::load(&config.gateway_path).unwrap().content_hash
+    );
+    // Joe's member policy still stops at zone-1.
+    assert_eq!(zone_2(&services).await, (403, 10000));
+    // The member policy widened (an entity file): compiled in full, and now zone-2 is readable.
+    edit(&config.dir.path().join("accounts.yaml"), |text| {
+        text.replacen(
+            "objects: [{ key: com.cloudflare.api.account.zone.zone-1 }]",
+            "objects: [{ key: \"*\" }]",
+            1,
+        )
+    });
+    assert_eq!(
+        services.reloader.reload_now(Trigger::Manual).await,
+        ReloadOutcome::Applied
+    );
+    let after_accounts = status(&services).await;
+    assert_eq!(
+        after_accounts["last_reload"]["reused_unchanged_token_files"], false,
+        "{after_accounts:#}"
+    );
+    assert_eq!(zone_2(&services).await, (200, 0));
+    services.stop().await;
+}

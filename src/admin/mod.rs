@@ -227,6 +227,8 @@ pub fn status(state: &AdminState) -> Value {
                     "trigger": last.trigger.as_str(),
                     "at": rfc3339(last.at),
                     "generation": last.generation,
+                    "duration_ms": last.duration.as_secs_f64() * 1000.0,
+                    "reused_unchanged_token_files": last.reused,
                 })),
                 "last_applied_at": rfc3339(status.last_applied),
                 "in_sync": errors.is_none(),

@@ -87,6 +87,12 @@ pub struct Attempt {
     pub at: OffsetDateTime,
     /// The generation serving after it.
     pub generation: u64,
+    /// How long it took, from the trigger to the store (reading, compiling, verifying; a reload waiting
+    /// for another one is not counted).
+    pub duration: std::time::Duration,
+    /// Whether its compile took the unchanged token files' tokens from the served snapshot (only token
+    /// files changed) instead of compiling everything.
+    pub reused: bool,
 }
 
 /// The file watcher's health, for `/status`.
@@ -185,6 +191,8 @@ enum Prepared {
     Ready {
         snapshot: Box<Snapshot>,
         seen: Seen,
+        /// The compile reused the unchanged token files' tokens.
+        reused: bool,
     },
 }
 
@@ -265,6 +273,7 @@ impl Reloader {
     /// already running. The heavy work runs on the blocking pool, never on a request's thread.
     pub async fn reload_now(&self, trigger: Trigger) -> ReloadOutcome {
         let mut memory = self.memory.lock().await;
+        let started = std::time::Instant::now();
         let current = self.gateway.snapshot().load_full();
         let hook = self
             .read_hook
@@ -309,7 +318,13 @@ impl Reloader {
                     self.lock_status().error = None;
                     self.metrics.config_in_sync();
                 }
-                self.finish(trigger, ReloadOutcome::Unchanged, now, current.generation);
+                self.finish(
+                    trigger,
+                    ReloadOutcome::Unchanged,
+                    now,
+                    current.generation,
+                    (started.elapsed(), false),
+                );
                 ReloadOutcome::Unchanged
             }
             Prepared::Rejected {
@@ -326,12 +341,19 @@ impl Reloader {
                     "config rejected; the last good config keeps serving:\n{errors}"
                 );
                 self.lock_status().error = Some((now, errors));
-                self.finish(trigger, ReloadOutcome::Rejected, now, current.generation);
+                self.finish(
+                    trigger,
+                    ReloadOutcome::Rejected,
+                    now,
+                    current.generation,
+                    (started.elapsed(), false),
+                );
                 ReloadOutcome::Rejected
             }
             Prepared::Ready {
                 snapshot,
                 seen: applied,
+                reused,
             } => {
                 memory.served_certificates = applied.certificates.clone();
                 memory.last = applied;
@@ -345,12 +367,15 @@ impl Reloader {
                 }
                 self.metrics.config_applied(&snapshot, snapshot.loaded_at);
                 self.metrics.restart_required(!restart.is_empty());
+                let duration = started.elapsed();
                 tracing::info!(
                     trigger = trigger.as_str(),
                     generation = snapshot.generation,
                     content_hash = %snapshot.content_hash,
                     routes = snapshot.routes.len(),
                     tokens = snapshot.policy.tokens.len(),
+                    duration_ms = duration.as_millis() as u64,
+                    reused_unchanged_token_files = reused,
                     "config applied"
                 );
                 if !restart.is_empty() {
@@ -365,7 +390,13 @@ impl Reloader {
                     status.last_applied = now;
                     status.restart_required = restart;
                 }
-                self.finish(trigger, ReloadOutcome::Applied, now, snapshot.generation);
+                self.finish(
+                    trigger,
+                    ReloadOutcome::Applied,
+                    now,
+                    snapshot.generation,
+                    (duration, reused),
+                );
                 ReloadOutcome::Applied
             }
         }
@@ -377,6 +408,7 @@ impl Reloader {
         outcome: ReloadOutcome,
         at: OffsetDateTime,
         generation: u64,
+        (duration, reused): (std::time::Duration, bool),
     ) {
         self.metrics.config_reload(outcome, at.unix_timestamp());
         self.lock_status().last = Some(Attempt {
@@ -384,6 +416,8 @@ impl Reloader {
             trigger,
             at,
             generation,
+            duration,
+            reused,
         });
     }
 
@@ -525,8 +559,9 @@ fn attempt(
         current.generation.saturating_add(1),
         config::load::unix_now(),
     );
-    let compiled = config::load::compile_reusing(&set, current, &digests, generation, now)
-        .unwrap_or_else(|| config::compile(&set, generation, now));
+    let reusing = config::load::compile_reusing(&set, current, &digests, generation, now);
+    let reused = reusing.is_some();
+    let compiled = reusing.unwrap_or_else(|| config::compile(&set, generation, now));
     // Whatever the compile made of them, the files must still be the ones read.
     set.verify()?;
     let snapshot = match compiled {
@@ -571,6 +606,7 @@ fn attempt(
     Ok(Prepared::Ready {
         snapshot: Box::new(snapshot),
         seen,
+        reused,
     })
 }
 
