@@ -427,7 +427,9 @@ async fn a_token_file_change_reuses_the_rest_and_an_entity_change_compiles_all()
     assert!(after_tokens["last_reload"]["duration_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(
         served_hash(&services),
-        permgate::config::load(&config.gateway_path).unwrap().content_hash
+        permgate::config::load(&config.gateway_path)
+            .unwrap()
+            .content_hash
     );
     // Joe's member policy still stops at zone-1.
     assert_eq!(zone_2(&services).await, (403, 10000));

@@ -17,6 +17,7 @@ CONNS="${CONNS:-64}"              # connections of the allowed-traffic wrk
 THREADS="${THREADS:-1}"           # threads of the allowed-traffic wrk
 DENY_CONNS="${DENY_CONNS:-4}"     # connections of the denied-traffic wrk (0: none)
 RELOAD_EVERY="${RELOAD_EVERY:-120}" # seconds between config reloads (an edited route file); 0: none
+IDLE="${IDLE:-0}"                 # seconds of sampling after the load stops (RSS of an idle gateway)
 TOKENS="${TOKENS:-100000}"        # tokens in the generated config
 WORK="${WORK:-$(mktemp -d /tmp/permgate-soak.XXXXXX)}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -146,6 +147,20 @@ wait "$ALLOWED_PID"
 [ -z "$DENIED_PID" ] || wait "$DENIED_PID"
 sleep 2   # the wrk connections close; the last sample is taken under load, this one idle
 IDLE_RSS="$(rss_kib)"; IDLE_FDS="$(fds)"; IDLE_CONNS="$(active_connections)"
+if [ "$IDLE" != 0 ]; then
+  IDLE_SAMPLES="$WORK/idle.tsv"
+  printf 't_s\trss_mib\tfds\tconns\tupstream_conns\n' > "$IDLE_SAMPLES"
+  log "idle: sampling every ${INTERVAL}s for ${IDLE}s after the load stopped"
+  IDLE_STARTED=$SECONDS
+  for ((at = 0; at <= IDLE; at += INTERVAL)); do
+    while [ $((SECONDS - IDLE_STARTED)) -lt "$at" ]; do sleep 0.2; done
+    # Upstream connections: the gateway's established sockets to the upstream port.
+    upstream_conns="$(ss -Htn state established "( dport = :$UPSTREAM_PORT )" 2>/dev/null | wc -l)"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$at" "$(mib "$(rss_kib)")" "$(fds)" "$(active_connections)" \
+      "$upstream_conns" >> "$IDLE_SAMPLES"
+    tail -n 1 "$IDLE_SAMPLES" >&2
+  done
+fi
 LOAD_END="$(uptime | sed 's/.*load average: //')"
 
 # --- summary -----------------------------------------------------------------------------------------------
@@ -174,6 +189,10 @@ awk -F'\t' 'NR == 2 { first = $2; fd0 = $4; th0 = $5 }
       fd0, fdn, fdmin, fdmax, th0, thn, gen
   }' "$SAMPLES"
 echo "  after the load stopped: RSS $(mib "$IDLE_RSS") MiB, $IDLE_FDS fds, $IDLE_CONNS active connections; VmHWM $(mib "$(hwm_kib)") MiB"
+if [ "$IDLE" != 0 ]; then
+  echo "  idle for ${IDLE}s (also in $IDLE_SAMPLES):"
+  column -t -s $'\t' "$IDLE_SAMPLES" | sed 's/^/    /'
+fi
 echo "  reloads: $RELOADS ($([ "$RELOAD_EVERY" != 0 ] && echo "1 during warm-up, then every ${RELOAD_EVERY}s" || echo none)), config generation $(generation)"
 wrk_line() { # name file
   local requests non2xx errors

@@ -420,10 +420,14 @@ pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// to parse, the compile starts again with every file read whole in the first pass, so that its errors (and
 /// their order) are exactly those of that compile.
 pub fn compile(set: &ConfigSet, generation: u64, loaded_at: i64) -> Result<Snapshot, ConfigErrors> {
-    compile_guessing(set, generation, loaded_at, None).unwrap_or_else(|| {
-        // Only a compile that reuses another's tokens can decline, and this one does not.
-        Err(ConfigErrors(vec![internal_error(None)]))
-    })
+    match compile_with(set, generation, loaded_at, true) {
+        Compiled::Done(result) => result,
+        Compiled::Misjudged => match compile_with(set, generation, loaded_at, false) {
+            Compiled::Done(result) => result,
+            // Only a compile that takes files for token files can misjudge one.
+            Compiled::Misjudged => Err(ConfigErrors(vec![internal_error(None)])),
+        },
+    }
 }
 
 /// Compiles a read config as [`compile`] does, reusing what `previous` (the snapshot being served) compiled
@@ -477,67 +481,91 @@ pub fn compile_reusing(
             *slot = *secret;
         }
     }
-    let reuse = Reuse {
-        previous,
-        unchanged,
-        secrets,
+    let mut keys = KeyInterner::new();
+    // The same route files as `previous`'s: errors are impossible, but a full compile would say what one is.
+    let routes = RouteTable::compile(&set.route_files, &mut keys).ok()?;
+    let mut compiler = Compiler::resume(&previous.policy, keys);
+    let mut sink = compiler.token_sink(previous.policy.tokens.len());
+    let mut remap = Vec::new();
+    let buffers = TextBuffers::new();
+    let mut entities = from.entities.clone();
+    for (index, file) in set.policy_files.iter().enumerate() {
+        if unchanged.get(index).copied().unwrap_or(false) {
+            let record = previous
+                .policy
+                .token_files
+                .iter()
+                .find(|record| record.file == file.path());
+            if let Some(record) = record {
+                sink.add_reused(
+                    &compiler,
+                    file.path(),
+                    &previous.policy,
+                    record,
+                    &secrets,
+                    &mut remap,
+                );
+            }
+            continue;
+        }
+        // A changed file: tokens only (else a full compile decides), compiled against the entities.
+        let (batch, digest) = changed_token_file(file, &compiler, &buffers)?;
+        set.note(&digest);
+        if let Some(slot) = entities.get_mut(index) {
+            *slot = false;
+        }
+        sink.add(&compiler, batch);
+    }
+    let policy = match compiler.finish(sink) {
+        Ok(policy) => policy,
+        Err(mut errors) => {
+            set.locate(&mut errors);
+            return Some(Err(ConfigErrors(errors)));
+        }
     };
-    compile_guessing(set, generation, loaded_at, Some(&reuse))
-}
-
-/// What a compile takes from the snapshot being served (see [`compile_reusing`]).
-struct Reuse<'p> {
-    previous: &'p Snapshot,
-    /// Per policy file: its digest is the one `previous` was compiled from.
-    unchanged: Vec<bool>,
-    /// The secret hash of each of `previous`'s tokens, by position.
-    secrets: Vec<[u8; 32]>,
-}
-
-impl Reuse<'_> {
-    /// Whether file `index`'s tokens are taken from `previous` (and, when it has no entities, it is not read).
-    fn reuses(&self, index: usize) -> bool {
-        self.unchanged.get(index).copied().unwrap_or(false)
-    }
-
-    fn had_entities(&self, index: usize) -> bool {
-        self.previous
-            .compiled_from
-            .entities
-            .get(index)
-            .copied()
-            .unwrap_or(true)
-    }
-
-    /// `previous`'s record of the tokens of the file at `path`.
-    fn record(&self, path: &Path) -> Option<&crate::policy::TokenFileRecord> {
-        self.previous
-            .policy
-            .token_files
-            .iter()
-            .find(|record| record.file == path)
-    }
-}
-
-/// [`compile_with`], first taking JSON token files for what they look like, then (if one was misjudged)
-/// reading every file whole. `None` when a compile reusing `previous` found a changed file holding entities.
-fn compile_guessing(
-    set: &ConfigSet,
-    generation: u64,
-    loaded_at: i64,
-    reuse: Option<&Reuse<'_>>,
-) -> Option<Result<Snapshot, ConfigErrors>> {
-    match compile_with(set, generation, loaded_at, true, reuse)? {
-        Compiled::Done(result) => Some(result),
-        Compiled::Misjudged => match compile_with(set, generation, loaded_at, false, reuse)? {
-            Compiled::Done(result) => Some(result),
-            // Only a compile that takes files for token files can misjudge one.
-            Compiled::Misjudged => Some(Err(ConfigErrors(vec![internal_error(None)]))),
+    Some(Ok(Snapshot {
+        settings: set.settings.clone(),
+        routes,
+        policy,
+        generation,
+        content_hash: set.hash_with(digests.iter().cloned()),
+        loaded_at,
+        files: set.paths().map(Path::to_path_buf).collect(),
+        compiled_from: CompiledFrom {
+            frame: from.frame,
+            policy_files: digests.to_vec(),
+            entities,
         },
-    }
+    }))
 }
 
-/// How one compile ended.
+/// The tokens of a changed policy file, compiled against `compiler`'s entities, with the digest of the text
+/// read; `None` when the file cannot be read, does not parse, or holds anything but tokens (a full compile
+/// then decides, and says what is wrong).
+fn changed_token_file<'a>(
+    file: &'a PolicyFile,
+    compiler: &Compiler<'a>,
+    buffers: &TextBuffers,
+) -> Option<(TokenBatch<'a>, FileDigest)> {
+    let source = file.source_with(buffers).ok()?;
+    let digest = FileDigest::of(file.path(), &source.text);
+    let yaml = source.format() == super::source::Format::Yaml;
+    if yaml {
+        // A YAML file's stream does not tell whether it held only tokens: look first.
+        let outline = source.parse::<RawPolicyFile<SkippedList>>().ok()?;
+        if outline.has_entities() {
+            return None;
+        }
+    }
+    let mut batch = compiler.token_batch(file.path());
+    let parsed = source.stream_tokens(|token| compiler.add_token(&mut batch, &token));
+    // A JSON stream says itself whether anything but tokens was there.
+    let only_tokens = matches!(parsed, Ok(only_tokens) if only_tokens || yaml);
+    give_back(source, buffers);
+    only_tokens.then_some((batch, digest))
+}
+
+/// How one full compile ended.
 #[allow(clippy::large_enum_variant)] // made once per compile and moved once: boxing would only add an allocation
 enum Compiled {
     Done(Result<Snapshot, ConfigErrors>),
@@ -547,8 +575,6 @@ enum Compiled {
 
 /// The first pass's outcome for one policy file.
 enum FirstPass {
-    /// Unchanged since the snapshot served, without entities: not read (see [`compile_reusing`]).
-    Reused,
     /// Parsed, its tokens skipped; with the digest of the text.
     Parsed(FileDigest, RawPolicyFile<SkippedList>),
     /// Taken for a file of tokens only, not read: its length in bytes.
@@ -568,22 +594,18 @@ enum TokenPass<'a> {
     /// others the ledger checks it is the first pass's).
     Batch(Option<TokenBatch<'a>>, FileDigest),
     Failed(Unparsed),
-    /// Unchanged since the snapshot served: its tokens are taken from it.
-    Reused,
     /// Taken for a file of tokens only, it held more or did not parse.
     Misjudged,
 }
 
 /// One compile; with `guess_token_files`, JSON files that start like a token file are taken for one (see
-/// [`compile`]); with `reuse`, the unchanged files' tokens come from the snapshot being served. `None` when a
-/// reusing compile found that a changed file now holds entities (compile in full instead).
+/// [`compile`]).
 fn compile_with(
     set: &ConfigSet,
     generation: u64,
     loaded_at: i64,
     guess_token_files: bool,
-    reuse: Option<&Reuse<'_>>,
-) -> Option<Compiled> {
+) -> Compiled {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
     let routes = match RouteTable::compile(&set.route_files, &mut keys) {
@@ -603,52 +625,16 @@ fn compile_with(
     // pass's, or for a file taken for a token file the second pass's.
     let mut digests: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
     let buffers = TextBuffers::new();
-    // Each file with its index, for the reuse decisions.
-    let indexed: Vec<(usize, &PolicyFile)> = files.iter().enumerate().collect();
-    // A changed file that now holds entities: a reusing compile cannot stand.
-    let mut changed_to_entities = false;
     parallel::in_order(
-        &indexed,
-        |&(index, file)| match reuse {
-            // An unchanged file of tokens only: not read; its tokens come from the snapshot served.
-            Some(reuse) if reuse.reuses(index) && !reuse.had_entities(index) => {
-                Ok(FirstPass::Reused)
-            }
-            _ => match guess_token_files.then(|| token_file_len(file)).flatten() {
-                Some(len) => Ok(FirstPass::TokensOnly(len)),
-                None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
-                    .map(|(digest, raw)| FirstPass::Parsed(digest, raw)),
-            },
+        files,
+        |file| match guess_token_files.then(|| token_file_len(file)).flatten() {
+            Some(len) => Ok(FirstPass::TokensOnly(len)),
+            None => parse_policy_file::<RawPolicyFile<SkippedList>>(file, &buffers)
+                .map(|(digest, raw)| FirstPass::Parsed(digest, raw)),
         },
         |index, parsed| match parsed {
-            Some(Ok(FirstPass::Reused)) => {
-                let previous = reuse.and_then(|reuse| {
-                    Some((
-                        reuse
-                            .previous
-                            .compiled_from
-                            .policy_files
-                            .get(index)?
-                            .clone(),
-                        reuse.record(files.get(index)?.path()).map_or(0, |record| {
-                            record.tokens.end.saturating_sub(record.tokens.start) as usize
-                        }),
-                    ))
-                });
-                let (digest, count) = previous.unzip();
-                if count.is_some_and(|count| count > 0) {
-                    with_tokens.push((index, 0));
-                    token_count += count.unwrap_or(0);
-                }
-                entities.push(RawPolicyFile::default());
-                digests.push(digest);
-            }
             Some(Ok(FirstPass::Parsed(digest, raw))) => {
                 set.note(&digest);
-                let reused = reuse.is_some_and(|reuse| reuse.reuses(index));
-                if !reused && reuse.is_some() && raw.has_entities() {
-                    changed_to_entities = true;
-                }
                 if raw.tokens.items > 0 {
                     with_tokens.push((index, 0));
                     token_count += raw.tokens.items;
@@ -675,10 +661,6 @@ fn compile_with(
             }
         },
     );
-    if changed_to_entities {
-        drop_in_background(entities);
-        return None;
-    }
     // When a policy file does not parse, its entities are missing, and every reference to them elsewhere
     // would be a misleading knock-on error: then the tokens are only parsed, for their own shape errors.
     let prepared = (entities.len() == files.len()).then(|| {
@@ -700,8 +682,6 @@ fn compile_with(
     };
     let compiling = compiler.as_ref();
     let misjudged = AtomicBool::new(false);
-    // `previous`'s key-set numbers in this compile (see `TokenSink::add_reused`).
-    let mut remap = Vec::new();
     // Bytes and tokens of the guessed files compiled so far, and the bytes still to come: the sink's tables
     // are sized from their ratio, as they are from the first pass's count for the other files.
     let (mut guessed_bytes, mut guessed_tokens) = (0u64, 0usize);
@@ -713,9 +693,6 @@ fn compile_with(
                 return Some(TokenPass::Misjudged);
             }
             let file = files.get(index)?;
-            if reuse.is_some_and(|reuse| reuse.reuses(index)) {
-                return Some(TokenPass::Reused);
-            }
             let pass = token_pass(file, compiling, guessed_len > 0, &buffers);
             if matches!(pass, TokenPass::Misjudged) {
                 misjudged.store(true, Ordering::Relaxed);
@@ -752,23 +729,6 @@ fn compile_with(
                 Some(Some(TokenPass::Failed(Unparsed::Invalid(file_errors)))) => {
                     errors.extend(file_errors);
                 }
-                Some(Some(TokenPass::Reused)) => {
-                    if let (Some(compiler), Some(sink), Some(reuse), Some(file)) =
-                        (compiling, sink.as_mut(), reuse, file)
-                    {
-                        match reuse.record(file.path()) {
-                            Some(record) => sink.add_reused(
-                                compiler,
-                                file.path(),
-                                &reuse.previous.policy,
-                                record,
-                                &reuse.secrets,
-                                &mut remap,
-                            ),
-                            None => errors.push(internal_error(Some(file.path()))),
-                        }
-                    }
-                }
                 Some(Some(TokenPass::Misjudged)) => {}
                 Some(None) | None => errors.push(internal_error(file.map(PolicyFile::path))),
             }
@@ -776,7 +736,7 @@ fn compile_with(
     );
     if misjudged.into_inner() {
         drop_in_background(entities);
-        return Some(Compiled::Misjudged);
+        return Compiled::Misjudged;
     }
     let had_entities: Vec<bool> = entities.iter().map(RawPolicyFile::has_entities).collect();
     let finished = compiler
@@ -791,7 +751,7 @@ fn compile_with(
         None => None,
     };
     drop_in_background(entities);
-    Some(Compiled::Done(match (routes, policy) {
+    Compiled::Done(match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => {
             let policy_files: Vec<FileDigest> = digests.into_iter().flatten().collect();
             Ok(Snapshot {
@@ -799,14 +759,12 @@ fn compile_with(
                 routes,
                 policy,
                 generation,
-                // Without errors every file was read (or reused unchanged): the hash of exactly the texts
-                // compiled.
+                // Without errors every file was read: the hash of exactly the texts compiled.
                 content_hash: set.hash_with(policy_files.iter().cloned()),
                 loaded_at,
                 files: set.paths().map(Path::to_path_buf).collect(),
                 compiled_from: CompiledFrom {
                     frame: set.frame_digest(),
-                    // A reused file's entities were not read: it had none (only such files are skipped).
                     entities: had_entities,
                     policy_files,
                 },
@@ -816,7 +774,7 @@ fn compile_with(
             set.locate(&mut errors);
             Err(ConfigErrors(errors))
         }
-    }))
+    })
 }
 
 /// The second pass over one file: its tokens parsed and, with a compiler, compiled one at a time as they are
@@ -1122,17 +1080,15 @@ mod tests {
         ];
         for (name, files, misjudged) in cases {
             let set = config(&files);
-            let whole = compile_with(&set, 1, 0, false, None);
-            let Some(Compiled::Done(whole)) = whole else {
+            let Compiled::Done(whole) = compile_with(&set, 1, 0, false) else {
                 panic!("{name}: a compile that guesses nothing cannot misjudge");
             };
-            match compile_with(&set, 1, 0, true, None) {
-                Some(Compiled::Done(guessed)) => {
+            match compile_with(&set, 1, 0, true) {
+                Compiled::Done(guessed) => {
                     assert!(!misjudged, "{name}: the guess should have been found wrong");
                     assert_eq!(outcome(&guessed), outcome(&whole), "{name}");
                 }
-                Some(Compiled::Misjudged) => assert!(misjudged, "{name}: misjudged"),
-                None => panic!("{name}: only a reusing compile declines"),
+                Compiled::Misjudged => assert!(misjudged, "{name}: misjudged"),
             }
             assert_eq!(outcome(&compile(&set, 1, 0)), outcome(&whole), "{name}");
         }

@@ -323,6 +323,77 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// A compile whose entities are `previous`'s, as they are, instead of compiled from files: for a
+    /// config whose entity files, routes and settings are those `previous` was compiled from (so compiling
+    /// them again would give exactly this), and of which only token files changed. `keys` are the route keys
+    /// (the same as `previous`'s). Continue with [`Compiler::token_sink`] as after [`Compiler::entities`].
+    pub fn resume(previous: &'a PolicySet, keys: KeyInterner) -> Self {
+        let mut out = Output::default();
+        let entity_keysets = previous
+            .keysets
+            .get(..previous.entity_keysets as usize)
+            .unwrap_or(&previous.keysets);
+        for keysets in entity_keysets {
+            out.intern_keys(keysets.clone());
+        }
+        out.warnings = previous
+            .warnings
+            .get(..previous.entity_warnings as usize)
+            .unwrap_or(&previous.warnings)
+            .to_vec();
+        out.used_groups = previous.entity_used_groups.to_vec();
+        let mut group_keys = Vec::with_capacity(previous.groups.len());
+        let mut group_by_id = FxHashMap::default();
+        let mut group_by_name: FxHashMap<&'a str, Vec<usize>> = FxHashMap::default();
+        for (position, group) in previous.groups.iter().enumerate() {
+            let mut expanded = KeySet::empty(keys.len());
+            for pattern in &group.patterns {
+                expanded.union_with(&keys.expand(pattern));
+            }
+            group_keys.push(expanded);
+            group_by_id.insert(&*group.id, position);
+            if !group.name.is_empty() {
+                group_by_name
+                    .entry(&*group.name)
+                    .or_default()
+                    .push(position);
+            }
+        }
+        let set = PolicySet {
+            namespace: previous.namespace.clone(),
+            users: previous.users.clone(),
+            accounts: previous.accounts.clone(),
+            zones: previous.zones.clone(),
+            groups: previous
+                .groups
+                .iter()
+                .map(|group| GroupInfo {
+                    used: false,
+                    ..group.clone()
+                })
+                .collect(),
+            user_by_id: previous.user_by_id.clone(),
+            user_by_email: previous.user_by_email.clone(),
+            account_by_id: previous.account_by_id.clone(),
+            zone_by_id: previous.zone_by_id.clone(),
+            member_by_user_account: previous.member_by_user_account.clone(),
+            ..PolicySet::default()
+        };
+        Self {
+            namespace: &previous.namespace,
+            keys,
+            set,
+            out,
+            group_keys,
+            group_by_id,
+            group_by_name,
+            // Only member policies refer to domain groups; tokens never do.
+            domain_groups: FxHashMap::default(),
+            first_seen: FirstSeen::default(),
+            spare_lists: std::sync::Mutex::default(),
+        }
+    }
+
     /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
     /// token may refer to.
     pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
@@ -423,6 +494,13 @@ impl<'a> Compiler<'a> {
     /// The sink for the tokens, with room for `expected` of them (their count is known before they are
     /// parsed, so the token tables are sized once instead of growing by doubling).
     pub fn token_sink(&mut self, expected: usize) -> TokenSink<'a> {
+        // What the entities alone gave, for a later compile that resumes from this one's entities.
+        self.set.entity_keysets = u32::try_from(self.out.keysets.len()).unwrap_or(u32::MAX);
+        self.set.entity_warnings = u32::try_from(self.out.warnings.len()).unwrap_or(u32::MAX);
+        let mut used = self.out.used_groups.clone();
+        used.sort_unstable();
+        used.dedup();
+        self.set.entity_used_groups = used.into_boxed_slice();
         let mut token_by_hash = DigestMap::default();
         token_by_hash.reserve(expected);
         let kept_ids = hashbrown::HashTable::with_capacity(expected);
@@ -514,7 +592,8 @@ impl<'a> Compiler<'a> {
             });
             self.group_keys.push(keys);
             self.group_by_id.insert(id, position);
-            if let Some(name) = group.name.as_deref() {
+            // An empty name names nothing (and a group without one keeps an empty name in the catalog).
+            if let Some(name) = group.name.as_deref().filter(|name| !name.is_empty()) {
                 self.group_by_name.entry(name).or_default().push(position);
             }
         }

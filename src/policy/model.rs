@@ -52,6 +52,12 @@ pub struct PolicySet {
     /// What each policy file's tokens compiled to, in file order (files without tokens have none): a reload
     /// in which only token files changed reuses the others' (`config::load`).
     pub token_files: Vec<TokenFileRecord>,
+    /// What the entities alone gave, before any token: how many of [`Self::keysets`] and of
+    /// [`Self::warnings`] are theirs, and which catalog groups they use. A compile that reuses this set's
+    /// entities starts from exactly that ([`crate::policy::compile::Compiler::resume`]).
+    pub(crate) entity_keysets: u32,
+    pub(crate) entity_warnings: u32,
+    pub(crate) entity_used_groups: Box<[usize]>,
 }
 
 /// The compiled tokens of one policy file: where they are in [`PolicySet::tokens`], and what compiling them
@@ -67,7 +73,7 @@ pub struct TokenFileRecord {
     pub warnings: Vec<crate::config::ConfigError>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct User {
     pub id: Box<str>,
     pub email: Box<str>,
@@ -76,7 +82,7 @@ pub struct User {
     pub memberships: Vec<AccountIdx>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Account {
     pub id: Box<str>,
     pub name: Box<str>,
@@ -84,7 +90,7 @@ pub struct Account {
     pub domain_groups: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Zone {
     pub id: Box<str>,
     pub name: Box<str>,
@@ -99,7 +105,7 @@ pub struct ZoneEntry {
 }
 
 /// A user's membership of an account.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Member {
     pub user: UserIdx,
     pub account: AccountIdx,

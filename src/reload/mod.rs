@@ -179,10 +179,7 @@ impl std::fmt::Debug for Reloader {
 enum Prepared {
     /// Nothing changed; `seen` is what to remember (fresh stamps, or one more check by stamps). `in_sync`:
     /// the files on disk were found to be exactly what is served (a rejected edit undone).
-    Unchanged {
-        seen: Seen,
-        in_sync: bool,
-    },
+    Unchanged { seen: Seen, in_sync: bool },
     Rejected {
         errors: ConfigErrors,
         /// The content that was rejected (`None` when the files could not even be read: try again).

@@ -25,6 +25,7 @@ permission_groups:
   - { id: g-write, name: DNS Write, scopes: [com.cloudflare.api.account.zone], permissions: ["#dns:*"] }
   - { id: g-account, name: Account Read, scopes: [com.cloudflare.api.account], permissions: ["#account:read"] }
   - { id: g-unused, name: Unused, permissions: ["#nothing:read"] }
+  - { id: g-member, name: Member Zone Read, scopes: [com.cloudflare.api.account], permissions: ["#zone:read"] }
 "##;
 
 const ROUTES: &str = r##"
@@ -75,10 +76,17 @@ fn accounts() -> Value {
         .map(|account| {
             let members: Vec<Value> = (0..4)
                 .map(|user| {
+                    // Groups only members use (g-member), and a policy that can never match (a warning of
+                    // the entities, before any token's).
                     json!({"user": format!("u{user}"), "policies": [{
                         "id": format!("m{account}{user}"),
                         "access": "allow",
-                        "permission_groups": [{"id": if user % 2 == 0 { "g-write" } else { "g-read" }}, {"id": "g-account"}],
+                        "permission_groups": [{"id": if user % 2 == 0 { "g-write" } else { "g-read" }}, {"id": "g-account"}, {"id": "g-member"}],
+                        "resource_groups": [{"scope": {"key": format!("com.cloudflare.api.account.a{account}"), "objects": [{"key": "*"}]}}]
+                    }, {
+                        "id": format!("never{account}{user}"),
+                        "access": "allow",
+                        "permission_groups": [{"id": "g-unused"}],
                         "resource_groups": [{"scope": {"key": format!("com.cloudflare.api.account.a{account}"), "objects": [{"key": "*"}]}}]
                     }]})
                 })
