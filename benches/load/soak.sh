@@ -18,6 +18,7 @@ THREADS="${THREADS:-1}"           # threads of the allowed-traffic wrk
 DENY_CONNS="${DENY_CONNS:-4}"     # connections of the denied-traffic wrk (0: none)
 RELOAD_EVERY="${RELOAD_EVERY:-120}" # seconds between config reloads (an edited route file); 0: none
 IDLE="${IDLE:-0}"                 # seconds of sampling after the load stops (RSS of an idle gateway)
+RELOAD_INTERVAL_MS="${RELOAD_INTERVAL_MS:-}" # the gateway's reload_interval_ms (default: its own, 30 s)
 TOKENS="${TOKENS:-100000}"        # tokens in the generated config
 WORK="${WORK:-$(mktemp -d /tmp/permgate-soak.XXXXXX)}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -41,6 +42,9 @@ fi
 log "generating the config ($TOKENS tokens) in $WORK"
 "$TARGET_DIR/release/examples/load_gen_config" "$WORK/config" "$TOKENS" "127.0.0.1:$PERMGATE_PORT" \
   "127.0.0.1:$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" >"$WORK/gen_config.log"
+if [ -n "$RELOAD_INTERVAL_MS" ]; then
+  printf 'reload_interval_ms: %s\n' "$RELOAD_INTERVAL_MS" >> "$WORK/config/gateway.yaml"
+fi
 REQUESTS="$WORK/config/requests.txt"
 ROUTES="$WORK/config/routes.yaml"
 [ -s "$REQUESTS" ] || { log "no allowed requests generated"; exit 1; }
