@@ -310,7 +310,8 @@ async fn status_in_sync(services: &permgate::cli::serve::Services) -> Option<boo
     status(services).await["in_sync"].as_bool()
 }
 
-/// Real churn: a thread swaps `..data` between A and B every 5–305 ms while reloads run back to back. Every
+/// Real churn: a thread swaps `..data` between A and B at random intervals of up to twice what one
+/// reload takes on this machine (measured first), while reloads run back to back. Every
 /// content hash ever served is exactly one version's, and once the churn stops the last version is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_real_churn_every_config_served_is_one_whole_version() {
@@ -320,6 +321,21 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     let expected = hashes(&volume);
     volume.swap_to(0);
     let services = serve(&volume).await;
+    // How long a reload that applies takes here (a busy machine is slower): the churn is paced by it, so
+    // that some swaps land inside reloads and some reloads finish between swaps.
+    let mut reload_time = Duration::ZERO;
+    for index in [1, 0] {
+        volume.swap_to(index);
+        let started = Instant::now();
+        assert_eq!(
+            services.reloader.reload_now(Trigger::Manual).await,
+            ReloadOutcome::Applied
+        );
+        reload_time = reload_time.max(started.elapsed());
+    }
+    let pace = u64::try_from(reload_time.as_millis())
+        .unwrap_or(1000)
+        .max(10);
     // Each attempt reads the gateway file once: attempts beyond the reloads are torn reads done again.
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&attempts);
@@ -334,6 +350,7 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     let stop = Arc::new(AtomicBool::new(false));
     let last_swapped = Arc::new(Mutex::new(0usize));
     let churn = {
+        let pace = pace;
         let (volume, stop, last) = (
             Arc::clone(&volume),
             Arc::clone(&stop),
@@ -350,7 +367,7 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
                 volume.swap_to(next);
                 *last.lock().unwrap() = next;
                 swaps += 1;
-                std::thread::sleep(Duration::from_millis(5 + state % 300));
+                std::thread::sleep(Duration::from_millis(2 + state % (2 * pace)));
             }
             swaps
         })
@@ -358,7 +375,8 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     let started = Instant::now();
     let mut served = BTreeSet::new();
     let mut outcomes = [0usize; 3];
-    while started.elapsed() < Duration::from_secs(4) {
+    let churn_for = Duration::from_secs(4).max(Duration::from_millis(16 * pace));
+    while started.elapsed() < churn_for {
         let outcome = services.reloader.reload_now(Trigger::Manual).await;
         outcomes[match outcome {
             ReloadOutcome::Applied => 0,
@@ -371,8 +389,8 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     let swaps = churn.join().unwrap();
     let reloads: usize = outcomes.iter().sum();
     eprintln!(
-        "churn: {swaps} swaps in {:?}; {reloads} reloads ({} attempts): applied {}, unchanged {}, \
-         rejected (changing too fast) {}; {} distinct configs served",
+        "churn: {swaps} swaps in {:?} (one reload took {reload_time:?}); {reloads} reloads ({} attempts): \
+         applied {}, unchanged {}, rejected (changing too fast) {}; {} distinct configs served",
         started.elapsed(),
         attempts.load(Ordering::SeqCst),
         outcomes[0],
