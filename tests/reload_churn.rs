@@ -350,7 +350,6 @@ async fn under_real_churn_every_config_served_is_one_whole_version() {
     let stop = Arc::new(AtomicBool::new(false));
     let last_swapped = Arc::new(Mutex::new(0usize));
     let churn = {
-        let pace = pace;
         let (volume, stop, last) = (
             Arc::clone(&volume),
             Arc::clone(&stop),
