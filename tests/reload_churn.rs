@@ -470,3 +470,60 @@ async fn a_token_file_change_reuses_the_rest_and_an_entity_change_compiles_all()
     assert_eq!(zone_2(&services).await, (200, 0));
     services.stop().await;
 }
+
+/// A file-event reload after a token file changed reads that file and nothing of the other policy files:
+/// their stamps vouch for the digests read before (files older than the racy window), and the
+/// reusing compile needs nothing more of them. What is served is still exactly a full load's config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_token_file_change_reads_only_that_policy_file() {
+    let upstream = start_upstream().await;
+    let config = write_config(&Options::new(&upstream.url()));
+    let services = start_services(&config, MANUAL).await;
+    // Past the racy window (2 s, compared in whole seconds), a full read records what every file's stamp
+    // vouches for.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert_eq!(
+        services.reloader.reload_now(Trigger::Start).await,
+        ReloadOutcome::Unchanged
+    );
+    let reads = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
+    let record = Arc::clone(&reads);
+    services
+        .reloader
+        .set_read_hook(Some(Arc::new(move |path: &Path| {
+            record.lock().unwrap().push(path.to_path_buf());
+        })));
+    write_by_rename(
+        &config.dir.path().join("tokens.yaml"),
+        &std::fs::read_to_string(config.dir.path().join("tokens.yaml"))
+            .unwrap()
+            .replacen("name: joe read", "name: joe read, renamed", 1),
+    );
+    assert_eq!(
+        services.reloader.reload_now(Trigger::Watch).await,
+        ReloadOutcome::Applied
+    );
+    let read: Vec<String> = reads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for untouched in ["permission_groups.yaml", "accounts.yaml"] {
+        assert!(
+            !read.iter().any(|name| name == untouched),
+            "{untouched} was read: {read:?}"
+        );
+    }
+    assert!(read.iter().any(|name| name == "tokens.yaml"), "{read:?}");
+    let status = status(&services).await;
+    assert_eq!(status["last_reload"]["reused_unchanged_token_files"], true);
+    services.reloader.set_read_hook(None);
+    assert_eq!(
+        served_hash(&services),
+        permgate::config::load(&config.gateway_path)
+            .unwrap()
+            .content_hash
+    );
+    services.stop().await;
+}

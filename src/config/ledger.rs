@@ -171,6 +171,25 @@ impl ReadLedger {
         resolved
     }
 
+    /// The stamp `configured` had when this load first resolved it, if it could be taken.
+    pub fn stamp_of(&self, configured: &Path) -> Option<FileStamp> {
+        self.lock()
+            .iter()
+            .find(|entry| entry.configured == configured)
+            .and_then(|entry| entry.stamp)
+    }
+
+    /// Whether `stamp` was changed too close to this load's start to vouch for the file's content (see
+    /// [`RACY_WINDOW`]).
+    pub fn is_racy(&self, stamp: &FileStamp) -> bool {
+        let since = self
+            .started
+            .checked_sub(RACY_WINDOW)
+            .and_then(unix_seconds)
+            .unwrap_or(i64::MAX);
+        stamp.changed_since(since)
+    }
+
     /// Notes a folder of route files and the files found in it (already resolved through `resolve`).
     pub fn note_folder(&self, configured: &Path, listing: Vec<PathBuf>) {
         let resolved = self.resolve(configured);
@@ -187,6 +206,19 @@ impl ReadLedger {
     /// Notes that `configured` was read and what its text was (`len` bytes, XXH3-128 `digest`); a read that
     /// differs from an earlier one of the same load makes it torn. Then calls the hook.
     pub fn note_read(&self, configured: &Path, len: u64, digest: u128) {
+        self.note(configured, len, digest);
+        if let Some(hook) = &self.hook {
+            hook(configured);
+        }
+    }
+
+    /// Notes what `configured` holds without reading it: a digest an earlier load read, which the file's
+    /// unchanged stamp vouches for (the hook is not called: nothing was read).
+    pub fn note_vouched(&self, configured: &Path, len: u64, digest: u128) {
+        self.note(configured, len, digest);
+    }
+
+    fn note(&self, configured: &Path, len: u64, digest: u128) {
         {
             let mut entries = self.lock();
             match entries
@@ -213,9 +245,6 @@ impl ReadLedger {
                     },
                 }),
             }
-        }
-        if let Some(hook) = &self.hook {
-            hook(configured);
         }
     }
 

@@ -265,12 +265,60 @@ pub fn content_hash(set: &ConfigSet) -> Result<String, ConfigErrors> {
 
 /// [`content_hash`], with each policy file's digest (in `policy_files` order).
 pub fn content_digests(set: &ConfigSet) -> Result<(String, Vec<FileDigest>), ConfigErrors> {
+    content_digests_known(set, &KnownDigests::default())
+}
+
+/// The digests of files read by an earlier load, with the stamps they had then: a file whose stamp is still
+/// the same, and was not changed within the racy window of either load, is not read again (as git trusts
+/// its index). Only for files of a config read from disk through a ledger, which then verifies the stamps
+/// after the compile as for any file.
+#[derive(Debug, Clone, Default)]
+pub struct KnownDigests(rustc_hash::FxHashMap<PathBuf, (super::ledger::FileStamp, FileDigest)>);
+
+impl KnownDigests {
+    /// What `set`'s load read of its policy files that a later load may take on trust: each file's digest,
+    /// with the stamp its ledger took before reading it, unless that stamp was racy.
+    pub fn of(set: &ConfigSet, digests: &[FileDigest]) -> Self {
+        let Some(ledger) = &set.ledger else {
+            return Self::default();
+        };
+        let known = digests
+            .iter()
+            .filter_map(|digest| {
+                let stamp = ledger.stamp_of(&digest.path)?;
+                (!ledger.is_racy(&stamp)).then(|| (digest.path.clone(), (stamp, digest.clone())))
+            })
+            .collect();
+        Self(known)
+    }
+
+    /// The digest of `path` if its stamp in `ledger` now is the one it had, and is not racy.
+    fn vouched(&self, path: &Path, ledger: &ReadLedger) -> Option<FileDigest> {
+        let (stamp, digest) = self.0.get(path)?;
+        let now = ledger.stamp_of(path)?;
+        (now == *stamp && !ledger.is_racy(&now)).then(|| digest.clone())
+    }
+}
+
+/// [`content_digests`], taking on trust the digests `known` vouches for (see [`KnownDigests`]).
+pub fn content_digests_known(
+    set: &ConfigSet,
+    known: &KnownDigests,
+) -> Result<(String, Vec<FileDigest>), ConfigErrors> {
     let mut errors = Vec::new();
     let mut policy_digests = Vec::with_capacity(set.policy_files.len());
     let buffers = TextBuffers::new();
     parallel::in_order(
         &set.policy_files,
         |file| {
+            let vouched = set
+                .ledger
+                .as_ref()
+                .and_then(|ledger| known.vouched(file.path(), ledger));
+            if let (Some(digest), Some(ledger)) = (vouched, &set.ledger) {
+                ledger.note_vouched(&digest.path, digest.len, digest.digest);
+                return Ok(digest);
+            }
             file.source_with(&buffers).map(|source| {
                 let digest = FileDigest::of(file.path(), &source.text);
                 set.note(&digest);

@@ -134,6 +134,10 @@ struct Seen {
     stamps: Option<Stamps>,
     /// Timer checks answered by `stamps` alone since the files were last read.
     checks_by_stamps: u32,
+    /// Each policy file's digest and stamp as read, for the next reload to take on trust where the stamp
+    /// still vouches for it (file events and timer checks; `SIGHUP`, manual reloads and every
+    /// [`stamps::FULL_READ_EVERY`]th timer check read everything).
+    known: config::load::KnownDigests,
 }
 
 impl Seen {
@@ -225,6 +229,7 @@ impl Reloader {
                     // Not known yet: the first check reads the files.
                     stamps: None,
                     checks_by_stamps: 0,
+                    known: config::load::KnownDigests::default(),
                 },
                 served_certificates: certificate_hash,
             }),
@@ -454,10 +459,22 @@ fn prepare(
             in_sync: false,
         };
     }
+    // File events and stamp-checked timer checks trust unchanged stamps; the rest read every file.
+    let trust_stamps = matches!(trigger, Trigger::Watch)
+        || (trigger == Trigger::Timer && last.checks_by_stamps < stamps::FULL_READ_EVERY);
+    let empty = config::load::KnownDigests::default();
+    let known = if trust_stamps { &last.known } else { &empty };
     let mut tries = 0;
     loop {
         tries += 1;
-        match attempt(config_path, memory, current, certificates, hook.clone()) {
+        match attempt(
+            config_path,
+            memory,
+            known,
+            current,
+            certificates,
+            hook.clone(),
+        ) {
             Ok(prepared) => return prepared,
             Err(inconsistency) if tries >= config::load::CONSISTENT_READ_TRIES => {
                 tracing::warn!(tries, %inconsistency, "the config kept changing while it was read");
@@ -482,6 +499,7 @@ fn prepare(
 fn attempt(
     config_path: &Path,
     memory: &Memory,
+    known: &config::load::KnownDigests,
     current: &Snapshot,
     certificates: Option<&CertStore>,
     hook: Option<config::ReadHook>,
@@ -490,7 +508,7 @@ fn attempt(
     let read_started = SystemTime::now();
     let ledger = config::ReadLedger::with_hook(hook);
     let read = config::read_into(config_path, Arc::clone(&ledger)).and_then(|set| {
-        config::load::content_digests(&set).map(|(hash, digests)| (set, hash, digests))
+        config::load::content_digests_known(&set, known).map(|(hash, digests)| (set, hash, digests))
     });
     let (set, content_hash, digests) = match read {
         Ok(read) => read,
@@ -532,6 +550,7 @@ fn attempt(
         certificates: certificate_hash,
         stamps: Stamps::after_read(stamped, read_started),
         checks_by_stamps: 0,
+        known: config::load::KnownDigests::of(&set, &digests),
     };
     // What was read is one set of files, and still what is on disk: only then can it be compared.
     set.verify()?;
@@ -641,6 +660,7 @@ mod tests {
             certificates: None,
             stamps,
             checks_by_stamps: 0,
+            known: config::load::KnownDigests::default(),
         }
     }
 
