@@ -534,7 +534,6 @@ pub fn compile_reusing(
     let routes = RouteTable::compile(&set.route_files, &mut keys).ok()?;
     let mut compiler = Compiler::resume(&previous.policy, keys);
     let mut sink = compiler.token_sink(previous.policy.tokens.len());
-    let mut remap = Vec::new();
     let buffers = TextBuffers::new();
     let mut entities = from.entities.clone();
     for (index, file) in set.policy_files.iter().enumerate() {
@@ -545,14 +544,7 @@ pub fn compile_reusing(
                 .iter()
                 .find(|record| record.file == file.path());
             if let Some(record) = record {
-                sink.add_reused(
-                    &compiler,
-                    file.path(),
-                    &previous.policy,
-                    record,
-                    &secrets,
-                    &mut remap,
-                );
+                sink.add_reused(&compiler, file.path(), &previous.policy, record, &secrets);
             }
             continue;
         }

@@ -229,7 +229,7 @@ pub struct Compiler<'a> {
 /// hashes are unique.
 pub struct TokenSink<'a> {
     out: Output,
-    tokens: Vec<Token>,
+    tokens: Vec<Arc<Token>>,
     token_gates: Vec<TokenGate>,
     token_by_hash: DigestMap<u32>,
     /// The token ids and secret hashes seen, for duplicate errors (the raw tokens are gone by the time a
@@ -269,7 +269,9 @@ struct CompiledToken {
     id: Option<Box<str>>,
     /// Its secret hash, when valid.
     secret: Option<[u8; 32]>,
-    compiled: Option<(Token, Vec<Policy>)>,
+    /// Made shareable on the worker that compiled it, not in the sink (which adds the files one after the
+    /// other).
+    compiled: Option<(Arc<Token>, Arc<[Policy]>)>,
 }
 
 /// Points policies compiled in a batch at the config's key sets: `keysets[i]` is the config's index of the
@@ -328,12 +330,10 @@ impl<'a> Compiler<'a> {
     /// them again would give exactly this), and of which only token files changed. `keys` are the route keys
     /// (the same as `previous`'s). Continue with [`Compiler::token_sink`] as after [`Compiler::entities`].
     pub fn resume(previous: &'a PolicySet, keys: KeyInterner) -> Self {
+        // Every key set of `previous`, in its numbering: the tokens taken from it keep their policies as
+        // they are (shared), so their numbers must stay valid; new ones are added after them.
         let mut out = Output::default();
-        let entity_keysets = previous
-            .keysets
-            .get(..previous.entity_keysets as usize)
-            .unwrap_or(&previous.keysets);
-        for keysets in entity_keysets {
+        for keysets in &previous.keysets {
             out.intern_keys(keysets.clone());
         }
         out.warnings = previous
@@ -495,7 +495,6 @@ impl<'a> Compiler<'a> {
     /// parsed, so the token tables are sized once instead of growing by doubling).
     pub fn token_sink(&mut self, expected: usize) -> TokenSink<'a> {
         // What the entities alone gave, for a later compile that resumes from this one's entities.
-        self.set.entity_keysets = u32::try_from(self.out.keysets.len()).unwrap_or(u32::MAX);
         self.set.entity_warnings = u32::try_from(self.out.warnings.len()).unwrap_or(u32::MAX);
         let mut used = self.out.used_groups.clone();
         used.sort_unstable();
@@ -1373,7 +1372,7 @@ impl<'a> Compiler<'a> {
                 if id_ok && secret.is_some() && policies_ok =>
             {
                 Some((
-                    Token {
+                    Arc::new(Token {
                         id: (*token.id).into(),
                         name: token.name.as_deref().unwrap_or("").into(),
                         owner,
@@ -1381,8 +1380,8 @@ impl<'a> Compiler<'a> {
                         not_before,
                         expires_on,
                         ip_condition,
-                    },
-                    policies,
+                    }),
+                    Arc::from(policies),
                 ))
             }
             _ => None,
@@ -1750,7 +1749,15 @@ impl<'a> TokenSink<'a> {
             else {
                 continue;
             };
-            renumber_keysets(&mut policies, &keysets);
+            // The batch's policies are its own (one reference): renumbered in place.
+            match Arc::get_mut(&mut policies) {
+                Some(policies) => renumber_keysets(policies, &keysets),
+                None => {
+                    let mut copy = policies.to_vec();
+                    renumber_keysets(&mut copy, &keysets);
+                    policies = Arc::from(copy);
+                }
+            }
             let position = self.tokens.len() as u32;
             let tokens = &self.tokens;
             self.kept_ids
@@ -1765,7 +1772,7 @@ impl<'a> TokenSink<'a> {
                 valid_from: compiled.not_before.as_ref().map_or(i64::MIN, |(at, _)| *at),
                 valid_until: compiled.expires_on.as_ref().map_or(i64::MAX, |(at, _)| *at),
                 owner_id: self.owner_id(compiler, compiled.owner),
-                policies: policies.into_boxed_slice(),
+                policies,
             };
             self.token_by_hash.insert(secret, position);
             self.tokens.push(compiled);
@@ -1787,13 +1794,13 @@ impl<'a> TokenSink<'a> {
         }
     }
 
-    /// Adds one file's tokens as `previous` compiled them, instead of compiling the file again: for a
-    /// reload in which this file, the entities and the routes are unchanged (so the compiled tokens are what
-    /// compiling the file would give), only other token files changed. `record` is the file's record in
-    /// `previous`, `secrets` the secret hash of each of `previous`'s tokens by position, and `remap` (start
-    /// it empty, share it between the files of one compile) `previous`'s key-set numbers in this compile.
-    /// The cross-file checks (ids, secret hashes) run exactly as for a compiled batch, so the errors and the
-    /// result are those of a full compile.
+    /// Adds one file's tokens as `previous` compiled them, shared with it, instead of compiling the file
+    /// again: for a reload in which this file, the entities and the routes are unchanged (so the compiled
+    /// tokens are what compiling the file would give), only other token files changed. `record` is the file's
+    /// record in `previous`, `secrets` the secret hash of each of `previous`'s tokens by position. This
+    /// compile must have been resumed from `previous` ([`Compiler::resume`]), so that `previous`'s key-set
+    /// numbers are its numbers too. The cross-file checks (ids, secret hashes) run exactly as for a compiled
+    /// batch, so the errors are those of a full compile, and the decisions too.
     pub fn add_reused(
         &mut self,
         compiler: &Compiler<'a>,
@@ -1801,7 +1808,6 @@ impl<'a> TokenSink<'a> {
         previous: &PolicySet,
         record: &TokenFileRecord,
         secrets: &[[u8; 32]],
-        remap: &mut Vec<Option<u32>>,
     ) {
         let start = self.tokens.len() as u32;
         self.out.warnings.extend(record.warnings.iter().cloned());
@@ -1821,7 +1827,6 @@ impl<'a> TokenSink<'a> {
             );
             return;
         };
-        remap.resize(previous.keysets.len(), None);
         for (index, ((token, gate), secret)) in tokens.iter().zip(gates).zip(secrets).enumerate() {
             let id = &*token.id;
             let id_ok = {
@@ -1843,23 +1848,6 @@ impl<'a> TokenSink<'a> {
                 }
                 continue;
             }
-            // The key sets in this compile's numbering, interned in the order a compile of the file would
-            // meet them (policy by policy, token by token), so the numbering is a full compile's too.
-            let mut policies = gate.policies.to_vec();
-            for policy in &mut policies {
-                let old = policy.keyset as usize;
-                policy.keyset = match remap.get(old).copied().flatten() {
-                    Some(new) => new,
-                    None => {
-                        let keys = previous.keysets.get(old).cloned().unwrap_or_default();
-                        let new = self.out.intern_keys(keys).0;
-                        if let Some(slot) = remap.get_mut(old) {
-                            *slot = Some(new);
-                        }
-                        new
-                    }
-                };
-            }
             let position = self.tokens.len() as u32;
             let kept = &self.tokens;
             self.kept_ids
@@ -1870,15 +1858,10 @@ impl<'a> TokenSink<'a> {
             self.token_by_hash.insert(*secret, position);
             let owner_id = self.owner_id(compiler, gate.owner);
             self.token_gates.push(TokenGate {
-                owner: gate.owner,
-                status: gate.status,
-                has_ip_condition: gate.has_ip_condition,
-                valid_from: gate.valid_from,
-                valid_until: gate.valid_until,
                 owner_id,
-                policies: policies.into_boxed_slice(),
+                ..gate.clone()
             });
-            self.tokens.push(token.clone());
+            self.tokens.push(Arc::clone(token));
         }
         self.records.push(TokenFileRecord {
             file: file.to_path_buf(),
@@ -2137,7 +2120,7 @@ fn id_hash(id: &str) -> u64 {
 }
 
 /// The id of kept token `position`.
-fn token_id(tokens: &[Token], position: u32) -> &str {
+fn token_id(tokens: &[Arc<Token>], position: u32) -> &str {
     tokens.get(position as usize).map_or("", |token| &token.id)
 }
 

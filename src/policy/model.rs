@@ -34,7 +34,8 @@ pub struct PolicySet {
     pub users: Vec<User>,
     pub accounts: Vec<Account>,
     pub zones: Vec<Zone>,
-    pub tokens: Vec<Token>,
+    /// Shared with the snapshot a reload compiled this one from, for the files that did not change.
+    pub tokens: Vec<Arc<Token>>,
     /// What a decision reads of each token, by the same index as [`Self::tokens`].
     pub token_gates: Vec<TokenGate>,
     /// The permission-group catalog, kept for `permgate validate`.
@@ -52,10 +53,9 @@ pub struct PolicySet {
     /// What each policy file's tokens compiled to, in file order (files without tokens have none): a reload
     /// in which only token files changed reuses the others' (`config::load`).
     pub token_files: Vec<TokenFileRecord>,
-    /// What the entities alone gave, before any token: how many of [`Self::keysets`] and of
-    /// [`Self::warnings`] are theirs, and which catalog groups they use. A compile that reuses this set's
-    /// entities starts from exactly that ([`crate::policy::compile::Compiler::resume`]).
-    pub(crate) entity_keysets: u32,
+    /// What the entities alone gave, before any token: how many of [`Self::warnings`] are theirs, and which
+    /// catalog groups they use. A compile that reuses this set's entities starts from exactly that
+    /// ([`crate::policy::compile::Compiler::resume`]).
     pub(crate) entity_warnings: u32,
     pub(crate) entity_used_groups: Box<[usize]>,
 }
@@ -144,7 +144,7 @@ pub struct Token {
 /// The fields of a token that every decision reads, in one cache line of their own: the [`Token`] record
 /// next to it holds what only reasons, logs and `permgate validate` need (names, times as text, the IP
 /// ranges), so authenticating a token touches one line, not the three its full record spans.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[repr(align(64))]
 pub struct TokenGate {
     pub owner: Owner,
@@ -159,7 +159,9 @@ pub struct TokenGate {
     /// The id of the owning user or account, shared with every other token of that owner: the principal
     /// of a decision without reading the owner's record.
     pub owner_id: Arc<str>,
-    pub policies: Box<[Policy]>,
+    /// Shared with the snapshot a reload compiled this one from, when the token's file did not change (a
+    /// pointer to the slice, as a box would be: reading it costs the same).
+    pub policies: Arc<[Policy]>,
 }
 
 /// `condition.request.ip`: inside some `in` range (when given), inside no `not_in` range.

@@ -166,8 +166,42 @@ fn set_of(files: &[(String, String)]) -> ConfigSet {
     .unwrap()
 }
 
-/// Every field of a policy set, in a form that compares regardless of hash-map iteration order.
+/// Every field of a policy set, in a form that compares regardless of hash-map iteration order, with each
+/// policy's key set by its keys (a reusing compile keeps the served set's key-set numbers, and its key sets
+/// list; a full compile numbers afresh: the keys are what decisions read).
 fn dump(set: &PolicySet) -> String {
+    let keys_of = |policies: &[crate::policy::model::Policy]| -> String {
+        policies
+            .iter()
+            .map(|policy| {
+                format!(
+                    "{} {:?} {:?} {:x} {:?}",
+                    policy.id,
+                    policy.effect,
+                    set.keysets.get(policy.keyset as usize),
+                    policy.first_keys,
+                    policy.selector
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let gates: Vec<String> = set
+        .token_gates
+        .iter()
+        .map(|gate| {
+            format!(
+                "{:?} {:?} {} {} {} {} [{}]",
+                gate.owner,
+                gate.status,
+                gate.has_ip_condition,
+                gate.valid_from,
+                gate.valid_until,
+                gate.owner_id,
+                keys_of(&gate.policies)
+            )
+        })
+        .collect();
     let mut by_hash: Vec<(String, u32)> = set
         .token_by_hash
         .iter()
@@ -177,7 +211,15 @@ fn dump(set: &PolicySet) -> String {
     let mut members: Vec<String> = set
         .member_by_user_account
         .iter()
-        .map(|(key, member)| format!("{key:?}={member:?}"))
+        .map(|(key, member)| {
+            format!(
+                "{key:?}={} {} {:?} [{}]",
+                member.user,
+                member.account,
+                member.api_access,
+                keys_of(&member.policies)
+            )
+        })
         .collect();
     members.sort();
     let mut users: Vec<String> = set
@@ -189,15 +231,13 @@ fn dump(set: &PolicySet) -> String {
     users.sort();
     let warnings: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{warnings:?}\n{by_hash:?}\n{members:?}\n{users:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{gates:?}\n{:?}\n{:?}\n{warnings:?}\n{by_hash:?}\n{members:?}\n{users:?}",
         set.namespace,
         set.keys,
-        set.keysets,
         set.users,
         set.accounts,
         set.zones,
         set.tokens,
-        set.token_gates,
         set.groups,
         set.token_files,
     )
