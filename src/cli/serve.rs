@@ -206,13 +206,16 @@ pub async fn serve(config: &Path, snapshot: Snapshot) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Logs to stderr (stdout is the decision log's default sink); `RUST_LOG` filters, default `info`.
+/// Logs to stderr (stdout is the decision log's default sink); `RUST_LOG` filters, default `info`. Colours
+/// only on a terminal: a log file or journald gets plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Already initialised (tests, or demo after serve) is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
