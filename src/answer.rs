@@ -108,9 +108,11 @@ impl Answer {
         Self::plain(400, 1001, "Missing \"Authorization\" header")
     }
 
-    /// 404/7003: no route for the method and path.
+    /// 400/7000: no route for the method and path, as Cloudflare answers it (a path that exists only for
+    /// other methods included). Earlier versions of the spec said 404/7003; a client's SDK maps this to
+    /// `BadRequestError`, as it does for Cloudflare itself.
     pub fn no_route() -> Self {
-        Self::plain(404, 7003, "No route for the URI")
+        Self::plain(400, 7000, "No route for that URI")
     }
 
     /// 502/1200: the upstream could not be reached.
@@ -230,6 +232,11 @@ mod tests {
             Answer::malformed_authorization().body(None, false),
             r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#
         );
+        assert_eq!(
+            Answer::no_route().body(None, true),
+            r#"{"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],"messages":[],"result":null}"#
+        );
+        assert_eq!(Answer::no_route().status, 400);
         let denial = Denial::LegacyKeyUnknown;
         assert_eq!(
             Answer::for_denial(&denial).body(Some(&denial), false),

@@ -1,7 +1,7 @@
 //! The pure decision for one request, shared by `permgate check` and the proxy (no I/O, no clock).
 //!
 //! Order of checks (SPEC §3.3 point 7), so that one request has one answer: canonical target (400) →
-//! route (404) → credential present and well-formed (400) → credential known and usable (1000 / 9103) →
+//! route (400/7000) → credential present and well-formed (400) → credential known and usable (1000 / 9103) →
 //! token IP condition (9109) → resource known (10000) → API access (9109) → policies (10000).
 
 use std::net::IpAddr;

@@ -235,14 +235,15 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         &auth_error,
     )
     .await;
-    // 404/7003: no route, with or without a credential, and a path that exists only for other methods.
-    let no_route = envelope(7003, "No route for the URI", None);
+    // 400/7000 (Cloudflare's own answer): no route, with or without a credential, a path that exists only
+    // for other methods, and a method no route has.
+    let no_route = envelope(7000, "No route for that URI", None);
     expect(
         &setup,
         "GET",
         "/client/v4/no/such/route",
         &[],
-        404,
+        400,
         &no_route,
     )
     .await;
@@ -251,7 +252,16 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         "DELETE",
         &records,
         &[("Authorization", &bearer_read)],
-        404,
+        400,
+        &no_route,
+    )
+    .await;
+    expect(
+        &setup,
+        "PURGE",
+        &records,
+        &[("Authorization", &bearer_read)],
+        400,
         &no_route,
     )
     .await;

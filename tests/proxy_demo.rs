@@ -1,5 +1,5 @@
 //! The README promise: `permgate demo` prints curl lines, and pasting them gives exactly the printed
-//! answers (allowed, 403 with its reason, 404). Runs the demo on port 0 with the shipped config.
+//! answers (allowed, 403 with its reason, no route 400/7000). Runs the demo on port 0 with the shipped config.
 // Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
 #![allow(
     clippy::unwrap_used,
@@ -45,7 +45,7 @@ async fn the_printed_demo_calls_answer_as_printed() {
         .collect();
     assert_eq!(
         outcomes,
-        [(200, 0), (403, 10000), (404, 7003)],
+        [(200, 0), (403, 10000), (400, 7000)],
         "{instructions}"
     );
 

@@ -1,5 +1,6 @@
 //! `permgate demo`: the shipped `config/` and `routes/` in front of the built-in sample upstream, with
-//! ready-to-paste `curl` lines that show an allowed call, a 403 with its reason, and a 404.
+//! ready-to-paste `curl` lines that show an allowed call, a 403 with its reason, and a path no route has
+//! (400/7000, Cloudflare's answer).
 //!
 //! The printed expectations are not hard-coded: each demo call is decided with the loaded snapshot by the
 //! same `pipeline::decide` the proxy uses, so what is printed is what the gateway answers. The pieces are
@@ -121,7 +122,7 @@ pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
             Some(DEMO_TOKEN),
         ),
         (
-            "404: no route matches (fail closed)",
+            "400 (code 7000): no route matches, answered as Cloudflare does (fail closed)",
             "GET",
             "/client/v4/no/such/route".to_string(),
             None,

@@ -1,7 +1,7 @@
 //! Everything that can stop a request from being forwarded, and the one function that turns it into the
 //! answer the client gets (linkerd's `inbound/src/http/server.rs`, pingora's error type).
 //!
-//! Each variant records who caused it (`Side`): the client (400/403/404), the upstream (502/504), the
+//! Each variant records who caused it (`Side`): the client (400/403), the upstream (502/504), the
 //! gateway itself (503). Only this module and `crate::answer` pick status codes. Messages never contain a
 //! credential: upstream errors are described by kind, not by the URL they were for.
 
@@ -40,7 +40,7 @@ impl Side {
 /// Why the gateway answers a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The decision refused the request (400, 403, 404).
+    /// The decision refused the request (400, 403).
     #[error("refused: {}", .0.reason)]
     Refused(Box<RenderedRefusal>),
     /// The request's framing headers are ambiguous (400).

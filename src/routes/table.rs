@@ -111,7 +111,7 @@ const ANY_METHOD: &str = "*";
 // === impl RouteTable ===
 
 impl RouteTable {
-    /// A table with no routes: every request is 404.
+    /// A table with no routes: every request is answered "no route" (400/7000).
     pub fn empty() -> Self {
         Self::default()
     }
