@@ -102,6 +102,23 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         ),
     )
     .await;
+    // 400/6003 + 6103: a key that is not in a global API key's format (37 lower-case hex characters), checked
+    // before any lookup, as Cloudflare does.
+    for key in ["wrong_key", "0123456789ABCDEF0123456789ABCDEF01234"] {
+        expect(
+            &setup,
+            "GET",
+            &records,
+            &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", key)],
+            400,
+            &envelope(
+                rejected.0,
+                rejected.1,
+                Some((6103, "Invalid format for X-Auth-Key header")),
+            ),
+        )
+        .await;
+    }
     // 400/6003 + 6103: X-Auth-Email without X-Auth-Key.
     expect(
         &setup,
@@ -177,7 +194,10 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         &setup,
         "GET",
         &records,
-        &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", "wrong_key")],
+        &[
+            ("X-Auth-Email", JOE_EMAIL),
+            ("X-Auth-Key", "0123456789abcdef0123456789abcdef01234"),
+        ],
         403,
         &envelope(9103, "Unknown X-Auth-Key or X-Auth-Email", None),
     )

@@ -41,7 +41,7 @@ ZONE_2 = "80ce4497cb0af370df5b9c891d7e2182"  # in A
 ZONE_3 = "3f2a9a7e6b8c4d5e9f0a1b2c3d4e5f60"  # in B
 JOE = "e5def38bc61044775ec59fa0607cda84"
 JOE_EMAIL = "joe.smith@example.com"
-JOE_KEY = "legacy_sdk_joe"
+JOE_KEY = "d2d7103c1e3037147124aac2448c04f72adf4"
 
 DNS_READ = "82e64a83756745bbbb1c9c2701bf816b"
 ACCOUNT_SETTINGS_READ = "c1fde68c7bcc44588cbb6ddbc16d6480"
@@ -325,7 +325,7 @@ def test_legacy_email_and_key(gateway):
     assert cf.zones.get(zone_id=ZONE_1).id == ZONE_1
     deleted = cf.dns.records.delete("372e67954025e0ba6aaa6d586b9e0b59", zone_id=ZONE_1)
     assert deleted.id == "372e67954025e0ba6aaa6d586b9e0b59"
-    wrong = Cloudflare(api_email=JOE_EMAIL, api_key="not_the_key", base_url=gateway.base_url, max_retries=0)
+    wrong = Cloudflare(api_email=JOE_EMAIL, api_key="0123456789abcdef0123456789abcdef01234", base_url=gateway.base_url, max_retries=0)
     with pytest.raises(cloudflare.PermissionDeniedError) as denied:
         wrong.zones.get(zone_id=ZONE_1)
     assert code_of(denied) == 9103
