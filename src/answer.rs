@@ -15,7 +15,8 @@ use crate::policy::decision::Denial;
 pub struct Answer {
     pub status: u16,
     pub code: u32,
-    pub message: &'static str,
+    /// Borrowed for the gateway's own answers; owned for a route's own answer (`principal_refusal`).
+    pub message: Cow<'static, str>,
     /// The fixed `error_chain` entry of 400s (6111, 6102, 6103, 6100), always shown.
     pub chain: Option<ChainEntry>,
 }
@@ -32,7 +33,18 @@ impl Answer {
         Self {
             status,
             code,
-            message,
+            message: Cow::Borrowed(message),
+            chain: None,
+        }
+    }
+
+    /// A route's own answer, as configured (`principal_refusal`: Cloudflare's 400/1001 "List accounts
+    /// endpoint does not support account owned tokens." on `GET /accounts`, for one).
+    pub fn configured(status: u16, code: u32, message: &str) -> Self {
+        Self {
+            status,
+            code,
+            message: Cow::Owned(message.to_string()),
             chain: None,
         }
     }
@@ -47,7 +59,7 @@ impl Answer {
         Self {
             status,
             code,
-            message,
+            message: Cow::Borrowed(message),
             chain: Some(ChainEntry {
                 code: chain_code,
                 message: chain,
@@ -164,6 +176,7 @@ impl Answer {
             | Denial::MissingAnyPermission { .. }
             | Denial::DeniedByPolicy { .. }
             | Denial::NoResourceAllowed { .. }
+            | Denial::CredentialNotAccepted { .. }
             | Denial::Internal { .. } => (10000, "Authentication error"),
         };
         Self::plain(403, code, message)
@@ -173,7 +186,7 @@ impl Answer {
     pub fn full_message(&self, denial: Option<&Denial<'_>>) -> Cow<'static, str> {
         match denial {
             Some(Denial::IpOutsideCondition { ip, .. }) => format!("{}: {ip}", self.message).into(),
-            _ => self.message.into(),
+            _ => self.message.clone(),
         }
     }
 

@@ -190,6 +190,90 @@ fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
     assert!(table.lookup("GET", "/client/v4/ips").unwrap().route.public);
 }
 
+/// Cloudflare refuses account-owned tokens on `GET /accounts` (400/1001) and on page rules (400/1011): the
+/// shipped table says so (the supplement's overlays), and the Cloudflare example answers as the API does,
+/// while a user token and a legacy key still pass.
+#[test]
+fn account_tokens_get_cloudflares_own_answers_where_cloudflare_refuses_them() {
+    use http::{HeaderMap, HeaderValue};
+    use permgate::pipeline::{Facts, decide};
+    let snapshot = cloudflare_snapshot();
+    let zone = "023e105f4ecef8ad9ca31a8372d0c353";
+    let decide_with = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let verdict = decide(
+            &snapshot,
+            &Facts {
+                method,
+                target: path,
+                headers: &map,
+                peer_ip: "127.0.0.1".parse().unwrap(),
+                now: 1_700_000_000,
+            },
+        );
+        let message = match &verdict.outcome {
+            Ok(()) => String::new(),
+            Err(refusal) => refusal.body(true),
+        };
+        (verdict.status(), verdict.code(), message)
+    };
+    let account_token = [("authorization", "Bearer pgt_cf_demo_example_ci")];
+    let (status, code, body) = decide_with("GET", "/client/v4/accounts", &account_token);
+    assert_eq!((status, code), (400, 1001));
+    assert_eq!(
+        body,
+        r#"{"success":false,"errors":[{"code":1001,"message":"List accounts endpoint does not support account owned tokens."}],"messages":[],"result":null}"#
+    );
+    let pagerule = format!("/client/v4/zones/{zone}/pagerules/p1");
+    for (method, path) in [
+        ("GET", format!("/client/v4/zones/{zone}/pagerules")),
+        ("POST", format!("/client/v4/zones/{zone}/pagerules")),
+        ("GET", format!("/client/v4/zones/{zone}/pagerules/settings")),
+        ("GET", pagerule.clone()),
+        ("PUT", pagerule.clone()),
+        ("PATCH", pagerule.clone()),
+        ("DELETE", pagerule.clone()),
+    ] {
+        let (status, code, body) = decide_with(method, &path, &account_token);
+        assert_eq!((status, code), (400, 1011), "{method} {path}");
+        assert!(
+            body.contains(
+                r#""message":"Page Rules endpoint does not support account owned tokens.""#
+            ),
+            "{body}"
+        );
+    }
+    // A user token and the legacy key pass (Joe's broad token holds #zone:read and #zone:edit).
+    let user_token = [("authorization", "Bearer pgt_cf_demo_joe_zone_write")];
+    assert_eq!(
+        decide_with("GET", "/client/v4/accounts", &user_token).0,
+        200
+    );
+    assert_eq!(decide_with("PATCH", &pagerule, &user_token).0, 200);
+    let legacy = [
+        ("x-auth-email", "joe.smith@example.com"),
+        ("x-auth-key", "d59b4880e7df3af1e51d50abc4ee3d2db1780"),
+    ];
+    assert_eq!(decide_with("GET", "/client/v4/accounts", &legacy).0, 200);
+    assert_eq!(decide_with("DELETE", &pagerule, &legacy).0, 200);
+    // Everywhere else the account token is what its policies say (DNS Read on its account's zones).
+    assert_eq!(
+        decide_with(
+            "GET",
+            &format!("/client/v4/zones/{zone}/dns_records"),
+            &account_token
+        )
+        .0,
+        200
+    );
+}
+
 #[test]
 fn the_importer_reproduces_the_committed_table_byte_for_byte() {
     let spec_path = repo(SPEC);

@@ -110,7 +110,23 @@ pub struct ImportedRoute {
     pub scope: Option<RouteScope>,
     pub public: bool,
     pub handler: Option<String>,
+    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); `None`:
+    /// all of them.
+    pub principals: Option<Vec<String>>,
+    /// The route's own answer to the other kinds.
+    pub principal_refusal: Option<PrincipalRefusal>,
 }
+
+/// A route's own answer to a kind of credential its `principals` leave out (`principal_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRefusal {
+    pub status: u16,
+    pub code: u32,
+    pub message: String,
+}
+
+/// The kinds of credential a route's `principals` may name.
+pub const CREDENTIAL_KINDS: [&str; 3] = ["user_token", "account_token", "api_key"];
 
 /// Why an operation was not imported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,6 +434,8 @@ struct Override {
     scope: Option<RouteScope>,
     public: bool,
     handler: Option<String>,
+    principals: Option<Vec<String>>,
+    principal_refusal: Option<PrincipalRefusal>,
 }
 
 /// Imports every operation of `specs` (later specs overlay earlier ones).
@@ -469,15 +487,16 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
                 continue;
             }
         }
-        let (permissions, scope, public, handler) = route;
         result.routes.push(ImportedRoute {
             id: operation_id.as_deref().map(label_of),
             method,
             path,
-            permissions,
-            scope,
-            public,
-            handler,
+            permissions: route.permissions,
+            scope: route.scope,
+            public: route.public,
+            handler: route.handler,
+            principals: route.principals,
+            principal_refusal: route.principal_refusal,
         });
     }
     result
@@ -497,12 +516,17 @@ fn label_of(operation_id: &str) -> String {
         .collect()
 }
 
-type RouteParts = (
-    Option<Permissions>,
-    Option<RouteScope>,
-    bool,
-    Option<String>,
-);
+/// What an operation becomes, before its path is checked.
+#[derive(Debug, Clone, Default)]
+struct RouteParts {
+    permissions: Option<Permissions>,
+    /// `None` only for public routes.
+    scope: Option<RouteScope>,
+    public: bool,
+    handler: Option<String>,
+    principals: Option<Vec<String>>,
+    principal_refusal: Option<PrincipalRefusal>,
+}
 
 /// Decides one operation: its keys, scope, public flag and handler, or why it is skipped.
 fn import_operation(
@@ -520,8 +544,20 @@ fn import_operation(
         None => Override::default(),
     };
     if overridden.public {
-        return Ok((None, None, true, None));
+        return Ok(RouteParts {
+            public: true,
+            ..RouteParts::default()
+        });
     }
+    // `principals` (and the route's own answer to the others) go with the route whatever decides its keys.
+    let parts = |permissions: Option<Permissions>, scope: RouteScope| RouteParts {
+        permissions,
+        scope: Some(scope),
+        public: false,
+        handler: overridden.handler.clone(),
+        principals: overridden.principals.clone(),
+        principal_refusal: overridden.principal_refusal.clone(),
+    };
     // Token verification checks no key, only whose token it is (the scope says whose).
     if overridden.handler.as_deref() == Some("verify_token") {
         if overridden.permissions.is_some() {
@@ -537,7 +573,7 @@ fn import_operation(
                 _ => RouteScope::None,
             },
         };
-        return Ok((None, Some(scope), false, overridden.handler));
+        return Ok(parts(None, scope));
     }
     let permissions = match overridden.permissions.clone() {
         Some(permissions) => Some(permissions),
@@ -576,10 +612,10 @@ fn import_operation(
                 permissions.keys().join(", ")
             ));
         }
-        return Ok((None, Some(RouteScope::None), false, overridden.handler));
+        return Ok(parts(None, RouteScope::None));
     }
     match permissions {
-        Some(permissions) => Ok((Some(permissions), Some(scope), false, overridden.handler)),
+        Some(permissions) => Ok(parts(Some(permissions), scope)),
         None => Err(no_keys_reason(fields)),
     }
 }
@@ -877,22 +913,90 @@ fn parse_override(value: &Value) -> Result<Override, String> {
                 Some("verify_token") => result.handler = Some("verify_token".to_string()),
                 _ => return Err("handler must be verify_token".to_string()),
             },
+            "principals" => result.principals = Some(parse_principals(value)?),
+            "principal_refusal" => result.principal_refusal = Some(parse_refusal(value)?),
             other => {
                 return Err(format!(
-                    "unknown field {other:?} (all_of, any_of, scope, public, handler)"
+                    "unknown field {other:?} (all_of, any_of, scope, public, handler, principals, \
+                     principal_refusal)"
                 ));
             }
         }
     }
     if result.public
-        && (result.permissions.is_some() || result.scope.is_some() || result.handler.is_some())
+        && (result.permissions.is_some()
+            || result.scope.is_some()
+            || result.handler.is_some()
+            || result.principals.is_some())
     {
-        return Err("public: true takes no keys, scope or handler".to_string());
+        return Err("public: true takes no keys, scope, handler or principals".to_string());
+    }
+    if result.principal_refusal.is_some() && result.principals.is_none() {
+        return Err(
+            "principal_refusal answers the credentials principals leaves out; give principals too"
+                .to_string(),
+        );
     }
     if result.scope == Some(RouteScope::None) && result.permissions.is_some() {
         return Err("scope: none checks no key, so it takes no all_of/any_of".to_string());
     }
     Ok(result)
+}
+
+/// `principals: [user_token, account_token, api_key]`: a non-empty list of distinct kinds.
+fn parse_principals(value: &Value) -> Result<Vec<String>, String> {
+    let kinds = string_list(value).ok_or("principals is not a list of credential kinds")?;
+    if kinds.is_empty() {
+        return Err("principals is empty: it would admit no credential at all".to_string());
+    }
+    for (index, kind) in kinds.iter().enumerate() {
+        if !CREDENTIAL_KINDS.contains(&kind.as_str()) {
+            return Err(format!(
+                "principals names {kind:?}; the kinds are {}",
+                CREDENTIAL_KINDS.join(", ")
+            ));
+        }
+        if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
+            return Err(format!("principals lists {kind} twice"));
+        }
+    }
+    Ok(kinds)
+}
+
+/// `principal_refusal: {status: 4xx, code: N, message: "…"}`.
+fn parse_refusal(value: &Value) -> Result<PrincipalRefusal, String> {
+    let object = value
+        .as_object()
+        .ok_or("principal_refusal is not {status, code, message}")?;
+    if let Some(other) = object
+        .keys()
+        .find(|field| !["status", "code", "message"].contains(&field.as_str()))
+    {
+        return Err(format!(
+            "principal_refusal has an unknown field {other:?} (status, code, message)"
+        ));
+    }
+    let status = object
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|status| u16::try_from(status).ok())
+        .filter(|status| (400..=499).contains(status))
+        .ok_or("principal_refusal.status must be a client error, 400-499")?;
+    let code = object
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|code| u32::try_from(code).ok())
+        .ok_or("principal_refusal.code must be a number")?;
+    let message = object
+        .get("message")
+        .and_then(Value::as_str)
+        .filter(|message| !message.is_empty() && !message.chars().any(char::is_control))
+        .ok_or("principal_refusal.message must be a non-empty text without control characters")?;
+    Ok(PrincipalRefusal {
+        status,
+        code,
+        message: message.to_string(),
+    })
 }
 
 fn override_keys(permissions: Permissions) -> Result<Permissions, String> {

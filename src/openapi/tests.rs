@@ -576,3 +576,99 @@ fn token_groups_on_a_write_resolve_to_their_write_keys_only() {
         imported.notes
     );
 }
+
+/// `x-permgate-permissions.principals` (with the route's own `principal_refusal`) restricts which kinds of
+/// credential may call an operation; given alone it keeps the keys of the other annotations, and the
+/// rendered file loads with the restriction.
+#[test]
+fn principals_are_set_per_operation_and_rendered() {
+    let base = json!({"paths": {
+        "/accounts": {"get": {"operationId": "accounts-list", "x-cfPermissionsRequired": {"enum": ["#organization:read"]}}},
+        "/zones/{zone_id}/pagerules": {"get": {"operationId": "pagerules", "x-cfPermissionsRequired": {"enum": ["#zone:read"]}}},
+        "/zones/{zone_id}/bad": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": []}}},
+        "/zones/{zone_id}/bad2": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": ["service_key"]}}},
+        "/zones/{zone_id}/bad3": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principal_refusal": {"status": 400, "code": 1, "message": "m"}}}},
+        "/zones/{zone_id}/bad4": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": ["api_key"], "principal_refusal": {"status": 500, "code": 1, "message": "m"}}}},
+        "/bad5": {"get": {"x-permgate-permissions": {"public": true, "principals": ["api_key"]}}}
+    }});
+    let overlay = json!({"paths": {
+        "/accounts": {"get": {"x-permgate-permissions": {
+            "scope": "none",
+            "principals": ["user_token", "api_key"],
+            "principal_refusal": {"status": 400, "code": 1001, "message": "List accounts endpoint does not support account owned tokens."}
+        }}},
+        "/zones/{zone_id}/pagerules": {"get": {"x-permgate-permissions": {"principals": ["user_token", "api_key"]}}}
+    }});
+    let specs = vec![
+        Spec {
+            label: "a".to_string(),
+            document: base,
+        },
+        Spec {
+            label: "b".to_string(),
+            document: overlay,
+        },
+    ];
+    let imported = import(&specs, &options());
+    assert_eq!(imported.routes.len(), 2, "{:?}", imported.skipped);
+    assert_eq!(imported.skipped.len(), 5);
+    assert!(
+        imported
+            .skipped
+            .iter()
+            .all(|skipped| matches!(skipped.reason, SkipReason::InvalidAnnotation(_))),
+        "{:?}",
+        imported.skipped
+    );
+    let accounts = &imported.routes[0];
+    assert_eq!(
+        accounts.principals,
+        Some(vec!["user_token".to_string(), "api_key".to_string()])
+    );
+    assert_eq!(
+        accounts.principal_refusal,
+        Some(PrincipalRefusal {
+            status: 400,
+            code: 1001,
+            message: "List accounts endpoint does not support account owned tokens.".to_string(),
+        })
+    );
+    let pagerules = &imported.routes[1];
+    assert!(
+        matches!(&pagerules.permissions, Some(Permissions::AllOf(keys)) if keys == &["#zone:read"]),
+        "principals alone keep the spec's keys"
+    );
+    assert_eq!(pagerules.principal_refusal, None);
+
+    let text = render(&imported, &Provenance::default());
+    assert!(
+        text.contains(r#"principals: ["user_token", "api_key"], principal_refusal: {status: 400, code: 1001, message: "List accounts endpoint does not support account owned tokens."}"#),
+        "{text}"
+    );
+    let file = SourceFile::from_text("routes.yaml", text.clone());
+    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let route = table.lookup("GET", "/client/v4/accounts").unwrap().route;
+    assert!(
+        !route
+            .principals
+            .accepts(crate::routes::CredentialKind::AccountToken)
+    );
+    assert_eq!(
+        route.principal_refusal.as_ref().map(|own| own.code),
+        Some(1001)
+    );
+    let route = table
+        .lookup("GET", "/client/v4/zones/z/pagerules")
+        .unwrap()
+        .route;
+    assert!(
+        !route
+            .principals
+            .accepts(crate::routes::CredentialKind::AccountToken)
+    );
+    assert!(
+        route
+            .principals
+            .accepts(crate::routes::CredentialKind::ApiKey)
+    );
+}

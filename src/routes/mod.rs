@@ -4,5 +4,8 @@ pub mod raw;
 pub mod table;
 pub mod target;
 
-pub use table::{Handler, Requirement, Route, RouteMatch, RouteTable, Scope};
+pub use table::{
+    AcceptedCredentials, CredentialKind, Handler, Requirement, Route, RouteMatch, RouteRefusal,
+    RouteTable, Scope,
+};
 pub use target::{CanonicalTarget, TargetRejection, canonicalize, reject_override_headers};

@@ -25,6 +25,31 @@ pub enum Handler {
     VerifyToken,
 }
 
+/// A kind of credential, as a route's `principals:` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A user-owned API token.
+    UserToken,
+    /// An account-owned API token.
+    AccountToken,
+    /// A legacy user API key (`X-Auth-Email` + `X-Auth-Key`).
+    ApiKey,
+}
+
+/// The kinds of credential a route accepts: a set of [`CredentialKind`]s, all of them by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptedCredentials(u8);
+
+/// A route's own answer to a credential of a kind it does not accept (`principal_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRefusal {
+    /// A client error: 400–499.
+    pub status: u16,
+    pub code: u32,
+    pub message: Box<str>,
+}
+
 /// The permission keys a route requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -65,6 +90,10 @@ pub struct Route {
     pub handler: Option<Handler>,
     /// No credential needed (then `requirement` is `None` and `scope` is `None`).
     pub public: bool,
+    /// The kinds of credential that may call the route (`principals:`; all of them when absent).
+    pub principals: AcceptedCredentials,
+    /// The route's own answer to a credential of another kind; `None`: 403/10000 with the reason.
+    pub principal_refusal: Option<RouteRefusal>,
 }
 
 /// The result of a lookup: the route and the id of the resource its scope names.
@@ -107,6 +136,84 @@ struct Param {
 }
 
 const ANY_METHOD: &str = "*";
+
+// === impl CredentialKind ===
+
+impl CredentialKind {
+    /// Every kind, in the order the file format lists them.
+    pub const ALL: [CredentialKind; 3] = [Self::UserToken, Self::AccountToken, Self::ApiKey];
+
+    /// The name in route files: `user_token`, `account_token`, `api_key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserToken => "user_token",
+            Self::AccountToken => "account_token",
+            Self::ApiKey => "api_key",
+        }
+    }
+
+    /// The kind in words, plural, for reasons: `account-owned tokens`.
+    pub fn described(self) -> &'static str {
+        match self {
+            Self::UserToken => "user-owned tokens",
+            Self::AccountToken => "account-owned tokens",
+            Self::ApiKey => "legacy API keys",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::UserToken => 1,
+            Self::AccountToken => 2,
+            Self::ApiKey => 4,
+        }
+    }
+}
+
+// === impl AcceptedCredentials ===
+
+impl AcceptedCredentials {
+    /// Every kind: a route without `principals:`.
+    pub const ALL: Self = Self(7);
+
+    /// Exactly these kinds.
+    pub fn of(kinds: impl IntoIterator<Item = CredentialKind>) -> Self {
+        Self(kinds.into_iter().fold(0, |bits, kind| bits | kind.bit()))
+    }
+
+    /// Whether a credential of `kind` may call the route.
+    pub fn accepts(self, kind: CredentialKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Whether every kind is accepted (no restriction).
+    pub fn is_all(self) -> bool {
+        self == Self::ALL
+    }
+}
+
+impl Default for AcceptedCredentials {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl fmt::Display for AcceptedCredentials {
+    /// `user_token, api_key`: the accepted kinds as route files name them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for kind in CredentialKind::ALL {
+            if self.accepts(kind) {
+                if !first {
+                    f.write_str(", ")?;
+                }
+                f.write_str(kind.as_str())?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
 
 // === impl RouteTable ===
 
@@ -466,6 +573,8 @@ fn compile_route(
         }
     };
 
+    let (principals, principal_refusal) = compile_principals(raw, at, errors);
+
     if errors.len() > before {
         return None;
     }
@@ -479,10 +588,80 @@ fn compile_route(
             scope,
             handler: raw.handler,
             public: raw.public,
+            principals,
+            principal_refusal,
         },
         methods,
         scope_param,
     })
+}
+
+/// `principals:` and `principal_refusal:`: which kinds of credential may call the route, and the route's
+/// own answer to the others.
+fn compile_principals(
+    raw: &RawRoute,
+    at: RouteAt<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> (AcceptedCredentials, Option<RouteRefusal>) {
+    let principals = match &raw.principals {
+        None => AcceptedCredentials::ALL,
+        Some(_) if raw.public => {
+            errors.push(at.error(
+                "principals",
+                "a public route checks no credential, so it takes no principals",
+            ));
+            AcceptedCredentials::ALL
+        }
+        Some(kinds) if kinds.is_empty() => {
+            errors.push(at.error(
+                "principals",
+                "an empty principals list admits no credential at all; remove the route instead (a request \
+                 no route matches is refused)",
+            ));
+            AcceptedCredentials::ALL
+        }
+        Some(kinds) => {
+            for (index, kind) in kinds.iter().enumerate() {
+                if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
+                    errors.push(at.error(
+                        &format!("principals[{index}]"),
+                        format!("{} is listed twice", kind.as_str()),
+                    ));
+                }
+            }
+            AcceptedCredentials::of(kinds.iter().copied())
+        }
+    };
+    let refusal = raw.principal_refusal.as_ref().and_then(|refusal| {
+        let before = errors.len();
+        if raw.principals.is_none() {
+            errors.push(at.error(
+                "principal_refusal",
+                "principal_refusal answers the credentials principals leaves out; give principals too",
+            ));
+        }
+        if !(400..=499).contains(&refusal.status) {
+            errors.push(at.error(
+                "principal_refusal.status",
+                format!(
+                    "{} is not a client error; a refusal's status is 400-499",
+                    refusal.status
+                ),
+            ));
+        }
+        if refusal.message.is_empty() || refusal.message.chars().any(char::is_control) {
+            errors.push(at.error(
+                "principal_refusal.message",
+                "the message must be non-empty, without control characters",
+            ));
+        }
+        (errors.len() == before).then(|| RouteRefusal {
+            status: refusal.status,
+            code: refusal.code,
+            message: refusal.message.as_str().into(),
+        })
+    });
+    (principals, refusal)
 }
 
 /// Methods are case-sensitive tokens (RFC 9110 §9.1), so a lowercase one is an error, not a guess.

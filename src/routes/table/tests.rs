@@ -883,3 +883,97 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn principals_restrict_the_kinds_of_credential_a_route_accepts() {
+    let table = compile(
+        r##"
+routes:
+  - method: GET
+    path: /client/v4/accounts
+    scope: none
+    principals: [user_token, api_key]
+    principal_refusal: { status: 400, code: 1001, message: "List accounts endpoint does not support account owned tokens." }
+  - method: GET
+    path: /client/v4/zones/{zone_id}/pagerules
+    permissions: ["#zone:read"]
+    scope: { zone: zone_id }
+    principals: [account_token]
+  - method: GET
+    path: /client/v4/zones
+    scope: none
+"##,
+    );
+    let accounts = table.lookup("GET", "/client/v4/accounts").unwrap().route;
+    assert!(accounts.principals.accepts(CredentialKind::UserToken));
+    assert!(accounts.principals.accepts(CredentialKind::ApiKey));
+    assert!(!accounts.principals.accepts(CredentialKind::AccountToken));
+    assert_eq!(accounts.principals.to_string(), "user_token, api_key");
+    assert_eq!(
+        accounts.principal_refusal,
+        Some(RouteRefusal {
+            status: 400,
+            code: 1001,
+            message: "List accounts endpoint does not support account owned tokens.".into(),
+        })
+    );
+    let pagerules = table
+        .lookup("GET", "/client/v4/zones/z1/pagerules")
+        .unwrap()
+        .route;
+    assert_eq!(
+        pagerules.principals,
+        AcceptedCredentials::of([CredentialKind::AccountToken])
+    );
+    assert_eq!(pagerules.principal_refusal, None);
+    let zones = table.lookup("GET", "/client/v4/zones").unwrap().route;
+    assert!(zones.principals.is_all(), "absent means every kind");
+}
+
+#[test]
+fn principals_are_checked() {
+    assert_error(
+        &one("method: GET, path: /a, scope: none, principals: []"),
+        "routes[0].principals",
+        "admits no credential",
+    );
+    assert_error(
+        &one("method: GET, path: /a, scope: none, principals: [api_key, api_key]"),
+        "routes[0].principals[1]",
+        "listed twice",
+    );
+    assert_error(
+        &one("method: GET, path: /a, public: true, principals: [api_key]"),
+        "routes[0].principals",
+        "public",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principal_refusal: { status: 400, code: 1, message: m }",
+        ),
+        "routes[0].principal_refusal",
+        "give principals too",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 200, code: 1, message: m }",
+        ),
+        "routes[0].principal_refusal.status",
+        "400-499",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 400, code: 1, message: \"\" }",
+        ),
+        "routes[0].principal_refusal.message",
+        "non-empty",
+    );
+    let unknown = errors(&one(
+        "method: GET, path: /a, scope: none, principals: [service_key]",
+    ));
+    assert!(unknown[0].message.contains("service_key"), "{unknown:#?}");
+    let extra = errors(&one(
+        "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 400, code: 1, message: m, why: x }",
+    ));
+    assert!(extra[0].message.contains("why"), "{extra:#?}");
+}
