@@ -18,7 +18,7 @@ use crate::policy::{
     ResourceRef, Target, TokenOwner,
 };
 use crate::routes::{
-    CanonicalTarget, CredentialKind, Handler, Requirement, Route, Scope, canonicalize,
+    CanonicalTarget, CredentialKind, Handler, Requirement, Route, Scope, canonicalize_request,
     reject_override_headers,
 };
 use crate::snapshot::Snapshot;
@@ -181,7 +181,7 @@ fn decide_into<'s>(
     facts: &Facts<'_>,
     verdict: &mut Verdict<'s>,
 ) -> Result<(), Refusal<'s>> {
-    let canonical = canonicalize(facts.method, facts.target)
+    let canonical = canonicalize_request(facts.method, facts.target)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
     reject_override_headers(facts.headers)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
@@ -195,7 +195,12 @@ fn decide_into<'s>(
     })?;
     let canonical = verdict.canonical.insert(canonical);
 
-    let Some(matched) = snapshot.routes.lookup(facts.method, &canonical.path) else {
+    // An encoded slash only ever passes in a parameter the matched route declares opaque, as received.
+    let matched = snapshot
+        .routes
+        .route_request(facts.method, canonical, facts.target)
+        .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
+    let Some(matched) = matched else {
         return Err(Refusal::refused(Answer::no_route()));
     };
     let route = matched.route;

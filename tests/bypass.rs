@@ -210,6 +210,7 @@ fn normalised(name: &str) -> String {
 /// Everything the upstream received must be something the policy allows, and carry nothing spoofed.
 fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
     let allowed_record = format!("{ALLOWED}/");
+    let opaque_value = "/client/v4/zones/zone-1/kv/";
     for request in upstream.requests() {
         let path = request.target.split('?').next().unwrap_or("");
         let allowed = request.method == "GET"
@@ -217,7 +218,11 @@ fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
                 || path == "/client/v4/ips"
                 || path
                     .strip_prefix(&allowed_record)
-                    .is_some_and(|id| !id.is_empty() && !id.contains('/')));
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+                // The opaque key name of zone-1: one segment (its slashes encoded).
+                || path
+                    .strip_prefix(opaque_value)
+                    .is_some_and(|key| !key.is_empty() && !key.contains('/')));
         if !allowed {
             failures.push(format!(
                 "upstream saw a request the policy does not allow: {} {}",
@@ -269,12 +274,30 @@ fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
     }
 }
 
+/// The route the `opaque_params.txt` class adds: a Workers KV-like key name, declared opaque.
+const OPAQUE_ROUTE: &str = r##"
+routes:
+  - id: kv.value
+    method: GET
+    path: /client/v4/zones/{zone_id}/kv/{key_name}
+    permissions: [com.cloudflare.api.account.zone.dns-record.read]
+    scope: { zone: zone_id }
+    opaque: [key_name]
+"##;
+
 async fn bypass_setup() -> Setup {
-    setup(|options| {
-        options.header_read_timeout_ms = 1_000;
-        options.response_timeout_ms = 3_000;
-    })
-    .await
+    let upstream = start_upstream().await;
+    let mut options = Options::new(&upstream.url());
+    options.header_read_timeout_ms = 1_000;
+    options.response_timeout_ms = 3_000;
+    let config = write_config(&options);
+    std::fs::write(config.dir.path().join("routes/opaque.yaml"), OPAQUE_ROUTE).unwrap();
+    let gateway = start_gateway(&config).await;
+    Setup {
+        upstream,
+        gateway,
+        config,
+    }
 }
 
 // ---- HTTP/1.x -------------------------------------------------------------------------------------------
@@ -568,6 +591,24 @@ async fn the_http2_corpus_is_refused_or_forwarded_canonically() {
             path_case("/client/v4/zones/zone-1/%64ns_records"),
             None,
             Expect::Forward(ALLOWED.into()),
+        ),
+        (
+            "encoded slash in an opaque parameter, as received",
+            path_case("/client/v4/zones/zone-1/kv/%61%2fb"),
+            None,
+            Expect::Forward("/client/v4/zones/zone-1/kv/%61%2fb".into()),
+        ),
+        (
+            "encoded slash in a parameter that is not opaque",
+            path_case("/client/v4/zones/zone-1/dns_records/a%2Fb"),
+            None,
+            Expect::Status(400),
+        ),
+        (
+            "dot-dot piece in an opaque parameter",
+            path_case("/client/v4/zones/zone-1/kv/..%2Fdns_records"),
+            None,
+            Expect::Status(400),
         ),
         (
             "dot dot",
@@ -985,6 +1026,7 @@ fn the_corpus_parses_and_covers_every_class() {
         "smuggling.txt",
         "credentials.txt",
         "host_and_size.txt",
+        "opaque_params.txt",
     ] {
         assert!(files.contains(class), "no corpus file {class}");
     }

@@ -274,6 +274,78 @@ fn account_tokens_get_cloudflares_own_answers_where_cloudflare_refuses_them() {
     );
 }
 
+/// Workers KV key names are percent-encoded in the path (the spec: "Use percent-encoding to define key names as
+/// part of a URL"), so the importer declares them opaque: `%2F` passes there, as received, and nowhere else.
+#[test]
+fn workers_kv_key_names_are_opaque_and_nothing_else_is() {
+    let table = load_table();
+    let opaque: Vec<(String, String, Vec<String>)> = table
+        .routes()
+        .iter()
+        .filter(|route| !route.opaque.is_empty())
+        .map(|route| {
+            (
+                route.methods.to_string(),
+                route.pattern.to_string(),
+                route
+                    .opaque
+                    .iter()
+                    .map(|param| param.name.to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let kv = "/client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}";
+    let key = vec!["key_name".to_string()];
+    assert_eq!(
+        opaque,
+        [
+            (
+                "GET".to_string(),
+                format!("{kv}/metadata/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "GET".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "PUT".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "DELETE".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key
+            ),
+        ]
+    );
+    let account = "01a7362d577a6c3019a474fd6f485823";
+    let values = format!(
+        "/client/v4/accounts/{account}/storage/kv/namespaces/0f2ac74b498b48028cb68387c421e279/values"
+    );
+    for method in ["GET", "PUT", "DELETE"] {
+        let path = format!("{values}/images%2Fcat.png");
+        let mut target = permgate::routes::canonicalize_request(method, &path).unwrap();
+        let found = table
+            .route_request(method, &mut target, &path)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.resource_id, Some(account), "{method}");
+        assert_eq!(target.path, path, "forwarded byte for byte");
+    }
+    let elsewhere = format!("/client/v4/accounts/{account}/storage/kv/namespaces/a%2Fb/values/k");
+    let mut target = permgate::routes::canonicalize_request("GET", &elsewhere).unwrap();
+    assert_eq!(
+        table
+            .route_request("GET", &mut target, &elsewhere)
+            .map(|found| found.is_some()),
+        Err(permgate::routes::TargetRejection::EncodedSlash)
+    );
+}
+
 #[test]
 fn the_importer_reproduces_the_committed_table_byte_for_byte() {
     let spec_path = repo(SPEC);

@@ -21,6 +21,9 @@
 //!   anything else without an annotation is skipped (fail closed: the gateway never guesses a permission).
 //! - **Paths**: `{param}` is matchit's syntax already; a repeated parameter name gets `_2`, `_3`…; a path
 //!   that is not canonical or that matchit cannot hold beside an earlier route is skipped with the reason.
+//! - **Opaque parameters**: a path parameter the spec says is percent-encoded (its or its schema's
+//!   description mentions percent- or URL-encoding, as Workers KV key names do) or marks
+//!   `x-permgate-opaque: true` becomes `opaque:` in the route: it may hold `%2F`, kept as received.
 //!
 //! Several specs can be given: a later spec's operation (same method, same path up to parameter names)
 //! overlays the earlier one field by field, so a small supplement can add operations or annotate existing
@@ -115,6 +118,8 @@ pub struct ImportedRoute {
     pub principals: Option<Vec<String>>,
     /// The route's own answer to the other kinds.
     pub principal_refusal: Option<PrincipalRefusal>,
+    /// Path parameters that may hold an encoded slash, kept as received (`opaque:`), in path order.
+    pub opaque: Vec<String>,
 }
 
 /// A route's own answer to a kind of credential its `principals` leave out (`principal_refusal`).
@@ -425,6 +430,8 @@ struct Operation {
     method: &'static str,
     path: String,
     fields: Map<String, Value>,
+    /// Path parameters some spec says are percent-encoded ([`percent_encoded_params`]), by name.
+    opaque: BTreeSet<String>,
 }
 
 /// The override an operation's `x-permgate-permissions` gives.
@@ -487,9 +494,11 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
                 continue;
             }
         }
+        let opaque = opaque_params(&operation, &path, route.scope.as_ref(), &mut result.notes);
         result.routes.push(ImportedRoute {
             id: operation_id.as_deref().map(label_of),
             method,
+            opaque,
             path,
             permissions: route.permissions,
             scope: route.scope,
@@ -500,6 +509,109 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
         });
     }
     result
+}
+
+/// The operation's percent-encoded path parameters that the route can declare opaque: whole segments of
+/// `path` (the matchit pattern), never the scope's parameter (an opaque value is never a resource id); in
+/// path order. Any other is left out with a note.
+fn opaque_params(
+    operation: &Operation,
+    path: &str,
+    scope: Option<&RouteScope>,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let scope_param = match scope {
+        Some(RouteScope::Account(param) | RouteScope::Zone(param)) => Some(param.as_str()),
+        _ => None,
+    };
+    let mut opaque = Vec::new();
+    for segment in path.split('/') {
+        let Some(name) = param_name(segment) else {
+            continue;
+        };
+        if !operation.opaque.contains(name) {
+            continue;
+        }
+        if scope_param == Some(name) {
+            notes.push(format!(
+                "{} {}: {name} is said to be percent-encoded but holds the resource id: not opaque",
+                operation.method.to_ascii_uppercase(),
+                operation.path
+            ));
+            continue;
+        }
+        opaque.push(name.to_string());
+    }
+    for name in &operation.opaque {
+        if !opaque.contains(name) && scope_param != Some(name.as_str()) {
+            notes.push(format!(
+                "{} {}: {name} is said to be percent-encoded but is not a whole path segment: not opaque",
+                operation.method.to_ascii_uppercase(),
+                operation.path
+            ));
+        }
+    }
+    opaque
+}
+
+/// Whether a description says the value is percent-encoded in the URL ("Use percent-encoding to define key
+/// names as part of a URL", "IP/CIDR range in URL-encoded format").
+fn says_percent_encoded(description: Option<&Value>) -> bool {
+    description.and_then(Value::as_str).is_some_and(|text| {
+        let text = text.to_ascii_lowercase();
+        text.contains("percent-encod") || text.contains("url-encod")
+    })
+}
+
+/// `value`, or what its `$ref` (a local JSON pointer, `#/components/…`) points to, followed a few times.
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    let mut value = value;
+    for _ in 0..8 {
+        match value
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|reference| reference.strip_prefix('#'))
+            .and_then(|pointer| document.pointer(pointer))
+        {
+            Some(target) => value = target,
+            None => break,
+        }
+    }
+    value
+}
+
+/// The path parameters of an operation (its own and its path item's) that the spec says are percent-encoded,
+/// or marks `x-permgate-opaque: true`, on the parameter or its schema.
+fn percent_encoded_params(
+    document: &Value,
+    item: &Map<String, Value>,
+    fields: &Map<String, Value>,
+) -> BTreeSet<String> {
+    let parameters = [item.get("parameters"), fields.get("parameters")];
+    parameters
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .map(|parameter| resolve(document, parameter))
+        .filter(|parameter| parameter.get("in").and_then(Value::as_str) == Some("path"))
+        .filter_map(|parameter| {
+            let schema = parameter
+                .get("schema")
+                .map(|schema| resolve(document, schema));
+            let marked = |value: Option<&Value>| {
+                value.and_then(|value| value.get("x-permgate-opaque")) == Some(&Value::Bool(true))
+            };
+            let opaque = marked(Some(parameter))
+                || marked(schema)
+                || says_percent_encoded(parameter.get("description"))
+                || says_percent_encoded(schema.and_then(|schema| schema.get("description")));
+            opaque
+                .then(|| parameter.get("name").and_then(Value::as_str))
+                .flatten()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// A route label: the operation id with whitespace and control characters replaced by `-`.
@@ -1057,12 +1169,14 @@ fn collect(specs: &[Spec]) -> Vec<Operation> {
                     continue;
                 };
                 let key = (shape_of(path), order);
+                let opaque = percent_encoded_params(&spec.document, item, fields);
                 match operations.get_mut(&key) {
                     Some(existing) => {
                         existing.path = path.clone();
                         for (field, value) in fields {
                             existing.fields.insert(field.clone(), value.clone());
                         }
+                        existing.opaque.extend(opaque);
                     }
                     None => {
                         let mut fields = fields.clone();
@@ -1077,6 +1191,7 @@ fn collect(specs: &[Spec]) -> Vec<Operation> {
                                 method,
                                 path: path.clone(),
                                 fields,
+                                opaque,
                             },
                         );
                     }

@@ -117,6 +117,10 @@ fn render_route(out: &mut String, route: &ImportedRoute) {
         out.push_str(", handler: ");
         out.push_str(handler);
     }
+    if !route.opaque.is_empty() {
+        out.push_str(", opaque: ");
+        list(out, &route.opaque);
+    }
     if let Some(principals) = &route.principals {
         out.push_str(", principals: ");
         list(out, principals);

@@ -672,3 +672,86 @@ fn principals_are_set_per_operation_and_rendered() {
             .accepts(crate::routes::CredentialKind::ApiKey)
     );
 }
+
+/// A path parameter the spec says is percent-encoded (Workers KV key names: "Use percent-encoding to define key
+/// names as part of a URL", on the schema behind a `$ref`), or marks `x-permgate-opaque: true`, is imported
+/// as `opaque`; never the scope's parameter; and the rendered route admits `%2F` there only.
+#[test]
+fn percent_encoded_path_parameters_become_opaque() {
+    let document = json!({
+        "components": {
+            "parameters": {
+                "ns": {"in": "path", "name": "namespace_id", "required": true, "schema": {"type": "string"}}
+            },
+            "schemas": {
+                "key_name": {"description": "A key's name. Use percent-encoding to define key names as part of a URL.", "type": "string"},
+                "account": {"description": "Account id, URL-encoded.", "type": "string"}
+            }
+        },
+        "paths": {
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}": {
+                "parameters": [{"$ref": "#/components/parameters/ns"}],
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["com.cloudflare.edge.storage.kv.key.read"]},
+                    "parameters": [
+                        {"in": "path", "name": "key_name", "required": true, "schema": {"$ref": "#/components/schemas/key_name"}},
+                        {"in": "path", "name": "account_id", "required": true, "schema": {"$ref": "#/components/schemas/account"}}
+                    ]
+                }
+            },
+            "/accounts/{account_id}/things/{thing}": {
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["#thing:read"]},
+                    "parameters": [{"in": "path", "name": "thing", "x-permgate-opaque": true, "schema": {"type": "string"}}]
+                }
+            },
+            "/accounts/{account_id}/plain/{id}": {
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["#thing:read"]},
+                    "parameters": [{"in": "path", "name": "id", "description": "An identifier.", "schema": {"type": "string"}}]
+                }
+            }
+        }
+    });
+    let imported = import(&spec(document), &options());
+    assert_eq!(imported.routes.len(), 3, "{:?}", imported.skipped);
+    let opaque: Vec<&[String]> = imported
+        .routes
+        .iter()
+        .map(|route| route.opaque.as_slice())
+        .collect();
+    assert_eq!(
+        opaque,
+        [&[][..], &["key_name".to_string()], &["thing".to_string()]],
+        "in path order: plain, storage, things; {:?}",
+        imported.routes
+    );
+    assert!(
+        imported.notes.iter().any(|note| note
+            .contains("account_id is said to be percent-encoded but holds the resource id")),
+        "{:?}",
+        imported.notes
+    );
+    let text = render(&imported, &Provenance::default());
+    assert!(
+        text.contains(r#"scope: {account: "account_id"}, opaque: ["key_name"]}"#),
+        "{text}"
+    );
+    let file = SourceFile::from_text("routes.yaml", text.clone());
+    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let path = "/client/v4/accounts/a1/storage/kv/namespaces/n1/values/images%2Fcat.png";
+    let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
+    let found = table
+        .route_request("GET", &mut target, path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.resource_id, Some("a1"));
+    let path = "/client/v4/accounts/a1/plain/x%2Fy";
+    let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
+    assert_eq!(
+        table
+            .route_request("GET", &mut target, path)
+            .map(|found| found.is_some()),
+        Err(crate::routes::TargetRejection::EncodedSlash)
+    );
+}

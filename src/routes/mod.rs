@@ -5,7 +5,9 @@ pub mod table;
 pub mod target;
 
 pub use table::{
-    AcceptedCredentials, CredentialKind, Handler, Requirement, Route, RouteMatch, RouteRefusal,
-    RouteTable, Scope,
+    AcceptedCredentials, CredentialKind, Handler, OpaqueParam, Requirement, Route, RouteMatch,
+    RouteRefusal, RouteTable, Scope,
 };
-pub use target::{CanonicalTarget, TargetRejection, canonicalize, reject_override_headers};
+pub use target::{
+    CanonicalTarget, TargetRejection, canonicalize, canonicalize_request, reject_override_headers,
+};

@@ -47,6 +47,10 @@ pub struct RawRoute {
     /// The answer to a credential of a kind `principals` leaves out; absent: 403/10000 with the reason.
     #[serde(default)]
     pub principal_refusal: Option<RawRefusal>,
+    /// Path parameters that may hold an encoded slash (`%2F`): kept as received, never decoded, never a
+    /// resource id (a Workers KV key name).
+    #[serde(default)]
+    pub opaque: Vec<String>,
 }
 
 /// A route's own answer: `{ status: 400, code: 1001, message: "…" }`.
