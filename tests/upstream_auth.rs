@@ -213,6 +213,16 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// A test that fails before `stop` must not leave the process behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn write_secret_file(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("upstream.token");
     // As `echo SECRET > file` or a Kubernetes Secret written with a newline leaves it.
