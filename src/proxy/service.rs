@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The decision borrows the snapshot; everything the rest of the request needs is copied out into an owned
-//! [`Plan`] before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
+//! `Plan` before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
 //! `load_full`, which keeps the snapshot it started with alive to the end).
 //!
 //! Every request is observed once its response head is ready: `permgate_requests_total` and the duration

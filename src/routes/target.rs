@@ -255,7 +255,7 @@ fn canonical_path_keeping_encoded_slash_segments(raw: &str) -> Result<String, Ta
 
 /// A segment holding `%2F`, to be kept as received: split at each `%2F`, every piece must be canonical
 /// but for percent-encodings (no `%5C`, `;`, control characters, bad encodings or UTF-8, which
-/// [`canonical_path`] refuses), hold no raw character that canonicalisation would encode (the segment is
+/// the canonical path refuses), hold no raw character that canonicalisation would encode (the segment is
 /// forwarded byte for byte, so it must already be in one form), and not be a dot segment, raw or encoded: an
 /// upstream that decoded `%2F` before routing would otherwise resolve `a%2F..%2Fb` to another path.
 pub fn check_encoded_slash_segment(segment: &str) -> Result<(), TargetRejection> {
