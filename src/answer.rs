@@ -15,7 +15,8 @@ use crate::policy::decision::Denial;
 pub struct Answer {
     pub status: u16,
     pub code: u32,
-    pub message: &'static str,
+    /// Borrowed for the gateway's own answers; owned for a route's own answer (`principal_refusal`).
+    pub message: Cow<'static, str>,
     /// The fixed `error_chain` entry of 400s (6111, 6102, 6103, 6100), always shown.
     pub chain: Option<ChainEntry>,
 }
@@ -32,7 +33,18 @@ impl Answer {
         Self {
             status,
             code,
-            message,
+            message: Cow::Borrowed(message),
+            chain: None,
+        }
+    }
+
+    /// A route's own answer, as configured (`principal_refusal`: Cloudflare's 400/1001 "List accounts
+    /// endpoint does not support account owned tokens." on `GET /accounts`, for one).
+    pub fn configured(status: u16, code: u32, message: &str) -> Self {
+        Self {
+            status,
+            code,
+            message: Cow::Owned(message.to_string()),
             chain: None,
         }
     }
@@ -47,7 +59,7 @@ impl Answer {
         Self {
             status,
             code,
-            message,
+            message: Cow::Borrowed(message),
             chain: Some(ChainEntry {
                 code: chain_code,
                 message: chain,
@@ -108,9 +120,11 @@ impl Answer {
         Self::plain(400, 1001, "Missing \"Authorization\" header")
     }
 
-    /// 404/7003: no route for the method and path.
+    /// 400/7000: no route for the method and path, as Cloudflare answers it (a path that exists only for
+    /// other methods included). Earlier versions of the spec said 404/7003; a client's SDK maps this to
+    /// `BadRequestError`, as it does for Cloudflare itself.
     pub fn no_route() -> Self {
-        Self::plain(404, 7003, "No route for the URI")
+        Self::plain(400, 7000, "No route for that URI")
     }
 
     /// 502/1200: the upstream could not be reached.
@@ -162,6 +176,7 @@ impl Answer {
             | Denial::MissingAnyPermission { .. }
             | Denial::DeniedByPolicy { .. }
             | Denial::NoResourceAllowed { .. }
+            | Denial::CredentialNotAccepted { .. }
             | Denial::Internal { .. } => (10000, "Authentication error"),
         };
         Self::plain(403, code, message)
@@ -171,7 +186,7 @@ impl Answer {
     pub fn full_message(&self, denial: Option<&Denial<'_>>) -> Cow<'static, str> {
         match denial {
             Some(Denial::IpOutsideCondition { ip, .. }) => format!("{}: {ip}", self.message).into(),
-            _ => self.message.into(),
+            _ => self.message.clone(),
         }
     }
 
@@ -230,6 +245,11 @@ mod tests {
             Answer::malformed_authorization().body(None, false),
             r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#
         );
+        assert_eq!(
+            Answer::no_route().body(None, true),
+            r#"{"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],"messages":[],"result":null}"#
+        );
+        assert_eq!(Answer::no_route().status, 400);
         let denial = Denial::LegacyKeyUnknown;
         assert_eq!(
             Answer::for_denial(&denial).body(Some(&denial), false),

@@ -1,8 +1,9 @@
 //! The pure decision for one request, shared by `permgate check` and the proxy (no I/O, no clock).
 //!
 //! Order of checks (SPEC §3.3 point 7), so that one request has one answer: canonical target (400) →
-//! route (404) → credential present and well-formed (400) → credential known and usable (1000 / 9103) →
-//! token IP condition (9109) → resource known (10000) → API access (9109) → policies (10000).
+//! route (400/7000) → credential present and well-formed (400) → credential known and usable (1000 / 9103) →
+//! token IP condition (9109) → kind of credential the route accepts (its `principal_refusal`, else 10000) →
+//! resource known (10000) → API access (9109) → policies (10000).
 
 use std::net::IpAddr;
 
@@ -13,11 +14,12 @@ use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
 use crate::policy::{
-    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, Required, ResourceRef,
-    Target, TokenOwner,
+    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, PrincipalKind, Required,
+    ResourceRef, Target, TokenOwner,
 };
 use crate::routes::{
-    CanonicalTarget, Handler, Requirement, Route, Scope, canonicalize, reject_override_headers,
+    CanonicalTarget, CredentialKind, Handler, Requirement, Route, Scope, canonicalize_request,
+    reject_override_headers,
 };
 use crate::snapshot::Snapshot;
 
@@ -179,7 +181,7 @@ fn decide_into<'s>(
     facts: &Facts<'_>,
     verdict: &mut Verdict<'s>,
 ) -> Result<(), Refusal<'s>> {
-    let canonical = canonicalize(facts.method, facts.target)
+    let canonical = canonicalize_request(facts.method, facts.target)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
     reject_override_headers(facts.headers)
         .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
@@ -193,7 +195,12 @@ fn decide_into<'s>(
     })?;
     let canonical = verdict.canonical.insert(canonical);
 
-    let Some(matched) = snapshot.routes.lookup(facts.method, &canonical.path) else {
+    // An encoded slash only ever passes in a parameter the matched route declares opaque, as received.
+    let matched = snapshot
+        .routes
+        .route_request(facts.method, canonical, facts.target)
+        .map_err(|rejection| Refusal::rejected(Answer::rejected_request(rejection.to_string())))?;
+    let Some(matched) = matched else {
         return Err(Refusal::refused(Answer::no_route()));
     };
     let route = matched.route;
@@ -212,7 +219,24 @@ fn decide_into<'s>(
     verdict.principal = decision.principal;
     verdict.resource = decision.resource;
     verdict.policies = decision.policies;
-    decision.outcome.map_err(Refusal::denied)
+    decision
+        .outcome
+        .map_err(|denial| match (&denial, &route.principal_refusal) {
+            // The route's own answer, exactly as the API gives it (no explanation added).
+            (Denial::CredentialNotAccepted { .. }, Some(own)) => {
+                Refusal::refused(Answer::configured(own.status, own.code, &own.message))
+            }
+            _ => Refusal::denied(denial),
+        })
+}
+
+/// The kind of credential a principal authenticated with, as a route's `principals:` names it.
+pub fn credential_kind(principal: &Principal<'_>) -> CredentialKind {
+    match (principal.kind, principal.token) {
+        (PrincipalKind::Account, _) => CredentialKind::AccountToken,
+        (PrincipalKind::User, Some(_)) => CredentialKind::UserToken,
+        (PrincipalKind::User, None) => CredentialKind::ApiKey,
+    }
 }
 
 /// The decision proper, once the route is known (SPEC §10's "authenticate + authorize"): read the
@@ -278,13 +302,26 @@ pub fn authenticate_and_authorize<'s>(
         Requirement::AllOf(keys) => Required::AllOf(keys),
         Requirement::AnyOf(keys) => Required::AnyOf(keys),
     };
-    Ok(policy.evaluate(&AccessRequest {
+    let mut decision = policy.evaluate(&AccessRequest {
         presented,
         client_ip,
         now,
         target,
         required,
-    }))
+    });
+    // A principal means the credential is known, usable and inside its IP condition: then, before the
+    // resource, the API-access toggle and the policies, the route says whether it takes this kind of
+    // credential at all (Cloudflare refuses account-owned tokens on `GET /accounts` and on page rules).
+    if let Some(principal) = &decision.principal {
+        let kind = credential_kind(principal);
+        if !route.principals.accepts(kind) {
+            decision.outcome = Err(Denial::CredentialNotAccepted {
+                kind: kind.described(),
+            });
+            decision.policies.clear();
+        }
+    }
+    Ok(decision)
 }
 
 /// The client IP: the peer, or behind a trusted proxy the right-most `X-Forwarded-For` entry that is not a

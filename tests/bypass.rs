@@ -34,6 +34,8 @@ enum Expect {
     Forward(String),
     /// Exactly this status from the gateway; nothing forwarded.
     Status(u16),
+    /// Exactly this status and error code (`errors[0].code` of the envelope); nothing forwarded.
+    Answer(u16, u64),
     /// Any 4xx/5xx, or the connection closed without an answer; nothing forwarded.
     Reject,
     /// Either refused (as `Reject`) or forwarded with exactly this target (as `Forward`).
@@ -110,7 +112,13 @@ fn parse_corpus(file: &str, text: &str) -> Vec<Case> {
                     let (kind, argument) = spec.split_once(' ').unwrap_or((spec, ""));
                     expect = Some(match kind {
                         "forward" => Expect::Forward(argument.trim().to_string()),
-                        "status" => Expect::Status(argument.trim().parse().unwrap()),
+                        "status" => match argument.trim().split_once(" code ") {
+                            Some((status, code)) => Expect::Answer(
+                                status.trim().parse().unwrap(),
+                                code.trim().parse().unwrap(),
+                            ),
+                            None => Expect::Status(argument.trim().parse().unwrap()),
+                        },
                         "reject" => Expect::Reject,
                         "refuse-or-forward" => Expect::Either(argument.trim().to_string()),
                         other => panic!("{file}: {name}: unknown expectation {other}"),
@@ -176,10 +184,22 @@ fn load_corpus() -> Vec<Case> {
 /// Writes the bytes (a refusal may close the socket before they are all written) and reads until the
 /// gateway closes the connection; the status of the first response, if any.
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<u16> {
+    exchange_answer(addr, bytes).await.0
+}
+
+/// [`exchange`], with the error code of the gateway's envelope when the answer has one.
+async fn exchange_answer(addr: SocketAddr, bytes: &[u8]) -> (Option<u16>, Option<u64>) {
     let out = send_until_closed(addr, bytes, CASE_LIMIT).await;
     let text = String::from_utf8_lossy(&out);
-    let status_line = text.lines().next()?;
-    status_line.split(' ').nth(1)?.parse().ok()
+    let status = text
+        .lines()
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|status| status.parse().ok());
+    (
+        status,
+        parse_response(&out).and_then(|response| response.code()),
+    )
 }
 
 /// A name as upstream frameworks may read it: lowercase, `_` as `-`.
@@ -190,6 +210,7 @@ fn normalised(name: &str) -> String {
 /// Everything the upstream received must be something the policy allows, and carry nothing spoofed.
 fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
     let allowed_record = format!("{ALLOWED}/");
+    let opaque_value = "/client/v4/zones/zone-1/kv/";
     for request in upstream.requests() {
         let path = request.target.split('?').next().unwrap_or("");
         let allowed = request.method == "GET"
@@ -197,7 +218,11 @@ fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
                 || path == "/client/v4/ips"
                 || path
                     .strip_prefix(&allowed_record)
-                    .is_some_and(|id| !id.is_empty() && !id.contains('/')));
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+                // The opaque key name of zone-1: one segment (its slashes encoded).
+                || path
+                    .strip_prefix(opaque_value)
+                    .is_some_and(|key| !key.is_empty() && !key.contains('/')));
         if !allowed {
             failures.push(format!(
                 "upstream saw a request the policy does not allow: {} {}",
@@ -249,12 +274,30 @@ fn check_upstream(upstream: &Upstream, failures: &mut Vec<String>) {
     }
 }
 
+/// The route the `opaque_params.txt` class adds: a Workers KV-like key name, declared opaque.
+const OPAQUE_ROUTE: &str = r##"
+routes:
+  - id: kv.value
+    method: GET
+    path: /client/v4/zones/{zone_id}/kv/{key_name}
+    permissions: [com.cloudflare.api.account.zone.dns-record.read]
+    scope: { zone: zone_id }
+    opaque: [key_name]
+"##;
+
 async fn bypass_setup() -> Setup {
-    setup(|options| {
-        options.header_read_timeout_ms = 1_000;
-        options.response_timeout_ms = 3_000;
-    })
-    .await
+    let upstream = start_upstream().await;
+    let mut options = Options::new(&upstream.url());
+    options.header_read_timeout_ms = 1_000;
+    options.response_timeout_ms = 3_000;
+    let config = write_config(&options);
+    std::fs::write(config.dir.path().join("routes/opaque.yaml"), OPAQUE_ROUTE).unwrap();
+    let gateway = start_gateway(&config).await;
+    Setup {
+        upstream,
+        gateway,
+        config,
+    }
 }
 
 // ---- HTTP/1.x -------------------------------------------------------------------------------------------
@@ -273,7 +316,7 @@ async fn the_http1_corpus_is_refused_or_forwarded_canonically() {
     let mut forwarded = 0;
     for case in &cases {
         let before = setup.upstream.requests().len();
-        let status = exchange(setup.addr(), &case.bytes).await;
+        let (status, code) = exchange_answer(setup.addr(), &case.bytes).await;
         let seen = setup.upstream.requests();
         let new = &seen[before.min(seen.len())..];
         let label = format!("{}: {}", case.file, case.name);
@@ -297,6 +340,9 @@ async fn the_http1_corpus_is_refused_or_forwarded_canonically() {
                 matches || refused
             }
             Expect::Status(expected) => status == Some(*expected) && new.is_empty(),
+            Expect::Answer(expected, expected_code) => {
+                status == Some(*expected) && code == Some(*expected_code) && new.is_empty()
+            }
             Expect::Reject => status.is_none_or(|s| s >= 400) && new.is_empty(),
         };
         if !ok {
@@ -305,7 +351,7 @@ async fn the_http1_corpus_is_refused_or_forwarded_canonically() {
                 .map(|r| format!("{} {}", r.method, r.target))
                 .collect();
             failures.push(format!(
-                "{label}: expected {:?}, got status {status:?}, upstream saw {got:?}",
+                "{label}: expected {:?}, got status {status:?} code {code:?}, upstream saw {got:?}",
                 case.expect
             ));
         }
@@ -545,6 +591,24 @@ async fn the_http2_corpus_is_refused_or_forwarded_canonically() {
             path_case("/client/v4/zones/zone-1/%64ns_records"),
             None,
             Expect::Forward(ALLOWED.into()),
+        ),
+        (
+            "encoded slash in an opaque parameter, as received",
+            path_case("/client/v4/zones/zone-1/kv/%61%2fb"),
+            None,
+            Expect::Forward("/client/v4/zones/zone-1/kv/%61%2fb".into()),
+        ),
+        (
+            "encoded slash in a parameter that is not opaque",
+            path_case("/client/v4/zones/zone-1/dns_records/a%2Fb"),
+            None,
+            Expect::Status(400),
+        ),
+        (
+            "dot-dot piece in an opaque parameter",
+            path_case("/client/v4/zones/zone-1/kv/..%2Fdns_records"),
+            None,
+            Expect::Status(400),
         ),
         (
             "dot dot",
@@ -914,7 +978,10 @@ async fn the_http2_corpus_is_refused_or_forwarded_canonically() {
                     || (new.is_empty()
                         && !matches!(answer, H2Answer::Status(status) if status < 400))
             }
-            Expect::Status(status) => answer == H2Answer::Status(*status) && new.is_empty(),
+            // The hand-built frames read no body: the status is what HTTP/2 cases check.
+            Expect::Status(status) | Expect::Answer(status, _) => {
+                answer == H2Answer::Status(*status) && new.is_empty()
+            }
             Expect::Reject => {
                 new.is_empty() && !matches!(answer, H2Answer::Status(status) if status < 400)
             }
@@ -959,6 +1026,7 @@ fn the_corpus_parses_and_covers_every_class() {
         "smuggling.txt",
         "credentials.txt",
         "host_and_size.txt",
+        "opaque_params.txt",
     ] {
         assert!(files.contains(class), "no corpus file {class}");
     }

@@ -190,6 +190,162 @@ fn token_verify_is_answered_by_the_gateway_for_user_and_account_tokens() {
     assert!(table.lookup("GET", "/client/v4/ips").unwrap().route.public);
 }
 
+/// Cloudflare refuses account-owned tokens on `GET /accounts` (400/1001) and on page rules (400/1011): the
+/// shipped table says so (the supplement's overlays), and the Cloudflare example answers as the API does,
+/// while a user token and a legacy key still pass.
+#[test]
+fn account_tokens_get_cloudflares_own_answers_where_cloudflare_refuses_them() {
+    use http::{HeaderMap, HeaderValue};
+    use permgate::pipeline::{Facts, decide};
+    let snapshot = cloudflare_snapshot();
+    let zone = "023e105f4ecef8ad9ca31a8372d0c353";
+    let decide_with = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let verdict = decide(
+            &snapshot,
+            &Facts {
+                method,
+                target: path,
+                headers: &map,
+                peer_ip: "127.0.0.1".parse().unwrap(),
+                now: 1_700_000_000,
+            },
+        );
+        let message = match &verdict.outcome {
+            Ok(()) => String::new(),
+            Err(refusal) => refusal.body(true),
+        };
+        (verdict.status(), verdict.code(), message)
+    };
+    let account_token = [("authorization", "Bearer pgt_cf_demo_example_ci")];
+    let (status, code, body) = decide_with("GET", "/client/v4/accounts", &account_token);
+    assert_eq!((status, code), (400, 1001));
+    assert_eq!(
+        body,
+        r#"{"success":false,"errors":[{"code":1001,"message":"List accounts endpoint does not support account owned tokens."}],"messages":[],"result":null}"#
+    );
+    let pagerule = format!("/client/v4/zones/{zone}/pagerules/p1");
+    for (method, path) in [
+        ("GET", format!("/client/v4/zones/{zone}/pagerules")),
+        ("POST", format!("/client/v4/zones/{zone}/pagerules")),
+        ("GET", format!("/client/v4/zones/{zone}/pagerules/settings")),
+        ("GET", pagerule.clone()),
+        ("PUT", pagerule.clone()),
+        ("PATCH", pagerule.clone()),
+        ("DELETE", pagerule.clone()),
+    ] {
+        let (status, code, body) = decide_with(method, &path, &account_token);
+        assert_eq!((status, code), (400, 1011), "{method} {path}");
+        assert!(
+            body.contains(
+                r#""message":"Page Rules endpoint does not support account owned tokens.""#
+            ),
+            "{body}"
+        );
+    }
+    // A user token and the legacy key pass (Joe's broad token holds #zone:read and #zone:edit).
+    let user_token = [("authorization", "Bearer pgt_cf_demo_joe_zone_write")];
+    assert_eq!(
+        decide_with("GET", "/client/v4/accounts", &user_token).0,
+        200
+    );
+    assert_eq!(decide_with("PATCH", &pagerule, &user_token).0, 200);
+    let legacy = [
+        ("x-auth-email", "joe.smith@example.com"),
+        ("x-auth-key", "d59b4880e7df3af1e51d50abc4ee3d2db1780"),
+    ];
+    assert_eq!(decide_with("GET", "/client/v4/accounts", &legacy).0, 200);
+    assert_eq!(decide_with("DELETE", &pagerule, &legacy).0, 200);
+    // Everywhere else the account token is what its policies say (DNS Read on its account's zones).
+    assert_eq!(
+        decide_with(
+            "GET",
+            &format!("/client/v4/zones/{zone}/dns_records"),
+            &account_token
+        )
+        .0,
+        200
+    );
+}
+
+/// Workers KV key names are percent-encoded in the path (the spec: "Use percent-encoding to define key names as
+/// part of a URL"), so the importer declares them opaque: `%2F` passes there, as received, and nowhere else.
+#[test]
+fn workers_kv_key_names_are_opaque_and_nothing_else_is() {
+    let table = load_table();
+    let opaque: Vec<(String, String, Vec<String>)> = table
+        .routes()
+        .iter()
+        .filter(|route| !route.opaque.is_empty())
+        .map(|route| {
+            (
+                route.methods.to_string(),
+                route.pattern.to_string(),
+                route
+                    .opaque
+                    .iter()
+                    .map(|param| param.name.to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let kv = "/client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}";
+    let key = vec!["key_name".to_string()];
+    assert_eq!(
+        opaque,
+        [
+            (
+                "GET".to_string(),
+                format!("{kv}/metadata/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "GET".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "PUT".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key.clone()
+            ),
+            (
+                "DELETE".to_string(),
+                format!("{kv}/values/{{key_name}}"),
+                key
+            ),
+        ]
+    );
+    let account = "01a7362d577a6c3019a474fd6f485823";
+    let values = format!(
+        "/client/v4/accounts/{account}/storage/kv/namespaces/0f2ac74b498b48028cb68387c421e279/values"
+    );
+    for method in ["GET", "PUT", "DELETE"] {
+        let path = format!("{values}/images%2Fcat.png");
+        let mut target = permgate::routes::canonicalize_request(method, &path).unwrap();
+        let found = table
+            .route_request(method, &mut target, &path)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.resource_id, Some(account), "{method}");
+        assert_eq!(target.path, path, "forwarded byte for byte");
+    }
+    let elsewhere = format!("/client/v4/accounts/{account}/storage/kv/namespaces/a%2Fb/values/k");
+    let mut target = permgate::routes::canonicalize_request("GET", &elsewhere).unwrap();
+    assert_eq!(
+        table
+            .route_request("GET", &mut target, &elsewhere)
+            .map(|found| found.is_some()),
+        Err(permgate::routes::TargetRejection::EncodedSlash)
+    );
+}
+
 #[test]
 fn the_importer_reproduces_the_committed_table_byte_for_byte() {
     let spec_path = repo(SPEC);

@@ -101,7 +101,7 @@ async fn metrics_parse_and_move_with_requests() {
     );
     assert_eq!(
         call(&services, "/client/v4/no/such/route?token=x", TOKEN_READ).await,
-        (404, 7003)
+        (400, 7000)
     );
     let odd = send(
         services.proxy.addr,
@@ -110,7 +110,7 @@ async fn metrics_parse_and_move_with_requests() {
         &[("Authorization", &bearer(TOKEN_READ))],
     )
     .await;
-    assert_eq!(odd.status, 404);
+    assert_eq!(odd.status, 400);
 
     let after = metrics(&services).await;
     assert_well_formed(&after);
@@ -139,8 +139,8 @@ async fn metrics_parse_and_move_with_requests() {
         3.0
     );
     assert_eq!(requests_total(&after, "dns.get", "GET", "deny", "403"), 1.0);
-    assert_eq!(requests_total(&after, "none", "GET", "deny", "404"), 1.0);
-    assert_eq!(requests_total(&after, "none", "OTHER", "deny", "404"), 1.0);
+    assert_eq!(requests_total(&after, "none", "GET", "deny", "400"), 1.0);
+    assert_eq!(requests_total(&after, "none", "OTHER", "deny", "400"), 1.0);
     let histogram_count =
         |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
     assert_eq!(
@@ -277,7 +277,7 @@ async fn admin_endpoints_answer_and_stay_off_the_proxy_listener() {
     // The proxy listener knows nothing of the admin paths: they are routes like any other (none here).
     for path in ["/metrics", "/status", "/healthz"] {
         let response = send(services.proxy.addr, "GET", path, &[]).await;
-        assert_eq!((response.status, response.code()), (404, Some(7003)));
+        assert_eq!((response.status, response.code()), (400, Some(7000)));
     }
     services.stop().await;
 }
@@ -318,7 +318,7 @@ async fn the_decision_log_has_one_line_per_request_and_no_secret() {
     assert_eq!(call_with_key(&services, &records).await, (200, 0));
     assert_eq!(
         call(&services, "/client/v4/nowhere", TOKEN_WRITE).await,
-        (404, 7003)
+        (400, 7000)
     );
     let framing = raw(
         services.proxy.addr,
@@ -451,9 +451,13 @@ async fn the_decision_log_has_one_line_per_request_and_no_secret() {
 
     let unrouted = by_path("GET", "/client/v4/nowhere");
     assert!(unrouted["route"].is_null());
-    assert_eq!(unrouted["code"], 7003);
+    assert_eq!(unrouted["code"], 7000);
+    assert_eq!(unrouted["status"], 400);
 
-    let undecided = lines.iter().find(|line| line["status"] == 400).unwrap();
+    let undecided = lines
+        .iter()
+        .find(|line| line["status"] == 400 && line["code"] != 7000)
+        .unwrap();
     assert_eq!(undecided["decision"], "deny");
     assert_eq!(undecided["code"], 6003);
     assert!(undecided["path"].is_null());

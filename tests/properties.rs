@@ -137,7 +137,7 @@ fn world(seed: u64) -> Value {
     let mut rng = Rng(seed);
     let users: Vec<Value> = USERS
         .iter()
-        .map(|u| json!({ "id": u, "email": format!("{u}@example.com"), "api_key_sha256": sha(&format!("key-{u}")) }))
+        .map(|u| json!({ "id": u, "email": format!("{u}@example.com"), "api_key_sha256": sha(&legacy_key(u)) }))
         .collect();
     let accounts: Vec<Value> = ACCOUNTS
         .iter()
@@ -237,13 +237,18 @@ fn bearer(secret: &str) -> (String, HeaderMap) {
     (secret.to_string(), headers)
 }
 
+/// A user's global API key: 37 lower-case hex characters (any other shape is refused as malformed).
+fn legacy_key(user: &str) -> String {
+    sha(&format!("key-{user}"))[..37].to_string()
+}
+
 fn legacy(user: &str) -> (String, HeaderMap) {
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-auth-email",
         format!("{user}@example.com").parse().unwrap(),
     );
-    headers.insert("x-auth-key", format!("key-{user}").parse().unwrap());
+    headers.insert("x-auth-key", legacy_key(user).parse().unwrap());
     (format!("legacy-{user}"), headers)
 }
 

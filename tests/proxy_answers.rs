@@ -102,6 +102,23 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         ),
     )
     .await;
+    // 400/6003 + 6103: a key that is not in a global API key's format (37 lower-case hex characters), checked
+    // before any lookup, as Cloudflare does.
+    for key in ["wrong_key", "0123456789ABCDEF0123456789ABCDEF01234"] {
+        expect(
+            &setup,
+            "GET",
+            &records,
+            &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", key)],
+            400,
+            &envelope(
+                rejected.0,
+                rejected.1,
+                Some((6103, "Invalid format for X-Auth-Key header")),
+            ),
+        )
+        .await;
+    }
     // 400/6003 + 6103: X-Auth-Email without X-Auth-Key.
     expect(
         &setup,
@@ -177,7 +194,10 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         &setup,
         "GET",
         &records,
-        &[("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", "wrong_key")],
+        &[
+            ("X-Auth-Email", JOE_EMAIL),
+            ("X-Auth-Key", "0123456789abcdef0123456789abcdef01234"),
+        ],
         403,
         &envelope(9103, "Unknown X-Auth-Key or X-Auth-Email", None),
     )
@@ -235,14 +255,15 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         &auth_error,
     )
     .await;
-    // 404/7003: no route, with or without a credential, and a path that exists only for other methods.
-    let no_route = envelope(7003, "No route for the URI", None);
+    // 400/7000 (Cloudflare's own answer): no route, with or without a credential, a path that exists only
+    // for other methods, and a method no route has.
+    let no_route = envelope(7000, "No route for that URI", None);
     expect(
         &setup,
         "GET",
         "/client/v4/no/such/route",
         &[],
-        404,
+        400,
         &no_route,
     )
     .await;
@@ -251,7 +272,16 @@ async fn every_refusal_row_of_the_answer_table_has_its_exact_envelope() {
         "DELETE",
         &records,
         &[("Authorization", &bearer_read)],
-        404,
+        400,
+        &no_route,
+    )
+    .await;
+    expect(
+        &setup,
+        "PURGE",
+        &records,
+        &[("Authorization", &bearer_read)],
+        400,
         &no_route,
     )
     .await;
@@ -557,4 +587,137 @@ async fn over_the_connection_limit_is_503_1202() {
         // No signal exists for "the server saw the close"; poll briefly.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A route's `principals:` leave a kind of credential out: with `principal_refusal` the gateway answers as the
+/// API does (Cloudflare's `GET /accounts` refuses account-owned tokens with 400/1001), without it 403/10000
+/// with the reason; the other kinds pass, and nothing refused reaches the upstream.
+#[tokio::test]
+async fn a_route_refuses_the_kinds_of_credential_its_principals_leave_out() {
+    let upstream = start_upstream().await;
+    let config = write_config(&Options::new(&upstream.url()));
+    std::fs::write(
+        config.dir.path().join("routes/principals.yaml"),
+        r##"
+routes:
+  - id: accounts.list
+    method: GET
+    path: /client/v4/accounts
+    scope: none
+    principals: [user_token, api_key]
+    principal_refusal: { status: 400, code: 1001, message: "List accounts endpoint does not support account owned tokens." }
+  - id: pagerules.list
+    method: GET
+    path: /client/v4/zones/{zone_id}/pagerules
+    permissions: [com.cloudflare.api.account.zone.dns-record.list]
+    scope: { zone: zone_id }
+    principals: [user_token, api_key]
+  - id: tokens.only
+    method: GET
+    path: /client/v4/zones/{zone_id}/tokens-only
+    permissions: [com.cloudflare.api.account.zone.dns-record.list]
+    scope: { zone: zone_id }
+    principals: [user_token, account_token]
+"##,
+    )
+    .unwrap();
+    let setup = Setup {
+        gateway: start_gateway(&config).await,
+        upstream,
+        config,
+    };
+    let account = bearer(TOKEN_ACCOUNT);
+    let user = bearer(TOKEN_READ);
+    let legacy = [("X-Auth-Email", JOE_EMAIL), ("X-Auth-Key", JOE_KEY)];
+    expect(
+        &setup,
+        "GET",
+        "/client/v4/accounts",
+        &[("Authorization", &account)],
+        400,
+        &envelope(
+            1001,
+            "List accounts endpoint does not support account owned tokens.",
+            None,
+        ),
+    )
+    .await;
+    // Without a route's own answer: 403/10000, with the reason when explaining.
+    let pagerules = format!("/client/v4/zones/{ZONE}/pagerules");
+    expect(
+        &setup,
+        "GET",
+        &pagerules,
+        &[("Authorization", &account)],
+        403,
+        &envelope(
+            10000,
+            "Authentication error",
+            Some((10000, "this route does not accept account-owned tokens")),
+        ),
+    )
+    .await;
+    expect(
+        &setup,
+        "GET",
+        &format!("/client/v4/zones/{ZONE}/tokens-only"),
+        &legacy,
+        403,
+        &envelope(
+            10000,
+            "Authentication error",
+            Some((10000, "this route does not accept legacy API keys")),
+        ),
+    )
+    .await;
+    // The credential is checked before its kind: an unknown token is still 1000.
+    expect(
+        &setup,
+        "GET",
+        "/client/v4/accounts",
+        &[("Authorization", &bearer("pgt_never_issued"))],
+        403,
+        &envelope(
+            1000,
+            "Invalid API Token",
+            Some((1000, "no token has this secret")),
+        ),
+    )
+    .await;
+    assert!(
+        setup.upstream.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+
+    // The kinds the routes accept pass.
+    for headers in [vec![("Authorization", user.as_str())], legacy.to_vec()] {
+        let response = send(setup.addr(), "GET", "/client/v4/accounts", &headers).await;
+        assert_eq!(response.status, 200, "{headers:?}: {}", response.body);
+        let response = send(setup.addr(), "GET", &pagerules, &headers).await;
+        assert_eq!(response.status, 200, "{headers:?}: {}", response.body);
+    }
+    let response = send(
+        setup.addr(),
+        "GET",
+        &format!("/client/v4/zones/{ZONE}/tokens-only"),
+        &[("Authorization", &account)],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let seen: Vec<String> = setup
+        .upstream
+        .requests()
+        .iter()
+        .map(|request| request.target.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "/client/v4/accounts".to_string(),
+            pagerules.clone(),
+            "/client/v4/accounts".to_string(),
+            pagerules,
+            format!("/client/v4/zones/{ZONE}/tokens-only"),
+        ]
+    );
 }

@@ -127,7 +127,7 @@ async fn tls_serves_http1_and_http2_by_alpn() {
         )
         .await
         .unwrap();
-    assert_eq!(refused.status(), 404);
+    assert_eq!(refused.status(), 400);
 
     let requests = setup.upstream.wait_for(2).await;
     assert_eq!(requests[0].header("x-forwarded-proto"), Some("https"));

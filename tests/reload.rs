@@ -97,10 +97,10 @@ async fn edits_to_each_kind_of_file_change_live_decisions() {
     wait_for_generation(&services, 6).await;
     assert_eq!(call_with_key(&services, &other).await, (200, 0));
 
-    // A route file: a new route appears (404 before).
+    // A route file: a new route appears (no route, 400/7000, before).
     assert_eq!(
         call(&services, SETTINGS_PATH, TOKEN_WRITE).await,
-        (404, 7003)
+        (400, 7000)
     );
     edit(&root.join("routes/test.yaml"), |text| text + SETTINGS_ROUTE);
     wait_for_generation(&services, 7).await;
@@ -381,7 +381,7 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
                 let (path, token, allowed) = if (count + client) % 2 == 0 {
                     (zone_records(ZONE), TOKEN_READ, [200u16, 403])
                 } else {
-                    (SETTINGS_PATH.to_string(), TOKEN_WRITE, [404, 200])
+                    (SETTINGS_PATH.to_string(), TOKEN_WRITE, [400, 200])
                 };
                 let request = http::Request::get(format!("{base}{path}"))
                     .header("authorization", bearer(token))

@@ -1,5 +1,5 @@
 //! The shipped `config/` and `routes/` (what `permgate demo` serves) load, compile and decide the three demo
-//! requests as the demo prints them: an allowed call, a 403 and a 404.
+//! requests as the demo prints them: an allowed call, a 403 and a no-route answer (400/7000).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -112,8 +112,8 @@ fn shipped_config_decides_the_demo_requests() {
             "pgt_demo_joe_dns_read"
         )
         .unwrap(),
-        (false, 404, 7003),
-        "the demo's 404"
+        (false, 400, 7000),
+        "the demo's no-route answer"
     );
 }
 

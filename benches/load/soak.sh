@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Memory soak: a release permgate (100k tokens, full authorization on every request) under wrk for DURATION
-# seconds (default 600), with a second, small wrk sending requests that are denied (400, 403, 404), and
+# seconds (default 600), with a second, small wrk sending requests that are denied (400, 403), and
 # config reloads every RELOAD_EVERY seconds. Every INTERVAL seconds it samples the gateway's VmRSS, VmHWM,
 # open descriptors and threads (/proc/<pid>), plus requests answered and active connections (/metrics);
 # then prints the table and a summary: RSS after warm-up, at the end, min, max, drift (end - after warm-up)
@@ -51,7 +51,7 @@ ROUTES="$WORK/config/routes.yaml"
 
 # Denied traffic: for a few allowed requests, the same request without a credential (400/9106), with a
 # malformed Authorization (400/6003), with an unknown token (403/1000), on an unknown zone or account
-# (403/10000), and on a path no route matches (404/7003). wrk counts every status it gets.
+# (403/10000), and on a path no route matches (400/7000). wrk counts every status it gets.
 DENIALS="$WORK/denials.txt"   # the format of requests.txt
 head -n 50 "$REQUESTS" | while read -r method path auth; do
   unknown_scope="$(printf '%s' "$path" | sed -E 's#/(zones|accounts)/[^/]+/#/\1/ffffffffffffffffffffffffffffffff/#')"

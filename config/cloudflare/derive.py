@@ -108,6 +108,25 @@ SPECIAL = {
     "com.cloudflare.edge.worker.tail.create": ["Workers Tail Read", "Workers Scripts Write"],
 }
 
+# Cloudflare's answers to an account-owned token on endpoints that do not support them (the 2024-08-06 spec
+# does not carry them). Both bodies are Cloudflare's as users quote them: GET /accounts, 400
+# {"code":1001,"message":"List accounts endpoint does not support account owned tokens."} (the full response
+# body in github.com/edgefirst-dev/starter issue 3); page rules, code 1011 "Page Rules endpoint does not support
+# account owned tokens." (the message and code quoted in github.com/cloudflare/cloudflare-docs issue 23256;
+# the 400 status is as on GET /accounts, and as third-party clients record it, not confirmed by Cloudflare).
+ACCOUNT_TOKEN_REFUSALS = {
+    "/accounts": {"status": 400, "code": 1001,
+                  "message": "List accounts endpoint does not support account owned tokens."},
+    "pagerules": {"status": 400, "code": 1011,
+                  "message": "Page Rules endpoint does not support account owned tokens."},
+}
+PAGE_RULES = [("/zones/{zone_id}/pagerules", "get"), ("/zones/{zone_id}/pagerules", "post"),
+              ("/zones/{zone_id}/pagerules/settings", "get"),
+              ("/zones/{zone_id}/pagerules/{pagerule_id}", "get"),
+              ("/zones/{zone_id}/pagerules/{pagerule_id}", "put"),
+              ("/zones/{zone_id}/pagerules/{pagerule_id}", "patch"),
+              ("/zones/{zone_id}/pagerules/{pagerule_id}", "delete")]
+
 # Overlays on operations of the 2024-08-06 spec: facts from the data README that the spec does not carry.
 OVERLAYS = [
     ("/user/tokens/verify", "get", {"scope": "user", "handler": "verify_token"},
@@ -115,10 +134,16 @@ OVERLAYS = [
      "Cloudflare's verify itself"),
     ("/zones", "get", {"scope": "none"},
      "any valid token; the API filters the collection by the caller (data README)"),
-    ("/accounts", "get", {"scope": "none"},
-     "any valid token; the API filters the collection by the caller (data README)"),
+    ("/accounts", "get", {"scope": "none", "principals": ["user_token", "api_key"],
+                          "principal_refusal": ACCOUNT_TOKEN_REFUSALS["/accounts"]},
+     "any valid user token or legacy key; the API filters the collection by the caller (data README); an "
+     "account-owned token is refused with Cloudflare's own answer"),
     ("/zones/{zone_id}", "patch", ["#zone:edit"],
      "the newer spec lists only Zone Write (x-api-token-group); DELETE of the same zone requires #zone:edit"),
+] + [
+    (path, method, {"principals": ["user_token", "api_key"], "principal_refusal": ACCOUNT_TOKEN_REFUSALS["pagerules"]},
+     "Page Rules do not support account-owned tokens (Cloudflare's compatibility matrix); the keys are the spec's")
+    for path, method in PAGE_RULES
 ]
 
 SECURITY = [{"api_token": []}, {"api_email": [], "api_key": []}]

@@ -66,6 +66,7 @@ fn spelled(name: &str, how: u8) -> String {
 
 static RID: HeaderValue = HeaderValue::from_static("rid-fuzz");
 static PEER: HeaderValue = HeaderValue::from_static("203.0.113.7");
+static UPSTREAM: HeaderValue = HeaderValue::from_static("Bearer upstream-secret");
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -74,6 +75,8 @@ fuzz_target!(|data: &[u8]| {
     let trusted = flags & 1 != 0;
     let forward_credentials = flags & 2 != 0;
     let websocket = flags & 4 != 0;
+    // The gateway holds the upstream's own credential: it replaces every client credential.
+    let upstream_auth = flags & 8 != 0;
     // Records separated by 0x00: [selector, spelling, value…]; selector 0xff: "name:value" of its own.
     let mut headers = HeaderMap::new();
     for record in rest.split(|byte| *byte == 0) {
@@ -108,6 +111,7 @@ fuzz_target!(|data: &[u8]| {
             inbound_tls: false,
             inbound_host: None,
             forward_credentials,
+            upstream_authorization: upstream_auth.then(|| UPSTREAM.clone()),
             websocket,
         },
     );
@@ -119,7 +123,12 @@ fuzz_target!(|data: &[u8]| {
         // The family is `X-Permgate` and `X-Permgate-*` (`X-PermgateFoo` is another name).
         if normal == "x-permgate" || normal.starts_with("x-permgate-") {
             assert!(
-                ["x-permgate-principal", "x-permgate-token-id", "x-permgate-account"].contains(&text),
+                [
+                    "x-permgate-principal",
+                    "x-permgate-token-id",
+                    "x-permgate-account"
+                ]
+                .contains(&text),
                 "spoofed {text}"
             );
             assert_eq!(headers.get_all(name).iter().count(), 1, "{text} twice");
@@ -130,8 +139,18 @@ fuzz_target!(|data: &[u8]| {
                     || (text == "connection" && headers.get_all(name).iter().eq([&"upgrade"])));
             assert!(handshake, "hop-by-hop {text} forwarded");
         }
-        if ["authorization", "x-auth-email", "x-auth-key"].contains(&normal.as_str()) {
-            assert!(forward_credentials && !underscored, "credential {text} forwarded");
+        if upstream_auth
+            && ["authorization", "x-auth-email", "x-auth-key"].contains(&normal.as_str())
+        {
+            assert!(
+                text == "authorization" && headers.get_all(name).iter().eq([&UPSTREAM]),
+                "client credential {text} forwarded beside the upstream's"
+            );
+        } else if ["authorization", "x-auth-email", "x-auth-key"].contains(&normal.as_str()) {
+            assert!(
+                forward_credentials && !underscored,
+                "credential {text} forwarded"
+            );
         }
         if !trusted || underscored {
             assert!(
@@ -140,10 +159,27 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    assert_eq!(headers.get("x-permgate-principal").map(HeaderValue::as_bytes), Some(&b"user:u1"[..]));
+    assert_eq!(
+        headers
+            .get("x-permgate-principal")
+            .map(HeaderValue::as_bytes),
+        Some(&b"user:u1"[..])
+    );
     assert_eq!(headers.get_all("x-request-id").iter().count(), 1);
     assert_eq!(headers.get("x-request-id"), Some(&RID));
     if !trusted {
-        assert_eq!(headers.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), [&PEER]);
+        assert_eq!(
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .collect::<Vec<_>>(),
+            [&PEER]
+        );
+    }
+    if upstream_auth {
+        assert_eq!(
+            headers.get_all("authorization").iter().collect::<Vec<_>>(),
+            [&UPSTREAM]
+        );
     }
 });

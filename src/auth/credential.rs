@@ -14,6 +14,10 @@ pub const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
 /// The legacy API key header.
 pub const X_AUTH_KEY: HeaderName = HeaderName::from_static("x-auth-key");
 
+/// The length of a Cloudflare global API key: 37 lower-case hex characters. Cloudflare refuses any other
+/// `X-Auth-Key` as malformed (400, 6003 with chain 6103) before looking anything up, and so does permgate.
+pub const GLOBAL_API_KEY_LEN: usize = 37;
+
 /// A credential as presented: not yet known to be valid.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
@@ -49,7 +53,8 @@ pub enum CredentialError {
     /// `X-Auth-Email` missing next to `X-Auth-Key`, empty, duplicated, or not an email (6003 + 6102).
     #[error("missing or malformed X-Auth-Email header")]
     MalformedEmail,
-    /// `X-Auth-Key` missing next to `X-Auth-Email`, empty, or duplicated (6003 + 6103).
+    /// `X-Auth-Key` missing next to `X-Auth-Email`, duplicated, or not a global API key's format (37
+    /// lower-case hex characters) (6003 + 6103).
     #[error("missing or malformed X-Auth-Key header")]
     MalformedKey,
     /// A bearer token and a legacy key at once: which one to check would be a guess (6003 + 6111).
@@ -61,9 +66,10 @@ pub enum CredentialError {
 ///
 /// The `Authorization` value must be the scheme `Bearer` (in any case) followed by exactly one space and
 /// a token of visible ASCII characters (`!`..`~`): no other scheme, no extra spaces, no empty token, and
-/// one `Authorization` header only. The legacy headers must both be present, once each, non-empty, visible
-/// ASCII without spaces; the email must look like `local@domain`. (HTTP parsers strip whitespace around a
-/// header value before it gets here.)
+/// one `Authorization` header only. The legacy headers must both be present, once each; the email must be
+/// visible ASCII without spaces and look like `local@domain`, the key must have the format of a global API
+/// key ([`GLOBAL_API_KEY_LEN`] lower-case hex characters), so a malformed key is refused before any lookup,
+/// as Cloudflare does. (HTTP parsers strip whitespace around a header value before it gets here.)
 pub fn read_credential(headers: &HeaderMap) -> Result<Credential<'_>, CredentialError> {
     // One pass over the headers instead of three lookups: a request carries few headers, and comparing
     // names is cheaper than hashing three of them.
@@ -125,11 +131,24 @@ fn read_legacy<'a>(email: Single<'a>, key: Single<'a>) -> Result<Credential<'a>,
     })
     .ok_or(CredentialError::MalformedEmail)?;
     let key = match key {
-        Single::One(value) => visible(value.as_bytes(), false),
+        Single::One(value) => global_api_key(value.as_bytes()),
         Single::Absent | Single::Many => None,
     }
     .ok_or(CredentialError::MalformedKey)?;
     Ok(Credential::LegacyKey { email, key })
+}
+
+/// The value as text when it has a global API key's format: [`GLOBAL_API_KEY_LEN`] lower-case hex digits.
+fn global_api_key(bytes: &[u8]) -> Option<&str> {
+    let ok = bytes.len() == GLOBAL_API_KEY_LEN
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 /// The value as text when it is non-empty visible ASCII (`!`..`~`, and spaces only when `spaces` is set).
@@ -237,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_malformed_legacy_pair_is_rejected() {
-        let key: (&str, &[u8]) = ("x-auth-key", b"k123");
+        let key: (&str, &[u8]) = ("x-auth-key", b"c2547eb745079dac9320b638f5e225cf483cc");
         let email: (&str, &[u8]) = ("x-auth-email", b"a@b.c");
         assert_eq!(read(&[key]), Err(E::MalformedEmail), "key alone");
         assert_eq!(read(&[email]), Err(E::MalformedKey), "email alone");
@@ -272,6 +291,37 @@ mod tests {
             read(&[email, key, key]),
             Err(E::MalformedKey),
             "duplicated key"
+        );
+    }
+
+    /// Cloudflare checks the format of a global API key (37 lower-case hex characters) before any lookup: a
+    /// key of another shape is 400 (6003, chain 6103), never 403 9103.
+    #[test]
+    fn a_key_not_in_the_global_api_key_format_is_malformed() {
+        let email: (&str, &[u8]) = ("x-auth-email", b"a@b.c");
+        for bad in [
+            &b"k123"[..],
+            b"legacy_demo_joe",
+            b"c2547eb745079dac9320b638f5e225cf483c",
+            b"c2547eb745079dac9320b638f5e225cf483ccc",
+            b"C2547EB745079DAC9320B638F5E225CF483CC",
+            b"c2547eb745079dac9320b638f5e225cf483cg",
+            b"v1.0-c2547eb745079dac9320b638f5e225cf483cc",
+            b"pgt_demo_joe_dns_read",
+        ] {
+            assert_eq!(
+                read(&[email, ("x-auth-key", bad)]),
+                Err(E::MalformedKey),
+                "{bad:?}"
+            );
+        }
+        // The only shape accepted: 37 lower-case hex characters.
+        assert!(
+            read(&[
+                email,
+                ("x-auth-key", b"0123456789abcdef0123456789abcdef01234")
+            ])
+            .is_ok()
         );
     }
 

@@ -1,5 +1,12 @@
-//! `permgate demo`: the shipped `config/` and `routes/` in front of the built-in sample upstream, with
-//! ready-to-paste `curl` lines that show an allowed call, a 403 with its reason, and a 404.
+//! `permgate demo`: a config (the shipped `config/` and `routes/` by default) in front of the built-in
+//! sample upstream, which answers in Cloudflare's shapes, with ready-to-paste `curl` lines for that config:
+//!
+//! - the shipped demo config: an allowed call, a 403 with its reason, and a path no route has (400/7000,
+//!   Cloudflare's answer);
+//! - the Cloudflare example (`--config config/cloudflare/gateway.yaml`, the real route table): also an
+//!   account token refused as Cloudflare refuses it (400/1001), a Workers KV key name holding `%2F`, an SDK
+//!   method with no route, and how to point the official SDKs at it: an SDK playground;
+//! - any other config: the no-route call only (the demo knows no token of it).
 //!
 //! The printed expectations are not hard-coded: each demo call is decided with the loaded snapshot by the
 //! same `pipeline::decide` the proxy uses, so what is printed is what the gateway answers. The pieces are
@@ -22,6 +29,17 @@ use crate::snapshot::Snapshot;
 pub const DEMO_TOKEN: &str = "pgt_demo_joe_dns_read";
 /// The zone the demo token may read (`example.com` of account `a67e14daa5f8dceeb91fe5449ba496eb`).
 pub const DEMO_ZONE: &str = "b1fbb152bbde3bd28919a7f4bdca841f";
+
+/// The Cloudflare example's DNS-read token (Joe, `example.com`), a published demo secret.
+pub const CF_DEMO_TOKEN: &str = "pgt_cf_demo_joe_dns_read";
+/// The Cloudflare example's zone `example.com`.
+pub const CF_DEMO_ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+/// The Cloudflare example's account, Example Company.
+pub const CF_DEMO_ACCOUNT: &str = "01a7362d577a6c3019a474fd6f485823";
+/// The Cloudflare example's account-owned CI token (Account Settings Read + DNS Read).
+pub const CF_DEMO_ACCOUNT_TOKEN: &str = "pgt_cf_demo_example_ci";
+/// The Cloudflare example's account-owned Workers KV read token.
+pub const CF_DEMO_KV_TOKEN: &str = "pgt_cf_demo_kv_read";
 
 /// Arguments of `permgate demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,10 +122,13 @@ impl DemoCall {
     }
 }
 
-/// The three demo calls, decided with `snapshot` as the proxy will decide them (client 127.0.0.1, now).
-pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
+/// One planned demo call: what it shows, the method, the target and the bearer token.
+type Planned = (&'static str, &'static str, String, Option<&'static str>);
+
+/// The calls for the shipped demo config (`config/gateway.yaml`).
+fn shipped_demo_plan() -> Vec<Planned> {
     let records = format!("/client/v4/zones/{DEMO_ZONE}/dns_records");
-    let planned: [(&'static str, &'static str, String, Option<&'static str>); 3] = [
+    vec![
         (
             "allowed: Joe's DNS-read token lists the zone's DNS records",
             "GET",
@@ -120,13 +141,83 @@ pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
             records,
             Some(DEMO_TOKEN),
         ),
+        no_route_call(),
+    ]
+}
+
+/// The calls for the Cloudflare example (`config/cloudflare/gateway.yaml`, the real route table).
+fn cloudflare_demo_plan() -> Vec<Planned> {
+    let records = format!("/client/v4/zones/{CF_DEMO_ZONE}/dns_records");
+    vec![
         (
-            "404: no route matches (fail closed)",
+            "allowed: Joe's DNS-read token lists example.com's DNS records (a list with result_info; \
+             ?page=2 is empty, so SDK auto-pagination ends)",
             "GET",
-            "/client/v4/no/such/route".to_string(),
-            None,
+            records.clone(),
+            Some(CF_DEMO_TOKEN),
         ),
-    ];
+        (
+            "403: the same token cannot create records (it only reads)",
+            "POST",
+            records,
+            Some(CF_DEMO_TOKEN),
+        ),
+        (
+            "400 (code 1001): an account-owned token cannot list accounts, as Cloudflare answers it",
+            "GET",
+            "/client/v4/accounts".to_string(),
+            Some(CF_DEMO_ACCOUNT_TOKEN),
+        ),
+        (
+            "allowed: a Workers KV key name holding an encoded slash (an opaque parameter, forwarded as \
+             received)",
+            "GET",
+            format!(
+                "/client/v4/accounts/{CF_DEMO_ACCOUNT}/storage/kv/namespaces/\
+                 0f2ac74b498b48028cb68387c421e279/values/images%2Fcat.png"
+            ),
+            Some(CF_DEMO_KV_TOKEN),
+        ),
+        (
+            "400 (code 7000): rulesets.list has no route in the shipped table (the spec gives it no \
+             permission annotation), so it is refused as Cloudflare answers a path it does not have",
+            "GET",
+            format!("/client/v4/zones/{CF_DEMO_ZONE}/rulesets"),
+            Some(CF_DEMO_TOKEN),
+        ),
+    ]
+}
+
+/// A path no config has a route for.
+fn no_route_call() -> Planned {
+    (
+        "400 (code 7000): no route matches, answered as Cloudflare does (fail closed)",
+        "GET",
+        "/client/v4/no/such/route".to_string(),
+        None,
+    )
+}
+
+/// The demo calls for the config of `snapshot`, decided as the proxy will decide them (client 127.0.0.1,
+/// now): the plan whose first call's token the config knows (the shipped demo's, the Cloudflare example's),
+/// else the no-route call alone.
+pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
+    for plan in [shipped_demo_plan(), cloudflare_demo_plan()] {
+        let calls = decide_calls(snapshot, now, plan);
+        // Its first call is an allowed one: a plan applies when the config knows its token.
+        if calls.first().is_some_and(|call| call.status == 200) {
+            return calls;
+        }
+    }
+    decide_calls(snapshot, now, vec![no_route_call()])
+}
+
+/// Whether `calls` are the Cloudflare example's (then the demo also prints how to point the SDKs at it).
+fn is_cloudflare_plan(calls: &[DemoCall]) -> bool {
+    calls.first().and_then(|call| call.token) == Some(CF_DEMO_TOKEN)
+}
+
+fn decide_calls(snapshot: &Snapshot, now: i64, planned: Vec<Planned>) -> Vec<DemoCall> {
     planned
         .into_iter()
         .map(|(title, method, path, token)| {
@@ -154,7 +245,8 @@ pub fn calls(snapshot: &Snapshot, now: i64) -> Vec<DemoCall> {
                 Ok(()) => (
                     200,
                     0,
-                    "the sample upstream echoes the path and the identity headers it received"
+                    "forwarded; the sample upstream answers in Cloudflare's shape, and its \
+                     permgate_sample field shows the path and identity headers it received"
                         .to_string(),
                 ),
                 Err(refusal) => {
@@ -210,6 +302,9 @@ impl Demo {
                 ));
             }
         }
+        if is_cloudflare_plan(&self.calls) {
+            out.push_str(&sdk_playground(&self.base_url));
+        }
         out
     }
 
@@ -218,6 +313,24 @@ impl Demo {
         let _ = self.gateway.stop().await;
         let _ = self.stop_upstream.send(());
     }
+}
+
+/// How to point Cloudflare's official SDKs at the demo (the Cloudflare example's config).
+pub fn sdk_playground(base_url: &str) -> String {
+    format!(
+        "\n# The official SDKs against it: the base URL must end in /client/v4, and the SDKs read the\n\
+         # credential from CLOUDFLARE_API_TOKEN (unset CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY: a token plus a\n\
+         # leftover email/key is refused, 400/6003 chain 6111).\n\
+         export CLOUDFLARE_API_TOKEN={CF_DEMO_TOKEN}\n\
+         # TypeScript (npm install cloudflare):\n\
+         #   import Cloudflare from 'cloudflare';\n\
+         #   const cf = new Cloudflare({{ baseURL: '{base_url}/client/v4' }});\n\
+         #   for await (const record of cf.dns.records.list({{ zone_id: '{CF_DEMO_ZONE}' }})) console.log(record.id);\n\
+         # Python (pip install cloudflare):\n\
+         #   from cloudflare import Cloudflare\n\
+         #   cf = Cloudflare(base_url=\"{base_url}/client/v4\")\n\
+         #   for record in cf.dns.records.list(zone_id=\"{CF_DEMO_ZONE}\"): print(record.id)\n"
+    )
 }
 
 /// Loads the demo config, starts the sample upstream on 127.0.0.1:0 and the gateway in front of it.

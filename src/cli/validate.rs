@@ -1,5 +1,6 @@
-//! `permgate validate`: load and compile everything; print every error, then the warnings of SPEC §6, and
-//! every write route that a permission group named "… Read" passes ([`read_groups_passing_writes`]).
+//! `permgate validate`: load and compile everything; print every error, then the warnings of SPEC §6,
+//! every write route that a permission group named "… Read" passes ([`read_groups_passing_writes`]), and an
+//! upstream credential (`upstream.auth`) that cannot be read where it runs.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,6 +24,17 @@ pub fn run(config: &Path) -> ExitCode {
         Err(errors) => return report_errors(&errors.0),
     };
     let mut warnings = warnings(&snapshot, unix_now());
+    // The upstream's credential is read by `serve`, not by the config load: say here when it could not be
+    // (a warning: the place `validate` runs, such as CI, may well not hold the secret).
+    if let Some(source) = &snapshot.settings.upstream.auth {
+        if let Err(error) = crate::proxy::upstream_auth::UpstreamCredential::read(source) {
+            warnings.push(ConfigError::new(
+                &set.gateway.path,
+                "upstream.auth",
+                format!("{error} (`permgate serve` would not start here)"),
+            ));
+        }
+    }
     set.locate(&mut warnings);
     for warning in &warnings {
         super::print_out(&format!("warning: {warning}\n"));

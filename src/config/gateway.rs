@@ -60,6 +60,22 @@ pub struct RawUpstream {
     pub pool_idle_timeout_ms: Option<u64>,
     #[serde(default)]
     pub pool_max_idle_per_host: Option<usize>,
+    /// The upstream's own credential: `{bearer_file: PATH}` or `{bearer_env: NAME}`.
+    #[serde(default)]
+    pub auth: Option<UpstreamAuth>,
+}
+
+/// Where the upstream's own credential is (`upstream.auth`): a file or an environment variable holding a
+/// bearer token. Only where it is: the secret is read by the proxy ([`crate::proxy::upstream_auth`]), never
+/// held in the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpstreamAuth {
+    /// A file whose content is the token (a trailing newline is trimmed); relative to `gateway.yaml`'s
+    /// folder once compiled.
+    BearerFile(PathBuf),
+    /// An environment variable whose value is the token.
+    BearerEnv(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +156,8 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Where the upstream's own credential is, when the gateway holds one (`upstream.auth`).
+    pub auth: Option<UpstreamAuth>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +280,25 @@ impl Settings {
                 format!("{namespace:?} is not a namespace like com.cloudflare.api"),
             );
         }
+        let auth = match raw.upstream.auth {
+            Some(UpstreamAuth::BearerFile(path)) if path.as_os_str().is_empty() => {
+                error("upstream.auth.bearer_file", "an empty path".into());
+                None
+            }
+            Some(UpstreamAuth::BearerFile(path)) => {
+                Some(UpstreamAuth::BearerFile(base_dir.join(path)))
+            }
+            Some(UpstreamAuth::BearerEnv(name))
+                if name.is_empty() || name.contains(['=', '\0']) =>
+            {
+                error(
+                    "upstream.auth.bearer_env",
+                    format!("{name:?} is not an environment variable name"),
+                );
+                None
+            }
+            other => other,
+        };
         let max_connections = raw.max_connections.unwrap_or(10_000);
         if max_connections == 0 {
             error("max_connections", "must be greater than 0".into());
@@ -312,6 +349,7 @@ impl Settings {
                 response_timeout,
                 pool_idle_timeout,
                 pool_max_idle_per_host: raw.upstream.pool_max_idle_per_host.unwrap_or(1024),
+                auth,
             },
             policy_files: raw.policy_files.iter().map(|path| resolve(path)).collect(),
             route_files: raw.route_files.iter().map(|path| resolve(path)).collect(),

@@ -31,7 +31,8 @@ pub const NO_ROUTE: &str = "none";
 pub enum DecisionLabel {
     /// Authorized (forwarded, or answered by the gateway itself, like token verify).
     Allow,
-    /// Refused: a rejected target or framing (400), no route (404), a credential or policy denial (400/403).
+    /// Refused: a rejected target or framing (400), no route (400/7000), a credential or policy denial
+    /// (400/403).
     Deny,
     /// Would be refused, but `mode: shadow` forwarded it.
     ShadowAllow,

@@ -21,6 +21,9 @@
 //!   anything else without an annotation is skipped (fail closed: the gateway never guesses a permission).
 //! - **Paths**: `{param}` is matchit's syntax already; a repeated parameter name gets `_2`, `_3`…; a path
 //!   that is not canonical or that matchit cannot hold beside an earlier route is skipped with the reason.
+//! - **Opaque parameters**: a path parameter the spec says is percent-encoded (its or its schema's
+//!   description mentions percent- or URL-encoding, as Workers KV key names do) or marks
+//!   `x-permgate-opaque: true` becomes `opaque:` in the route: it may hold `%2F`, kept as received.
 //!
 //! Several specs can be given: a later spec's operation (same method, same path up to parameter names)
 //! overlays the earlier one field by field, so a small supplement can add operations or annotate existing
@@ -110,7 +113,25 @@ pub struct ImportedRoute {
     pub scope: Option<RouteScope>,
     pub public: bool,
     pub handler: Option<String>,
+    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); `None`:
+    /// all of them.
+    pub principals: Option<Vec<String>>,
+    /// The route's own answer to the other kinds.
+    pub principal_refusal: Option<PrincipalRefusal>,
+    /// Path parameters that may hold an encoded slash, kept as received (`opaque:`), in path order.
+    pub opaque: Vec<String>,
 }
+
+/// A route's own answer to a kind of credential its `principals` leave out (`principal_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRefusal {
+    pub status: u16,
+    pub code: u32,
+    pub message: String,
+}
+
+/// The kinds of credential a route's `principals` may name.
+pub const CREDENTIAL_KINDS: [&str; 3] = ["user_token", "account_token", "api_key"];
 
 /// Why an operation was not imported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,6 +430,8 @@ struct Operation {
     method: &'static str,
     path: String,
     fields: Map<String, Value>,
+    /// Path parameters some spec says are percent-encoded ([`percent_encoded_params`]), by name.
+    opaque: BTreeSet<String>,
 }
 
 /// The override an operation's `x-permgate-permissions` gives.
@@ -418,6 +441,8 @@ struct Override {
     scope: Option<RouteScope>,
     public: bool,
     handler: Option<String>,
+    principals: Option<Vec<String>>,
+    principal_refusal: Option<PrincipalRefusal>,
 }
 
 /// Imports every operation of `specs` (later specs overlay earlier ones).
@@ -469,18 +494,124 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
                 continue;
             }
         }
-        let (permissions, scope, public, handler) = route;
+        let opaque = opaque_params(&operation, &path, route.scope.as_ref(), &mut result.notes);
         result.routes.push(ImportedRoute {
             id: operation_id.as_deref().map(label_of),
             method,
+            opaque,
             path,
-            permissions,
-            scope,
-            public,
-            handler,
+            permissions: route.permissions,
+            scope: route.scope,
+            public: route.public,
+            handler: route.handler,
+            principals: route.principals,
+            principal_refusal: route.principal_refusal,
         });
     }
     result
+}
+
+/// The operation's percent-encoded path parameters that the route can declare opaque: whole segments of
+/// `path` (the matchit pattern), never the scope's parameter (an opaque value is never a resource id); in
+/// path order. Any other is left out with a note.
+fn opaque_params(
+    operation: &Operation,
+    path: &str,
+    scope: Option<&RouteScope>,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let scope_param = match scope {
+        Some(RouteScope::Account(param) | RouteScope::Zone(param)) => Some(param.as_str()),
+        _ => None,
+    };
+    let mut opaque = Vec::new();
+    for segment in path.split('/') {
+        let Some(name) = param_name(segment) else {
+            continue;
+        };
+        if !operation.opaque.contains(name) {
+            continue;
+        }
+        if scope_param == Some(name) {
+            notes.push(format!(
+                "{} {}: {name} is said to be percent-encoded but holds the resource id: not opaque",
+                operation.method.to_ascii_uppercase(),
+                operation.path
+            ));
+            continue;
+        }
+        opaque.push(name.to_string());
+    }
+    for name in &operation.opaque {
+        if !opaque.contains(name) && scope_param != Some(name.as_str()) {
+            notes.push(format!(
+                "{} {}: {name} is said to be percent-encoded but is not a whole path segment: not opaque",
+                operation.method.to_ascii_uppercase(),
+                operation.path
+            ));
+        }
+    }
+    opaque
+}
+
+/// Whether a description says the value is percent-encoded in the URL ("Use percent-encoding to define key
+/// names as part of a URL", "IP/CIDR range in URL-encoded format").
+fn says_percent_encoded(description: Option<&Value>) -> bool {
+    description.and_then(Value::as_str).is_some_and(|text| {
+        let text = text.to_ascii_lowercase();
+        text.contains("percent-encod") || text.contains("url-encod")
+    })
+}
+
+/// `value`, or what its `$ref` (a local JSON pointer, `#/components/…`) points to, followed a few times.
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    let mut value = value;
+    for _ in 0..8 {
+        match value
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|reference| reference.strip_prefix('#'))
+            .and_then(|pointer| document.pointer(pointer))
+        {
+            Some(target) => value = target,
+            None => break,
+        }
+    }
+    value
+}
+
+/// The path parameters of an operation (its own and its path item's) that the spec says are percent-encoded,
+/// or marks `x-permgate-opaque: true`, on the parameter or its schema.
+fn percent_encoded_params(
+    document: &Value,
+    item: &Map<String, Value>,
+    fields: &Map<String, Value>,
+) -> BTreeSet<String> {
+    let parameters = [item.get("parameters"), fields.get("parameters")];
+    parameters
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .map(|parameter| resolve(document, parameter))
+        .filter(|parameter| parameter.get("in").and_then(Value::as_str) == Some("path"))
+        .filter_map(|parameter| {
+            let schema = parameter
+                .get("schema")
+                .map(|schema| resolve(document, schema));
+            let marked = |value: Option<&Value>| {
+                value.and_then(|value| value.get("x-permgate-opaque")) == Some(&Value::Bool(true))
+            };
+            let opaque = marked(Some(parameter))
+                || marked(schema)
+                || says_percent_encoded(parameter.get("description"))
+                || says_percent_encoded(schema.and_then(|schema| schema.get("description")));
+            opaque
+                .then(|| parameter.get("name").and_then(Value::as_str))
+                .flatten()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// A route label: the operation id with whitespace and control characters replaced by `-`.
@@ -497,12 +628,17 @@ fn label_of(operation_id: &str) -> String {
         .collect()
 }
 
-type RouteParts = (
-    Option<Permissions>,
-    Option<RouteScope>,
-    bool,
-    Option<String>,
-);
+/// What an operation becomes, before its path is checked.
+#[derive(Debug, Clone, Default)]
+struct RouteParts {
+    permissions: Option<Permissions>,
+    /// `None` only for public routes.
+    scope: Option<RouteScope>,
+    public: bool,
+    handler: Option<String>,
+    principals: Option<Vec<String>>,
+    principal_refusal: Option<PrincipalRefusal>,
+}
 
 /// Decides one operation: its keys, scope, public flag and handler, or why it is skipped.
 fn import_operation(
@@ -520,8 +656,20 @@ fn import_operation(
         None => Override::default(),
     };
     if overridden.public {
-        return Ok((None, None, true, None));
+        return Ok(RouteParts {
+            public: true,
+            ..RouteParts::default()
+        });
     }
+    // `principals` (and the route's own answer to the others) go with the route whatever decides its keys.
+    let parts = |permissions: Option<Permissions>, scope: RouteScope| RouteParts {
+        permissions,
+        scope: Some(scope),
+        public: false,
+        handler: overridden.handler.clone(),
+        principals: overridden.principals.clone(),
+        principal_refusal: overridden.principal_refusal.clone(),
+    };
     // Token verification checks no key, only whose token it is (the scope says whose).
     if overridden.handler.as_deref() == Some("verify_token") {
         if overridden.permissions.is_some() {
@@ -537,7 +685,7 @@ fn import_operation(
                 _ => RouteScope::None,
             },
         };
-        return Ok((None, Some(scope), false, overridden.handler));
+        return Ok(parts(None, scope));
     }
     let permissions = match overridden.permissions.clone() {
         Some(permissions) => Some(permissions),
@@ -576,10 +724,10 @@ fn import_operation(
                 permissions.keys().join(", ")
             ));
         }
-        return Ok((None, Some(RouteScope::None), false, overridden.handler));
+        return Ok(parts(None, RouteScope::None));
     }
     match permissions {
-        Some(permissions) => Ok((Some(permissions), Some(scope), false, overridden.handler)),
+        Some(permissions) => Ok(parts(Some(permissions), scope)),
         None => Err(no_keys_reason(fields)),
     }
 }
@@ -877,22 +1025,90 @@ fn parse_override(value: &Value) -> Result<Override, String> {
                 Some("verify_token") => result.handler = Some("verify_token".to_string()),
                 _ => return Err("handler must be verify_token".to_string()),
             },
+            "principals" => result.principals = Some(parse_principals(value)?),
+            "principal_refusal" => result.principal_refusal = Some(parse_refusal(value)?),
             other => {
                 return Err(format!(
-                    "unknown field {other:?} (all_of, any_of, scope, public, handler)"
+                    "unknown field {other:?} (all_of, any_of, scope, public, handler, principals, \
+                     principal_refusal)"
                 ));
             }
         }
     }
     if result.public
-        && (result.permissions.is_some() || result.scope.is_some() || result.handler.is_some())
+        && (result.permissions.is_some()
+            || result.scope.is_some()
+            || result.handler.is_some()
+            || result.principals.is_some())
     {
-        return Err("public: true takes no keys, scope or handler".to_string());
+        return Err("public: true takes no keys, scope, handler or principals".to_string());
+    }
+    if result.principal_refusal.is_some() && result.principals.is_none() {
+        return Err(
+            "principal_refusal answers the credentials principals leaves out; give principals too"
+                .to_string(),
+        );
     }
     if result.scope == Some(RouteScope::None) && result.permissions.is_some() {
         return Err("scope: none checks no key, so it takes no all_of/any_of".to_string());
     }
     Ok(result)
+}
+
+/// `principals: [user_token, account_token, api_key]`: a non-empty list of distinct kinds.
+fn parse_principals(value: &Value) -> Result<Vec<String>, String> {
+    let kinds = string_list(value).ok_or("principals is not a list of credential kinds")?;
+    if kinds.is_empty() {
+        return Err("principals is empty: it would admit no credential at all".to_string());
+    }
+    for (index, kind) in kinds.iter().enumerate() {
+        if !CREDENTIAL_KINDS.contains(&kind.as_str()) {
+            return Err(format!(
+                "principals names {kind:?}; the kinds are {}",
+                CREDENTIAL_KINDS.join(", ")
+            ));
+        }
+        if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
+            return Err(format!("principals lists {kind} twice"));
+        }
+    }
+    Ok(kinds)
+}
+
+/// `principal_refusal: {status: 4xx, code: N, message: "…"}`.
+fn parse_refusal(value: &Value) -> Result<PrincipalRefusal, String> {
+    let object = value
+        .as_object()
+        .ok_or("principal_refusal is not {status, code, message}")?;
+    if let Some(other) = object
+        .keys()
+        .find(|field| !["status", "code", "message"].contains(&field.as_str()))
+    {
+        return Err(format!(
+            "principal_refusal has an unknown field {other:?} (status, code, message)"
+        ));
+    }
+    let status = object
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|status| u16::try_from(status).ok())
+        .filter(|status| (400..=499).contains(status))
+        .ok_or("principal_refusal.status must be a client error, 400-499")?;
+    let code = object
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|code| u32::try_from(code).ok())
+        .ok_or("principal_refusal.code must be a number")?;
+    let message = object
+        .get("message")
+        .and_then(Value::as_str)
+        .filter(|message| !message.is_empty() && !message.chars().any(char::is_control))
+        .ok_or("principal_refusal.message must be a non-empty text without control characters")?;
+    Ok(PrincipalRefusal {
+        status,
+        code,
+        message: message.to_string(),
+    })
 }
 
 fn override_keys(permissions: Permissions) -> Result<Permissions, String> {
@@ -953,12 +1169,14 @@ fn collect(specs: &[Spec]) -> Vec<Operation> {
                     continue;
                 };
                 let key = (shape_of(path), order);
+                let opaque = percent_encoded_params(&spec.document, item, fields);
                 match operations.get_mut(&key) {
                     Some(existing) => {
                         existing.path = path.clone();
                         for (field, value) in fields {
                             existing.fields.insert(field.clone(), value.clone());
                         }
+                        existing.opaque.extend(opaque);
                     }
                     None => {
                         let mut fields = fields.clone();
@@ -973,6 +1191,7 @@ fn collect(specs: &[Spec]) -> Vec<Operation> {
                                 method,
                                 path: path.clone(),
                                 fields,
+                                opaque,
                             },
                         );
                     }

@@ -117,6 +117,23 @@ fn render_route(out: &mut String, route: &ImportedRoute) {
         out.push_str(", handler: ");
         out.push_str(handler);
     }
+    if !route.opaque.is_empty() {
+        out.push_str(", opaque: ");
+        list(out, &route.opaque);
+    }
+    if let Some(principals) = &route.principals {
+        out.push_str(", principals: ");
+        list(out, principals);
+    }
+    if let Some(refusal) = &route.principal_refusal {
+        let _ = write!(
+            out,
+            ", principal_refusal: {{status: {}, code: {}, message: ",
+            refusal.status, refusal.code
+        );
+        quoted(out, &refusal.message);
+        out.push('}');
+    }
     out.push('}');
 }
 

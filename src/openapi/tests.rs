@@ -576,3 +576,182 @@ fn token_groups_on_a_write_resolve_to_their_write_keys_only() {
         imported.notes
     );
 }
+
+/// `x-permgate-permissions.principals` (with the route's own `principal_refusal`) restricts which kinds of
+/// credential may call an operation; given alone it keeps the keys of the other annotations, and the
+/// rendered file loads with the restriction.
+#[test]
+fn principals_are_set_per_operation_and_rendered() {
+    let base = json!({"paths": {
+        "/accounts": {"get": {"operationId": "accounts-list", "x-cfPermissionsRequired": {"enum": ["#organization:read"]}}},
+        "/zones/{zone_id}/pagerules": {"get": {"operationId": "pagerules", "x-cfPermissionsRequired": {"enum": ["#zone:read"]}}},
+        "/zones/{zone_id}/bad": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": []}}},
+        "/zones/{zone_id}/bad2": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": ["service_key"]}}},
+        "/zones/{zone_id}/bad3": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principal_refusal": {"status": 400, "code": 1, "message": "m"}}}},
+        "/zones/{zone_id}/bad4": {"get": {"x-permgate-permissions": {"all_of": ["#a:read"], "principals": ["api_key"], "principal_refusal": {"status": 500, "code": 1, "message": "m"}}}},
+        "/bad5": {"get": {"x-permgate-permissions": {"public": true, "principals": ["api_key"]}}}
+    }});
+    let overlay = json!({"paths": {
+        "/accounts": {"get": {"x-permgate-permissions": {
+            "scope": "none",
+            "principals": ["user_token", "api_key"],
+            "principal_refusal": {"status": 400, "code": 1001, "message": "List accounts endpoint does not support account owned tokens."}
+        }}},
+        "/zones/{zone_id}/pagerules": {"get": {"x-permgate-permissions": {"principals": ["user_token", "api_key"]}}}
+    }});
+    let specs = vec![
+        Spec {
+            label: "a".to_string(),
+            document: base,
+        },
+        Spec {
+            label: "b".to_string(),
+            document: overlay,
+        },
+    ];
+    let imported = import(&specs, &options());
+    assert_eq!(imported.routes.len(), 2, "{:?}", imported.skipped);
+    assert_eq!(imported.skipped.len(), 5);
+    assert!(
+        imported
+            .skipped
+            .iter()
+            .all(|skipped| matches!(skipped.reason, SkipReason::InvalidAnnotation(_))),
+        "{:?}",
+        imported.skipped
+    );
+    let accounts = &imported.routes[0];
+    assert_eq!(
+        accounts.principals,
+        Some(vec!["user_token".to_string(), "api_key".to_string()])
+    );
+    assert_eq!(
+        accounts.principal_refusal,
+        Some(PrincipalRefusal {
+            status: 400,
+            code: 1001,
+            message: "List accounts endpoint does not support account owned tokens.".to_string(),
+        })
+    );
+    let pagerules = &imported.routes[1];
+    assert!(
+        matches!(&pagerules.permissions, Some(Permissions::AllOf(keys)) if keys == &["#zone:read"]),
+        "principals alone keep the spec's keys"
+    );
+    assert_eq!(pagerules.principal_refusal, None);
+
+    let text = render(&imported, &Provenance::default());
+    assert!(
+        text.contains(r#"principals: ["user_token", "api_key"], principal_refusal: {status: 400, code: 1001, message: "List accounts endpoint does not support account owned tokens."}"#),
+        "{text}"
+    );
+    let file = SourceFile::from_text("routes.yaml", text.clone());
+    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let route = table.lookup("GET", "/client/v4/accounts").unwrap().route;
+    assert!(
+        !route
+            .principals
+            .accepts(crate::routes::CredentialKind::AccountToken)
+    );
+    assert_eq!(
+        route.principal_refusal.as_ref().map(|own| own.code),
+        Some(1001)
+    );
+    let route = table
+        .lookup("GET", "/client/v4/zones/z/pagerules")
+        .unwrap()
+        .route;
+    assert!(
+        !route
+            .principals
+            .accepts(crate::routes::CredentialKind::AccountToken)
+    );
+    assert!(
+        route
+            .principals
+            .accepts(crate::routes::CredentialKind::ApiKey)
+    );
+}
+
+/// A path parameter the spec says is percent-encoded (Workers KV key names: "Use percent-encoding to define key
+/// names as part of a URL", on the schema behind a `$ref`), or marks `x-permgate-opaque: true`, is imported
+/// as `opaque`; never the scope's parameter; and the rendered route admits `%2F` there only.
+#[test]
+fn percent_encoded_path_parameters_become_opaque() {
+    let document = json!({
+        "components": {
+            "parameters": {
+                "ns": {"in": "path", "name": "namespace_id", "required": true, "schema": {"type": "string"}}
+            },
+            "schemas": {
+                "key_name": {"description": "A key's name. Use percent-encoding to define key names as part of a URL.", "type": "string"},
+                "account": {"description": "Account id, URL-encoded.", "type": "string"}
+            }
+        },
+        "paths": {
+            "/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}": {
+                "parameters": [{"$ref": "#/components/parameters/ns"}],
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["com.cloudflare.edge.storage.kv.key.read"]},
+                    "parameters": [
+                        {"in": "path", "name": "key_name", "required": true, "schema": {"$ref": "#/components/schemas/key_name"}},
+                        {"in": "path", "name": "account_id", "required": true, "schema": {"$ref": "#/components/schemas/account"}}
+                    ]
+                }
+            },
+            "/accounts/{account_id}/things/{thing}": {
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["#thing:read"]},
+                    "parameters": [{"in": "path", "name": "thing", "x-permgate-opaque": true, "schema": {"type": "string"}}]
+                }
+            },
+            "/accounts/{account_id}/plain/{id}": {
+                "get": {
+                    "x-cfPermissionsRequired": {"enum": ["#thing:read"]},
+                    "parameters": [{"in": "path", "name": "id", "description": "An identifier.", "schema": {"type": "string"}}]
+                }
+            }
+        }
+    });
+    let imported = import(&spec(document), &options());
+    assert_eq!(imported.routes.len(), 3, "{:?}", imported.skipped);
+    let opaque: Vec<&[String]> = imported
+        .routes
+        .iter()
+        .map(|route| route.opaque.as_slice())
+        .collect();
+    assert_eq!(
+        opaque,
+        [&[][..], &["key_name".to_string()], &["thing".to_string()]],
+        "in path order: plain, storage, things; {:?}",
+        imported.routes
+    );
+    assert!(
+        imported.notes.iter().any(|note| note
+            .contains("account_id is said to be percent-encoded but holds the resource id")),
+        "{:?}",
+        imported.notes
+    );
+    let text = render(&imported, &Provenance::default());
+    assert!(
+        text.contains(r#"scope: {account: "account_id"}, opaque: ["key_name"]}"#),
+        "{text}"
+    );
+    let file = SourceFile::from_text("routes.yaml", text.clone());
+    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let path = "/client/v4/accounts/a1/storage/kv/namespaces/n1/values/images%2Fcat.png";
+    let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
+    let found = table
+        .route_request("GET", &mut target, path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.resource_id, Some("a1"));
+    let path = "/client/v4/accounts/a1/plain/x%2Fy";
+    let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
+    assert_eq!(
+        table
+            .route_request("GET", &mut target, path)
+            .map(|found| found.is_some()),
+        Err(crate::routes::TargetRejection::EncodedSlash)
+    );
+}

@@ -102,6 +102,9 @@ pub enum Denial<'s> {
     /// A verify route for another owner's tokens: a user token on an account's path, another account's
     /// token, or an account token on the user path. `owner` is whom the route answers for, as the path says.
     NotVerifiableHere { token: &'s str, owner: Box<str> },
+    /// The route does not accept this kind of credential (its `principals:` leave it out); `kind` says
+    /// which, in words (`account-owned tokens`).
+    CredentialNotAccepted { kind: &'static str },
     /// Something could not be decided: fail closed.
     Internal { what: &'static str },
 }
@@ -189,6 +192,9 @@ impl fmt::Display for Denial<'_> {
                     f,
                     "token {token} is not owned by {owner}, whose tokens this path verifies"
                 )
+            }
+            Self::CredentialNotAccepted { kind } => {
+                write!(f, "this route does not accept {kind}")
             }
             Self::Internal { what } => write!(f, "internal error: {what}"),
         }

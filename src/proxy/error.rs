@@ -1,7 +1,7 @@
 //! Everything that can stop a request from being forwarded, and the one function that turns it into the
 //! answer the client gets (linkerd's `inbound/src/http/server.rs`, pingora's error type).
 //!
-//! Each variant records who caused it (`Side`): the client (400/403/404), the upstream (502/504), the
+//! Each variant records who caused it (`Side`): the client (400/403), the upstream (502/504), the
 //! gateway itself (503). Only this module and `crate::answer` pick status codes. Messages never contain a
 //! credential: upstream errors are described by kind, not by the URL they were for.
 
@@ -14,6 +14,7 @@ use super::body::{self, BoxError, ClientBodyError, ProxyBody};
 use super::framing::FramingError;
 use super::headers::REQUEST_ID;
 use super::upgrade::UpgradeError;
+use super::upstream_auth::UpstreamAuthError;
 use crate::answer::Answer;
 use crate::pipeline::RenderedRefusal;
 use crate::tls::TlsError;
@@ -40,7 +41,7 @@ impl Side {
 /// Why the gateway answers a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The decision refused the request (400, 403, 404).
+    /// The decision refused the request (400, 403).
     #[error("refused: {}", .0.reason)]
     Refused(Box<RenderedRefusal>),
     /// The request's framing headers are ambiguous (400).
@@ -76,6 +77,14 @@ pub enum ProxyError {
     /// TLS material for the upstream client could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The upstream's own credential (`upstream.auth`) could not be read (names the source, never the
+    /// value).
+    #[error(transparent)]
+    UpstreamAuth(#[from] UpstreamAuthError),
+    /// `upstream.auth` is set but no credential could be read for it (a reload added it and the read
+    /// failed): the request is not forwarded without it (502).
+    #[error("the upstream credential (upstream.auth) is not available")]
+    NoUpstreamCredential,
 }
 
 // === impl ProxyError ===
@@ -92,7 +101,10 @@ impl ProxyError {
             Self::Upstream { .. } | Self::UnexpectedSwitch(_) | Self::UpstreamTimeout(_) => {
                 Side::Upstream
             }
-            Self::Overloaded | Self::Tls(_) => Side::Gateway,
+            Self::Overloaded
+            | Self::Tls(_)
+            | Self::UpstreamAuth(_)
+            | Self::NoUpstreamCredential => Side::Gateway,
         }
     }
 
@@ -111,6 +123,7 @@ impl ProxyError {
             Self::UpstreamTimeout(_) => "timeout",
             Self::Overloaded => "overloaded",
             Self::Tls(_) => "tls",
+            Self::UpstreamAuth(_) | Self::NoUpstreamCredential => "upstream_credential",
         }
     }
 
@@ -125,7 +138,8 @@ impl ProxyError {
     }
 
     /// The answer for this error. A TLS setup error can only happen before serving; if it ever reached a
-    /// request it means the upstream cannot be used, so it answers like an unreachable upstream.
+    /// request it means the upstream cannot be used, so it answers like an unreachable upstream, and so does
+    /// a missing upstream credential (the upstream cannot be called as configured).
     pub fn answer(&self) -> Answer {
         match self {
             Self::Refused(refusal) => refusal.answer.clone(),
@@ -136,9 +150,11 @@ impl ProxyError {
             Self::Unforwardable(what) => {
                 Answer::rejected_request(format!("cannot forward this {what}"))
             }
-            Self::Upstream { .. } | Self::UnexpectedSwitch(_) | Self::Tls(_) => {
-                Answer::upstream_unavailable()
-            }
+            Self::Upstream { .. }
+            | Self::UnexpectedSwitch(_)
+            | Self::Tls(_)
+            | Self::UpstreamAuth(_)
+            | Self::NoUpstreamCredential => Answer::upstream_unavailable(),
             Self::UpstreamTimeout(_) => Answer::upstream_timeout(),
             Self::Overloaded => Answer::overloaded(),
         }

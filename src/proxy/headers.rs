@@ -221,6 +221,9 @@ pub struct ForwardContext<'a> {
     /// The inbound `Host` (HTTP/1.1) or `:authority` (HTTP/2), for `X-Forwarded-Host`.
     pub inbound_host: Option<HeaderValue>,
     pub forward_credentials: bool,
+    /// The upstream's own `Authorization` (`upstream.auth`), for a request the gateway authorized: set after
+    /// every client credential header is removed, whatever `forward_credentials` says.
+    pub upstream_authorization: Option<HeaderValue>,
     /// A WebSocket handshake the gateway carries: the upstream gets `Upgrade: websocket` and
     /// `Connection: upgrade` after the hop-by-hop removal.
     pub websocket: bool,
@@ -322,7 +325,9 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
             // uses `-`), so dropped even from a trusted one.
             NameClass::GatewayDefault | NameClass::ClientClaim => !ctx.peer_trusted || underscored,
             // The `_` spellings were not what was authorized, so they never pass.
-            NameClass::Credential => !ctx.forward_credentials || underscored,
+            NameClass::Credential => {
+                !ctx.forward_credentials || ctx.upstream_authorization.is_some() || underscored
+            }
             // The `_` spellings of hop-by-hop names (`Transfer_Encoding`, `HTTP2_Settings`; the `-` ones are
             // removed whatever this says): never legitimate, and an upstream that folds `_` into `-` (CGI,
             // WSGI) would read them as the real thing.
@@ -338,6 +343,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
         (TOKEN_ID, identity.token_id),
         (ACCOUNT, identity.account),
         (REQUEST_ID, Some(ctx.request_id.clone())),
+        (header::AUTHORIZATION, ctx.upstream_authorization),
     ] {
         if let Some(value) = value {
             headers.insert(name, value);
@@ -450,6 +456,7 @@ mod tests {
             inbound_tls: false,
             inbound_host: Some(HeaderValue::from_static("gw.example")),
             forward_credentials: false,
+            upstream_authorization: None,
             websocket: false,
         }
     }
@@ -532,6 +539,38 @@ mod tests {
         assert_eq!(get(&headers, "authorization"), Some("Bearer secret"));
         assert_eq!(get(&headers, "x-auth-key"), Some("k"));
         assert!(!headers.contains_key("x_auth_key"));
+    }
+
+    /// With the upstream's own credential, every client credential goes (any spelling, whatever
+    /// `forward_credentials` says, even one the client names in `Connection`) and the gateway's is the one
+    /// `Authorization` the upstream sees.
+    #[test]
+    fn the_upstream_credential_replaces_every_client_credential() {
+        let upstream = HeaderValue::from_static("Bearer upstream-secret");
+        for forward_credentials in [false, true] {
+            let mut headers = map(&[
+                ("connection", "authorization"),
+                ("authorization", "Bearer pgt_client"),
+                ("Authorization", "Basic x"),
+                ("x-auth-email", "a@b.c"),
+                ("X-Auth-Key", "0123456789abcdef0123456789abcdef01234"),
+                ("x_auth_key", "k2"),
+                ("AUTHORIZATION_", "x"),
+                ("accept", "*/*"),
+            ]);
+            let mut ctx = context(identity(), false);
+            ctx.forward_credentials = forward_credentials;
+            ctx.upstream_authorization = Some(upstream.clone());
+            prepare_request(&mut headers, ctx);
+            assert_eq!(
+                headers.get_all("authorization").iter().collect::<Vec<_>>(),
+                [&upstream]
+            );
+            for gone in ["x-auth-email", "x-auth-key", "x_auth_key", "connection"] {
+                assert!(!headers.contains_key(gone), "{gone}");
+            }
+            assert_eq!(get(&headers, "accept"), Some("*/*"));
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`service`]: one request: snapshot → decision → forward | answer `verify` | refuse.
 //! - [`headers`]: header hygiene (pure), [`framing`]: Content-Length / Transfer-Encoding checks (pure),
 //!   [`upgrade`]: which `Upgrade` offers and `101`s are carried (pure).
+//! - [`upstream_auth`]: the upstream's own credential (`upstream.auth`), read from a file or the environment
+//!   and set on every request the gateway authorized, never shown.
 //! - [`upstream`]: the upstream clients and the upstream URI; `bound`: the upstream connection lent to an
 //!   inbound HTTP/1 connection's exchange and driven by its task, and the idle pool between exchanges.
 //! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
@@ -31,6 +33,7 @@ pub mod service;
 mod shutdown;
 pub mod upgrade;
 pub mod upstream;
+pub mod upstream_auth;
 
 pub use error::ProxyError;
 pub use launch::{Running, StartError, start, start_observed, start_on};

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The decision borrows the snapshot; everything the rest of the request needs is copied out into an owned
-//! [`Plan`] before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
+//! `Plan` before the first `.await`, so a request never holds the `ArcSwap` guard (it holds the `Arc` from
 //! `load_full`, which keeps the snapshot it started with alive to the end).
 //!
 //! Every request is observed once its response head is ready: `permgate_requests_total` and the duration
@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
@@ -32,6 +32,7 @@ use super::headers::{self, ForwardContext, Identity, REQUEST_ID};
 use super::request_id;
 use super::upgrade::{self, Offer};
 use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
+use super::upstream_auth::UpstreamCredential;
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
 use crate::decision_log::{Decided, DecisionLog, Entry};
@@ -48,6 +49,9 @@ use crate::snapshot::Snapshot;
 pub struct Gateway {
     snapshot: Arc<ArcSwap<Snapshot>>,
     upstream: ArcSwap<UpstreamClient>,
+    /// The upstream's own credential (`upstream.auth`), read at start and at each applied reload; `None`
+    /// without `upstream.auth`.
+    upstream_credential: ArcSwapOption<UpstreamCredential>,
     metrics: Arc<Metrics>,
     decision_log: Option<DecisionLog>,
     /// Warnings about failed requests, one line per kind per interval when they repeat.
@@ -141,6 +145,9 @@ enum Plan {
     Forward {
         target: ForwardTarget,
         identity: Identity,
+        /// The decision allowed it with an authenticated credential (not a public route, not a shadow-mode
+        /// forward of a refusal): only then does the upstream credential go along.
+        authorized: bool,
     },
     Verify(VerifiedToken),
     Refuse(Box<pipeline::RenderedRefusal>),
@@ -172,10 +179,16 @@ impl Gateway {
         snapshot: Arc<ArcSwap<Snapshot>>,
         observer: Observer,
     ) -> Result<Arc<Self>, ProxyError> {
-        let upstream = UpstreamClient::new(&snapshot.load().settings.upstream)?;
+        let settings = &snapshot.load().settings.upstream;
+        let upstream = UpstreamClient::new(settings)?;
+        let credential = match &settings.auth {
+            Some(source) => Some(Arc::new(UpstreamCredential::read(source)?)),
+            None => None,
+        };
         Ok(Arc::new(Self {
             snapshot,
             upstream: ArcSwap::from_pointee(upstream),
+            upstream_credential: ArcSwapOption::new(credential),
             metrics: observer.metrics,
             decision_log: observer.decision_log,
             failures: FailureLog::new(failure_log::SUMMARY_INTERVAL),
@@ -195,8 +208,21 @@ impl Gateway {
     /// For the reloader, after storing a new snapshot: rebuilds the upstream clients when the settings baked
     /// into them (URL, CA file, connect timeout, pool) changed: a new URL gets a new pool of bound
     /// connections. The response timeout is read per request. On error the old clients stay.
+    ///
+    /// The upstream credential (`upstream.auth`) is read again every time: a rotated secret applies with the
+    /// reload. When it cannot be read the previous credential stays (and the error says which source
+    /// failed); without `upstream.auth` there is none.
     pub fn refresh_upstream(&self) -> Result<(), ProxyError> {
         let snapshot = self.snapshot.load_full();
+        let credential = match &snapshot.settings.upstream.auth {
+            None => {
+                self.upstream_credential.store(None);
+                Ok(())
+            }
+            Some(source) => UpstreamCredential::read(source)
+                .map(|credential| self.upstream_credential.store(Some(Arc::new(credential))))
+                .map_err(ProxyError::from),
+        };
         if !self
             .upstream
             .load()
@@ -205,7 +231,7 @@ impl Gateway {
             let client = UpstreamClient::new(&snapshot.settings.upstream)?;
             self.upstream.store(Arc::new(client));
         }
-        Ok(())
+        credential
     }
 
     /// Serves one request; never fails (every error is an answer).
@@ -384,10 +410,24 @@ impl Gateway {
             );
             plan
         };
-        let (forward_target, identity) = match plan {
+        let (forward_target, identity, authorized) = match plan {
             Plan::Refuse(refusal) => return Err(ProxyError::Refused(refusal)),
             Plan::Verify(token) => return Ok(verify_response(&token, id_value)),
-            Plan::Forward { target, identity } => (target, identity),
+            Plan::Forward {
+                target,
+                identity,
+                authorized,
+            } => (target, identity, authorized),
+        };
+        // With `upstream.auth` the gateway speaks to the upstream with its own credential, on authorized
+        // requests only, and never passes the client's on (whatever `forward_credentials` says).
+        let holds_upstream_credential = settings.upstream.auth.is_some();
+        let upstream_authorization = match (holds_upstream_credential, authorized) {
+            (true, true) => match self.upstream_credential.load_full() {
+                Some(credential) => Some(credential.authorization().clone()),
+                None => return Err(ProxyError::NoUpstreamCredential),
+            },
+            _ => None,
         };
 
         let http1 = request.version() <= Version::HTTP_11;
@@ -411,8 +451,12 @@ impl Gateway {
                 inbound_tls: conn.tls,
                 inbound_host,
                 // Only a credential the gateway authenticated is ever passed on: never one presented to a
-                // public route (nothing checked it), nor one that shadow mode forwards unauthenticated.
-                forward_credentials: settings.forward_credentials && identity_known,
+                // public route (nothing checked it), nor one that shadow mode forwards unauthenticated; and
+                // none at all when the gateway holds the upstream's own.
+                forward_credentials: settings.forward_credentials
+                    && identity_known
+                    && !holds_upstream_credential,
+                upstream_authorization,
                 websocket,
             },
         );
@@ -590,6 +634,7 @@ fn plan(verdict: &Verdict<'_>, target: &str, mode: Mode, explain: bool, request_
                 (None, _) => match &verdict.canonical {
                     Some(canonical) => Plan::Forward {
                         target: forward_target(canonical, target),
+                        authorized: verdict.principal.is_some(),
                         identity,
                     },
                     // `decide` always sets the target of an allowed request; fail closed if not.
@@ -618,6 +663,8 @@ fn plan(verdict: &Verdict<'_>, target: &str, mode: Mode, explain: bool, request_
                 Plan::Forward {
                     target: forward_target(canonical, target),
                     identity,
+                    // Forwarded although refused: never with the upstream's credential.
+                    authorized: false,
                 }
             }
             _ => Plan::Refuse(Box::new(refusal.render(explain))),

@@ -3,7 +3,7 @@
 //!
 //! Built once per upstream URL and settings (native roots plus `upstream.ca_file`, connect timeout,
 //! keep-alive pool) and shared by every request. Requests of inbound HTTP/1 connections go over the upstream
-//! connection lent to their inbound connection for the exchange ([`super::bound`]). The rest use hyper-util's pooled client:
+//! connection lent to their inbound connection for the exchange (`super::bound`). The rest use hyper-util's pooled client:
 //! inbound HTTP/2 requests (HTTP/2 to an `https` upstream that offers it by ALPN), and upgrade requests over a
 //! second, HTTP/1.1-only client, as a WebSocket handshake cannot ride an HTTP/2 connection.
 

@@ -4,5 +4,10 @@ pub mod raw;
 pub mod table;
 pub mod target;
 
-pub use table::{Handler, Requirement, Route, RouteMatch, RouteTable, Scope};
-pub use target::{CanonicalTarget, TargetRejection, canonicalize, reject_override_headers};
+pub use table::{
+    AcceptedCredentials, CredentialKind, Handler, OpaqueParam, Requirement, Route, RouteMatch,
+    RouteRefusal, RouteTable, Scope,
+};
+pub use target::{
+    CanonicalTarget, TargetRejection, canonicalize, canonicalize_request, reject_override_headers,
+};

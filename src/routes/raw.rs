@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::table::Handler;
+use super::table::{CredentialKind, Handler};
 
 /// A whole route file: `routes: [...]` (an empty list is fine).
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +40,26 @@ pub struct RawRoute {
     /// No credential at all.
     #[serde(default)]
     pub public: bool,
+    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); absent:
+    /// all of them.
+    #[serde(default)]
+    pub principals: Option<Vec<CredentialKind>>,
+    /// The answer to a credential of a kind `principals` leaves out; absent: 403/10000 with the reason.
+    #[serde(default)]
+    pub principal_refusal: Option<RawRefusal>,
+    /// Path parameters that may hold an encoded slash (`%2F`): kept as received, never decoded, never a
+    /// resource id (a Workers KV key name).
+    #[serde(default)]
+    pub opaque: Vec<String>,
+}
+
+/// A route's own answer: `{ status: 400, code: 1001, message: "…" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefusal {
+    pub status: u16,
+    pub code: u32,
+    pub message: String,
 }
 
 /// `method: GET` or `method: [GET, HEAD]` (`"*"` is any method).

@@ -6,6 +6,7 @@
 //! two matchit walks and no allocation of ours. Pure: no I/O.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use matchit::{InsertError, Router};
@@ -13,7 +14,9 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::raw::{RawMethods, RawPermissions, RawRoute, RawRouteFile, RawScope};
-use super::target::{TargetRejection, canonicalize};
+use super::target::{
+    CanonicalTarget, TargetRejection, canonicalize, check_encoded_slash_segment, has_encoded_slash,
+};
 use crate::config::{ConfigError, SourceFile};
 use crate::policy::keys::{KeyId, KeyInterner, KeyPattern};
 
@@ -23,6 +26,41 @@ use crate::policy::keys::{KeyId, KeyInterner, KeyPattern};
 pub enum Handler {
     /// `GET /user/tokens/verify`: reports on the presented token.
     VerifyToken,
+}
+
+/// A kind of credential, as a route's `principals:` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A user-owned API token.
+    UserToken,
+    /// An account-owned API token.
+    AccountToken,
+    /// A legacy user API key (`X-Auth-Email` + `X-Auth-Key`).
+    ApiKey,
+}
+
+/// The kinds of credential a route accepts: a set of [`CredentialKind`]s, all of them by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptedCredentials(u8);
+
+/// A route's own answer to a credential of a kind it does not accept (`principal_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRefusal {
+    /// A client error: 400–499.
+    pub status: u16,
+    pub code: u32,
+    pub message: Box<str>,
+}
+
+/// A path parameter a route declares opaque: the value may hold an encoded slash (`%2F`); it is kept and
+/// forwarded exactly as received, never decoded and never a resource id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpaqueParam {
+    pub name: Box<str>,
+    /// Its segment of the path, counting from 0 before the first `/` (`/a/{p}`: 2): an opaque parameter is a
+    /// whole segment, so this is where it is in any path the route matches.
+    pub segment: usize,
 }
 
 /// The permission keys a route requires.
@@ -65,6 +103,12 @@ pub struct Route {
     pub handler: Option<Handler>,
     /// No credential needed (then `requirement` is `None` and `scope` is `None`).
     pub public: bool,
+    /// The kinds of credential that may call the route (`principals:`; all of them when absent).
+    pub principals: AcceptedCredentials,
+    /// The route's own answer to a credential of another kind; `None`: 403/10000 with the reason.
+    pub principal_refusal: Option<RouteRefusal>,
+    /// The parameters that may hold an encoded slash (`opaque:`), in path order.
+    pub opaque: Box<[OpaqueParam]>,
 }
 
 /// The result of a lookup: the route and the id of the resource its scope names.
@@ -108,10 +152,88 @@ struct Param {
 
 const ANY_METHOD: &str = "*";
 
+// === impl CredentialKind ===
+
+impl CredentialKind {
+    /// Every kind, in the order the file format lists them.
+    pub const ALL: [CredentialKind; 3] = [Self::UserToken, Self::AccountToken, Self::ApiKey];
+
+    /// The name in route files: `user_token`, `account_token`, `api_key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserToken => "user_token",
+            Self::AccountToken => "account_token",
+            Self::ApiKey => "api_key",
+        }
+    }
+
+    /// The kind in words, plural, for reasons: `account-owned tokens`.
+    pub fn described(self) -> &'static str {
+        match self {
+            Self::UserToken => "user-owned tokens",
+            Self::AccountToken => "account-owned tokens",
+            Self::ApiKey => "legacy API keys",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::UserToken => 1,
+            Self::AccountToken => 2,
+            Self::ApiKey => 4,
+        }
+    }
+}
+
+// === impl AcceptedCredentials ===
+
+impl AcceptedCredentials {
+    /// Every kind: a route without `principals:`.
+    pub const ALL: Self = Self(7);
+
+    /// Exactly these kinds.
+    pub fn of(kinds: impl IntoIterator<Item = CredentialKind>) -> Self {
+        Self(kinds.into_iter().fold(0, |bits, kind| bits | kind.bit()))
+    }
+
+    /// Whether a credential of `kind` may call the route.
+    pub fn accepts(self, kind: CredentialKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Whether every kind is accepted (no restriction).
+    pub fn is_all(self) -> bool {
+        self == Self::ALL
+    }
+}
+
+impl Default for AcceptedCredentials {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl fmt::Display for AcceptedCredentials {
+    /// `user_token, api_key`: the accepted kinds as route files name them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for kind in CredentialKind::ALL {
+            if self.accepts(kind) {
+                if !first {
+                    f.write_str(", ")?;
+                }
+                f.write_str(kind.as_str())?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 // === impl RouteTable ===
 
 impl RouteTable {
-    /// A table with no routes: every request is 404.
+    /// A table with no routes: every request is answered "no route" (400/7000).
     pub fn empty() -> Self {
         Self::default()
     }
@@ -251,6 +373,16 @@ impl RouteTable {
     /// `None` when no route matches, including a path that exists only for other methods.
     #[inline]
     pub fn lookup<'t, 'p>(&'t self, method: &str, path: &'p str) -> Option<RouteMatch<'t, 'p>> {
+        let (route, resource_id) = self.find(method, path)?;
+        Some(RouteMatch {
+            route,
+            resource_id: resource_id.and_then(|range| path.get(range)),
+        })
+    }
+
+    /// The route for `method` and `path`, and where in `path` the value of its scope parameter is (a range,
+    /// not a borrow, so that [`RouteTable::route_request`] can look up once and still change the path).
+    fn find(&self, method: &str, path: &str) -> Option<(&Route, Option<Range<usize>>)> {
         let matched = self
             .by_method
             .iter()
@@ -260,10 +392,63 @@ impl RouteTable {
         let index = *matched.value as usize;
         let route = self.routes.get(index)?;
         let resource_id = match self.scope_params.get(index) {
-            Some(Some(position)) => matched.params.iter().nth(*position).map(|(_, value)| value),
+            Some(Some(position)) => matched
+                .params
+                .iter()
+                .nth(*position)
+                .and_then(|(_, value)| range_within(path, value)),
             _ => None,
         };
-        Some(RouteMatch { route, resource_id })
+        Some((route, resource_id))
+    }
+
+    /// Looks up a request's target (from [`super::target::canonicalize_request`]), holding it to the
+    /// matched route's opaque parameters, so that the string routed is the one authorized and forwarded:
+    ///
+    /// - a segment holding an encoded slash must be an opaque parameter of the matched route; anywhere else,
+    ///   or when no route matches, the request is refused as every `%2F` used to be ([`TargetRejection::EncodedSlash`]);
+    /// - an opaque parameter is put back exactly as received (`received` is the raw request-target), never
+    ///   decoded, and the path is looked up again: it must match the same route, or the request is refused.
+    ///
+    /// `target.path` is then the path to forward. `Ok(None)`: no route.
+    pub fn route_request<'t, 'p>(
+        &'t self,
+        method: &str,
+        target: &'p mut CanonicalTarget,
+        received: &str,
+    ) -> Result<Option<RouteMatch<'t, 'p>>, TargetRejection> {
+        let Some((route, mut resource_id)) = self.find(method, &target.path) else {
+            return if target.encoded_slash {
+                Err(TargetRejection::EncodedSlash)
+            } else {
+                Ok(None)
+            };
+        };
+        if target.encoded_slash {
+            let admitted = target.path.split('/').enumerate().all(|(index, segment)| {
+                !has_encoded_slash(segment) || route.opaque.iter().any(|p| p.segment == index)
+            });
+            if !admitted {
+                return Err(TargetRejection::EncodedSlash);
+            }
+        }
+        if !route.opaque.is_empty() {
+            let as_received = path_with_opaque_segments_as_received(route, &target.path, received)?;
+            if as_received != target.path {
+                target.path = as_received;
+                match self.find(method, &target.path) {
+                    Some((again, again_resource_id)) if std::ptr::eq(again, route) => {
+                        resource_id = again_resource_id;
+                    }
+                    _ => return Err(TargetRejection::OpaqueChangedRoute),
+                }
+            }
+        }
+        let path: &'p str = &target.path;
+        Ok(Some(RouteMatch {
+            route,
+            resource_id: resource_id.and_then(|range| path.get(range)),
+        }))
     }
 
     /// How many routes (a route with several methods counts once).
@@ -288,6 +473,43 @@ impl fmt::Debug for RouteTable {
             .field("routes", &self.routes)
             .finish_non_exhaustive()
     }
+}
+
+/// Where `part`, a slice of `whole` (matchit's parameter values are slices of the path it was given), lies
+/// in it; checked, so that anything else is `None` (no resource id: the decision then fails closed).
+fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    let range = start..end;
+    (whole.get(range.clone()) == Some(part)).then_some(range)
+}
+
+/// `canonical` with each of `route`'s opaque segments replaced by the same segment of `received` (the raw
+/// request-target), each checked as a segment kept as received must be.
+fn path_with_opaque_segments_as_received(
+    route: &Route,
+    canonical: &str,
+    received: &str,
+) -> Result<String, TargetRejection> {
+    let received_path = received.split('?').next().unwrap_or(received);
+    let raw: Vec<&str> = received_path.split('/').collect();
+    let mut out = String::with_capacity(canonical.len());
+    for (index, segment) in canonical.split('/').enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        if route.opaque.iter().any(|param| param.segment == index) {
+            // Canonicalisation never adds or removes a `/`, so the raw path has the same segments.
+            let Some(raw_segment) = raw.get(index) else {
+                return Err(TargetRejection::OpaqueChangedRoute);
+            };
+            check_encoded_slash_segment(raw_segment)?;
+            out.push_str(raw_segment);
+        } else {
+            out.push_str(segment);
+        }
+    }
+    Ok(out)
 }
 
 fn file_path(files: &[SourceFile], index: usize) -> &Path {
@@ -466,6 +688,9 @@ fn compile_route(
         }
     };
 
+    let (principals, principal_refusal) = compile_principals(raw, at, errors);
+    let opaque = compile_opaque(raw, &scope, at, errors);
+
     if errors.len() > before {
         return None;
     }
@@ -479,10 +704,140 @@ fn compile_route(
             scope,
             handler: raw.handler,
             public: raw.public,
+            principals,
+            principal_refusal,
+            opaque,
         },
         methods,
         scope_param,
     })
+}
+
+/// `opaque: [param, …]`: each a whole-segment parameter of the path (not a catch-all), not the scope's
+/// parameter (an opaque value is never a resource id), named once.
+fn compile_opaque(
+    raw: &RawRoute,
+    scope: &Scope,
+    at: RouteAt<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Box<[OpaqueParam]> {
+    let mut opaque = Vec::with_capacity(raw.opaque.len());
+    for (index, name) in raw.opaque.iter().enumerate() {
+        let field = format!("opaque[{index}]");
+        let whole = format!("{{{name}}}");
+        let segment = raw.path.split('/').position(|segment| segment == whole);
+        let scope_param = match scope {
+            Scope::Account { param } | Scope::Zone { param } => Some(&**param),
+            Scope::User | Scope::Any | Scope::None => None,
+        };
+        if raw
+            .opaque
+            .get(..index)
+            .is_some_and(|seen| seen.contains(name))
+        {
+            errors.push(at.error(&field, format!("{name} is listed twice")));
+        } else if scope_param == Some(name.as_str()) {
+            errors.push(at.error(
+                &field,
+                format!(
+                    "{name} holds the resource id of the route's scope; an opaque parameter is never a \
+                     resource id"
+                ),
+            ));
+        } else if let Some(segment) = segment {
+            opaque.push(OpaqueParam {
+                name: name.as_str().into(),
+                segment,
+            });
+        } else if raw.path.contains(&format!("{{*{name}}}")) {
+            errors.push(at.error(
+                &field,
+                format!("{name} is a catch-all; an opaque parameter is one whole segment"),
+            ));
+        } else if raw.path.contains(&whole) {
+            errors.push(at.error(
+                &field,
+                format!(
+                    "{name} shares its segment with other text; an opaque parameter is a whole segment \
+                     ({{{name}}} between two /)"
+                ),
+            ));
+        } else {
+            errors.push(at.error(
+                &field,
+                format!("{name:?} is not a parameter of the path {}", raw.path),
+            ));
+        }
+    }
+    opaque.into_boxed_slice()
+}
+
+/// `principals:` and `principal_refusal:`: which kinds of credential may call the route, and the route's
+/// own answer to the others.
+fn compile_principals(
+    raw: &RawRoute,
+    at: RouteAt<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> (AcceptedCredentials, Option<RouteRefusal>) {
+    let principals = match &raw.principals {
+        None => AcceptedCredentials::ALL,
+        Some(_) if raw.public => {
+            errors.push(at.error(
+                "principals",
+                "a public route checks no credential, so it takes no principals",
+            ));
+            AcceptedCredentials::ALL
+        }
+        Some(kinds) if kinds.is_empty() => {
+            errors.push(at.error(
+                "principals",
+                "an empty principals list admits no credential at all; remove the route instead (a request \
+                 no route matches is refused)",
+            ));
+            AcceptedCredentials::ALL
+        }
+        Some(kinds) => {
+            for (index, kind) in kinds.iter().enumerate() {
+                if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
+                    errors.push(at.error(
+                        &format!("principals[{index}]"),
+                        format!("{} is listed twice", kind.as_str()),
+                    ));
+                }
+            }
+            AcceptedCredentials::of(kinds.iter().copied())
+        }
+    };
+    let refusal = raw.principal_refusal.as_ref().and_then(|refusal| {
+        let before = errors.len();
+        if raw.principals.is_none() {
+            errors.push(at.error(
+                "principal_refusal",
+                "principal_refusal answers the credentials principals leaves out; give principals too",
+            ));
+        }
+        if !(400..=499).contains(&refusal.status) {
+            errors.push(at.error(
+                "principal_refusal.status",
+                format!(
+                    "{} is not a client error; a refusal's status is 400-499",
+                    refusal.status
+                ),
+            ));
+        }
+        if refusal.message.is_empty() || refusal.message.chars().any(char::is_control) {
+            errors.push(at.error(
+                "principal_refusal.message",
+                "the message must be non-empty, without control characters",
+            ));
+        }
+        (errors.len() == before).then(|| RouteRefusal {
+            status: refusal.status,
+            code: refusal.code,
+            message: refusal.message.as_str().into(),
+        })
+    });
+    (principals, refusal)
 }
 
 /// Methods are case-sensitive tokens (RFC 9110 §9.1), so a lowercase one is an error, not a guess.

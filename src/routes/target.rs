@@ -12,6 +12,11 @@
 //! - the query (after the first `?`) is forwarded byte for byte and plays no part in the decision.
 //!
 //! Canonicalisation is idempotent: `canonicalize(m, &c.path_and_query()) == Ok(c)`.
+//!
+//! Encoded slashes: [`canonicalize`] refuses every `%2F`. [`canonicalize_request`], what the gateway runs on
+//! requests, instead keeps a segment holding `%2F` (any case) exactly as received, checked but never decoded,
+//! and flags the target: the route it matches must then declare that segment an opaque parameter, or the
+//! request is refused as before (see [`super::table::RouteTable::route_request`]).
 
 use http::HeaderMap;
 
@@ -25,6 +30,9 @@ pub struct CanonicalTarget {
     pub path: String,
     /// The text after the first `?`, unchanged; `Some("")` for a bare trailing `?`.
     pub query: Option<String>,
+    /// Some segment of `path` holds an encoded slash, kept as received: only [`canonicalize_request`] lets
+    /// one through, for the route to admit (an opaque parameter) or refuse.
+    pub encoded_slash: bool,
 }
 
 // === impl CanonicalTarget ===
@@ -92,6 +100,12 @@ pub enum TargetRejection {
     InvalidUtf8,
     #[error("path longer than 8192 bytes")]
     TooLong,
+    /// A segment holding `%2F` is kept as received, so it must need no other canonicalisation.
+    #[error("a path segment with an encoded slash holds a character that must be percent-encoded")]
+    UnencodedBesideEncodedSlash,
+    /// An opaque parameter as received matched another route than its canonical form (never expected).
+    #[error("an opaque path parameter, as received, would match another route")]
+    OpaqueChangedRoute,
     /// `CONNECT` asks for a tunnel to a host the client names: the gateway is a reverse proxy.
     #[error("CONNECT is not served (the gateway is not a forward proxy)")]
     Connect,
@@ -124,6 +138,8 @@ impl TargetRejection {
             Self::InvalidPercentEncoding => "invalid_percent_encoding",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::TooLong => "too_long",
+            Self::UnencodedBesideEncodedSlash => "unencoded_beside_encoded_slash",
+            Self::OpaqueChangedRoute => "opaque_changed_route",
             Self::Connect => "connect",
             Self::MethodOverride(_) => "method_override",
             Self::TargetOverride(_) => "target_override",
@@ -136,6 +152,32 @@ impl TargetRejection {
 /// Accepts origin-form (`/path?query`) and, for `OPTIONS` only, `*`. See the module docs for the form
 /// produced and [`TargetRejection`] for everything refused.
 pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, TargetRejection> {
+    canonicalize_with(method, target, EncodedSlashes::Refuse)
+}
+
+/// [`canonicalize`] for a request the gateway decides: a segment holding an encoded slash (`%2F`, any case)
+/// is kept exactly as received instead of refused, once checked ([`check_encoded_slash_segment`]), and the
+/// target is flagged ([`CanonicalTarget::encoded_slash`]); whether the matched route declares that segment an
+/// opaque parameter decides whether the request goes on. Idempotent like [`canonicalize`].
+pub fn canonicalize_request(
+    method: &str,
+    target: &str,
+) -> Result<CanonicalTarget, TargetRejection> {
+    canonicalize_with(method, target, EncodedSlashes::KeepSegment)
+}
+
+/// What canonicalisation does with a segment holding `%2F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EncodedSlashes {
+    Refuse,
+    KeepSegment,
+}
+
+fn canonicalize_with(
+    method: &str,
+    target: &str,
+    slashes: EncodedSlashes,
+) -> Result<CanonicalTarget, TargetRejection> {
     if method == "CONNECT" {
         return Err(TargetRejection::Connect);
     }
@@ -147,6 +189,7 @@ pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, Targe
             Ok(CanonicalTarget {
                 path: "*".to_string(),
                 query: None,
+                encoded_slash: false,
             })
         } else {
             Err(TargetRejection::AsteriskForm)
@@ -167,7 +210,12 @@ pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, Targe
     if raw_path.len() > MAX_PATH_LEN {
         return Err(TargetRejection::TooLong);
     }
-    let path = canonical_path(raw_path)?;
+    let encoded_slash = slashes == EncodedSlashes::KeepSegment && has_encoded_slash(raw_path);
+    let path = if encoded_slash {
+        canonical_path_keeping_encoded_slash_segments(raw_path)?
+    } else {
+        canonical_path(raw_path)?
+    };
     if path.len() > MAX_PATH_LEN {
         return Err(TargetRejection::TooLong);
     }
@@ -175,7 +223,64 @@ pub fn canonicalize(method: &str, target: &str) -> Result<CanonicalTarget, Targe
     Ok(CanonicalTarget {
         path,
         query: query.map(str::to_string),
+        encoded_slash,
     })
+}
+
+/// Whether `text` holds an encoded slash, `%2F` or `%2f` (a SIMD search for `%`: most paths have none).
+pub fn has_encoded_slash(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b'%', bytes).any(|at| {
+        bytes.get(at + 1) == Some(&b'2') && matches!(bytes.get(at + 2), Some(b'F' | b'f'))
+    })
+}
+
+/// The canonical path, each segment canonicalised on its own except a segment holding `%2F`, which is kept as
+/// received once [`check_encoded_slash_segment`] accepts it.
+fn canonical_path_keeping_encoded_slash_segments(raw: &str) -> Result<String, TargetRejection> {
+    let mut out = String::with_capacity(raw.len());
+    for (index, segment) in raw.split('/').enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        if has_encoded_slash(segment) {
+            check_encoded_slash_segment(segment)?;
+            out.push_str(segment);
+        } else {
+            out.push_str(&canonical_path(segment)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A segment holding `%2F`, to be kept as received: split at each `%2F`, every piece must be canonical
+/// but for percent-encodings (no `%5C`, `;`, control characters, bad encodings or UTF-8, which
+/// the canonical path refuses), hold no raw character that canonicalisation would encode (the segment is
+/// forwarded byte for byte, so it must already be in one form), and not be a dot segment, raw or encoded: an
+/// upstream that decoded `%2F` before routing would otherwise resolve `a%2F..%2Fb` to another path.
+pub fn check_encoded_slash_segment(segment: &str) -> Result<(), TargetRejection> {
+    let mut rest = segment;
+    loop {
+        let (piece, after) = match rest
+            .as_bytes()
+            .windows(3)
+            .position(|window| matches!(window, [b'%', b'2', b'F' | b'f']))
+        {
+            Some(at) => (rest.get(..at).unwrap_or(rest), rest.get(at + 3..)),
+            None => (rest, None),
+        };
+        let canonical = canonical_path(piece)?;
+        if canonical == "." || canonical == ".." {
+            return Err(TargetRejection::DotSegment);
+        }
+        if !piece.bytes().all(|byte| byte == b'%' || is_path_char(byte)) || piece.contains('/') {
+            return Err(TargetRejection::UnencodedBesideEncodedSlash);
+        }
+        match after {
+            Some(after) => rest = after,
+            None => return Ok(()),
+        }
+    }
 }
 
 /// The query is forwarded as is, but bytes that can never be in a request line are still refused.
@@ -479,6 +584,70 @@ mod tests {
         assert_eq!(get("/%2f"), Err(R::EncodedSlash));
     }
 
+    /// `canonicalize_request` keeps a segment holding `%2F` as received and flags it (the route decides);
+    /// `canonicalize` still refuses it, and so does every check a kept segment must pass.
+    #[test]
+    fn a_request_keeps_an_encoded_slash_segment_as_received_for_the_route_to_decide() {
+        let kept = canonicalize_request("GET", "/v/%61/images%2Fcat.png?x=%2F").unwrap();
+        assert_eq!(
+            kept.path, "/v/a/images%2Fcat.png",
+            "other segments are canonical"
+        );
+        assert_eq!(kept.query.as_deref(), Some("x=%2F"));
+        assert!(kept.encoded_slash);
+        for (target, path) in [
+            ("/v/a%2fb", "/v/a%2fb"),
+            ("/v/%61%2Fb", "/v/%61%2Fb"),
+            ("/v/%2F", "/v/%2F"),
+            ("/v/%2Fa%2F%2Fb%2F", "/v/%2Fa%2F%2Fb%2F"),
+            ("/v/a%3a%2Fb~", "/v/a%3a%2Fb~"),
+            ("/v/caf%C3%A9%2F1", "/v/caf%C3%A9%2F1"),
+        ] {
+            let kept = canonicalize_request("GET", target).unwrap();
+            assert_eq!(kept.path, path, "{target}: byte for byte");
+            assert!(kept.encoded_slash);
+            assert_eq!(
+                canonicalize_request("GET", &kept.path_and_query()),
+                Ok(kept.clone()),
+                "idempotent"
+            );
+            assert_eq!(
+                get(target),
+                Err(R::EncodedSlash),
+                "canonicalize refuses {target}"
+            );
+        }
+        let plain = canonicalize_request("GET", "/v/a?x=%2F").unwrap();
+        assert!(
+            !plain.encoded_slash,
+            "a %2F in the query is no encoded slash in the path"
+        );
+        assert_eq!(plain, get("/v/a?x=%2F").unwrap());
+        for (target, rejection) in [
+            ("/v/a%2F..%2Fb", R::DotSegment),
+            ("/v/..%2Fzone-2", R::DotSegment),
+            ("/v/a%2F.", R::DotSegment),
+            ("/v/%2E%2E%2Fx", R::DotSegment),
+            ("/v/a%2F%2e%2Fb", R::DotSegment),
+            ("/v/a%2F%5Cb", R::Backslash),
+            ("/v/a%2F;b", R::Semicolon),
+            ("/v/a%2F%3Bb", R::Semicolon),
+            ("/v/a%2F%00", R::ControlCharacter),
+            ("/v/a%2F%G1", R::InvalidPercentEncoding),
+            ("/v/%C3%2F%A9", R::InvalidUtf8),
+            ("/v/a%2F{b}", R::UnencodedBesideEncodedSlash),
+            ("/v/a%2F\"b", R::UnencodedBesideEncodedSlash),
+            ("/v/..", R::DotSegment),
+            ("/v//a%2Fb", R::EmptySegment),
+        ] {
+            assert_eq!(
+                canonicalize_request("GET", target),
+                Err(rejection),
+                "{target}"
+            );
+        }
+    }
+
     #[test]
     fn backslashes_are_rejected() {
         assert_eq!(get("/a\\b"), Err(R::Backslash));
@@ -729,6 +898,27 @@ mod tests {
                 }
                 prop_assert!(canonical.path.starts_with('/'));
                 prop_assert!(canonical.path.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+
+        #[test]
+        fn a_request_target_is_canonical_but_for_segments_holding_an_encoded_slash(target in target_strategy()) {
+            if let Ok(kept) = canonicalize_request("GET", &target) {
+                prop_assert_eq!(canonicalize_request("GET", &kept.path_and_query()), Ok(kept.clone()));
+                prop_assert_eq!(kept.encoded_slash, has_encoded_slash(&kept.path));
+                if !kept.encoded_slash {
+                    prop_assert_eq!(get(&target), Ok(kept.clone()));
+                }
+                for segment in kept.path.split('/') {
+                    if has_encoded_slash(segment) {
+                        prop_assert!(check_encoded_slash_segment(segment).is_ok());
+                    } else {
+                        let canonical = canonical_path(segment);
+                        prop_assert_eq!(canonical.as_deref(), Ok(segment), "{:?}", kept.path);
+                    }
+                }
+            } else {
+                prop_assert!(get(&target).is_err(), "{:?}: accepted strictly, refused for a request", target);
             }
         }
 

@@ -49,7 +49,7 @@ pub const TOKEN_DATED: &str = "pgt_test_dated";
 /// Account token of acct-a: DNS Read on zone-1.
 pub const TOKEN_ACCOUNT: &str = "pgt_test_account";
 pub const JOE_EMAIL: &str = "joe@example.com";
-pub const JOE_KEY: &str = "legacy_test_joe";
+pub const JOE_KEY: &str = "2424df50ab474eade69eb43658e15deb84d04";
 
 /// The list route of zone-1's DNS records.
 pub fn records_path() -> String {

@@ -2,7 +2,10 @@
 
 permgate serves the real route table (routes/cloudflare-v4.yaml) with the real permission-group catalog
 (config/cloudflare/permission_groups.yaml) in front of a small upstream that answers like Cloudflare for zone get,
-DNS records list/create/delete and account get. Run by `.ci/run` after `cargo test` (which builds
+DNS records list/create/delete, account get and list, and Workers KV values. The SDK raises what the real API
+makes it raise: BadRequestError for a path with no route (7000), an account token on the account list (1001) and a
+malformed legacy key (6003/6103); PermissionDeniedError for denials. The TypeScript SDK's suite is
+tests/sdk/cloudflare_sdk.test.mjs. Run by `.ci/run` after `cargo test` (which builds
 target/debug/permgate; PERMGATE_BIN overrides it):
 
     python3 -m venv target/sdk-venv && target/sdk-venv/bin/pip install cloudflare==5.9.0 pytest==8.4.2
@@ -25,6 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import cloudflare
 import httpx
@@ -41,10 +45,12 @@ ZONE_2 = "80ce4497cb0af370df5b9c891d7e2182"  # in A
 ZONE_3 = "3f2a9a7e6b8c4d5e9f0a1b2c3d4e5f60"  # in B
 JOE = "e5def38bc61044775ec59fa0607cda84"
 JOE_EMAIL = "joe.smith@example.com"
-JOE_KEY = "legacy_sdk_joe"
+JOE_KEY = "d2d7103c1e3037147124aac2448c04f72adf4"  # a global API key: 37 lower-case hex characters
+NAMESPACE = "0f2ac74b498b48028cb68387c421e279"
 
 DNS_READ = "82e64a83756745bbbb1c9c2701bf816b"
 ACCOUNT_SETTINGS_READ = "c1fde68c7bcc44588cbb6ddbc16d6480"
+KV_READ = "8b47d2786a534c08a1f94ee8f9f599ef"
 
 TOKENS = {
     # secret: (id, owner, groups, resources, extra)
@@ -56,6 +62,8 @@ TOKENS = {
     "pgt_sdk_account_a": ("7f3b8e2a4d9c4eaf813c4d5e6f708192", {"account": ACCOUNT_A},
                           [ACCOUNT_SETTINGS_READ, DNS_READ],
                           {f"com.cloudflare.api.account.{ACCOUNT_A}": "*"}, {}),
+    "pgt_sdk_kv_read": ("8a4c9f3b5e0d4fb0924d5e6f708192a5", {"account": ACCOUNT_A}, [KV_READ],
+                        {f"com.cloudflare.api.account.{ACCOUNT_A}": "*"}, {}),
 }
 
 
@@ -90,10 +98,13 @@ class Upstream:
                 body = json.loads(self.rfile.read(length) or b"null") if length else None
                 with upstream.lock:
                     upstream.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                status, payload = upstream.route(self.command, self.path.split("?")[0], body)
-                data = json.dumps(payload).encode()
+                path, _, query = self.path.partition("?")
+                page = int(parse_qs(query).get("page", ["1"])[0])
+                status, payload = upstream.route(self.command, path, body, page)
+                raw = isinstance(payload, dict) and "raw" in payload
+                data = payload["raw"].encode() if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -109,7 +120,16 @@ class Upstream:
             return sum(1 for request in self.requests if method is None or request[0] == method)
 
     @staticmethod
-    def route(method, path, body):
+    def route(method, path, body, page=1):
+        kv_value = re.fullmatch(
+            r"/client/v4/accounts/[0-9a-f]{32}/storage/kv/namespaces/[0-9a-f]{32}/values/([^/]+)", path)
+        if kv_value and method == "GET":
+            return 200, {"raw": f"value of {kv_value.group(1)}"}
+        if path == "/client/v4/accounts" and method == "GET":
+            # One account on page 1, none after: auto-pagination asks for page 2 and stops.
+            rows = [{"id": ACCOUNT_A, "name": "Example Company"}] if page == 1 else []
+            return 200, envelope(rows, result_info={"page": page, "per_page": 20, "count": len(rows),
+                                                    "total_count": 1, "total_pages": 1})
         zone = re.fullmatch(r"/client/v4/zones/([0-9a-f]{32})", path)
         records = re.fullmatch(r"/client/v4/zones/([0-9a-f]{32})/dns_records", path)
         record = re.fullmatch(r"/client/v4/zones/([0-9a-f]{32})/dns_records/([0-9a-f]{32})", path)
@@ -325,7 +345,7 @@ def test_legacy_email_and_key(gateway):
     assert cf.zones.get(zone_id=ZONE_1).id == ZONE_1
     deleted = cf.dns.records.delete("372e67954025e0ba6aaa6d586b9e0b59", zone_id=ZONE_1)
     assert deleted.id == "372e67954025e0ba6aaa6d586b9e0b59"
-    wrong = Cloudflare(api_email=JOE_EMAIL, api_key="not_the_key", base_url=gateway.base_url, max_retries=0)
+    wrong = Cloudflare(api_email=JOE_EMAIL, api_key="0123456789abcdef0123456789abcdef01234", base_url=gateway.base_url, max_retries=0)
     with pytest.raises(cloudflare.PermissionDeniedError) as denied:
         wrong.zones.get(zone_id=ZONE_1)
     assert code_of(denied) == 9103
@@ -377,3 +397,73 @@ def test_a_gateway_502_is_retried_and_still_says_1200():
         assert attempts == [403]
     finally:
         dead.stop()
+
+
+# --- answers as Cloudflare gives them (issue 21) ---------------------------------------------------------------
+
+def test_a_path_the_table_does_not_have_is_a_bad_request_7000(gateway, upstream):
+    cf = client(gateway, "pgt_sdk_dns_read_zone1")
+    before = upstream.count()
+    with pytest.raises(cloudflare.BadRequestError) as missing:
+        cf.rulesets.list(zone_id=ZONE_1)  # no permission annotation in the spec: no route in the table
+    assert missing.value.status_code == 400
+    assert code_of(missing) == 7000
+    assert missing.value.body["errors"][0]["message"] == "No route for that URI"
+    # A method the path does not have is answered the same way.
+    with pytest.raises(cloudflare.BadRequestError) as method:
+        cf.put(f"/zones/{ZONE_1}/dns_records", body={}, cast_to=httpx.Response)
+    assert code_of(method) == 7000
+    assert upstream.count() == before
+
+
+def test_an_account_token_may_not_list_accounts_1001(gateway, upstream):
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        client(gateway, "pgt_sdk_account_a").accounts.list()
+    assert refused.value.status_code == 400
+    assert code_of(refused) == 1001
+    assert refused.value.body["errors"][0]["message"] == \
+        "List accounts endpoint does not support account owned tokens."
+    assert [account.id for account in client(gateway, "pgt_sdk_dns_read_zone1").accounts.list()] == [ACCOUNT_A]
+
+
+def test_a_malformed_legacy_key_is_6003_6103_before_any_lookup(gateway):
+    cf = Cloudflare(api_email=JOE_EMAIL, api_key="not_a_global_api_key", base_url=gateway.base_url, max_retries=0)
+    with pytest.raises(cloudflare.BadRequestError) as malformed:
+        cf.zones.get(zone_id=ZONE_1)
+    assert code_of(malformed) == 6003
+    assert malformed.value.body["errors"][0]["error_chain"] == [
+        {"code": 6103, "message": "Invalid format for X-Auth-Key header"}]
+
+
+def test_a_token_next_to_a_leftover_email_and_key_in_the_environment(gateway, upstream, monkeypatch):
+    # The Python SDK sends the email and key (not the token) when all three are set: the leftover key is what
+    # permgate checks, as Cloudflare would.
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "pgt_sdk_dns_read_zone1")
+    monkeypatch.setenv("CLOUDFLARE_EMAIL", JOE_EMAIL)
+    monkeypatch.setenv("CLOUDFLARE_API_KEY", "0123456789abcdef0123456789abcdef01234")
+    cf = Cloudflare(base_url=gateway.base_url, max_retries=0)
+    before = upstream.count()
+    with pytest.raises(cloudflare.PermissionDeniedError) as denied:
+        cf.zones.get(zone_id=ZONE_1)
+    assert code_of(denied) == 9103
+    # Both kinds in one request, as other clients send them, are refused with 6003/6111.
+    response = httpx.get(f"{gateway.base_url}/zones/{ZONE_1}", headers={
+        "Authorization": "Bearer pgt_sdk_dns_read_zone1", "X-Auth-Email": JOE_EMAIL, "X-Auth-Key": JOE_KEY})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["error_chain"][0]["code"] == 6111
+    assert upstream.count() == before
+
+
+def test_a_workers_kv_key_name_with_a_slash_reaches_the_upstream_encoded(gateway, upstream):
+    cf = client(gateway, "pgt_sdk_kv_read")
+    value = cf.kv.namespaces.values.get("images/cat.png", account_id=ACCOUNT_A, namespace_id=NAMESPACE)
+    assert value.text() == "value of images%2Fcat.png"
+    method, path, _ = upstream.requests[-1]
+    assert (method, path) == ("GET", f"/client/v4/accounts/{ACCOUNT_A}/storage/kv/namespaces/{NAMESPACE}"
+                                     "/values/images%2Fcat.png"), "forwarded byte for byte"
+    # A slash in any other parameter is still refused (the SDK encodes it: a rejected target, 6003).
+    before = upstream.count()
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        client(gateway, "pgt_sdk_dns_read_zone1").dns.records.get("a/b", zone_id=ZONE_1)
+    assert code_of(refused) == 6003
+    assert upstream.count() == before

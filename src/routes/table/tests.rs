@@ -883,3 +883,257 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn principals_restrict_the_kinds_of_credential_a_route_accepts() {
+    let table = compile(
+        r##"
+routes:
+  - method: GET
+    path: /client/v4/accounts
+    scope: none
+    principals: [user_token, api_key]
+    principal_refusal: { status: 400, code: 1001, message: "List accounts endpoint does not support account owned tokens." }
+  - method: GET
+    path: /client/v4/zones/{zone_id}/pagerules
+    permissions: ["#zone:read"]
+    scope: { zone: zone_id }
+    principals: [account_token]
+  - method: GET
+    path: /client/v4/zones
+    scope: none
+"##,
+    );
+    let accounts = table.lookup("GET", "/client/v4/accounts").unwrap().route;
+    assert!(accounts.principals.accepts(CredentialKind::UserToken));
+    assert!(accounts.principals.accepts(CredentialKind::ApiKey));
+    assert!(!accounts.principals.accepts(CredentialKind::AccountToken));
+    assert_eq!(accounts.principals.to_string(), "user_token, api_key");
+    assert_eq!(
+        accounts.principal_refusal,
+        Some(RouteRefusal {
+            status: 400,
+            code: 1001,
+            message: "List accounts endpoint does not support account owned tokens.".into(),
+        })
+    );
+    let pagerules = table
+        .lookup("GET", "/client/v4/zones/z1/pagerules")
+        .unwrap()
+        .route;
+    assert_eq!(
+        pagerules.principals,
+        AcceptedCredentials::of([CredentialKind::AccountToken])
+    );
+    assert_eq!(pagerules.principal_refusal, None);
+    let zones = table.lookup("GET", "/client/v4/zones").unwrap().route;
+    assert!(zones.principals.is_all(), "absent means every kind");
+}
+
+#[test]
+fn principals_are_checked() {
+    assert_error(
+        &one("method: GET, path: /a, scope: none, principals: []"),
+        "routes[0].principals",
+        "admits no credential",
+    );
+    assert_error(
+        &one("method: GET, path: /a, scope: none, principals: [api_key, api_key]"),
+        "routes[0].principals[1]",
+        "listed twice",
+    );
+    assert_error(
+        &one("method: GET, path: /a, public: true, principals: [api_key]"),
+        "routes[0].principals",
+        "public",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principal_refusal: { status: 400, code: 1, message: m }",
+        ),
+        "routes[0].principal_refusal",
+        "give principals too",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 200, code: 1, message: m }",
+        ),
+        "routes[0].principal_refusal.status",
+        "400-499",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 400, code: 1, message: \"\" }",
+        ),
+        "routes[0].principal_refusal.message",
+        "non-empty",
+    );
+    let unknown = errors(&one(
+        "method: GET, path: /a, scope: none, principals: [service_key]",
+    ));
+    assert!(unknown[0].message.contains("service_key"), "{unknown:#?}");
+    let extra = errors(&one(
+        "method: GET, path: /a, scope: none, principals: [api_key], principal_refusal: { status: 400, code: 1, message: m, why: x }",
+    ));
+    assert!(extra[0].message.contains("why"), "{extra:#?}");
+}
+
+const KV_ROUTES: &str = r##"
+routes:
+  - method: [GET, PUT]
+    path: /client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}
+    permissions: [com.cloudflare.edge.storage.kv.key.read]
+    scope: { account: account_id }
+    opaque: [key_name]
+  - method: GET
+    path: /client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/values/{key_name}/meta
+    permissions: [com.cloudflare.edge.storage.kv.key.read]
+    scope: { account: account_id }
+    opaque: [key_name]
+  - method: GET
+    path: /client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/keys
+    permissions: [com.cloudflare.edge.storage.kv.key.list]
+    scope: { account: account_id }
+  - method: GET
+    path: /client/v4/accounts/{account_id}/things/{thing}
+    permissions: [k]
+    scope: { account: account_id }
+"##;
+
+/// Routes a request target as the pipeline does: `canonicalize_request`, then `route_request`; the route's
+/// label, the resource id and the path that would be forwarded.
+fn route_request(
+    table: &RouteTable,
+    method: &str,
+    target: &str,
+) -> Result<Option<(String, Option<String>, String)>, TargetRejection> {
+    let mut canonical = super::super::target::canonicalize_request(method, target)?;
+    let found = table
+        .route_request(method, &mut canonical, target)?
+        .map(|found| {
+            (
+                found.route.label.to_string(),
+                found.resource_id.map(str::to_string),
+            )
+        });
+    Ok(found.map(|(label, resource)| (label, resource, canonical.path_and_query())))
+}
+
+#[test]
+fn opaque_parameters_compile_to_their_segments() {
+    let table = compile(KV_ROUTES);
+    let route = table
+        .lookup(
+            "GET",
+            "/client/v4/accounts/a/storage/kv/namespaces/n/values/k",
+        )
+        .unwrap()
+        .route;
+    assert_eq!(
+        &*route.opaque,
+        &[OpaqueParam {
+            name: "key_name".into(),
+            segment: 10,
+        }]
+    );
+    let base = "method: GET, permissions: [k], scope: { account: a }";
+    assert_error(
+        &one(&format!("{base}, path: \"/x/{{a}}/{{k}}\", opaque: [v]")),
+        "routes[0].opaque[0]",
+        "not a parameter",
+    );
+    assert_error(
+        &one(&format!("{base}, path: \"/x/{{a}}/{{*k}}\", opaque: [k]")),
+        "routes[0].opaque[0]",
+        "catch-all",
+    );
+    assert_error(
+        &one(&format!(
+            "{base}, path: \"/x/{{a}}/{{k}}.json\", opaque: [k]"
+        )),
+        "routes[0].opaque[0]",
+        "whole segment",
+    );
+    assert_error(
+        &one(&format!("{base}, path: \"/x/{{a}}/{{k}}\", opaque: [a]")),
+        "routes[0].opaque[0]",
+        "never a resource id",
+    );
+    assert_error(
+        &one(&format!("{base}, path: \"/x/{{a}}/{{k}}\", opaque: [k, k]")),
+        "routes[0].opaque[1]",
+        "listed twice",
+    );
+}
+
+#[test]
+fn an_encoded_slash_passes_only_in_an_opaque_parameter_as_received() {
+    let table = compile(KV_ROUTES);
+    let kv = "/client/v4/accounts/a1/storage/kv/namespaces/n1";
+    // Admitted in the opaque parameter, byte for byte, whatever the case of the hex or other encodings.
+    for key in [
+        "images%2Fcat.png",
+        "a%2fb",
+        "%61%2F%62",
+        "%2F",
+        "x%2F%2Fy",
+        "%61b",
+    ] {
+        let target = format!("{kv}/values/{key}?q=1");
+        assert_eq!(
+            route_request(&table, "GET", &target),
+            Ok(Some((
+                format!("{kv}/values/{{key_name}}").replace(
+                    kv,
+                    "/client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}"
+                ),
+                Some("a1".to_string()),
+                target.clone()
+            ))),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        route_request(&table, "GET", &format!("{kv}/values/a%2Fb/meta"))
+            .unwrap()
+            .map(|(_, resource, path)| (resource, path)),
+        Some((Some("a1".to_string()), format!("{kv}/values/a%2Fb/meta")))
+    );
+    // Refused everywhere else: another parameter, a static segment, the scope's id, a path no route has,
+    // a method the route does not have.
+    for (method, target) in [
+        ("GET", "/client/v4/accounts/a1/things/x%2Fy".to_string()),
+        (
+            "GET",
+            "/client/v4/accounts/a1%2Fa2/storage/kv/namespaces/n1/keys".to_string(),
+        ),
+        ("GET", format!("{kv}%2Fvalues/k")),
+        (
+            "GET",
+            "/client/v4/accounts/a1/storage/kv/namespaces/n%2F1/values/k".to_string(),
+        ),
+        ("GET", format!("{kv}/values/a%2Fb/extra")),
+        ("GET", format!("{kv}/keys%2Fx")),
+        ("DELETE", format!("{kv}/values/a%2Fb")),
+        ("GET", "/nowhere/a%2Fb".to_string()),
+    ] {
+        assert_eq!(
+            route_request(&table, method, &target),
+            Err(TargetRejection::EncodedSlash),
+            "{method} {target}"
+        );
+    }
+    // An opaque value cannot smuggle a dot segment for an upstream that decodes `%2F` first.
+    assert_eq!(
+        route_request(&table, "GET", &format!("{kv}/values/..%2F..%2Fkeys")),
+        Err(TargetRejection::DotSegment)
+    );
+    // Without an encoded slash nothing changes for other routes: canonical, and no route is no route.
+    assert_eq!(
+        route_request(&table, "GET", "/client/v4/accounts/a1/things/%78")
+            .unwrap()
+            .map(|(_, _, path)| path),
+        Some("/client/v4/accounts/a1/things/x".to_string())
+    );
+    assert_eq!(route_request(&table, "GET", "/nowhere"), Ok(None));
+}
