@@ -15,6 +15,7 @@
 //! - [`answer`]: every answer the gateway makes itself, in Cloudflare's envelope.
 //! - [`openapi`]: the OpenAPI importer behind `permgate routes import-openapi` (pure).
 //! - [`pipeline`]: the pure decision for one request, shared by `permgate check` and the proxy.
+//! - [`analysis`]: what a config grants (`permgate access`), computed by the decision's own rules (pure).
 //! - [`metrics`]: the Prometheus registry and one typed function per event.
 //! - [`decision_log`]: one JSON line per request, queued off the request path.
 //! - [`reload`]: file watcher, timer and `SIGHUP` → re-read, compile, one atomic swap of the snapshot.
@@ -23,6 +24,7 @@
 //! The pure modules (`policy`, `routes`, `auth`, `answer`, `pipeline`) do no I/O and read no clock.
 
 pub mod admin;
+pub mod analysis;
 pub mod answer;
 pub mod auth;
 pub mod cli;

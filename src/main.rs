@@ -31,6 +31,11 @@ enum Command {
     Demo(permgate::cli::demo::DemoArgs),
     /// Decide one request offline, exactly as the proxy would.
     Check(permgate::cli::check::CheckArgs),
+    /// What a config grants: explain a credential's access, or who can call a route.
+    Access {
+        #[command(subcommand)]
+        command: permgate::cli::access::AccessCommand,
+    },
     /// Load and compile the config; print every error and warning.
     Validate {
         /// The gateway config file.
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => permgate::cli::serve::run(&config),
         Command::Demo(args) => permgate::cli::demo::run(&args),
         Command::Check(args) => permgate::cli::check::run(&args),
+        Command::Access { command } => permgate::cli::access::run(&command),
         Command::Validate { config } => permgate::cli::validate::run(&config),
         Command::Token {
             command: TokenCommand::New(args),

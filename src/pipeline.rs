@@ -14,8 +14,8 @@ use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
 use crate::policy::{
-    AccessRequest, Decision, Denial, PolicySet, Presented, Principal, PrincipalKind, Required,
-    ResourceRef, Target, TokenOwner,
+    AccessRequest, Decision, Denial, Known, PolicySet, Presented, Principal, PrincipalKind,
+    Required, ResourceRef, Target, TokenOwner,
 };
 use crate::routes::{
     CanonicalTarget, CredentialKind, Handler, Requirement, Route, Scope, canonicalize_request,
@@ -161,6 +161,17 @@ impl Verdict<'_> {
 
 /// Decides one request against one snapshot.
 pub fn decide<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>) -> Verdict<'s> {
+    decide_with(snapshot, facts, None)
+}
+
+/// Decides one request as if `known` had presented its credential: the same checks in the same order as
+/// [`decide`], with the credential named by the config instead of read from the headers (any credential
+/// headers are ignored). For access analysis and `permgate check --token-id`, which know no secret.
+pub fn decide_as<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>, known: Known) -> Verdict<'s> {
+    decide_with(snapshot, facts, Some(known))
+}
+
+fn decide_with<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>, known: Option<Known>) -> Verdict<'s> {
     let mut verdict = Verdict {
         canonical: None,
         route: None,
@@ -170,7 +181,7 @@ pub fn decide<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>) -> Verdict<'s> {
         policies: PolicyIds::new(),
         outcome: Ok(()),
     };
-    verdict.outcome = decide_into(snapshot, facts, &mut verdict);
+    verdict.outcome = decide_into(snapshot, facts, known, &mut verdict);
     verdict
 }
 
@@ -179,6 +190,7 @@ pub fn decide<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>) -> Verdict<'s> {
 fn decide_into<'s>(
     snapshot: &'s Snapshot,
     facts: &Facts<'_>,
+    known: Option<Known>,
     verdict: &mut Verdict<'s>,
 ) -> Result<(), Refusal<'s>> {
     let canonical = canonicalize_request(facts.method, facts.target)
@@ -208,14 +220,24 @@ fn decide_into<'s>(
     if route.public {
         return Ok(());
     }
-    let decision = authenticate_and_authorize(
-        &snapshot.policy,
-        route,
-        matched.resource_id,
-        facts.headers,
-        verdict.client_ip,
-        facts.now,
-    )?;
+    let decision = match known {
+        None => authenticate_and_authorize(
+            &snapshot.policy,
+            route,
+            matched.resource_id,
+            facts.headers,
+            verdict.client_ip,
+            facts.now,
+        )?,
+        Some(known) => authorize_known(
+            &snapshot.policy,
+            route,
+            matched.resource_id,
+            known,
+            verdict.client_ip,
+            facts.now,
+        )?,
+    };
     verdict.principal = decision.principal;
     verdict.resource = decision.resource;
     verdict.policies = decision.policies;
@@ -252,27 +274,7 @@ pub fn authenticate_and_authorize<'s>(
     now: i64,
 ) -> Result<Decision<'s>, Refusal<'s>> {
     let verify = route.handler == Some(Handler::VerifyToken);
-    let target = match (&route.scope, resource_id) {
-        // Token verification reads only the token: owned as the route's scope says, no permission.
-        (Scope::None, _) if verify => Target::Verify(TokenOwner::Any),
-        (Scope::User, _) if verify => Target::Verify(TokenOwner::User),
-        (Scope::Account { .. }, Some(id)) if verify => Target::Verify(TokenOwner::Account(id)),
-        (Scope::Zone { .. } | Scope::Any, _) if verify => {
-            return Err(Refusal::denied(Denial::Internal {
-                what: "a verify route scoped to a zone or a collection",
-            }));
-        }
-        (Scope::Account { .. }, Some(id)) => Target::Account(id),
-        (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
-        (Scope::User, _) => Target::User,
-        (Scope::Any, _) => Target::Any,
-        (Scope::None, _) => Target::None,
-        (Scope::Account { .. } | Scope::Zone { .. }, None) => {
-            return Err(Refusal::denied(Denial::Internal {
-                what: "route matched without its scope parameter",
-            }));
-        }
-    };
+    let target = route_target(route, resource_id, verify)?;
     let credential = read_credential(headers).map_err(|error| {
         Refusal::refused(match error {
             CredentialError::Missing => Answer::missing_credential(),
@@ -296,6 +298,78 @@ pub fn authenticate_and_authorize<'s>(
             key_sha256: Sha256::digest(key.as_bytes()).into(),
         },
     };
+    Ok(authorize_presented(
+        policy, route, target, verify, presented, client_ip, now,
+    ))
+}
+
+/// [`authenticate_and_authorize`] for a credential named by the config ([`decide_as`]).
+#[allow(clippy::result_large_err)] // see decide_into
+pub fn authorize_known<'s>(
+    policy: &'s PolicySet,
+    route: &'s Route,
+    resource_id: Option<&str>,
+    known: Known,
+    client_ip: IpAddr,
+    now: i64,
+) -> Result<Decision<'s>, Refusal<'s>> {
+    let verify = route.handler == Some(Handler::VerifyToken);
+    let target = route_target(route, resource_id, verify)?;
+    if verify && matches!(known, Known::LegacyKey(_)) {
+        return Err(Refusal::refused(Answer::verify_needs_authorization()));
+    }
+    Ok(authorize_presented(
+        policy,
+        route,
+        target,
+        verify,
+        Presented::Known(known),
+        client_ip,
+        now,
+    ))
+}
+
+/// The resource a route's scope names, with the id from its path.
+#[allow(clippy::result_large_err)] // see decide_into
+fn route_target<'s, 'p>(
+    route: &'s Route,
+    resource_id: Option<&'p str>,
+    verify: bool,
+) -> Result<Target<'p>, Refusal<'s>> {
+    Ok(match (&route.scope, resource_id) {
+        // Token verification reads only the token: owned as the route's scope says, no permission.
+        (Scope::None, _) if verify => Target::Verify(TokenOwner::Any),
+        (Scope::User, _) if verify => Target::Verify(TokenOwner::User),
+        (Scope::Account { .. }, Some(id)) if verify => Target::Verify(TokenOwner::Account(id)),
+        (Scope::Zone { .. } | Scope::Any, _) if verify => {
+            return Err(Refusal::denied(Denial::Internal {
+                what: "a verify route scoped to a zone or a collection",
+            }));
+        }
+        (Scope::Account { .. }, Some(id)) => Target::Account(id),
+        (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
+        (Scope::User, _) => Target::User,
+        (Scope::Any, _) => Target::Any,
+        (Scope::None, _) => Target::None,
+        (Scope::Account { .. } | Scope::Zone { .. }, None) => {
+            return Err(Refusal::denied(Denial::Internal {
+                what: "route matched without its scope parameter",
+            }));
+        }
+    })
+}
+
+/// The policy decision for a presented credential on the route's target, then the route's own rule on
+/// which kinds of credential it takes.
+fn authorize_presented<'s>(
+    policy: &'s PolicySet,
+    route: &'s Route,
+    target: Target<'_>,
+    verify: bool,
+    presented: Presented<'_>,
+    client_ip: IpAddr,
+    now: i64,
+) -> Decision<'s> {
     let required = match &route.requirement {
         _ if verify => Required::None,
         Requirement::None => Required::None,
@@ -321,7 +395,7 @@ pub fn authenticate_and_authorize<'s>(
             decision.policies.clear();
         }
     }
-    Ok(decision)
+    decision
 }
 
 /// The client IP: the peer, or behind a trusted proxy the right-most `X-Forwarded-For` entry that is not a

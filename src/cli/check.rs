@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::answer::push_json_string;
-use crate::pipeline::{Facts, Verdict, decide};
+use crate::pipeline::{Facts, Verdict, decide, decide_as};
 
 /// Arguments of `permgate check`.
 #[derive(Debug, Args)]
@@ -22,8 +22,12 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with = "api_key")]
     pub token: Option<String>,
     /// A legacy user API key, sent as `X-Auth-Email` and `X-Auth-Key`.
-    #[arg(long, value_name = "EMAIL:KEY")]
+    #[arg(long, value_name = "EMAIL:KEY", conflicts_with = "token_id")]
     pub api_key: Option<String>,
+    /// Decide as the token with this id, without its secret (the config holds only its hash): the same
+    /// decision, with the credential named instead of presented.
+    #[arg(long, value_name = "ID", conflicts_with = "token")]
+    pub token_id: Option<String>,
     /// An extra request header, `Name: value` (repeatable), e.g. `X-Forwarded-For`.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -80,7 +84,14 @@ pub fn check(args: &CheckArgs) -> Result<(String, bool), String> {
         peer_ip: args.ip,
         now,
     };
-    let verdict = decide(&snapshot, &facts);
+    let verdict = match &args.token_id {
+        None => decide(&snapshot, &facts),
+        Some(id) => {
+            let known = crate::analysis::token_by_id(&snapshot.policy, id)
+                .ok_or_else(|| format!("no token has the id {id:?} in this config"))?;
+            decide_as(&snapshot, &facts, known)
+        }
+    };
     let output = if args.json {
         render_json(&verdict)
     } else {

@@ -1,5 +1,6 @@
 //! The subcommands of the `permgate` binary; `main.rs` only parses arguments and dispatches here.
 
+pub mod access;
 pub mod check;
 pub mod demo;
 pub mod routes;

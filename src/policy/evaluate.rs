@@ -23,6 +23,30 @@ pub enum Presented<'a> {
         email: &'a str,
         key_sha256: [u8; 32],
     },
+    /// A credential named by its place in the config instead of presented: access analysis and offline
+    /// checks by token id (`permgate check --token-id`). Never built from a request.
+    Known(Known),
+}
+
+/// A credential of the config, by index: what [`Presented::Known`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Known {
+    /// The token at this index of [`PolicySet::tokens`] (usable or not: the decision checks).
+    Token(u32),
+    /// The legacy API key of this user (a user without a key is unknown, as a wrong key is).
+    LegacyKey(UserIdx),
+}
+
+/// What one permission key gets from one list of policies on one resource: the rule of every decision
+/// (a covering deny holding the key wins; else the first covering allow holding it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVerdict<'s> {
+    /// Allowed, by this policy (the first allow that holds the key and covers the resource).
+    Allowed(&'s str),
+    /// Denied by this policy (the first deny that holds the key and covers the resource).
+    Denied(&'s str),
+    /// No policy of the list holds the key on the resource.
+    Missing,
 }
 
 /// The resource a route targets.
@@ -210,18 +234,15 @@ impl PolicySet {
                     .token_by_hash
                     .get(&sha256)
                     .ok_or(Denial::TokenUnknown)? as usize;
-                let (Some(gate), Some(record)) =
-                    (self.token_gates.get(index), self.tokens.get(index))
-                else {
-                    return Err(internal("token index out of range"));
-                };
-                check_usable(gate, record, request.now, request.client_ip)?;
-                let token = TokenRef { gate, record };
-                Ok(match gate.owner {
-                    Owner::User(user) => Caller::UserToken(token, user),
-                    Owner::Account(account) => Caller::AccountToken(token, account),
-                })
+                self.token_caller(index, request)
             }
+            Presented::Known(Known::Token(index)) => self.token_caller(index as usize, request),
+            Presented::Known(Known::LegacyKey(user)) => self
+                .users
+                .get(user as usize)
+                .and_then(|record| record.api_key_sha256)
+                .map(|_| Caller::LegacyKey(user))
+                .ok_or(Denial::LegacyKeyUnknown),
             Presented::LegacyKey { email, key_sha256 } => {
                 let user = self
                     .user_by_email
@@ -240,6 +261,25 @@ impl PolicySet {
                 }
             }
         }
+    }
+
+    /// The token at `index`, if it may be used for this request.
+    #[inline]
+    fn token_caller(
+        &self,
+        index: usize,
+        request: &AccessRequest<'_>,
+    ) -> Result<Caller<'_>, Denial<'_>> {
+        let (Some(gate), Some(record)) = (self.token_gates.get(index), self.tokens.get(index))
+        else {
+            return Err(internal("token index out of range"));
+        };
+        check_usable(gate, record, request.now, request.client_ip)?;
+        let token = TokenRef { gate, record };
+        Ok(match gate.owner {
+            Owner::User(user) => Caller::UserToken(token, user),
+            Owner::Account(account) => Caller::AccountToken(token, account),
+        })
     }
 
     fn principal<'s>(&'s self, caller: Caller<'s>) -> Result<Principal<'s>, Denial<'s>> {
@@ -403,7 +443,31 @@ impl PolicySet {
         subject: Subject<'s>,
         key: KeyId,
     ) -> Result<&'s str, Denial<'s>> {
-        let resource = subject.resource;
+        match self.key_verdict(policies, subject.resource, key) {
+            KeyVerdict::Allowed(policy) => Ok(policy),
+            KeyVerdict::Denied(policy) => Err(Denial::DeniedByPolicy {
+                policy,
+                key: self.keys.name(key),
+                resource: subject.shown,
+                source,
+            }),
+            KeyVerdict::Missing => Err(Denial::MissingPermission {
+                key: self.keys.name(key),
+                resource: subject.shown,
+                source,
+            }),
+        }
+    }
+
+    /// What `key` gets from `policies` on `resource` (see [`KeyVerdict`]): the one rule every decision and
+    /// every access analysis applies to a list of policies.
+    #[inline]
+    pub fn key_verdict<'s>(
+        &'s self,
+        policies: &'s [Policy],
+        resource: Resource,
+        key: KeyId,
+    ) -> KeyVerdict<'s> {
         let mut allowed_by = None;
         for policy in policies {
             let holds_key = if key.0 < 64 {
@@ -417,32 +481,15 @@ impl PolicySet {
                 continue;
             }
             match policy.effect {
-                Effect::Deny => {
-                    return Err(Denial::DeniedByPolicy {
-                        policy: &policy.id,
-                        key: self.keys.name(key),
-                        resource: subject.shown,
-                        source,
-                    });
-                }
+                Effect::Deny => return KeyVerdict::Denied(&policy.id),
                 Effect::Allow => {
                     allowed_by.get_or_insert(&*policy.id);
                 }
             }
         }
-        allowed_by.ok_or_else(|| Denial::MissingPermission {
-            key: self.keys.name(key),
-            resource: subject.shown,
-            source,
-        })
+        allowed_by.map_or(KeyVerdict::Missing, KeyVerdict::Allowed)
     }
 
-    /// `scope: any`: allowed when the request would be allowed on at least one resource (SPEC §3.3).
-    ///
-    /// Only the caller's reachable accounts are candidates (its own account for an account token, its
-    /// memberships for a user). Within an account, the account itself, every zone that some relevant policy
-    /// names, and one zone that no policy names are tried: zones no policy names are indistinguishable to the
-    /// policies, so one stands for all of them and the check stays small however many zones there are.
     fn authorize_any<'s>(
         &'s self,
         caller: Caller<'s>,
@@ -551,7 +598,8 @@ impl PolicySet {
         }
     }
 
-    fn member(&self, user: UserIdx, account: AccountIdx) -> Option<&Member> {
+    /// The user's membership of the account, if any.
+    pub fn member(&self, user: UserIdx, account: AccountIdx) -> Option<&Member> {
         self.member_by_user_account.get(&(user, account))
     }
 
@@ -584,6 +632,29 @@ fn check_usable<'s>(
     now: i64,
     client_ip: IpAddr,
 ) -> Result<(), Denial<'s>> {
+    check_status_and_time(gate, token, now)?;
+    // Fail closed: a gate that says there is a condition but no condition to check is a denial.
+    if gate.has_ip_condition
+        && !token
+            .ip_condition
+            .as_ref()
+            .is_some_and(|condition| condition.allows(client_ip))
+    {
+        return Err(Denial::IpOutsideCondition {
+            token: &token.id,
+            ip: client_ip,
+        });
+    }
+    Ok(())
+}
+
+/// The token's status and validity window at `now` (everything of [`check_usable`] but the IP).
+#[inline]
+fn check_status_and_time<'s>(
+    gate: &TokenGate,
+    token: &'s Token,
+    now: i64,
+) -> Result<(), Denial<'s>> {
     match gate.status {
         Status::Active => {}
         Status::Disabled => {
@@ -612,19 +683,21 @@ fn check_usable<'s>(
             });
         }
     }
-    // Fail closed: a gate that says there is a condition but no condition to check is a denial.
-    if gate.has_ip_condition
-        && !token
-            .ip_condition
-            .as_ref()
-            .is_some_and(|condition| condition.allows(client_ip))
-    {
-        return Err(Denial::IpOutsideCondition {
-            token: &token.id,
-            ip: client_ip,
-        });
-    }
     Ok(())
+}
+
+impl PolicySet {
+    /// Why the token at `index` cannot be used at `now` whatever the client IP (disabled, expired, not
+    /// yet valid), by the decision's own check; `Ok` when it can (its IP condition aside).
+    pub fn token_usable_at(&self, index: u32, now: i64) -> Result<(), Denial<'_>> {
+        match (
+            self.token_gates.get(index as usize),
+            self.tokens.get(index as usize),
+        ) {
+            (Some(gate), Some(token)) => check_status_and_time(gate, token, now),
+            _ => Err(internal("token index out of range")),
+        }
+    }
 }
 
 fn unknown(kind: &'static str, id: &str) -> Denial<'static> {

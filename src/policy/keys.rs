@@ -184,6 +184,21 @@ impl KeySet {
         }
     }
 
+    /// The keys of the set, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.words.iter().enumerate().flat_map(|(index, word)| {
+            let mut bits = *word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                u32::try_from(index * 64).ok().map(|base| KeyId(base + bit))
+            })
+        })
+    }
+
     /// Whether the set holds no key.
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|word| *word == 0)

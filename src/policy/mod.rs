@@ -9,7 +9,9 @@ pub mod keys;
 pub mod model;
 
 pub use decision::{Denial, Outcome, PolicySource};
-pub use evaluate::{AccessRequest, Decision, Presented, Required, Target, TokenOwner};
+pub use evaluate::{
+    AccessRequest, Decision, KeyVerdict, Known, Presented, Required, Target, TokenOwner,
+};
 pub use keys::{KeyId, KeyInterner, KeyPattern, KeySet};
 pub use model::{
     PolicySet, Principal, PrincipalKind, ResourceKind, ResourceRef, Token, TokenFileRecord,

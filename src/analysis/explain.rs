@@ -1,0 +1,381 @@
+//! `permgate access explain`: everything one credential can do, and why.
+
+use std::collections::BTreeSet;
+
+use crate::policy::model::{Owner, Policy, Resource, Select};
+use crate::policy::{KeyId, KeySet, KeyVerdict, Known, PolicySet, ResourceRef};
+use crate::routes::{Route, Scope};
+use crate::snapshot::Snapshot;
+
+use super::{Credential, Usability, may_call, reachable_resources, route_fits, usability};
+
+/// What to list.
+#[derive(Debug, Clone, Copy)]
+pub struct ExplainOptions {
+    /// Unix seconds: the time the credential is explained at.
+    pub now: i64,
+    /// At most this many resources are listed in full (all are counted).
+    pub limit: usize,
+    /// Also list what the credential selects but cannot use, and why.
+    pub blocked: bool,
+}
+
+/// One permission key granted on one resource, and the policies that grant it.
+#[derive(Debug, Clone)]
+pub struct KeyGrant<'s> {
+    pub key: &'s str,
+    /// The token policy that allows it (token credentials).
+    pub token_policy: Option<&'s str>,
+    /// The member policy that allows it (user credentials on an account or zone: the bound).
+    pub member_policy: Option<&'s str>,
+}
+
+/// A key that the credential's own policies select on a resource but that it cannot use there.
+#[derive(Debug, Clone)]
+pub struct BlockedKey<'s> {
+    pub key: &'s str,
+    pub reason: String,
+    /// The deny policy that removes it, if that is the reason.
+    pub deny_policy: Option<&'s str>,
+}
+
+/// What the credential may do on one resource.
+#[derive(Debug, Clone)]
+pub struct ResourceAccess<'s> {
+    pub resource: ResourceRef<'s>,
+    /// The zone's or account's name, the user's email.
+    pub name: &'s str,
+    /// How the token's policies reach it: `named`, `account zones`, `all zones`, `all accounts`, `own user`.
+    pub selected_by: Vec<&'static str>,
+    pub keys: Vec<KeyGrant<'s>>,
+    /// The routes that may be called on it (indexes in the route table), when listed in full.
+    pub routes: Vec<usize>,
+    /// Every route may be called here (a legacy key on its own user).
+    pub every_key: bool,
+    pub blocked: Vec<BlockedKey<'s>>,
+}
+
+/// A resource (or a set of them) the credential selects but cannot act on at all.
+#[derive(Debug, Clone)]
+pub struct BlockedResource {
+    /// A resource key, or a description (`every zone of account …`).
+    pub what: String,
+    pub reason: String,
+}
+
+/// Everything `explain` found.
+#[derive(Debug, Clone)]
+pub struct Explanation<'s> {
+    pub credential: Credential<'s>,
+    pub now: i64,
+    pub usability: Usability<'s>,
+    /// Resources with at least one granted key or callable route, the first `limit` of them.
+    pub resources: Vec<ResourceAccess<'s>>,
+    /// How many resources of each kind have access, all of them counted.
+    pub accounts: usize,
+    pub zones: usize,
+    pub users: usize,
+    /// Whether `resources` was cut at the limit.
+    pub truncated: bool,
+    /// Routes that name no resource (`scope: none`, collections) and may be called.
+    pub unscoped_routes: Vec<usize>,
+    pub blocked: Vec<BlockedResource>,
+}
+
+/// Explains one credential (see the module documentation).
+pub fn explain<'s>(
+    snapshot: &'s Snapshot,
+    known: Known,
+    options: ExplainOptions,
+) -> Option<Explanation<'s>> {
+    let policy = &snapshot.policy;
+    let credential = Credential::of(policy, known)?;
+    let usability = usability(policy, known, options.now);
+    let mut explanation = Explanation {
+        credential,
+        now: options.now,
+        usability,
+        resources: Vec::new(),
+        accounts: 0,
+        zones: 0,
+        users: 0,
+        truncated: false,
+        unscoped_routes: Vec::new(),
+        blocked: Vec::new(),
+    };
+    let (Some(ip), None) = (
+        explanation.usability.witness_ip,
+        &explanation.usability.unusable,
+    ) else {
+        // Unusable: nothing is granted.
+        return Some(explanation);
+    };
+    let routes = snapshot.routes.routes();
+    for (index, route) in routes.iter().enumerate() {
+        if matches!(route.scope, Scope::Any | Scope::None)
+            && !route.public
+            && may_call(policy, route, None, known, ip, options.now).is_ok()
+        {
+            explanation.unscoped_routes.push(index);
+        }
+    }
+    let token_policies: Option<&[Policy]> = match known {
+        Known::Token(index) => policy
+            .token_gates
+            .get(index as usize)
+            .map(|gate| &*gate.policies),
+        Known::LegacyKey(_) => None,
+    };
+    let user = match known {
+        Known::Token(index) => match policy.token_gates.get(index as usize).map(|g| g.owner) {
+            Some(Owner::User(user)) => Some(user),
+            _ => None,
+        },
+        Known::LegacyKey(user) => Some(user),
+    };
+    let mut candidates = KeySet::empty(policy.keys.len());
+    for resource in reachable_resources(policy, known) {
+        let member = match (user, resource.account()) {
+            (Some(user), Some(account)) => policy.member(user, account),
+            _ => None,
+        };
+        if let (Some(member), true) = (member, options.blocked) {
+            if !member.api_access && matches!(resource, Resource::Account(_)) {
+                explanation.blocked.push(BlockedResource {
+                    what: format!("{} and its zones", policy.resource_ref(resource)),
+                    reason: format!(
+                        "API access is disabled for user {} on this account",
+                        credential.owner_id
+                    ),
+                });
+            }
+        }
+        if member.is_some_and(|member| !member.api_access) {
+            continue;
+        }
+        let legacy_user = matches!((known, resource), (Known::LegacyKey(_), Resource::User(_)));
+        // The keys the first layer could grant here: the union of its covering allow policies' keys.
+        let first_layer: &[Policy] = match (token_policies, member) {
+            (Some(policies), _) => policies,
+            (None, Some(member)) => &member.policies,
+            (None, None) => &[],
+        };
+        candidates.reset(policy.keys.len());
+        let mut selected_by = BTreeSet::new();
+        for item in first_layer.iter().filter(|p| p.selector.covers(resource)) {
+            if let Some(keys) = policy.keysets.get(item.keyset as usize) {
+                candidates.union_with(keys);
+            }
+            selected_by.extend(selection(item, resource));
+        }
+        let mut access = ResourceAccess {
+            resource: policy.resource_ref(resource),
+            name: resource_name(policy, resource),
+            selected_by: selected_by.into_iter().collect(),
+            keys: Vec::new(),
+            routes: Vec::new(),
+            every_key: legacy_user,
+            blocked: Vec::new(),
+        };
+        for key in candidates.iter() {
+            judge_key(
+                policy,
+                token_policies,
+                member.map(|m| &*m.policies),
+                resource,
+                key,
+                &mut access,
+            );
+        }
+        let listed = explanation.resources.len() < options.limit;
+        if listed && (!access.keys.is_empty() || legacy_user || fits_keyless(routes, resource)) {
+            for (index, route) in routes.iter().enumerate() {
+                if route_fits(route, resource)
+                    && may_call(policy, route, Some(resource), known, ip, options.now).is_ok()
+                {
+                    access.routes.push(index);
+                }
+            }
+        }
+        let granted = !access.keys.is_empty() || !access.routes.is_empty() || legacy_user;
+        if granted {
+            match resource {
+                Resource::Account(_) => explanation.accounts += 1,
+                Resource::Zone(..) => explanation.zones += 1,
+                Resource::User(_) => explanation.users += 1,
+            }
+        }
+        if !options.blocked {
+            access.blocked.clear();
+        }
+        if granted || !access.blocked.is_empty() {
+            if listed {
+                explanation.resources.push(access);
+            } else {
+                explanation.truncated = true;
+            }
+        }
+    }
+    if options.blocked {
+        if let Some(policies) = token_policies {
+            explanation
+                .blocked
+                .extend(unreachable_selections(policy, known, policies));
+        }
+    }
+    Some(explanation)
+}
+
+/// Whether some route fitting this resource requires no key (then it is tried even without a granted key).
+fn fits_keyless(routes: &[Route], resource: Resource) -> bool {
+    routes.iter().any(|route| {
+        route_fits(route, resource)
+            && (route.handler.is_some()
+                || matches!(route.requirement, crate::routes::Requirement::None))
+    })
+}
+
+/// The verdict of each layer on one key, recorded as granted or blocked.
+fn judge_key<'s>(
+    policy: &'s PolicySet,
+    token: Option<&'s [Policy]>,
+    member: Option<&'s [Policy]>,
+    resource: Resource,
+    key: KeyId,
+    access: &mut ResourceAccess<'s>,
+) {
+    let name = policy.keys.name(key);
+    let token_verdict = token.map(|policies| policy.key_verdict(policies, resource, key));
+    // A user credential on an account or a zone is bounded by the member policies; on its own user only
+    // the token's policies apply.
+    let member_verdict = match resource {
+        Resource::User(_) => None,
+        _ => member.map(|policies| policy.key_verdict(policies, resource, key)),
+    };
+    let mut token_policy = None;
+    let mut member_policy = None;
+    for (verdict, layer) in [(token_verdict, "token"), (member_verdict, "member")] {
+        match verdict {
+            None => {}
+            Some(KeyVerdict::Allowed(id)) => {
+                if layer == "token" {
+                    token_policy = Some(id);
+                } else {
+                    member_policy = Some(id);
+                }
+            }
+            Some(KeyVerdict::Denied(id)) => {
+                access.blocked.push(BlockedKey {
+                    key: name,
+                    reason: format!("denied by {layer} policy {id}"),
+                    deny_policy: Some(id),
+                });
+                return;
+            }
+            Some(KeyVerdict::Missing) => {
+                access.blocked.push(BlockedKey {
+                    key: name,
+                    reason: if layer == "member" {
+                        "not granted by the user's member policies on this account (the token is bounded by them)".into()
+                    } else {
+                        "not granted by the token's policies".into()
+                    },
+                    deny_policy: None,
+                });
+                return;
+            }
+        }
+    }
+    access.keys.push(KeyGrant {
+        key: name,
+        token_policy,
+        member_policy,
+    });
+}
+
+/// How a policy's selector reaches the resource.
+fn selection(policy: &Policy, resource: Resource) -> Vec<&'static str> {
+    let mut how = Vec::new();
+    for item in policy.selector.items() {
+        let word = match (item, resource) {
+            (Select::AllAccounts, Resource::Account(_)) => "all accounts",
+            (Select::AllZones, Resource::Zone(..)) => "all zones",
+            (Select::Account(a), Resource::Account(b)) if *a == b => "named",
+            (Select::AccountZones(a), Resource::Zone(_, b)) if *a == b => {
+                "every zone of its account"
+            }
+            (Select::Zone(a), Resource::Zone(b, _)) if *a == b => "named (or by a domain group)",
+            (Select::User(a), Resource::User(b)) if *a == b => "own user",
+            _ => continue,
+        };
+        how.push(word);
+    }
+    how
+}
+
+fn resource_name(policy: &PolicySet, resource: Resource) -> &str {
+    match resource {
+        Resource::Account(account) => policy
+            .accounts
+            .get(account as usize)
+            .map_or("", |a| &*a.name),
+        Resource::Zone(zone, _) => policy.zones.get(zone as usize).map_or("", |z| &*z.name),
+        Resource::User(user) => policy.users.get(user as usize).map_or("", |u| &*u.email),
+    }
+}
+
+/// What a token's policies select outside the accounts it can reach (another account's resources for an
+/// account token; accounts its user is not a member of for a user token).
+fn unreachable_selections(
+    policy: &PolicySet,
+    known: Known,
+    policies: &[Policy],
+) -> Vec<BlockedResource> {
+    let reachable: BTreeSet<u32> = reachable_resources(policy, known)
+        .into_iter()
+        .filter_map(Resource::account)
+        .collect();
+    let reason = match known {
+        Known::Token(index) => match policy.token_gates.get(index as usize).map(|g| g.owner) {
+            Some(Owner::Account(_)) => "an account-owned token acts only in its own account",
+            _ => "the token's user is not a member of this account",
+        },
+        Known::LegacyKey(_) => "not a member",
+    };
+    let mut accounts: BTreeSet<u32> = BTreeSet::new();
+    let mut everywhere = false;
+    for item in policies.iter().flat_map(|p| p.selector.items()) {
+        match *item {
+            Select::AllAccounts | Select::AllZones => everywhere = true,
+            Select::Account(a) | Select::AccountZones(a) => {
+                accounts.insert(a);
+            }
+            Select::Zone(zone) => {
+                if let Some(record) = policy.zones.get(zone as usize) {
+                    accounts.insert(record.account);
+                }
+            }
+            Select::User(_) => {}
+        }
+    }
+    let mut blocked = Vec::new();
+    if everywhere {
+        let others = policy.accounts.len() - reachable.len().min(policy.accounts.len());
+        if others > 0 {
+            blocked.push(BlockedResource {
+                what: format!("{others} other account(s) selected by a wildcard, and their zones"),
+                reason: reason.into(),
+            });
+        }
+    }
+    for account in accounts.difference(&reachable) {
+        blocked.push(BlockedResource {
+            what: format!(
+                "{} (or its zones)",
+                policy.resource_ref(Resource::Account(*account))
+            ),
+            reason: reason.into(),
+        });
+    }
+    blocked
+}
