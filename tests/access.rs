@@ -183,6 +183,7 @@ fn explain_and_who_can_agree_with_every_decision_of_the_shipped_world() {
                     now,
                     limit: usize::MAX,
                     blocked: true,
+                    routes: true,
                 },
             )
             .unwrap();
@@ -321,6 +322,7 @@ fn key_who_can_agrees_with_explain_keys() {
                         now,
                         limit: usize::MAX,
                         blocked: false,
+                        routes: true,
                     },
                 )
                 .unwrap();

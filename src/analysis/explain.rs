@@ -18,6 +18,8 @@ pub struct ExplainOptions {
     pub limit: usize,
     /// Also list what the credential selects but cannot use, and why.
     pub blocked: bool,
+    /// List the routes callable on each listed resource (the costly part; a diff needs only the keys).
+    pub routes: bool,
 }
 
 /// One permission key granted on one resource, and the policies that grant it.
@@ -112,7 +114,8 @@ pub fn explain<'s>(
     };
     let routes = snapshot.routes.routes();
     for (index, route) in routes.iter().enumerate() {
-        if matches!(route.scope, Scope::Any | Scope::None)
+        if options.routes
+            && matches!(route.scope, Scope::Any | Scope::None)
             && !route.public
             && may_call(policy, route, None, known, ip, options.now).is_ok()
         {
@@ -133,6 +136,8 @@ pub fn explain<'s>(
         },
         Known::LegacyKey(user) => Some(user),
     };
+    // Only keys that some route of the resource's kind requires mean anything there.
+    let relevant = relevant_keys(policy, routes);
     let mut candidates = KeySet::empty(policy.keys.len());
     for resource in reachable_resources(policy, known) {
         let member = match (user, resource.account()) {
@@ -177,6 +182,9 @@ pub fn explain<'s>(
             every_key: legacy_user,
             blocked: Vec::new(),
         };
+        if let Some(relevant) = relevant.get(kind_index(resource)) {
+            candidates.intersect_with(relevant);
+        }
         for key in candidates.iter() {
             judge_key(
                 policy,
@@ -188,7 +196,10 @@ pub fn explain<'s>(
             );
         }
         let listed = explanation.resources.len() < options.limit;
-        if listed && (!access.keys.is_empty() || legacy_user || fits_keyless(routes, resource)) {
+        if listed
+            && options.routes
+            && (!access.keys.is_empty() || legacy_user || fits_keyless(routes, resource))
+        {
             for (index, route) in routes.iter().enumerate() {
                 if route_fits(route, resource)
                     && may_call(policy, route, Some(resource), known, ip, options.now).is_ok()
@@ -224,6 +235,41 @@ pub fn explain<'s>(
         }
     }
     Some(explanation)
+}
+
+fn kind_index(resource: Resource) -> usize {
+    match resource {
+        Resource::Account(_) => 0,
+        Resource::Zone(..) => 1,
+        Resource::User(_) => 2,
+    }
+}
+
+/// Per resource kind (account, zone, user), the keys the routes scoped to that kind require.
+fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 3] {
+    let mut sets = [
+        KeySet::empty(policy.keys.len()),
+        KeySet::empty(policy.keys.len()),
+        KeySet::empty(policy.keys.len()),
+    ];
+    for route in routes {
+        let index = match route.scope {
+            Scope::Account { .. } => 0,
+            Scope::Zone { .. } => 1,
+            Scope::User => 2,
+            Scope::Any | Scope::None => continue,
+        };
+        if let crate::routes::Requirement::AllOf(keys) | crate::routes::Requirement::AnyOf(keys) =
+            &route.requirement
+        {
+            for key in keys.iter() {
+                if let Some(set) = sets.get_mut(index) {
+                    set.insert(*key);
+                }
+            }
+        }
+    }
+    sets
 }
 
 /// Whether some route fitting this resource requires no key (then it is tried even without a granted key).

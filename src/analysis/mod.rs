@@ -12,6 +12,7 @@
 //! - [`who_can`]: for a route and a resource, or a key and a resource, every credential that would be
 //!   allowed, with the policies that decided, and (on request) those stopped and why.
 
+pub mod diff;
 pub mod explain;
 pub mod who_can;
 
@@ -22,6 +23,7 @@ use crate::policy::model::{IpCondition, Owner, Resource, Status};
 use crate::policy::{Known, PolicySet};
 use crate::routes::{CredentialKind, Route, Scope};
 
+pub use diff::{AccessDiff, diff};
 pub use explain::{Explanation, KeyGrant, ResourceAccess, explain};
 pub use who_can::{Holder, WhoCan, who_can_key, who_can_route};
 

@@ -21,6 +21,26 @@ pub enum AccessCommand {
     Explain(ExplainArgs),
     /// Every credential that may call a route (METHOD PATH), or hold a key on a resource.
     WhoCan(WhoCanArgs),
+    /// Access gained and lost between two configs (exit 3 with --fail-on-new-access and a gain).
+    Diff(DiffArgs),
+}
+
+/// Arguments of `permgate access diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Exit 3 when the new config grants any access the old one does not.
+    #[arg(long)]
+    pub fail_on_new_access: bool,
+    /// The time to compare at (RFC 3339); defaults to now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The old config's gateway.yaml.
+    pub old: PathBuf,
+    /// The new config's gateway.yaml.
+    pub new: PathBuf,
 }
 
 /// Arguments of `permgate access explain`.
@@ -86,6 +106,22 @@ pub fn run(command: &AccessCommand) -> ExitCode {
     let result = match command {
         AccessCommand::Explain(args) => run_explain(args),
         AccessCommand::WhoCan(args) => run_who_can(args),
+        AccessCommand::Diff(args) => {
+            return match run_diff(args) {
+                Ok((output, gained)) => {
+                    super::print_out(&output);
+                    if gained && args.fail_on_new_access {
+                        ExitCode::from(3)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(output) => {
@@ -156,6 +192,7 @@ pub fn run_explain(args: &ExplainArgs) -> Result<String, String> {
             now,
             limit: args.limit,
             blocked: args.blocked,
+            routes: true,
         },
     )
     .ok_or("the credential is not in this config")?;
@@ -448,4 +485,103 @@ fn who_can_json(answer: &WhoCan<'_>, routes: &[Route], now: i64) -> Value {
         "allowed": answer.allowed.iter().map(holder).collect::<Vec<_>>(),
         "blocked": answer.blocked.iter().map(holder).collect::<Vec<_>>(),
     })
+}
+
+/// `permgate access diff`: the output, and whether any access was gained.
+pub fn run_diff(args: &DiffArgs) -> Result<(String, bool), String> {
+    let now = parse_at(args.at.as_deref())?;
+    let old = crate::config::load(&args.old)
+        .map_err(|errors| format!("config error in {}:\n{errors}", args.old.display()))?;
+    let new = crate::config::load(&args.new)
+        .map_err(|errors| format!("config error in {}:\n{errors}", args.new.display()))?;
+    let diff = analysis::diff(&old, &new, now, &args.new.display().to_string());
+    let gained = !diff.gained.is_empty();
+    Ok((
+        if args.json {
+            format!("{}\n", diff_json(&diff, &old, &new, now))
+        } else {
+            diff_text(&diff, &old, &new, now)
+        },
+        gained,
+    ))
+}
+
+fn change_json(change: &analysis::diff::AccessChange) -> Value {
+    json!({
+        "credential": change.credential,
+        "label": change.label,
+        "resource": change.resource,
+        "keys": change.keys,
+        "routes": change.routes,
+        "example": change.example,
+    })
+}
+
+/// The diff as JSON (also the `changes` of the reload's access-change record).
+pub fn diff_json(diff: &analysis::AccessDiff, old: &Snapshot, new: &Snapshot, now: i64) -> Value {
+    let (gained, lost) = diff.counts();
+    json!({
+        "old_hash": old.content_hash,
+        "new_hash": new.content_hash,
+        "at": time_text(now),
+        "gained": gained,
+        "lost": lost,
+        "access_gained": diff.gained.iter().map(change_json).collect::<Vec<_>>(),
+        "access_lost": diff.lost.iter().map(change_json).collect::<Vec<_>>(),
+        "routes_added": diff.routes_added,
+        "routes_removed": diff.routes_removed,
+        "routes_changed": diff.routes_changed,
+        "tokens": diff.tokens.iter().map(|t| json!({"token_id": t.token_id, "change": t.change})).collect::<Vec<_>>(),
+    })
+}
+
+fn diff_text(diff: &analysis::AccessDiff, old: &Snapshot, new: &Snapshot, now: i64) -> String {
+    let (gained, lost) = diff.counts();
+    let mut out = vec![
+        format!("old:    {}", old.content_hash),
+        format!("new:    {}", new.content_hash),
+        format!("at:     {}", time_text(now)),
+        format!("access: {gained} gained, {lost} lost (credential x resource x key)"),
+    ];
+    if diff.is_empty() {
+        out.push("no change in access, routes or tokens".into());
+    }
+    for (title, changes, sign) in [("gained", &diff.gained, '+'), ("lost", &diff.lost, '-')] {
+        if changes.is_empty() {
+            continue;
+        }
+        out.push(String::new());
+        out.push(format!("{title}:"));
+        for change in changes {
+            out.push(format!("  {sign} {} on {}", change.label, change.resource));
+            for key in &change.keys {
+                out.push(format!("      key    {key}"));
+            }
+            for route in &change.routes {
+                out.push(format!("      route  {route}"));
+            }
+            if let Some(example) = &change.example {
+                out.push(format!("      check: {example}"));
+            }
+        }
+    }
+    for (title, list) in [
+        ("routes added", &diff.routes_added),
+        ("routes removed", &diff.routes_removed),
+        ("routes changed", &diff.routes_changed),
+    ] {
+        if !list.is_empty() {
+            out.push(String::new());
+            out.push(format!("{title}: {}", list.join(", ")));
+        }
+    }
+    if !diff.tokens.is_empty() {
+        out.push(String::new());
+        out.push("tokens:".into());
+        for token in &diff.tokens {
+            out.push(format!("  {} {}", token.change, token.token_id));
+        }
+    }
+    out.push(String::new());
+    out.join("\n")
 }

@@ -26,8 +26,11 @@ pub struct CheckArgs {
     pub api_key: Option<String>,
     /// Decide as the token with this id, without its secret (the config holds only its hash): the same
     /// decision, with the credential named instead of presented.
-    #[arg(long, value_name = "ID", conflicts_with = "token")]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["token", "user"])]
     pub token_id: Option<String>,
+    /// Decide as this user's legacy API key (by id or email), without the key.
+    #[arg(long, value_name = "ID_OR_EMAIL", conflicts_with_all = ["token", "api_key"])]
+    pub user: Option<String>,
     /// An extra request header, `Name: value` (repeatable), e.g. `X-Forwarded-For`.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -84,13 +87,18 @@ pub fn check(args: &CheckArgs) -> Result<(String, bool), String> {
         peer_ip: args.ip,
         now,
     };
-    let verdict = match &args.token_id {
-        None => decide(&snapshot, &facts),
-        Some(id) => {
+    let verdict = match (&args.token_id, &args.user) {
+        (Some(id), _) => {
             let known = crate::analysis::token_by_id(&snapshot.policy, id)
                 .ok_or_else(|| format!("no token has the id {id:?} in this config"))?;
             decide_as(&snapshot, &facts, known)
         }
+        (None, Some(user)) => {
+            let index = crate::analysis::user_by_id_or_email(&snapshot.policy, user)
+                .ok_or_else(|| format!("no user {user:?} in this config"))?;
+            decide_as(&snapshot, &facts, crate::policy::Known::LegacyKey(index))
+        }
+        (None, None) => decide(&snapshot, &facts),
     };
     let output = if args.json {
         render_json(&verdict)

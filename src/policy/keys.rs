@@ -184,6 +184,13 @@ impl KeySet {
         }
     }
 
+    /// Keeps only the keys `other` holds too.
+    pub fn intersect_with(&mut self, other: &KeySet) {
+        for (index, word) in self.words.iter_mut().enumerate() {
+            *word &= other.words.get(index).copied().unwrap_or(0);
+        }
+    }
+
     /// The keys of the set, in id order.
     pub fn iter(&self) -> impl Iterator<Item = KeyId> + '_ {
         self.words.iter().enumerate().flat_map(|(index, word)| {
