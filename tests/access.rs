@@ -310,9 +310,22 @@ fn key_who_can_agrees_with_explain_keys() {
     let now = at("2026-03-01T00:00:00Z");
     let ns = &policy.namespace;
     let mut checked = 0;
+    // explain lists the keys that some route of the resource's kind requires (here: zone routes).
+    let zone_keys: BTreeSet<&str> = snapshot
+        .routes
+        .routes()
+        .iter()
+        .filter(|route| matches!(route.scope, Scope::Zone { .. }))
+        .flat_map(|route| match &route.requirement {
+            permgate::routes::Requirement::AllOf(keys)
+            | permgate::routes::Requirement::AnyOf(keys) => keys.to_vec(),
+            permgate::routes::Requirement::None => Vec::new(),
+        })
+        .map(|key| policy.keys.name(key))
+        .collect();
     for zone in &policy.zones {
         let resource = format!("{ns}.account.zone.{}", zone.id);
-        for (_, key) in policy.keys.iter() {
+        for key in zone_keys.iter().copied() {
             let who = analysis::who_can_key(&snapshot, key, &resource, now, false).unwrap();
             for known in analysis::credentials(policy) {
                 let explanation = analysis::explain(
