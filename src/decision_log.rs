@@ -224,14 +224,9 @@ impl Entry {
         let principal = verdict.principal.map(|principal| principal.to_string());
         string(&mut out, "principal", principal.as_deref());
         out.push(',');
-        string(
-            &mut out,
-            "token_id",
-            verdict
-                .principal
-                .as_ref()
-                .and_then(|principal| principal.token_id()),
-        );
+        // Also for a known token that was refused before it became the principal (disabled, expired, …):
+        // `permgate access replay` re-decides the request as that token.
+        string(&mut out, "token_id", verdict.token_id());
         out.push(',');
         string(&mut out, "account", verdict.account());
         out.push(',');

@@ -125,7 +125,7 @@ pub struct Verdict<'s> {
     pub outcome: Result<(), Refusal<'s>>,
 }
 
-impl Verdict<'_> {
+impl<'s> Verdict<'s> {
     /// Whether the request may go to the upstream.
     pub fn allowed(&self) -> bool {
         self.outcome.is_ok()
@@ -148,6 +148,26 @@ impl Verdict<'_> {
                     .filter(|principal| principal.kind == crate::policy::PrincipalKind::Account)
                     .map(|principal| principal.id)
             })
+    }
+
+    /// The id of the token the request presented, when the config knows it: the principal's token, or the
+    /// token a refusal names (disabled, expired, not yet valid, outside its IP condition). Never a secret.
+    pub fn token_id(&self) -> Option<&'s str> {
+        if let Some(principal) = &self.principal {
+            return principal.token_id();
+        }
+        match self
+            .outcome
+            .as_ref()
+            .err()
+            .and_then(|refusal| refusal.denial.as_ref())?
+        {
+            Denial::TokenDisabled { token }
+            | Denial::TokenExpired { token, .. }
+            | Denial::TokenNotYetValid { token, .. }
+            | Denial::IpOutsideCondition { token, .. } => Some(token),
+            _ => None,
+        }
     }
 
     /// The code of the refusal, 0 when allowed.

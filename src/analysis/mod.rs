@@ -14,6 +14,7 @@
 
 pub mod diff;
 pub mod explain;
+pub mod replay;
 pub mod who_can;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

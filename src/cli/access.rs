@@ -23,6 +23,24 @@ pub enum AccessCommand {
     WhoCan(WhoCanArgs),
     /// Access gained and lost between two configs (exit 3 with --fail-on-new-access and a gain).
     Diff(DiffArgs),
+    /// Re-decide every request of a decision log under another config; report the verdicts that change.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `permgate access replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The config to decide with.
+    #[arg(long, default_value = "config/gateway.yaml")]
+    pub config: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most this many groups (all are counted).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// The decision log (JSON lines, as `decision_log` writes them).
+    pub log: PathBuf,
 }
 
 /// Arguments of `permgate access diff`.
@@ -106,6 +124,7 @@ pub fn run(command: &AccessCommand) -> ExitCode {
     let result = match command {
         AccessCommand::Explain(args) => run_explain(args),
         AccessCommand::WhoCan(args) => run_who_can(args),
+        AccessCommand::Replay(args) => run_replay(args),
         AccessCommand::Diff(args) => {
             return match run_diff(args) {
                 Ok((output, gained)) => {
@@ -584,4 +603,95 @@ fn diff_text(diff: &analysis::AccessDiff, old: &Snapshot, new: &Snapshot, now: i
     }
     out.push(String::new());
     out.join("\n")
+}
+
+/// `permgate access replay`.
+pub fn run_replay(args: &ReplayArgs) -> Result<String, String> {
+    use std::io::BufRead as _;
+    let snapshot = load(&args.config)?;
+    let file = std::fs::File::open(&args.log)
+        .map_err(|error| format!("cannot open {}: {error}", args.log.display()))?;
+    let mut replayer = analysis::replay::Replayer::new(&snapshot);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|error| format!("cannot read {}: {error}", args.log.display()))?;
+        if read == 0 {
+            break;
+        }
+        replayer.replay_line(&line);
+    }
+    let report = replayer.finish();
+    let groups: Vec<Value> = report
+        .groups
+        .iter()
+        .take(args.limit)
+        .map(|(key, (count, example))| {
+            json!({
+                "route": key.route,
+                "credential": key.credential,
+                "change": key.change,
+                "count": count,
+                "example": {
+                    "time": example.time,
+                    "request_id": example.request_id,
+                    "method": example.method,
+                    "path": example.path,
+                    "code": example.new_code,
+                    "reason": example.reason,
+                },
+            })
+        })
+        .collect();
+    if args.json {
+        return Ok(format!(
+            "{}\n",
+            json!({
+                "config_hash": snapshot.content_hash,
+                "lines": report.lines,
+                "replayed": report.replayed,
+                "unchanged": report.unchanged,
+                "changed": report.changed,
+                "not_replayable": report.not_replayable,
+                "malformed": report.malformed,
+                "groups": groups,
+            })
+        ));
+    }
+    let mut out = vec![
+        format!("config:         {}", snapshot.content_hash),
+        format!(
+            "lines:          {} ({} replayed, {} not replayable, {} malformed)",
+            report.lines, report.replayed, report.not_replayable, report.malformed
+        ),
+        format!("unchanged:      {}", report.unchanged),
+        format!("changed:        {}", report.changed),
+    ];
+    for (key, (count, example)) in report.groups.iter().take(args.limit) {
+        out.push(String::new());
+        out.push(format!(
+            "{}  {}  {}  x{count}",
+            key.change, key.route, key.credential
+        ));
+        out.push(format!(
+            "    e.g. {} {} {} at {} -> {} ({})",
+            example.request_id.as_deref().unwrap_or("-"),
+            example.method,
+            example.path,
+            example.time,
+            example.new_code,
+            example.reason
+        ));
+    }
+    if report.groups.len() > args.limit {
+        out.push(format!(
+            "\n… {} more groups (--limit)",
+            report.groups.len() - args.limit
+        ));
+    }
+    out.push(String::new());
+    Ok(out.join("\n"))
 }
