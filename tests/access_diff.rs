@@ -363,3 +363,52 @@ fn the_cli_exits_0_3_and_2() {
     assert_eq!(broken.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&broken.stderr).contains("accounts.yaml"));
 }
+
+/// The fast path (only the tokens that differ are analysed when nothing else does) gives exactly the full
+/// diff, for token edits of every kind.
+#[test]
+fn the_token_only_fast_path_equals_the_full_diff() {
+    let edits: &[(&str, &str)] = &[
+        // A token disabled.
+        (
+            "    status: active\n    policies:\n      - id: 6fbb207b1ea19cd1bc8bfb72261d7dc3",
+            "    status: disabled\n    policies:\n      - id: 6fbb207b1ea19cd1bc8bfb72261d7dc3",
+        ),
+        // An account token that loses a group.
+        (
+            "          - { id: 4755a26eedb94da69e1066d98aa820be }    # DNS Write\n          - { id: c8fed203ed3043cba015a93ad1616f1f }    # Zone Read\n          - { id: 517b21aee92c4d89936c976ba6e4be55 }    # Zone Settings Read\n          - { id: c1fde68c7bcc44588cbb6ddbc16d6480 }",
+            "          - { id: c8fed203ed3043cba015a93ad1616f1f }    # Zone Read\n          - { id: 517b21aee92c4d89936c976ba6e4be55 }    # Zone Settings Read\n          - { id: c1fde68c7bcc44588cbb6ddbc16d6480 }",
+        ),
+        // A token's policy turned into a deny.
+        (
+            "      - id: 6fbb207b1ea19cd1bc8bfb72261d7dc3\n        effect: allow",
+            "      - id: 6fbb207b1ea19cd1bc8bfb72261d7dc3\n        effect: deny",
+        ),
+    ];
+    let now = OffsetDateTime::parse("2026-03-01T00:00:00Z", &Rfc3339)
+        .unwrap()
+        .unix_timestamp();
+    for (from, to) in edits {
+        let pair = pair();
+        pair.edit("config/tokens.yaml", from, to);
+        let old = permgate::config::load(&pair.old).unwrap();
+        let new = permgate::config::load(&pair.new).unwrap();
+        let (old_changed, new_changed) =
+            analysis::diff::changed_tokens(&old.policy, &new.policy).expect("only tokens differ");
+        assert_eq!((old_changed.len(), new_changed.len()), (1, 1), "{to}");
+        let fast = analysis::diff::diff_with(&old, &new, now, "NEW", true);
+        let full = analysis::diff::diff_with(&old, &new, now, "NEW", false);
+        assert!(!lines(&fast).is_empty(), "{to}");
+        assert_eq!(lines(&fast), lines(&full), "{to}");
+    }
+    // An entity edit is never taken for a token-only one.
+    let pair = pair();
+    pair.edit(
+        "config/accounts.yaml",
+        "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b]",
+        "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b, 90cd2c6d19429ceb92a8da695473c3e4]",
+    );
+    let old = permgate::config::load(&pair.old).unwrap();
+    let new = permgate::config::load(&pair.new).unwrap();
+    assert!(analysis::diff::changed_tokens(&old.policy, &new.policy).is_none());
+}

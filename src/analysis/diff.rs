@@ -88,8 +88,17 @@ pub fn credential_name(credential: &Credential<'_>) -> CredentialName {
 
 /// What every credential of a config holds at `now` (unusable credentials hold nothing).
 pub fn holdings(snapshot: &Snapshot, now: i64) -> BTreeMap<CredentialName, Holdings> {
+    holdings_of(snapshot, now, credentials(&snapshot.policy))
+}
+
+/// What the given credentials hold at `now`.
+fn holdings_of(
+    snapshot: &Snapshot,
+    now: i64,
+    which: impl Iterator<Item = Known>,
+) -> BTreeMap<CredentialName, Holdings> {
     let mut out = BTreeMap::new();
-    for known in credentials(&snapshot.policy) {
+    for known in which {
         let Some(explanation) = explain(
             snapshot,
             known,
@@ -128,8 +137,32 @@ pub fn holdings(snapshot: &Snapshot, now: i64) -> BTreeMap<CredentialName, Holdi
 
 /// The access gained and lost from `old` to `new` at `now`; `new_config` is the path the check lines name.
 pub fn diff(old: &Snapshot, new: &Snapshot, now: i64, new_config: &str) -> AccessDiff {
-    let before = holdings(old, now);
-    let after = holdings(new, now);
+    diff_with(old, new, now, new_config, true)
+}
+
+/// [`diff`], with `only_changed_tokens: false` analysing every credential of both configs even when only
+/// tokens differ (the equivalence test compares the two).
+pub fn diff_with(
+    old: &Snapshot,
+    new: &Snapshot,
+    now: i64,
+    new_config: &str,
+    only_changed_tokens: bool,
+) -> AccessDiff {
+    // When everything but some tokens is the same, only the tokens that differ can hold anything else:
+    // the others are not analysed at all (a one-file change to a 1M-token config costs that file).
+    let changed = if only_changed_tokens {
+        changed_tokens(&old.policy, &new.policy)
+    } else {
+        None
+    };
+    let (before, after) = match changed {
+        Some((old_changed, new_changed)) => (
+            holdings_of(old, now, old_changed.into_iter()),
+            holdings_of(new, now, new_changed.into_iter()),
+        ),
+        None => (holdings(old, now), holdings(new, now)),
+    };
     let mut result = AccessDiff::default();
     let names: BTreeSet<&CredentialName> = before.keys().chain(after.keys()).collect();
     let empty = Holdings::default();
@@ -503,4 +536,116 @@ fn token_changes(old: &PolicySet, new: &PolicySet, now: i64) -> Vec<TokenChange>
         }
     }
     changes
+}
+
+/// When the two configs differ only in tokens (same users, accounts, zones, memberships, member policies,
+/// keys and catalog), the tokens that differ on either side; `None` when anything else differs (then
+/// every credential is analysed). Tokens are compared by what decisions read: owner, status, validity,
+/// IP condition, and each policy's id, effect, key set and resources.
+pub fn changed_tokens(old: &PolicySet, new: &PolicySet) -> Option<(Vec<Known>, Vec<Known>)> {
+    if !same_entities(old, new) {
+        return None;
+    }
+    let (old_index, new_index) = (token_index(old), token_index(new));
+    let mut old_changed = Vec::new();
+    let mut new_changed = Vec::new();
+    for (id, &i) in &old_index {
+        match new_index.get(id) {
+            Some(&j) if same_token(old, i, new, j) => {}
+            _ => old_changed.push(Known::Token(i)),
+        }
+    }
+    for (id, &j) in &new_index {
+        match old_index.get(id) {
+            Some(&i) if same_token(old, i, new, j) => {}
+            _ => new_changed.push(Known::Token(j)),
+        }
+    }
+    old_changed.sort();
+    new_changed.sort();
+    Some((old_changed, new_changed))
+}
+
+fn same_entities(old: &PolicySet, new: &PolicySet) -> bool {
+    let keys_equal = old.keys.len() == new.keys.len()
+        && old
+            .keys
+            .iter()
+            .zip(new.keys.iter())
+            .all(|((_, a), (_, b))| a == b);
+    keys_equal
+        && old.namespace == new.namespace
+        && old.users.len() == new.users.len()
+        && old.users.iter().zip(&new.users).all(|(a, b)| {
+            a.id == b.id
+                && a.email == b.email
+                && a.api_key_sha256 == b.api_key_sha256
+                && a.memberships == b.memberships
+        })
+        && old.accounts.len() == new.accounts.len()
+        && old
+            .accounts
+            .iter()
+            .zip(&new.accounts)
+            .all(|(a, b)| a.id == b.id && a.zones == b.zones)
+        && old.zones.len() == new.zones.len()
+        && old
+            .zones
+            .iter()
+            .zip(&new.zones)
+            .all(|(a, b)| a.id == b.id && a.account == b.account)
+        && old.member_by_user_account.len() == new.member_by_user_account.len()
+        && old.member_by_user_account.iter().all(|(at, a)| {
+            new.member_by_user_account.get(at).is_some_and(|b| {
+                a.api_access == b.api_access && same_policies(old, &a.policies, new, &b.policies)
+            })
+        })
+}
+
+fn same_token(old: &PolicySet, i: u32, new: &PolicySet, j: u32) -> bool {
+    let (Some(a), Some(b)) = (old.tokens.get(i as usize), new.tokens.get(j as usize)) else {
+        return false;
+    };
+    let (Some(ga), Some(gb)) = (
+        old.token_gates.get(i as usize),
+        new.token_gates.get(j as usize),
+    ) else {
+        return false;
+    };
+    let same_condition = match (&a.ip_condition, &b.ip_condition) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x.inside == y.inside && x.not_in == y.not_in,
+        _ => false,
+    };
+    a.owner == b.owner
+        && a.status == b.status
+        && ga.valid_from == gb.valid_from
+        && ga.valid_until == gb.valid_until
+        && a.expires_on.is_some() == b.expires_on.is_some()
+        && same_condition
+        && same_policies(old, &ga.policies, new, &gb.policies)
+}
+
+fn same_policies(
+    old: &PolicySet,
+    a: &[crate::policy::model::Policy],
+    new: &PolicySet,
+    b: &[crate::policy::model::Policy],
+) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.id == y.id
+                && x.effect == y.effect
+                && x.selector == y.selector
+                && old.keysets.get(x.keyset as usize) == new.keysets.get(y.keyset as usize)
+        })
+}
+
+fn token_index(policy: &PolicySet) -> std::collections::HashMap<&str, u32> {
+    policy
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, token)| u32::try_from(i).ok().map(|i| (&*token.id, i)))
+        .collect()
 }
