@@ -44,6 +44,14 @@ pub fn scale(tokens: usize) -> Scale {
 pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
     let scale = scale(tokens);
     let raw = world(scale, 42);
+    let started = Instant::now();
+    let snapshot = snapshot_of(&raw);
+    eprintln!("compiled {tokens} tokens in {:.2?}", started.elapsed());
+    (snapshot, scale, raw)
+}
+
+/// A raw world compiled into a snapshot, with the synthetic routes.
+pub fn snapshot_of(raw: &RawPolicyFile) -> Snapshot {
     let gateway = SourceFile::from_text(
         "gateway.yaml",
         "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:1\nupstream: { url: 'http://127.0.0.1:9' }\npolicy_files: [synthetic]\nroute_files: [routes.yaml]\n",
@@ -56,17 +64,15 @@ pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
     .expect("settings");
     let mut keys = KeyInterner::new();
     let routes = RouteTable::compile(&set.route_files, &mut keys).expect("routes");
-    let started = Instant::now();
     let policy: PolicySet =
-        compile(&[(Path::new("synthetic"), &raw)], keys, NS).unwrap_or_else(|errors| {
+        compile(&[(Path::new("synthetic"), raw)], keys, NS).unwrap_or_else(|errors| {
             panic!(
                 "synthetic world must compile: {} errors, first {:?}",
                 errors.len(),
                 errors.first()
             )
         });
-    eprintln!("compiled {tokens} tokens in {:.2?}", started.elapsed());
-    let snapshot = Snapshot {
+    Snapshot {
         settings: set.settings.clone(),
         routes,
         policy,
@@ -75,8 +81,7 @@ pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
         loaded_at: 0,
         files: Vec::new(),
         compiled_from: Default::default(),
-    };
-    (snapshot, scale, raw)
+    }
 }
 
 /// One request of the mix.

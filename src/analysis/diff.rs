@@ -20,6 +20,8 @@ pub type CredentialName = String;
 /// What one credential holds: (resource key, permission key) pairs.
 #[derive(Debug, Clone, Default)]
 pub struct Holdings {
+    /// The credential in its own config.
+    pub known: Option<Known>,
     pub label: String,
     pub token_id: Option<String>,
     pub user: Option<String>,
@@ -125,6 +127,7 @@ fn holdings_of(
         out.insert(
             credential_name(&credential),
             Holdings {
+                known: Some(known),
                 label: credential.label(),
                 token_id: credential.token_id.map(str::to_string),
                 user: credential.owner_email.map(str::to_string),
@@ -178,12 +181,13 @@ pub fn diff_with(
             (&mut result.gained, old_holdings, new_holdings, new, true),
             (&mut result.lost, new_holdings, old_holdings, old, false),
         ] {
+            // The credential as the config that holds these grants knows it.
+            let known = to.known;
             let mut by_resource: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for (resource, key) in to.grants.difference(&from.grants) {
                 by_resource.entry(resource).or_default().push(key.clone());
             }
             for (resource, keys) in by_resource {
-                let known = find_known(snapshot, name);
                 let (routes, example) = match known {
                     Some(known) => {
                         routes_for(snapshot, known, resource, &keys, now, new_config, gained)
@@ -305,15 +309,6 @@ fn route_access_changes(
             });
         }
     }
-}
-
-fn find_known(snapshot: &Snapshot, name: &str) -> Option<Known> {
-    let policy = &snapshot.policy;
-    if let Some(id) = name.strip_prefix("token:") {
-        return super::token_by_id(policy, id);
-    }
-    let user = name.strip_prefix("key:")?;
-    super::user_by_id_or_email(policy, user).map(Known::LegacyKey)
 }
 
 /// The routes of `snapshot` that need one of `keys`, fit the resource and that the credential may call
@@ -648,4 +643,61 @@ fn token_index(policy: &PolicySet) -> std::collections::HashMap<&str, u32> {
         .enumerate()
         .filter_map(|(i, token)| u32::try_from(i).ok().map(|i| (&*token.id, i)))
         .collect()
+}
+
+impl AccessChange {
+    /// The change as JSON (`access diff --json` and the reload's access-change record).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "credential": self.credential,
+            "label": self.label,
+            "resource": self.resource,
+            "keys": self.keys,
+            "routes": self.routes,
+            "example": self.example,
+        })
+    }
+}
+
+/// How many changes an access-change record lists (the counts cover all of them).
+pub const RECORD_CHANGES: usize = 100;
+
+/// The access-change record of one applied reload: the counts, and the first [`RECORD_CHANGES`] changes
+/// (gains first), each with `direction`.
+pub fn change_record(
+    diff: &AccessDiff,
+    generation: u64,
+    previous_hash: &str,
+    content_hash: &str,
+    time: &str,
+) -> serde_json::Value {
+    let (gained, lost) = diff.counts();
+    let changes: Vec<serde_json::Value> = diff
+        .gained
+        .iter()
+        .map(|change| ("gained", change))
+        .chain(diff.lost.iter().map(|change| ("lost", change)))
+        .take(RECORD_CHANGES)
+        .map(|(direction, change)| {
+            let mut value = change.to_json();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("direction".into(), direction.into());
+            }
+            value
+        })
+        .collect();
+    serde_json::json!({
+        "type": "config_change",
+        "time": time,
+        "generation": generation,
+        "previous_hash": previous_hash,
+        "content_hash": content_hash,
+        "gained": gained,
+        "lost": lost,
+        "routes_added": diff.routes_added,
+        "routes_removed": diff.routes_removed,
+        "routes_changed": diff.routes_changed,
+        "tokens": diff.tokens.iter().map(|t| serde_json::json!({"token_id": t.token_id, "change": t.change})).collect::<Vec<_>>(),
+        "changes": changes,
+    })
 }

@@ -525,17 +525,6 @@ pub fn run_diff(args: &DiffArgs) -> Result<(String, bool), String> {
     ))
 }
 
-fn change_json(change: &analysis::diff::AccessChange) -> Value {
-    json!({
-        "credential": change.credential,
-        "label": change.label,
-        "resource": change.resource,
-        "keys": change.keys,
-        "routes": change.routes,
-        "example": change.example,
-    })
-}
-
 /// The diff as JSON (also the `changes` of the reload's access-change record).
 pub fn diff_json(diff: &analysis::AccessDiff, old: &Snapshot, new: &Snapshot, now: i64) -> Value {
     let (gained, lost) = diff.counts();
@@ -545,8 +534,8 @@ pub fn diff_json(diff: &analysis::AccessDiff, old: &Snapshot, new: &Snapshot, no
         "at": time_text(now),
         "gained": gained,
         "lost": lost,
-        "access_gained": diff.gained.iter().map(change_json).collect::<Vec<_>>(),
-        "access_lost": diff.lost.iter().map(change_json).collect::<Vec<_>>(),
+        "access_gained": diff.gained.iter().map(analysis::diff::AccessChange::to_json).collect::<Vec<_>>(),
+        "access_lost": diff.lost.iter().map(analysis::diff::AccessChange::to_json).collect::<Vec<_>>(),
         "routes_added": diff.routes_added,
         "routes_removed": diff.routes_removed,
         "routes_changed": diff.routes_changed,
