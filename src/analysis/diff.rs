@@ -1,6 +1,6 @@
 //! `permgate access diff`: the access gained and lost between two configs, per credential × resource × key.
 //!
-//! Both configs are analysed with [`super::explain`] (the decision's own rules); credentials are matched by
+//! Both configs are analysed with [`super::explain()`] (the decision's own rules); credentials are matched by
 //! token id (a legacy key by its user's id), resources by resource key, keys by name, routes by id. Each
 //! gained access comes with the routes it opens and one `permgate check` line that shows it allowed.
 

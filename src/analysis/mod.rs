@@ -7,9 +7,9 @@
 //! credential named by its place in the config instead of presented (the analysis knows no secret). The
 //! exhaustive test `tests/access.rs` compares both directions with `pipeline::decide` on real requests.
 //!
-//! - [`explain`]: for one credential, every resource it can act on, with the keys granted (and which policy
+//! - [`explain()`]: for one credential, every resource it can act on, with the keys granted (and which policy
 //!   of each layer allows them) and the routes it may call there; what it selects but cannot use.
-//! - [`who_can`]: for a route and a resource, or a key and a resource, every credential that would be
+//! - [`who_can_route`] and [`who_can_key`]: for a route and a resource, or a key and a resource, every credential that would be
 //!   allowed, with the policies that decided, and (on request) those stopped and why.
 
 pub mod diff;

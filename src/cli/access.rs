@@ -99,7 +99,7 @@ pub struct WhoCanArgs {
     /// A permission key (with --resource instead of METHOD PATH).
     #[arg(long, requires = "resource", conflicts_with_all = ["method", "path"])]
     pub key: Option<String>,
-    /// A resource key, e.g. com.cloudflare.api.account.zone.<id> (with --key).
+    /// A resource key, e.g. com.cloudflare.api.account.zone.ZONE_ID (with --key).
     #[arg(long, requires = "key")]
     pub resource: Option<String>,
     /// The time to decide at (RFC 3339); defaults to now.
