@@ -436,8 +436,8 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
 /// HTTP/1 (lent upstream connections) and HTTP/2 (the pooled client): every answer is wholly one
 /// generation's. A request the old config allowed went to the old upstream, one the new config allowed to
 /// the new upstream (found by its `X-Request-Id`), a refusal went nowhere; and each was counted under the
-/// route label of the config that decided it (the route series are that generation's: the routes of the
-/// second config sit at other indexes).
+/// route label of the config that decided it (the route series are that generation's: in the second config
+/// another route sits at the index of the first config's `dns.list`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_during_upstream_and_route_swaps_is_one_generations() {
     use http_body_util::{BodyExt, Empty};
@@ -450,14 +450,22 @@ async fn every_answer_during_upstream_and_route_swaps_is_one_generations() {
     let root = config.dir.path().to_path_buf();
     let services = start_services(&config, MANUAL).await;
     // Config A: upstream A, the read token works, no settings route. Config B: upstream B, the read token is
-    // disabled, the settings route exists, first (every other route moves one index on).
+    // disabled, and the settings route exists at the index `dns.list` has in A (which moves one on): a
+    // request counted on the other generation's series would be counted under the other route's label.
     let gateway_a = std::fs::read_to_string(&config.gateway_path).unwrap();
     let gateway_b = gateway_a.replacen(&upstream_a.url(), &upstream_b.url(), 1);
     assert_ne!(gateway_a, gateway_b);
     let tokens_a = std::fs::read_to_string(root.join("tokens.yaml")).unwrap();
     let tokens_b = tokens_a.replacen("status: active", "status: disabled", 1);
     let routes_a = std::fs::read_to_string(root.join("routes/test.yaml")).unwrap();
-    let routes_b = routes_a.replacen("routes:\n", &format!("routes:{SETTINGS_ROUTE}"), 1);
+    let routes_b = routes_a.replacen(
+        "  - id: dns.list",
+        &format!(
+            "{}  - id: dns.list",
+            SETTINGS_ROUTE.trim_start_matches('\n')
+        ),
+        1,
+    );
     assert!(routes_b.find("zone.settings") < routes_b.find("dns.list"));
 
     let stop = Arc::new(AtomicBool::new(false));

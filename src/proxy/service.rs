@@ -1,6 +1,6 @@
-//! One request, in phases: its context is built once, then `decide` ([`super::decide`]), then `forward`
-//! ([`super::forward`]) or the `verify` answer ([`super::verify`]) or a refusal, and `observe`
-//! ([`super::observe`]) once its response head is ready.
+//! One request, in phases: its context is built once (`context`), then `decide` (`decide.rs`), then
+//! `forward` (`forward.rs`) or the `verify` answer (`verify.rs`) or a refusal, and `observe` (`observe.rs`)
+//! once its response head is ready.
 //!
 //! ```text
 //! framing tap verdict → context (one load of the serving Live) → decide → plan
