@@ -14,8 +14,12 @@
 //! Idle connections wait in a [`Pool`] (`super::pool`, generic over the connection): one sweeper task per
 //! pool looks at them every [`super::pool::SWEEP_EVERY`] (at most half of `pool_idle_timeout`), closing those
 //! the upstream closed and those idle longer than `pool_idle_timeout`, and a checkout polls a connection once
-//! before using it. At most `pool_max_idle_per_host` are kept. A request that a reused connection hands back unsent (it closed just
-//! then) is sent once more on a new connection; nothing that may have reached the upstream is resent.
+//! before using it. At most `pool_max_idle_per_host` are kept. A request that a reused connection hands back
+//! unsent (it closed just then) is sent once more on a new connection; nothing that may have reached the
+//! upstream is resent.
+//!
+//! [`UpstreamLane`] is how an inbound connection's requests choose between the lent connection, the pooled
+//! client and the upgrade client (and the URI form each takes).
 
 use std::future::Future;
 use std::pin::Pin;

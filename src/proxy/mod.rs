@@ -21,10 +21,11 @@
 //!   failures logged as one line per kind per interval.
 //! - [`sample_upstream`]: the demo's built-in upstream.
 //!
-//! Outside this module, [`Gateway`] is imported by the CLI (`cli::serve`, which starts it), the reloader
-//! (`reload`, which stores each new generation through it) and the admin listener (`admin`, which reads its
-//! snapshot and metrics). It never decides anything itself (that is `pipeline::decide`) and never logs a
-//! credential.
+//! Three modules outside this one use it: the CLI (`cli::serve` and `cli::demo` start a gateway through
+//! [`launch`] and hold its [`Gateway`]), the reloader (`reload` imports [`Gateway`] and [`Live`] and stores
+//! each new generation through the gateway) and the admin listener (`admin` imports [`Gateway`] to read its
+//! snapshot and metrics). This module never decides anything itself (that is `pipeline::decide`) and never
+//! logs a credential.
 //!
 //! # The life of an HTTP/1 connection and its lent upstream connection
 //!

@@ -1,6 +1,6 @@
 //! Live reload: re-read every file, and when anything changed, compile the whole set off the request path
-//! and swap it in, with everything else of its generation ([`Live`]), with one `ArcSwap::store`; a bad config is rejected whole and the last good one keeps
-//! serving.
+//! and swap it in, with everything else of its generation ([`Live`]), with one `ArcSwap::store`; a bad
+//! config is rejected whole and the last good one keeps serving.
 //!
 //! ```text
 //! trigger (file event, timer, SIGHUP, reload_now) → read all files → same hashes? → unchanged
