@@ -108,25 +108,26 @@ impl Gateway {
         let live = self.live.load_full();
         let cx = RequestContext::new(&live, conn, &request, self.decision_log.is_some());
         let mut seen = Observation::new();
-        let result = match head_framing {
-            Err(refused) => Err(ProxyError::Framing(refused)),
-            Ok(()) => self.process(&cx, request, &mut seen).await,
+        // The phases run here, in this one future: the forward phase's future is this one's only nested one.
+        let result = match head_framing.map_err(ProxyError::Framing) {
+            Err(refused) => Err(refused),
+            Ok(()) => match self.decide(&cx, &request, &mut seen) {
+                Err(error) => Err(error),
+                Ok(Decided {
+                    plan: Plan::Refuse(refusal),
+                    ..
+                }) => Err(ProxyError::Refused(refusal)),
+                Ok(Decided {
+                    plan: Plan::Verify(token),
+                    ..
+                }) => Ok(verify_response(&token, &cx.id_value)),
+                Ok(Decided {
+                    plan: Plan::Forward(allowed),
+                    at,
+                    offer,
+                }) => forward(&cx, request, allowed, offer, at).await,
+            },
         };
         self.observe(&cx, result, seen, started)
-    }
-
-    /// Decides, then forwards, answers `verify` or refuses.
-    async fn process<'a>(
-        &self,
-        cx: &RequestContext<'a>,
-        request: Request<Incoming>,
-        seen: &mut Observation<'a>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let Decided { plan, at, offer } = self.decide(cx, &request, seen)?;
-        match plan {
-            Plan::Refuse(refusal) => Err(ProxyError::Refused(refusal)),
-            Plan::Verify(token) => Ok(verify_response(&token, &cx.id_value)),
-            Plan::Forward(allowed) => forward(cx, request, allowed, offer, at).await,
-        }
     }
 }
