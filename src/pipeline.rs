@@ -116,6 +116,8 @@ pub struct Verdict<'s> {
     /// The one canonical target: what was routed, authorized and is forwarded.
     pub canonical: Option<CanonicalTarget>,
     pub route: Option<&'s Route>,
+    /// The matched route's index in the snapshot's route table (set with `route`).
+    pub route_index: Option<usize>,
     /// The client IP used for the decision (peer, or `X-Forwarded-For` behind a trusted proxy).
     pub client_ip: IpAddr,
     pub principal: Option<Principal<'s>>,
@@ -195,6 +197,7 @@ fn decide_with<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>, known: Option<Know
     let mut verdict = Verdict {
         canonical: None,
         route: None,
+        route_index: None,
         client_ip: facts.peer_ip,
         principal: None,
         resource: None,
@@ -237,6 +240,7 @@ fn decide_into<'s>(
     };
     let route = matched.route;
     verdict.route = Some(route);
+    verdict.route_index = Some(matched.index);
     if route.public {
         return Ok(());
     }

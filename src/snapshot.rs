@@ -1,7 +1,8 @@
 //! One immutable snapshot of everything a request needs: settings, routes, policy set, and where it came from.
 //!
-//! The proxy holds the live snapshot in one `ArcSwap` and loads it once per request, so a request never
-//! sees half of one config and half of another.
+//! The proxy holds the serving snapshot, with everything else of its generation, in one `ArcSwap`
+//! (`proxy::live::Live`) and loads it once per request, so a request never sees half of one config and half
+//! of another.
 
 use std::path::PathBuf;
 

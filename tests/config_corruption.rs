@@ -795,14 +795,8 @@ async fn every_corruption_is_rejected_by_name_and_the_last_good_config_keeps_dec
     let root = config.dir.path().to_path_buf();
     let services = start_services(&config, MANUAL).await;
     let good = snapshot_folder(&root);
-    let generation = services.proxy.gateway.snapshot().load().generation;
-    let hash = services
-        .proxy
-        .gateway
-        .snapshot()
-        .load()
-        .content_hash
-        .clone();
+    let generation = services.proxy.gateway.snapshot().generation;
+    let hash = services.proxy.gateway.snapshot().content_hash.clone();
     assert_decides_as_before(&services, "start").await;
 
     let mutations = mutations();
@@ -849,7 +843,7 @@ async fn every_corruption_is_rejected_by_name_and_the_last_good_config_keeps_dec
             ));
         }
         // The gateway still serves the last good snapshot.
-        let serving = services.proxy.gateway.snapshot().load();
+        let serving = services.proxy.gateway.snapshot();
         if serving.generation != generation || serving.content_hash != hash {
             failures.push(format!("{}: the serving snapshot changed", mutation.name));
         }

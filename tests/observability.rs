@@ -120,6 +120,7 @@ async fn metrics_parse_and_move_with_requests() {
         "permgate_request_duration_seconds",
         "permgate_decision_duration_seconds",
         "permgate_upstream_errors_total",
+        "permgate_client_errors_total",
         "permgate_config_reloads_total",
         "permgate_config_last_reload_success",
         "permgate_config_last_reload_timestamp_seconds",
@@ -128,6 +129,9 @@ async fn metrics_parse_and_move_with_requests() {
         "permgate_routes",
         "permgate_active_connections",
         "permgate_decision_log_dropped_total",
+        "permgate_config_restart_required",
+        "permgate_config_watcher_up",
+        "permgate_config_watcher_errors_total",
     ] {
         assert!(
             after.contains(&format!("# HELP {name} ")),

@@ -432,6 +432,157 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
     services.stop().await;
 }
 
+/// (d') Reloads that change the upstream URL, the routes (their order too) and a token, under load over
+/// HTTP/1 (lent upstream connections) and HTTP/2 (the pooled client): every answer is wholly one
+/// generation's. A request the old config allowed went to the old upstream, one the new config allowed to
+/// the new upstream (found by its `X-Request-Id`), a refusal went nowhere; and each was counted under the
+/// route label of the config that decided it (the route series are that generation's: in the second config
+/// another route sits at the index of the first config's `dns.list`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_during_upstream_and_route_swaps_is_one_generations() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let upstream_a = start_upstream().await;
+    let upstream_b = start_upstream().await;
+    let config = write_config(&Options::new(&upstream_a.url()));
+    let root = config.dir.path().to_path_buf();
+    let services = start_services(&config, MANUAL).await;
+    // Config A: upstream A, the read token works, no settings route. Config B: upstream B, the read token is
+    // disabled, and the settings route exists at the index `dns.list` has in A (which moves one on): a
+    // request counted on the other generation's series would be counted under the other route's label.
+    let gateway_a = std::fs::read_to_string(&config.gateway_path).unwrap();
+    let gateway_b = gateway_a.replacen(&upstream_a.url(), &upstream_b.url(), 1);
+    assert_ne!(gateway_a, gateway_b);
+    let tokens_a = std::fs::read_to_string(root.join("tokens.yaml")).unwrap();
+    let tokens_b = tokens_a.replacen("status: active", "status: disabled", 1);
+    let routes_a = std::fs::read_to_string(root.join("routes/test.yaml")).unwrap();
+    let routes_b = routes_a.replacen(
+        "  - id: dns.list",
+        &format!(
+            "{}  - id: dns.list",
+            SETTINGS_ROUTE.trim_start_matches('\n')
+        ),
+        1,
+    );
+    assert!(routes_b.find("zone.settings") < routes_b.find("dns.list"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = format!("http://{}", services.proxy.addr);
+    let mut clients = Vec::new();
+    for client in 0..4u64 {
+        let stop = Arc::clone(&stop);
+        let base = base.clone();
+        clients.push(tokio::spawn(async move {
+            let mut builder = Client::builder(TokioExecutor::new());
+            // Two clients speak HTTP/2 (prior knowledge), two HTTP/1.1.
+            builder.http2_only(client % 2 == 1);
+            let http: Client<_, Empty<bytes::Bytes>> = builder.build_http();
+            let mut answers = Vec::new();
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (path, token) = if (count + client) % 2 == 0 {
+                    (zone_records(ZONE), TOKEN_READ)
+                } else {
+                    (SETTINGS_PATH.to_string(), TOKEN_WRITE)
+                };
+                let request = http::Request::get(format!("{base}{path}"))
+                    .header("authorization", bearer(token))
+                    .body(Empty::new())
+                    .unwrap();
+                let response = http
+                    .request(request)
+                    .await
+                    .unwrap_or_else(|error| panic!("request {count} failed: {error}"));
+                let status = response.status().as_u16();
+                let id = response.headers()["x-request-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                let _ = response.into_body().collect().await.unwrap();
+                answers.push((path, status, id));
+                count += 1;
+            }
+            answers
+        }));
+    }
+
+    for round in 0..60 {
+        let (gateway, tokens, routes) = if round % 2 == 0 {
+            (&gateway_b, &tokens_b, &routes_b)
+        } else {
+            (&gateway_a, &tokens_a, &routes_a)
+        };
+        write_by_rename(&config.gateway_path, gateway);
+        write_by_rename(&root.join("tokens.yaml"), tokens);
+        write_by_rename(&root.join("routes/test.yaml"), routes);
+        assert_eq!(
+            services.reloader.reload_now(Trigger::Manual).await,
+            ReloadOutcome::Applied,
+            "round {round}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    assert_eq!(generation(&services), 61);
+
+    let ids = |upstream: &Upstream| -> std::collections::HashSet<String> {
+        upstream
+            .requests()
+            .iter()
+            .map(|request| request.header("x-request-id").unwrap().to_string())
+            .collect()
+    };
+    let (at_a, at_b) = (ids(&upstream_a), ids(&upstream_b));
+    let mut counts = std::collections::BTreeMap::<(bool, u16), f64>::new();
+    for (path, status, id) in &answers {
+        let records = *path != SETTINGS_PATH;
+        let went = (at_a.contains(id), at_b.contains(id));
+        match (records, status) {
+            // Allowed by config A only: upstream A.
+            (true, 200) => assert_eq!(went, (true, false), "{path} {status} {id}"),
+            // Allowed by config B only: upstream B.
+            (false, 200) => assert_eq!(went, (false, true), "{path} {status} {id}"),
+            // Refused by B (the token is disabled) or A (no route): nowhere.
+            (true, 403) | (false, 400) => assert_eq!(went, (false, false), "{path} {status} {id}"),
+            _ => panic!("{path}: unexpected {status}"),
+        }
+        *counts.entry((records, *status)).or_default() += 1.0;
+    }
+    assert_eq!(
+        counts.len(),
+        4,
+        "both configs answered both paths: {counts:?}"
+    );
+    let text = metrics(&services).await;
+    let counted = |route: &str, decision: &str, code: &str| {
+        sample(
+            &text,
+            "permgate_requests_total",
+            &[
+                ("route", route),
+                ("method", "GET"),
+                ("decision", decision),
+                ("code", code),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(counted("dns.list", "allow", "200"), counts[&(true, 200)]);
+    assert_eq!(counted("dns.list", "deny", "403"), counts[&(true, 403)]);
+    assert_eq!(
+        counted("zone.settings", "allow", "200"),
+        counts[&(false, 200)]
+    );
+    assert_eq!(counted("none", "deny", "400"), counts[&(false, 400)]);
+    services.stop().await;
+}
+
 /// (e) A certificate rotated on disk is served to new connections without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_without_restart() {

@@ -155,13 +155,7 @@ async fn serve(volume: &Volume) -> permgate::cli::serve::Services {
 }
 
 fn served_hash(services: &permgate::cli::serve::Services) -> String {
-    services
-        .proxy
-        .gateway
-        .snapshot()
-        .load()
-        .content_hash
-        .clone()
+    services.proxy.gateway.snapshot().content_hash.clone()
 }
 
 fn zone_records(zone: &str) -> String {

@@ -460,12 +460,11 @@ async fn debug_output_never_holds_the_upstream_credential() {
     std::fs::write(&config.gateway_path, text).unwrap();
     let snapshot = permgate::config::load(&config.gateway_path).unwrap();
     assert!(!format!("{snapshot:?}").contains(UPSTREAM_SECRET));
-    let live = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
     let observer = permgate::proxy::Observer {
         metrics: permgate::metrics::Metrics::new().unwrap(),
         decision_log: None,
     };
-    let gateway = permgate::proxy::Gateway::new(live, observer).unwrap();
+    let gateway = permgate::proxy::Gateway::new(Arc::new(snapshot), None, observer).unwrap();
     let shown = format!("{gateway:?} {gateway:#?}");
     assert!(shown.contains("upstream.token"), "the source is shown");
     assert!(!shown.contains(UPSTREAM_SECRET), "{shown}");

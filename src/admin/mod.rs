@@ -164,7 +164,7 @@ pub fn answer<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Byte
         }
         "/healthz" => json(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {
-            let generation = state.gateway.snapshot().load().generation;
+            let generation = state.gateway.snapshot().generation;
             if state.draining.load(Ordering::Relaxed) {
                 json(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -191,7 +191,7 @@ pub fn answer<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Byte
 
 /// The `/status` document.
 pub fn status(state: &AdminState) -> Value {
-    let snapshot = state.gateway.snapshot().load_full();
+    let snapshot = state.gateway.snapshot();
     let policy = &snapshot.policy;
     let mut document = json!({
         "generation": snapshot.generation,

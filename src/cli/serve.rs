@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin, AdminState};
@@ -135,18 +134,8 @@ pub async fn start(
         metrics: Arc::clone(&metrics),
         decision_log,
     };
-    let running = proxy::start_observed(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
-        listener,
-        observer,
-    )
-    .await?;
-    let reloader = Reloader::new(
-        config,
-        Arc::clone(&running.gateway),
-        running.certificates.clone(),
-        metrics,
-    );
+    let running = proxy::start_observed(snapshot, listener, observer).await?;
+    let reloader = Reloader::new(config, Arc::clone(&running.gateway), metrics);
     let state = AdminState::new(Arc::clone(&running.gateway), Some(Arc::clone(&reloader)));
     let admin = match admin::start_on(admin_listener, state) {
         Ok(admin) => admin,
@@ -183,11 +172,7 @@ pub async fn serve(config: &Path, snapshot: Snapshot) -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
-    let scheme = if services.proxy.certificates.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if services.proxy.tls { "https" } else { "http" };
     tracing::info!(
         listen = %services.proxy.addr, scheme, admin = %services.admin.addr, generation,
         "permgate is serving"

@@ -7,20 +7,21 @@
 //! user or anything a client controls. Recording never blocks: counters and histograms are atomics behind
 //! a read-mostly label map.
 //!
-//! The proxy's per-request series are resolved once per route and snapshot (`RouteSeries`) rather than
-//! looked up by their label values on every request (hashing four strings and taking the map's lock): the
-//! same series, with the same values, as `with_label_values` would give.
+//! The proxy's per-request series are resolved once per route and snapshot ([`RouteSeriesTable`], built by
+//! the reloader beside each snapshot and swapped in with it) rather than looked up by their label values on
+//! every request (hashing four strings and taking the map's lock): the same series, with the same values, as
+//! `with_label_values` would give.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use http::Method;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
+use crate::routes::Route;
 use crate::snapshot::Snapshot;
 
 /// The route label of a request that matched no route.
@@ -100,18 +101,23 @@ pub struct Metrics {
     restart_required: IntGauge,
     watcher_up: IntGauge,
     watcher_errors: IntCounter,
-    /// The series of the serving snapshot's routes, resolved as requests first use them.
-    route_series: ArcSwapOption<SnapshotSeries>,
     /// The series of requests that matched no route.
     unrouted: RouteSeries,
 }
 
 /// Per route of one snapshot (same index as `RouteTable::routes`), its series once a request has used it.
-#[derive(Debug)]
-struct SnapshotSeries {
-    /// Which snapshot: held weakly, so the address cannot be reused by another snapshot while this lives.
-    snapshot: Weak<Snapshot>,
+/// Made by [`Metrics::route_series`] for one snapshot and only ever used with that snapshot's routes (the
+/// proxy keeps the two together, in one value swapped at once).
+pub struct RouteSeriesTable {
     routes: Box<[RouteSeries]>,
+}
+
+impl std::fmt::Debug for RouteSeriesTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSeriesTable")
+            .field("routes", &self.routes.len())
+            .finish()
+    }
 }
 
 /// One route's series: its duration histogram, and the request counters of the first few
@@ -288,7 +294,6 @@ impl Metrics {
             restart_required,
             watcher_up,
             watcher_errors,
-            route_series: ArcSwapOption::empty(),
             unrouted: RouteSeries::default(),
         }))
     }
@@ -325,44 +330,38 @@ impl Metrics {
         }
     }
 
-    /// One request of `snapshot` finished, on `route` (one of the snapshot's routes) or none: the same
-    /// series and values as [`Metrics::request`] with the route's label, without looking them up by label.
+    /// An empty series table for the routes of `snapshot` (each route's series is resolved when a request
+    /// first uses it).
+    pub fn route_series(&self, snapshot: &Snapshot) -> RouteSeriesTable {
+        RouteSeriesTable {
+            routes: snapshot
+                .routes
+                .routes()
+                .iter()
+                .map(|_| RouteSeries::default())
+                .collect(),
+        }
+    }
+
+    /// One request finished, on `route` (its index in the snapshot's route table and the route) or none:
+    /// the same series and values as [`Metrics::request`] with the route's label, taken from `table` (the
+    /// table of that snapshot) by index instead of being looked up by label.
     pub fn routed_request(
         &self,
-        snapshot: &Arc<Snapshot>,
-        route: Option<&crate::routes::Route>,
+        table: &RouteSeriesTable,
+        route: Option<(usize, &Route)>,
         method: &Method,
         decision: DecisionLabel,
         status: u16,
         elapsed: Duration,
     ) {
-        let Some(route) = route else {
+        let Some((index, route)) = route else {
             self.record(&self.unrouted, NO_ROUTE, method, decision, status, elapsed);
             return;
         };
-        let routes = snapshot.routes.routes();
-        let mut table = self.route_series.load();
-        let current = table
-            .as_ref()
-            .is_some_and(|table| std::ptr::eq(table.snapshot.as_ptr(), Arc::as_ptr(snapshot)));
-        if !current {
-            let fresh = Arc::new(SnapshotSeries {
-                snapshot: Arc::downgrade(snapshot),
-                routes: routes.iter().map(|_| RouteSeries::default()).collect(),
-            });
-            self.route_series.store(Some(fresh));
-            table = self.route_series.load();
-        }
-        let series = route_index(routes, route).and_then(|index| {
-            table
-                .as_ref()
-                .filter(|table| std::ptr::eq(table.snapshot.as_ptr(), Arc::as_ptr(snapshot)))?
-                .routes
-                .get(index)
-        });
-        match series {
+        match table.routes.get(index) {
             Some(series) => self.record(series, &route.label, method, decision, status, elapsed),
-            // Not one of the snapshot's routes, or another snapshot's table won a race: by label values.
+            // Not an index of this table (never, when the table is the snapshot's): by label values.
             None => self.request(&route.label, method, decision, status, elapsed),
         }
     }
@@ -505,19 +504,6 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// The position of `route` in `routes`, if it is one of them (found by its address: the slice is the
-/// snapshot's route table, and a matched route is borrowed from it).
-fn route_index(routes: &[crate::routes::Route], route: &crate::routes::Route) -> Option<usize> {
-    let size = std::mem::size_of::<crate::routes::Route>().max(1);
-    let offset =
-        (route as *const crate::routes::Route as usize).checked_sub(routes.as_ptr() as usize)?;
-    let index = offset / size;
-    routes
-        .get(index)
-        .is_some_and(|candidate| std::ptr::eq(candidate, route))
-        .then_some(index)
-}
-
 /// One `u32` per (method, decision, status): what a route's cached counter is for.
 fn counter_key(method: &Method, decision: DecisionLabel, status: u16) -> u32 {
     let method = match *method {
@@ -647,6 +633,9 @@ mod tests {
             "permgate_routes",
             "permgate_active_connections",
             "permgate_decision_log_dropped_total",
+            "permgate_config_restart_required",
+            "permgate_config_watcher_up",
+            "permgate_config_watcher_errors_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
         }
@@ -664,9 +653,20 @@ mod tests {
         let second = Arc::new(crate::config::load(&gateway).unwrap());
         let (routed, by_label) = (Metrics::new().unwrap(), Metrics::new().unwrap());
         let statuses = [200, 200, 403, 404, 201, 500, 418, 419, 200, 999];
-        for snapshot in [&first, &second, &first] {
+        let tables = [
+            routed.route_series(&first),
+            routed.route_series(&second),
+            routed.route_series(&first),
+        ];
+        for (snapshot, table) in [&first, &second, &first].into_iter().zip(&tables) {
             let routes = snapshot.routes.routes();
-            let picks = [routes.first(), routes.get(1), routes.last(), None];
+            let last = routes.len() - 1;
+            let picks = [
+                Some((0, &routes[0])),
+                Some((1, &routes[1])),
+                Some((last, &routes[last])),
+                None,
+            ];
             for (round, status) in statuses.iter().enumerate() {
                 for (pick, route) in picks.iter().enumerate() {
                     let method = if (round + pick) % 3 == 0 {
@@ -680,17 +680,17 @@ mod tests {
                         DecisionLabel::Deny
                     };
                     let elapsed = Duration::from_micros(137 * (round as u64 + 1));
-                    routed.routed_request(snapshot, *route, &method, decision, *status, elapsed);
-                    let label = route.map_or(NO_ROUTE, |route| &*route.label);
+                    routed.routed_request(table, *route, &method, decision, *status, elapsed);
+                    let label = route.map_or(NO_ROUTE, |(_, route)| &*route.label);
                     by_label.request(label, &method, decision, *status, elapsed);
                 }
             }
         }
-        // A route of another table is not one of this snapshot's: counted by its label all the same.
+        // An index past the table (never given by the proxy): counted by its label all the same.
         let stranger = crate::routes::Route::clone(&first.routes.routes()[0]);
         routed.routed_request(
-            &second,
-            Some(&stranger),
+            &tables[1],
+            Some((first.routes.len(), &stranger)),
             &Method::GET,
             DecisionLabel::Allow,
             200,

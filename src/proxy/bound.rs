@@ -11,22 +11,24 @@
 //! (many at once on one connection) and WebSocket upgrades use the shared pooled client instead
 //! ([`super::upstream`]).
 //!
-//! Idle connections are polled by nobody in between; one sweeper task per pool looks at them every
-//! [`SWEEP_EVERY`] (at most half of `pool_idle_timeout`), closing those the upstream closed and those idle
-//! longer than `pool_idle_timeout`, and a checkout polls a connection once before using it. At most
-//! `pool_max_idle_per_host` are kept. A request that a reused connection hands back unsent (it closed just
-//! then) is sent once more on a new connection; nothing that may have reached the upstream is resent.
+//! Idle connections wait in a [`Pool`] (`super::pool`, generic over the connection): one sweeper task per
+//! pool looks at them every [`super::pool::SWEEP_EVERY`] (at most half of `pool_idle_timeout`), closing those
+//! the upstream closed and those idle longer than `pool_idle_timeout`, and a checkout polls a connection once
+//! before using it. At most `pool_max_idle_per_host` are kept. A request that a reused connection hands back
+//! unsent (it closed just then) is sent once more on a new connection; nothing that may have reached the
+//! upstream is resent.
+//!
+//! [`UpstreamLane`] is how an inbound connection's requests choose between the lent connection, the pooled
+//! client and the upgrade client (and the URI form each takes).
 
-use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::header::{HOST, HeaderValue};
-use http::uri::{Authority, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
@@ -34,52 +36,61 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tower_service::Service;
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::pool::{Pool, Pooled};
+use super::upstream::{Route, absolute_uri};
 
 type UpstreamStream = MaybeHttpsStream<TokioIo<TcpStream>>;
 type Driver = Pin<Box<Connection<UpstreamStream, ProxyBody>>>;
 
 /// One upstream HTTP/1.1 connection: the half that sends requests and the future that does its I/O.
-struct UpstreamConnection {
+pub struct UpstreamConnection {
     sender: SendRequest<ProxyBody>,
     driver: Driver,
 }
 
-/// An idle connection in the pool, and since when.
-struct Idle {
-    connection: UpstreamConnection,
-    since: Instant,
+impl Pooled for UpstreamConnection {
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        self.driver.as_mut().poll(cx).is_ready()
+    }
+
+    /// Its I/O polled once (an upstream close that arrived meanwhile ends it) and its sender ready.
+    ///
+    /// The I/O is polled with a waker that does nothing: a usable connection is bound next, which marks the
+    /// lent connection's driver as woken, so the inbound connection's task polls it with its own waker in
+    /// this same poll (and an unusable one is dropped). With the request's waker, handing the request over
+    /// would wake the inbound connection for nothing.
+    fn is_usable(&mut self, cx: &mut Context<'_>) -> bool {
+        if self
+            .driver
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
+            return false;
+        }
+        matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
 }
 
-/// How often the sweeper looks at the idle connections (at most half of `pool_idle_timeout`).
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// The upstream connections of one upstream origin (scheme and authority) and one set of pool settings.
-pub struct Pool {
+/// The upstream connections of one upstream origin (scheme and authority) and one set of pool settings:
+/// how to open one, and the idle ones ([`Pool`]).
+pub struct Lender {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority` of the upstream URL: what the connector connects to.
     origin: Uri,
     /// The `Host` every request forwarded over these connections carries.
     host: HeaderValue,
-    max_idle: usize,
-    idle_timeout: Duration,
-    /// Oldest first; checkouts take the newest.
-    idle: Mutex<VecDeque<Idle>>,
-    /// Requests connecting because the pool was empty, also waiting for a connection to come back: the
-    /// first of the two wins, so a burst of requests does not open a connection each.
-    waiters: Mutex<VecDeque<oneshot::Sender<UpstreamConnection>>>,
-    /// Whether the sweeper task runs (it ends when the pool has no idle connection left).
-    sweeping: AtomicBool,
+    pool: Arc<Pool<UpstreamConnection>>,
 }
 
-// === impl Pool ===
+// === impl Lender ===
 
-impl Pool {
-    /// A pool for `scheme://authority`; `connector` must speak HTTP/1.1 only (no `h2` in ALPN).
+impl Lender {
+    /// Connections to `scheme://authority`; `connector` must speak HTTP/1.1 only (no `h2` in ALPN).
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
         scheme: &Scheme,
@@ -99,58 +110,14 @@ impl Pool {
             connector,
             origin,
             host,
-            max_idle,
-            idle_timeout,
-            idle: Mutex::new(VecDeque::new()),
-            waiters: Mutex::new(VecDeque::new()),
-            sweeping: AtomicBool::new(false),
+            pool: Arc::new(Pool::new(max_idle, idle_timeout)),
         })
-    }
-
-    /// Whether this pool connects to `scheme://authority` (compared as `Scheme` and `Authority` do, without
-    /// case; checked on every forwarded request, so the usual case, the same bytes, is tried first).
-    pub fn serves(&self, scheme: Option<&Scheme>, authority: Option<&Authority>) -> bool {
-        let scheme_matches = match (self.origin.scheme(), scheme) {
-            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
-            (ours, theirs) => ours.is_none() && theirs.is_none(),
-        };
-        let authority_matches = match (self.origin.authority(), authority) {
-            (Some(ours), Some(theirs)) => ours.as_str() == theirs.as_str() || ours == theirs,
-            (ours, theirs) => ours.is_none() && theirs.is_none(),
-        };
-        scheme_matches && authority_matches
-    }
-
-    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        // A panic while holding this lock cannot leave the queue half-updated: every critical section is a
-        // single push, pop or retain.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The newest idle connection that is still alive (idle for less than `idle_timeout` at `now`), polled
-    /// once to be sure.
-    async fn checkout_idle(&self, now: Instant) -> Option<UpstreamConnection> {
-        loop {
-            let mut entry = self.idle().pop_back()?;
-            if now.saturating_duration_since(entry.since) < self.idle_timeout
-                && is_usable(&mut entry.connection).await
-            {
-                return Some(entry.connection);
-            }
-        }
     }
 
     /// A connection for a request that found the pool empty: a new one, or one that comes back while it is
     /// being opened, whichever is first.
     async fn connect_or_wait(&self) -> Result<(UpstreamConnection, bool), ProxyError> {
-        let (sender, returned) = oneshot::channel();
-        {
-            let mut waiters = lock(&self.waiters);
-            waiters.retain(|waiter| !waiter.is_closed());
-            waiters.push_back(sender);
-        }
+        let returned = self.pool.waiter();
         // Boxed: connecting is rare on this path and its future is large; unboxed it would be moved with
         // every request's future.
         let connecting = Box::pin(self.connect());
@@ -183,84 +150,13 @@ impl Pool {
             driver: Box::pin(driver),
         })
     }
-
-    /// Keeps an idle, healthy connection (or closes it, if the pool is full); starts the sweeper if needed.
-    fn put(self: &Arc<Self>, mut connection: UpstreamConnection) {
-        // A request waiting for one gets it first.
-        loop {
-            let waiter = lock(&self.waiters).pop_front();
-            let Some(waiter) = waiter else { break };
-            match waiter.send(connection) {
-                Ok(()) => return,
-                Err(unsent) => connection = unsent,
-            }
-        }
-        if self.max_idle == 0 {
-            return;
-        }
-        {
-            let mut idle = self.idle();
-            if idle.len() >= self.max_idle {
-                return;
-            }
-            idle.push_back(Idle {
-                connection,
-                since: Instant::now(),
-            });
-        }
-        if !self.sweeping.swap(true, Ordering::AcqRel) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
-        }
-    }
-
-    /// Closes the idle connections the upstream has closed or that idled past `pool_idle_timeout`; returns
-    /// whether any is left (if not, the sweeper stops).
-    fn sweep_once(&self, cx: &mut Context<'_>) -> bool {
-        let mut idle = self.idle();
-        idle.retain_mut(|entry| {
-            entry.since.elapsed() < self.idle_timeout
-                && entry.connection.driver.as_mut().poll(cx).is_pending()
-        });
-        if idle.is_empty() {
-            // Cleared under the lock: a `put` after this one sees `false` and starts a new sweeper.
-            self.sweeping.store(false, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// How many idle connections the pool holds (for tests).
-    #[cfg(test)]
-    fn idle_count(&self) -> usize {
-        self.idle().len()
-    }
 }
 
-/// The pool's sweeper, until the pool has no idle connection or is gone.
-async fn sweep(pool: Weak<Pool>) {
-    loop {
-        let Some(every) = pool
-            .upgrade()
-            .map(|pool| SWEEP_EVERY.min(pool.idle_timeout / 2))
-        else {
-            return;
-        };
-        tokio::time::sleep(every.max(Duration::from_millis(1))).await;
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        if !poll_fn(|cx| Poll::Ready(pool.sweep_once(cx))).await {
-            return;
-        }
-    }
-}
-
-impl std::fmt::Debug for Pool {
+impl std::fmt::Debug for Lender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
+        f.debug_struct("Lender")
             .field("origin", &self.origin)
-            .field("max_idle", &self.max_idle)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -281,31 +177,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Whether a connection taken from the pool can carry a request now: its I/O polled once (an upstream
-/// close that arrived meanwhile ends it) and its sender ready.
-///
-/// The I/O is polled with a waker that does nothing: a usable connection is bound next, which marks the
-/// lent connection's driver as woken, so the inbound connection's task polls it with its own waker in this
-/// same poll (and an unusable one is dropped). With the request's waker, handing the request over would
-/// wake the inbound connection for nothing.
-async fn is_usable(connection: &mut UpstreamConnection) -> bool {
-    poll_fn(|cx| {
-        if connection
-            .driver
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-            .is_ready()
-        {
-            return Poll::Ready(false);
-        }
-        Poll::Ready(matches!(
-            connection.sender.poll_ready(cx),
-            Poll::Ready(Ok(()))
-        ))
-    })
-    .await
-}
-
 /// The upstream connection lent to one inbound HTTP/1 connection for its exchange in progress, shared by
 /// its requests and its task.
 #[derive(Default)]
@@ -316,7 +187,7 @@ pub struct Binding {
 #[derive(Default)]
 struct Bound {
     /// The pool the bound connection came from (a reload with other upstream settings makes a new pool).
-    pool: Option<Arc<Pool>>,
+    pool: Option<Arc<Pool<UpstreamConnection>>>,
     /// Out while a request is being handed to the connection.
     sender: Option<SendRequest<ProxyBody>>,
     driver: Option<Driver>,
@@ -401,7 +272,11 @@ impl Binding {
     }
 
     /// Binds `connection` (closing any other) and returns its sender; wakes the task to drive it.
-    fn bind(&self, pool: &Arc<Pool>, connection: UpstreamConnection) -> SendRequest<ProxyBody> {
+    fn bind(
+        &self,
+        pool: &Arc<Pool<UpstreamConnection>>,
+        connection: UpstreamConnection,
+    ) -> SendRequest<ProxyBody> {
         let mut state = self.state();
         state.unbind();
         state.pool = Some(Arc::clone(pool));
@@ -449,22 +324,64 @@ impl std::fmt::Debug for Binding {
     }
 }
 
-/// Sends `request` (origin-form URI) over a connection lent to `binding` (idle from `pool`, else new). Sets
-/// `Host` to the upstream's. `now` is a moment ago (for the idle connections' age). The caller bounds the
-/// wait.
+/// How one inbound connection's requests travel to the upstream: its lane chooses, per request, the lent
+/// upstream connection (HTTP/1, when the connection has a [`Binding`] driven by its task), the upgrade client
+/// (a WebSocket handshake) or the pooled client (everything else), and the URI form that goes with it.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamLane {
+    binding: Option<Arc<Binding>>,
+}
+
+// === impl UpstreamLane ===
+
+impl UpstreamLane {
+    /// A lane without a lent connection: everything over the pooled clients.
+    pub fn pooled() -> Self {
+        Self::default()
+    }
+
+    /// The lane of an inbound connection whose task drives `binding` ([`Binding::drive`]).
+    pub fn lending(binding: &Arc<Binding>) -> Self {
+        Self {
+            binding: Some(Arc::clone(binding)),
+        }
+    }
+
+    /// The route of one request and the URI it is sent with: `target` (from `upstream_target`) alone
+    /// (origin-form) over a lent connection, which already knows where it goes; on `base`'s scheme and
+    /// authority (absolute-form) over a pooled client.
+    pub fn choose(
+        &self,
+        http1: bool,
+        websocket: bool,
+        base: &Uri,
+        target: PathAndQuery,
+    ) -> Result<(Route<'_>, Uri), ProxyError> {
+        match (&self.binding, websocket) {
+            (Some(binding), false) if http1 => Ok((Route::Lent(binding), Uri::from(target))),
+            (_, true) => Ok((Route::Upgrade, absolute_uri(base, target)?)),
+            _ => Ok((Route::Pooled, absolute_uri(base, target)?)),
+        }
+    }
+}
+
+/// Sends `request` (origin-form URI) over a connection of `lender` lent to `binding` (an idle one, else a
+/// new one). Sets `Host` to the upstream's. `now` is a moment ago (for the idle connections' age). The caller
+/// bounds the wait.
 pub async fn send(
-    pool: &Arc<Pool>,
+    lender: &Lender,
     binding: &Binding,
     mut request: Request<ProxyBody>,
     now: Instant,
 ) -> Result<Response<Incoming>, ProxyError> {
-    request.headers_mut().insert(HOST, pool.host.clone());
+    request.headers_mut().insert(HOST, lender.host.clone());
+    let pool = &lender.pool;
     let mut retried = false;
     loop {
-        let (mut sender, reused) = match pool.checkout_idle(now).await {
+        let (mut sender, reused) = match pool.checkout(now).await {
             Some(idle) => (binding.bind(pool, idle), true),
             None => {
-                let (connection, reused) = Box::pin(pool.connect_or_wait()).await?;
+                let (connection, reused) = Box::pin(lender.connect_or_wait()).await?;
                 (binding.bind(pool, connection), reused)
             }
         };
@@ -520,35 +437,6 @@ mod tests {
         assert_eq!(host(Scheme::HTTPS, "api.internal:80"), "api.internal:80");
     }
 
-    #[test]
-    fn a_pool_serves_its_origin_in_any_case_and_nothing_else() {
-        let tls = crate::tls::client_config(None).unwrap();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(HttpConnector::new());
-        let authority: Authority = "API.internal:9000".parse().unwrap();
-        let pool = Pool::new(
-            connector,
-            &Scheme::HTTP,
-            &authority,
-            1,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let serves = |url: &str| {
-            let url: Uri = url.parse().unwrap();
-            pool.serves(url.scheme(), url.authority())
-        };
-        assert!(serves("http://API.internal:9000/base"));
-        assert!(serves("HTTP://api.INTERNAL:9000"));
-        assert!(!serves("https://API.internal:9000"));
-        assert!(!serves("http://API.internal:9001"));
-        assert!(!serves("http://API.internal"));
-        assert!(!serves("/relative"));
-    }
-
     #[tokio::test]
     async fn an_idle_connection_closed_by_the_upstream_leaves_the_pool() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -562,17 +450,16 @@ mod tests {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let pool = Arc::new(
-            Pool::new(
-                connector,
-                &Scheme::HTTP,
-                &addr.to_string().parse().unwrap(),
-                4,
-                Duration::from_secs(60),
-            )
-            .unwrap(),
-        );
-        let connection = pool.connect().await.unwrap();
+        let lender = Lender::new(
+            connector,
+            &Scheme::HTTP,
+            &addr.to_string().parse().unwrap(),
+            4,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let pool = &lender.pool;
+        let connection = lender.connect().await.unwrap();
         let server_side = accepted.await.unwrap();
         pool.put(connection);
         assert_eq!(pool.idle_count(), 1);
@@ -585,6 +472,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(pool.idle_count(), 0);
-        assert!(pool.checkout_idle(Instant::now()).await.is_none());
+        assert!(pool.checkout(Instant::now()).await.is_none());
     }
 }

@@ -3,9 +3,19 @@
 //! hyper's HTTP/1 parser already refuses some of these; the gateway checks the headers again itself so the
 //! guarantee does not depend on a parser version, and so HTTP/2 requests get the same rule. A refused
 //! request is answered 400/6003 (chain 6100) and never forwarded.
+//!
+//! What hyper hides (it drops `Content-Length` when `Transfer-Encoding` is there too) is seen in the raw
+//! bytes: each HTTP/1 connection's [`FramingTap`] feeds a [`HeadScanner`] with what the client sends and
+//! gives each request its verdict, failing closed.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Why a request's framing was refused; `Display` goes into the `error_chain` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -474,6 +484,175 @@ fn head_len(bytes: &[u8]) -> Option<usize> {
             _ => None,
         }
     })
+}
+
+/// A connection's raw-byte framing tap: the [`HeadScanner`] its client bytes feed on their way to hyper
+/// ([`FramingTap::tap`]), and the verdicts its HTTP/1 requests take, in order. It fails closed: a head it has
+/// no clear verdict for is refused, and so is everything after its lock was poisoned.
+#[derive(Debug, Clone, Default)]
+pub struct FramingTap {
+    /// `None`: a connection served without a tap (the overload answer, tests): nothing to add.
+    scanner: Option<Arc<Mutex<HeadScanner>>>,
+}
+
+// === impl FramingTap ===
+
+impl FramingTap {
+    /// No tap: every head is left to hyper's framing and the header checks.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Taps `io`: the bytes read from it feed the returned tap's scanner.
+    pub fn tap<I>(io: I) -> (Self, Tapped<I>) {
+        let scanner = Arc::new(Mutex::new(HeadScanner::default()));
+        let tapped = Tapped {
+            inner: io,
+            scanner: Arc::clone(&scanner),
+        };
+        (
+            Self {
+                scanner: Some(scanner),
+            },
+            tapped,
+        )
+    }
+
+    /// The scanner's verdict on the next HTTP/1 request's head: refused unless it is [`HeadVerdict::Clear`]
+    /// (both `Content-Length` and `Transfer-Encoding`, which hyper hides by dropping `Content-Length`, or a
+    /// head the scanner could not judge). Must be called once per HTTP/1 request, in order. A poisoned
+    /// scanner lock means nothing the scanner holds can be believed: refused, like every later request of
+    /// the connection (a poisoned lock stays poisoned).
+    pub fn next_head(&self) -> Result<(), FramingError> {
+        let Some(scanner) = &self.scanner else {
+            return Ok(());
+        };
+        let verdict = match scanner.lock() {
+            Ok(mut scanner) => scanner.next_verdict(),
+            Err(_poisoned) => HeadVerdict::Unjudged(StopReason::Poisoned),
+        };
+        match verdict {
+            HeadVerdict::Clear => Ok(()),
+            HeadVerdict::Ambiguous => Err(FramingError::LengthAndEncoding),
+            HeadVerdict::Unjudged(reason) => Err(FramingError::Unjudged(reason)),
+        }
+    }
+
+    /// The connection switched to WebSocket: the scanner stops (what follows is not HTTP/1).
+    pub fn switched_protocol(&self) {
+        if let Some(Ok(mut scanner)) = self.scanner.as_ref().map(|scanner| scanner.lock()) {
+            scanner.switched_protocol();
+        }
+    }
+}
+
+/// A client stream whose incoming bytes also feed its [`FramingTap`]'s scanner on their way to hyper.
+pub struct Tapped<I> {
+    inner: I,
+    scanner: Arc<Mutex<HeadScanner>>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tapped<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            if let (Some(new), Ok(mut scanner)) = (buf.filled().get(before..), self.scanner.lock())
+            {
+                scanner.feed(new);
+            }
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tapped<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tap_tests {
+    use super::*;
+
+    fn tapped() -> (FramingTap, Arc<Mutex<HeadScanner>>) {
+        let (tap, tapped) = FramingTap::tap(());
+        (tap, tapped.scanner)
+    }
+
+    /// A poisoned scanner lock is a refusal, for the request at hand and every later one (it used to read as
+    /// "not ambiguous", failing open).
+    #[test]
+    fn a_poisoned_framing_scanner_refuses_every_request() {
+        let (tap, scanner) = tapped();
+        scanner
+            .lock()
+            .unwrap()
+            .feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(tap.next_head(), Ok(()));
+        let poisoner = Arc::clone(&scanner);
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.lock().unwrap();
+            panic!("poisoning the scanner lock on purpose");
+        })
+        .join();
+        assert!(scanner.is_poisoned());
+        for _ in 0..3 {
+            assert_eq!(
+                tap.next_head(),
+                Err(FramingError::Unjudged(StopReason::Poisoned))
+            );
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_or_unjudged_head_is_refused() {
+        let (tap, scanner) = tapped();
+        scanner.lock().unwrap().feed(
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        assert_eq!(tap.next_head(), Err(FramingError::LengthAndEncoding));
+        assert_eq!(
+            tap.next_head(),
+            Err(FramingError::Unjudged(StopReason::NoVerdict))
+        );
+        tap.switched_protocol();
+        assert_eq!(
+            tap.next_head(),
+            Err(FramingError::Unjudged(StopReason::NotHttp1))
+        );
+        // Without a tap, nothing is added to the header checks.
+        assert_eq!(FramingTap::none().next_head(), Ok(()));
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,7 +18,7 @@ use super::server::{Drain, serve};
 use super::service::{Gateway, Observer};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::tls::{self, CertStore, TlsError};
+use crate::tls::{self, TlsError};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +42,11 @@ pub enum StartError {
 pub struct Running {
     /// The address the proxy listener is bound to (the real port when `listen` had port 0).
     pub addr: SocketAddr,
-    /// The gateway, with the live snapshot (a reloader stores new snapshots through it).
+    /// The gateway, with what is serving (a reloader stores each new generation, certificate included,
+    /// through it).
     pub gateway: Arc<Gateway>,
-    /// The inbound certificate, when TLS is on (a reloader rotates it through this).
-    pub certificates: Option<Arc<CertStore>>,
+    /// Whether the proxy listener speaks TLS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Drain>,
 }
@@ -80,14 +80,11 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    start_on(Arc::new(ArcSwap::from_pointee(snapshot)), listener).await
+    start_on(snapshot, listener).await
 }
 
-/// Starts serving the live snapshot on an already-bound listener (TLS per the snapshot's settings).
-pub async fn start_on(
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    listener: TcpListener,
-) -> Result<Running, StartError> {
+/// Starts serving `snapshot` on an already-bound listener (TLS per the snapshot's settings).
+pub async fn start_on(snapshot: Snapshot, listener: TcpListener) -> Result<Running, StartError> {
     let observer = Observer {
         metrics: Metrics::new()?,
         decision_log: None,
@@ -95,25 +92,30 @@ pub async fn start_on(
     start_observed(snapshot, listener, observer).await
 }
 
-/// Starts serving the live snapshot on an already-bound listener, reporting to `observer`.
+/// Starts serving `snapshot` on an already-bound listener, reporting to `observer`.
 pub async fn start_observed(
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    snapshot: Snapshot,
     listener: TcpListener,
     observer: Observer,
 ) -> Result<Running, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: snapshot.load().settings.listen,
+        addr: snapshot.settings.listen,
         source,
     })?;
-    let (certificates, server_config) = match &snapshot.load().settings.tls {
-        Some(settings) => {
-            let store = Arc::new(CertStore::load(settings)?);
-            let config = tls::server_config(Arc::clone(&store))?;
-            (Some(store), Some(config))
-        }
-        None => (None, None),
+    let certificate = match &snapshot.settings.tls {
+        Some(settings) => Some(Arc::new(tls::load_certified_key(
+            &settings.cert_file,
+            &settings.key_file,
+        )?)),
+        None => None,
     };
-    let gateway = Gateway::new(snapshot, observer)?;
+    let tls = certificate.is_some();
+    let gateway = Gateway::new(Arc::new(snapshot), certificate, observer)?;
+    let server_config = if tls {
+        Some(tls::server_config(gateway.certificate_resolver())?)
+    } else {
+        None
+    };
     let (trigger, triggered) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         Arc::clone(&gateway),
@@ -127,7 +129,7 @@ pub async fn start_observed(
     Ok(Running {
         addr,
         gateway,
-        certificates,
+        tls,
         shutdown: Some(trigger),
         task,
     })

@@ -25,10 +25,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,18 +35,19 @@ use http::header::{CONNECTION, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::body::{BoxError, ProxyBody};
-use super::bound::Binding;
+use super::bound::{Binding, UpstreamLane};
+use super::context::ConnInfo;
 use super::error::{ProxyError, error_response};
-use super::framing::HeadScanner;
+use super::framing::FramingTap;
 use super::pair::Pair;
 use super::request_id;
-use super::service::{ConnInfo, Gateway};
+use super::service::Gateway;
 use super::shutdown::{Shutdown, Watcher};
 use crate::metrics::{ConnectionGuard, DecisionLabel, NO_ROUTE};
 
@@ -89,7 +89,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
     let limits = {
-        let snapshot = gateway.snapshot().load();
+        let snapshot = gateway.snapshot();
         Limits {
             header_read_timeout: snapshot.settings.header_read_timeout,
             http2_idle_timeout: snapshot.settings.http2_idle_timeout,
@@ -144,14 +144,7 @@ pub async fn serve(
                 }
             },
         };
-        let conn = ConnInfo {
-            peer,
-            peer_header: HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            tls: shared.tls.is_some(),
-            framing: None,
-            binding: None,
-        };
+        let conn = ConnInfo::new(peer, shared.tls.is_some());
         tokio::spawn(connection(
             Arc::clone(&shared),
             stream,
@@ -252,11 +245,12 @@ async fn serve_gateway<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let scanner = Arc::new(Mutex::new(HeadScanner::default()));
-    conn.framing = Some(Arc::clone(&scanner));
+    // The client's bytes feed the framing tap on their way to hyper; the lane lends this connection's
+    // HTTP/1 exchanges an upstream connection, driven below by this task.
+    let (framing, io) = FramingTap::tap(io);
+    conn.framing = framing;
     let binding = Arc::new(Binding::default());
-    conn.binding = Some(Arc::clone(&binding));
-    let io = Scanned { inner: io, scanner };
+    conn.lane = UpstreamLane::lending(&binding);
     let peer = conn.peer;
     let timeout = shared.limits.header_read_timeout;
     let idle_timeout = shared.limits.http2_idle_timeout;
@@ -434,7 +428,7 @@ async fn answer_overloaded<I>(shared: &Shared, io: I, watcher: Watcher) -> Resul
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let explain = shared.gateway.snapshot().load().settings.explain_denials;
+    let explain = shared.gateway.snapshot().settings.explain_denials;
     let metrics = Arc::clone(shared.gateway.metrics());
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let started = std::time::Instant::now();
@@ -462,58 +456,4 @@ where
     tokio::time::timeout(shared.limits.header_read_timeout, served)
         .await
         .unwrap_or(Ok(()))
-}
-
-/// A client stream whose incoming bytes also feed the connection's [`HeadScanner`] on their way to hyper.
-struct Scanned<I> {
-    inner: I,
-    scanner: Arc<Mutex<HeadScanner>>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Scanned<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            if let (Some(new), Ok(mut scanner)) = (buf.filled().get(before..), self.scanner.lock())
-            {
-                scanner.feed(new);
-            }
-        }
-        result
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Scanned<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

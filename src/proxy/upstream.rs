@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
-use super::bound::{self, Binding, Pool};
+use super::bound::{self, Binding, Lender};
 use super::error::ProxyError;
 use crate::config::gateway::UpstreamSettings;
 use crate::tls;
@@ -35,7 +35,7 @@ pub struct UpstreamClient {
     client: HttpsClient,
     upgrade_client: HttpsClient,
     /// The connections lent to inbound HTTP/1 connections one exchange at a time, and their idle pool.
-    lent_pool: Arc<Pool>,
+    lender: Arc<Lender>,
 }
 
 /// How a request travels to the upstream.
@@ -104,7 +104,7 @@ impl UpstreamClient {
         else {
             return Err(ProxyError::Unforwardable("upstream URL"));
         };
-        let lent_pool = Pool::new(
+        let lender = Lender::new(
             connector(false),
             scheme,
             authority,
@@ -115,19 +115,13 @@ impl UpstreamClient {
             built_from: BuiltFrom::of(settings),
             client: client(connector(true)),
             upgrade_client: client(connector(false)),
-            lent_pool: Arc::new(lent_pool),
+            lender: Arc::new(lender),
         })
     }
 
     /// Whether `settings` need different clients than these.
     pub fn is_built_for(&self, settings: &UpstreamSettings) -> bool {
         self.built_from == BuiltFrom::of(settings)
-    }
-
-    /// Whether these clients connect where `url` points (after a reload that changed it, the old clients
-    /// may serve a request or two until the reloader has rebuilt them).
-    pub fn connects_to(&self, url: &Uri) -> bool {
-        self.lent_pool.serves(url.scheme(), url.authority())
     }
 
     /// Sends `request` `via` the given route and waits at most `response_timeout` from `start` (the end of
@@ -148,7 +142,7 @@ impl UpstreamClient {
             .unwrap_or(start);
         let client = match via {
             Route::Lent(binding) => {
-                let sent = bound::send(&self.lent_pool, binding, request, start.into_std());
+                let sent = bound::send(&self.lender, binding, request, start.into_std());
                 return match tokio::time::timeout_at(deadline, sent).await {
                     Err(_elapsed) => Err(ProxyError::UpstreamTimeout(response_timeout)),
                     Ok(result) => result,

@@ -1,11 +1,12 @@
 //! Live reload: re-read every file, and when anything changed, compile the whole set off the request path
-//! and swap it in with one `ArcSwap::store`; a bad config is rejected whole and the last good one keeps
-//! serving.
+//! and swap it in, with everything else of its generation ([`Live`]), with one `ArcSwap::store`; a bad
+//! config is rejected whole and the last good one keeps serving.
 //!
 //! ```text
 //! trigger (file event, timer, SIGHUP, reload_now) → read all files → same hashes? → unchanged
-//!   → compile (spawn_blocking) → CA file usable? → certificate rotated (CertStore::reload)?
-//!   → one store of the new Snapshot (generation + 1) → refresh the upstream client → status + metrics
+//!   → compile (spawn_blocking) → upstream client (reused, or built: CA file usable?) → certificate
+//!   rotated (loaded)? → upstream credential read → one store of the whole new `Live` (snapshot of
+//!   generation + 1, upstream client, credential, certificate, route series) → status + metrics
 //!   any error on the way → rejected: nothing swapped, the errors (file:line: path: message) logged and
 //!   shown on /status and in `permgate_config_last_reload_success`
 //! ```
@@ -46,8 +47,9 @@ use crate::config::gateway::{Settings, TlsSettings};
 use crate::config::{self, ConfigError, ConfigErrors};
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::proxy::Gateway;
+use crate::proxy::Live;
+use crate::proxy::upstream::UpstreamClient;
 use crate::snapshot::Snapshot;
-use crate::tls::CertStore;
 
 use stamps::Stamps;
 pub use watch::{ReloadTask, Triggers};
@@ -159,7 +161,6 @@ struct Memory {
 pub struct Reloader {
     config_path: PathBuf,
     gateway: Arc<Gateway>,
-    certificates: Option<Arc<CertStore>>,
     metrics: Arc<Metrics>,
     /// The settings the listeners were started with: restart-only changes are measured against these.
     started: Settings,
@@ -194,21 +195,24 @@ enum Prepared {
         seen: Seen,
         /// The compile reused the unchanged token files' tokens.
         reused: bool,
+        /// The upstream clients for the new settings (the serving ones when those did not change).
+        upstream: Arc<UpstreamClient>,
+        /// The inbound certificate, when it was rotated (else the serving one stays).
+        certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     },
 }
 
 // === impl Reloader ===
 
 impl Reloader {
-    /// A reloader for the gateway serving the config at `config_path`, with the inbound certificate store
-    /// when TLS is on. Records the serving snapshot as applied (metrics start from it).
+    /// A reloader for the gateway serving the config at `config_path` (and rotating its inbound certificate
+    /// when TLS is on). Records the serving snapshot as applied (metrics start from it).
     pub fn new(
         config_path: impl Into<PathBuf>,
         gateway: Arc<Gateway>,
-        certificates: Option<Arc<CertStore>>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let current = gateway.snapshot().load_full();
+        let current = gateway.snapshot();
         // Read once at start; an unreadable file here only means the first check sees a change.
         let certificate_hash = current
             .settings
@@ -242,7 +246,6 @@ impl Reloader {
                 watcher: WatcherStatus::default(),
             }),
             gateway,
-            certificates,
             metrics,
         })
     }
@@ -276,7 +279,7 @@ impl Reloader {
     pub async fn reload_now(&self, trigger: Trigger) -> ReloadOutcome {
         let mut memory = self.memory.lock().await;
         let started = std::time::Instant::now();
-        let current = self.gateway.snapshot().load_full();
+        let current = self.gateway.live();
         let hook = self
             .read_hook
             .lock()
@@ -286,16 +289,8 @@ impl Reloader {
             let config_path = self.config_path.clone();
             let remembered = memory.clone();
             let current = Arc::clone(&current);
-            let certificates = self.certificates.clone();
             tokio::task::spawn_blocking(move || {
-                prepare(
-                    &config_path,
-                    &remembered,
-                    &current,
-                    certificates.as_deref(),
-                    trigger,
-                    hook,
-                )
+                prepare(&config_path, &remembered, &current, trigger, hook)
             })
             .await
             .unwrap_or_else(|error| Prepared::Rejected {
@@ -324,7 +319,7 @@ impl Reloader {
                     trigger,
                     ReloadOutcome::Unchanged,
                     now,
-                    current.generation,
+                    current.snapshot.generation,
                     (started.elapsed(), false),
                 );
                 ReloadOutcome::Unchanged
@@ -338,7 +333,7 @@ impl Reloader {
                 }
                 tracing::error!(
                     trigger = trigger.as_str(),
-                    generation = current.generation,
+                    generation = current.snapshot.generation,
                     errors = errors.0.len(),
                     "config rejected; the last good config keeps serving:\n{errors}"
                 );
@@ -347,7 +342,7 @@ impl Reloader {
                     trigger,
                     ReloadOutcome::Rejected,
                     now,
-                    current.generation,
+                    current.snapshot.generation,
                     (started.elapsed(), false),
                 );
                 ReloadOutcome::Rejected
@@ -356,17 +351,22 @@ impl Reloader {
                 snapshot,
                 seen: applied,
                 reused,
+                upstream,
+                certificate,
             } => {
                 memory.served_certificates = applied.certificates.clone();
                 memory.last = applied;
                 let restart = self.started.restart_only_changes(&snapshot.settings);
                 let snapshot: Arc<Snapshot> = Arc::from(snapshot);
-                // The one store: from here every new request decides with the new snapshot.
-                self.gateway.snapshot().store(Arc::clone(&snapshot));
-                if let Err(error) = self.gateway.refresh_upstream() {
-                    // The CA file was checked before the store; this is a race with another edit.
+                // Built whole: the new snapshot with the upstream clients for its settings, its credential,
+                // its certificate and its route series.
+                let (live, credential_error) =
+                    current.next(Arc::clone(&snapshot), upstream, certificate, &self.metrics);
+                if let Some(error) = credential_error {
                     tracing::warn!(%error, "the upstream client could not be rebuilt; the previous one stays");
                 }
+                // The one store: from here every new request (and TLS handshake) uses the new generation.
+                self.gateway.apply(live);
                 self.metrics.config_applied(&snapshot, snapshot.loaded_at);
                 self.metrics.restart_required(!restart.is_empty());
                 let duration = started.elapsed();
@@ -441,8 +441,7 @@ impl Reloader {
 fn prepare(
     config_path: &Path,
     memory: &Memory,
-    current: &Snapshot,
-    certificates: Option<&CertStore>,
+    current: &Live,
     trigger: Trigger,
     hook: Option<config::ReadHook>,
 ) -> Prepared {
@@ -467,14 +466,7 @@ fn prepare(
     let mut tries = 0;
     loop {
         tries += 1;
-        match attempt(
-            config_path,
-            memory,
-            known,
-            current,
-            certificates,
-            hook.clone(),
-        ) {
+        match attempt(config_path, memory, known, current, hook.clone()) {
             Ok(prepared) => return prepared,
             Err(inconsistency) if tries >= config::load::CONSISTENT_READ_TRIES => {
                 tracing::warn!(tries, %inconsistency, "the config kept changing while it was read");
@@ -494,16 +486,17 @@ fn prepare(
 }
 
 /// One attempt: read (every file through a ledger), compare with what is served and what was last seen,
-/// compile, verify that the files read are still exactly what is on disk, check the CA file, rotate the
-/// certificate. `Err` when the files changed under it (try again).
+/// compile, verify that the files read are still exactly what is on disk, build the upstream clients when
+/// their settings changed (checking the CA file), load a rotated certificate. `Err` when the files changed
+/// under it (try again).
 fn attempt(
     config_path: &Path,
     memory: &Memory,
     known: &config::load::KnownDigests,
-    current: &Snapshot,
-    certificates: Option<&CertStore>,
+    live: &Live,
     hook: Option<config::ReadHook>,
 ) -> Result<Prepared, config::Inconsistency> {
+    let current = &*live.snapshot;
     let last = &memory.last;
     let read_started = SystemTime::now();
     let ledger = config::ReadLedger::with_hook(hook);
@@ -595,27 +588,34 @@ fn attempt(
             in_sync: true,
         });
     }
-    let upstream = &snapshot.settings.upstream;
-    if let Some(ca_file) = &upstream.ca_file {
-        if current.settings.upstream.ca_file.as_ref() != Some(ca_file) {
-            if let Err(error) = crate::tls::client_config(Some(ca_file)) {
-                return Ok(Prepared::Rejected {
-                    errors: located("upstream.ca_file", error.to_string()),
-                    seen: Some(seen),
-                });
-            }
+    // The serving clients when they were built for these settings; else new ones, which reads the CA file.
+    let upstream = match live.upstream_for(&snapshot) {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let path = match error {
+                crate::proxy::ProxyError::Tls(_) => "upstream.ca_file",
+                _ => "upstream.url",
+            };
+            return Ok(Prepared::Rejected {
+                errors: located(path, error.to_string()),
+                seen: Some(seen),
+            });
         }
-    }
-    if let (Some(store), Some(tls)) = (certificates, &snapshot.settings.tls) {
+    };
+    // Only when the listener speaks TLS (it was started with a certificate) and the files or settings changed.
+    let mut certificate = None;
+    if let (Some(_), Some(tls)) = (&live.certificate, &snapshot.settings.tls) {
         if seen.certificates != memory.served_certificates
             || current.settings.tls.as_ref() != Some(tls)
         {
-            // The last fallible step, so a rejected config never leaves a rotated certificate behind.
-            if let Err(error) = store.reload(tls) {
-                return Ok(Prepared::Rejected {
-                    errors: located("tls", error.to_string()),
-                    seen: Some(seen),
-                });
+            match crate::tls::load_certified_key(&tls.cert_file, &tls.key_file) {
+                Ok(key) => certificate = Some(Arc::new(key)),
+                Err(error) => {
+                    return Ok(Prepared::Rejected {
+                        errors: located("tls", error.to_string()),
+                        seen: Some(seen),
+                    });
+                }
             }
         }
     }
@@ -623,6 +623,8 @@ fn attempt(
         snapshot: Box::new(snapshot),
         seen,
         reused,
+        upstream,
+        certificate,
     })
 }
 
@@ -647,6 +649,13 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.yaml")
     }
 
+    /// What a gateway serving the config at `path` would serve.
+    #[allow(clippy::unwrap_used)] // test code (the module's `cfg(all(test, unix))` is not seen as a test)
+    fn serving(path: &Path) -> Live {
+        let snapshot = Arc::new(config::load(path).unwrap());
+        Live::first(snapshot, None, &Metrics::new().unwrap()).unwrap()
+    }
+
     fn memory(snapshot: &Snapshot, stamps: Option<Stamps>) -> Memory {
         Memory {
             last: seen(snapshot, stamps),
@@ -666,13 +675,14 @@ mod tests {
 
     #[test]
     fn the_timer_reads_nothing_while_the_stamps_hold_and_reads_when_they_do_not() {
-        let current = config::load(&shipped()).unwrap();
+        let live = serving(&shipped());
+        let current = &*live.snapshot;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.json");
         std::fs::write(&file, "{}").unwrap();
         // As if the last read began after the racy window: the stamps vouch for the file.
         let read_later = SystemTime::now() + stamps::RACY_WINDOW + Duration::from_secs(1);
-        let last = seen(&current, Stamps::after_read([file.as_path()], read_later));
+        let last = seen(current, Stamps::after_read([file.as_path()], read_later));
         assert!(last.stamps.is_some());
         // A config that cannot be read: every check that reads is a rejection.
         let unreadable = dir.path().join("missing/gateway.yaml");
@@ -681,7 +691,7 @@ mod tests {
                 last: last.clone(),
                 served_certificates: None,
             };
-            prepare(&unreadable, &memory, &current, None, trigger, None)
+            prepare(&unreadable, &memory, &live, trigger, None)
         };
 
         let Prepared::Unchanged { seen: after, .. } = check(&last, Trigger::Timer) else {
@@ -714,16 +724,12 @@ mod tests {
     #[test]
     fn a_full_read_keeps_stamps_only_for_files_not_changed_just_before_it() {
         let path = shipped();
-        let current = config::load(&path).unwrap();
+        let live = serving(&path);
+        let current = &*live.snapshot;
         // The repository's files are older than the racy window.
-        let Prepared::Unchanged { seen: after, .. } = prepare(
-            &path,
-            &memory(&current, None),
-            &current,
-            None,
-            Trigger::Timer,
-            None,
-        ) else {
+        let Prepared::Unchanged { seen: after, .. } =
+            prepare(&path, &memory(current, None), &live, Trigger::Timer, None)
+        else {
             panic!("the shipped config changed while it was read");
         };
         assert!(after.stamps.is_some_and(|stamps| stamps.still_current()));
@@ -742,14 +748,7 @@ mod tests {
             }
         }
         let copied = dir.path().join("config/gateway.yaml");
-        let prepared = prepare(
-            &copied,
-            &memory(&current, None),
-            &current,
-            None,
-            Trigger::Timer,
-            None,
-        );
+        let prepared = prepare(&copied, &memory(current, None), &live, Trigger::Timer, None);
         let (Prepared::Ready { seen: after, .. }
         | Prepared::Rejected {
             seen: Some(after), ..

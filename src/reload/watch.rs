@@ -142,12 +142,7 @@ async fn reload(reloader: &Reloader, folders: &mut Folders, trigger: Trigger) {
 }
 
 fn interval(reloader: &Reloader) -> Duration {
-    reloader
-        .gateway()
-        .snapshot()
-        .load()
-        .settings
-        .reload_interval
+    reloader.gateway().snapshot().settings.reload_interval
 }
 
 /// Waits until no notice has come for [`QUIET`] (at most [`MAX_SETTLE`] in all).
@@ -335,7 +330,7 @@ impl Folders {
     /// The folders, file names and route folders of the serving config (absolute, not resolving links:
     /// the ConfigMap's symlinks must stay as named).
     fn derive(&mut self, reloader: &Reloader) -> BTreeSet<PathBuf> {
-        let snapshot = reloader.gateway().snapshot().load_full();
+        let snapshot = reloader.gateway().snapshot();
         let settings = &snapshot.settings;
         let mut files: Vec<PathBuf> = vec![reloader.config_path().to_path_buf()];
         files.extend(snapshot.files.iter().cloned());

@@ -116,6 +116,8 @@ pub struct Route {
 pub struct RouteMatch<'t, 'p> {
     /// Borrowed from the table.
     pub route: &'t Route,
+    /// The route's index in [`RouteTable::routes`].
+    pub index: usize,
     /// The value of the scope parameter, for `Scope::Account` and `Scope::Zone`; borrowed from the path.
     pub resource_id: Option<&'p str>,
 }
@@ -373,16 +375,17 @@ impl RouteTable {
     /// `None` when no route matches, including a path that exists only for other methods.
     #[inline]
     pub fn lookup<'t, 'p>(&'t self, method: &str, path: &'p str) -> Option<RouteMatch<'t, 'p>> {
-        let (route, resource_id) = self.find(method, path)?;
+        let (index, route, resource_id) = self.find(method, path)?;
         Some(RouteMatch {
             route,
+            index,
             resource_id: resource_id.and_then(|range| path.get(range)),
         })
     }
 
     /// The route for `method` and `path`, and where in `path` the value of its scope parameter is (a range,
     /// not a borrow, so that [`RouteTable::route_request`] can look up once and still change the path).
-    fn find(&self, method: &str, path: &str) -> Option<(&Route, Option<Range<usize>>)> {
+    fn find(&self, method: &str, path: &str) -> Option<(usize, &Route, Option<Range<usize>>)> {
         let matched = self
             .by_method
             .iter()
@@ -399,7 +402,7 @@ impl RouteTable {
                 .and_then(|(_, value)| range_within(path, value)),
             _ => None,
         };
-        Some((route, resource_id))
+        Some((index, route, resource_id))
     }
 
     /// Looks up a request's target (from [`super::target::canonicalize_request`]), holding it to the
@@ -417,7 +420,7 @@ impl RouteTable {
         target: &'p mut CanonicalTarget,
         received: &str,
     ) -> Result<Option<RouteMatch<'t, 'p>>, TargetRejection> {
-        let Some((route, mut resource_id)) = self.find(method, &target.path) else {
+        let Some((index, route, mut resource_id)) = self.find(method, &target.path) else {
             return if target.encoded_slash {
                 Err(TargetRejection::EncodedSlash)
             } else {
@@ -437,7 +440,7 @@ impl RouteTable {
             if as_received != target.path {
                 target.path = as_received;
                 match self.find(method, &target.path) {
-                    Some((again, again_resource_id)) if std::ptr::eq(again, route) => {
+                    Some((_, again, again_resource_id)) if std::ptr::eq(again, route) => {
                         resource_id = again_resource_id;
                     }
                     _ => return Err(TargetRejection::OpaqueChangedRoute),
@@ -447,6 +450,7 @@ impl RouteTable {
         let path: &'p str = &target.path;
         Ok(Some(RouteMatch {
             route,
+            index,
             resource_id: resource_id.and_then(|range| path.get(range)),
         }))
     }

@@ -1,25 +1,22 @@
 //! TLS for the gateway: the inbound rustls server config with a hot-swappable certificate, and the rustls
 //! client config used towards an `https://` upstream.
 //!
-//! The certificate lives in a [`CertStore`] (an `ArcSwap<CertifiedKey>`) that the server config reads on
-//! every handshake through [`ResolvesServerCert`], so a reloader can rotate the certificate by calling
-//! [`CertStore::reload`] without restarting listeners. A failed reload keeps the certificate that was
-//! serving. Every config is built with the `ring` provider explicitly: never a process-wide default.
-//! Nothing here ever prints key material.
+//! The server config reads the certificate on every handshake through a [`ResolvesServerCert`] it is given:
+//! the proxy's resolver reads the certificate of the serving generation (`proxy::live`), which the reloader
+//! swaps together with the config, so a certificate is rotated without restarting listeners; a certificate
+//! that fails to load ([`load_certified_key`]) rejects the reload and the one serving stays. Every config is
+//! built with the `ring` provider explicitly: never a process-wide default. Nothing here ever prints key
+//! material.
 
-use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
-
-use crate::config::gateway::TlsSettings;
 
 /// ALPN protocols offered inbound, most preferred first.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -60,50 +57,6 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The live server certificate, swapped atomically on reload.
-pub struct CertStore {
-    current: ArcSwap<CertifiedKey>,
-}
-
-// === impl CertStore ===
-
-impl CertStore {
-    /// Loads the certificate chain and key named in `settings`.
-    pub fn load(settings: &TlsSettings) -> Result<Self, TlsError> {
-        let key = load_certified_key(&settings.cert_file, &settings.key_file)?;
-        Ok(Self {
-            current: ArcSwap::from_pointee(key),
-        })
-    }
-
-    /// Re-reads the files and swaps the new certificate in; on error the old one keeps serving.
-    pub fn reload(&self, settings: &TlsSettings) -> Result<(), TlsError> {
-        let key = load_certified_key(&settings.cert_file, &settings.key_file)?;
-        self.current.store(Arc::new(key));
-        Ok(())
-    }
-
-    /// The certificate new handshakes get.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current.load_full()
-    }
-}
-
-impl fmt::Debug for CertStore {
-    // `CertifiedKey` holds the private key: never format it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertStore")
-            .field("chain_len", &self.current.load().cert.len())
-            .finish()
-    }
-}
-
-impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
-}
-
 /// Reads a PEM certificate chain and a PEM private key, and checks that they belong together.
 pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
     let chain = read_certificates(cert_file)?;
@@ -121,12 +74,15 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     )
 }
 
-/// The inbound server config: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `store`.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The inbound server config: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `resolver` on
+/// every handshake.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(store);
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
 }
@@ -194,6 +150,7 @@ fn read_private_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::gateway::TlsSettings;
 
     fn write_pair(dir: &Path, name: &str) -> TlsSettings {
         let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
@@ -207,28 +164,39 @@ mod tests {
         }
     }
 
+    fn load(settings: &TlsSettings) -> Result<CertifiedKey, TlsError> {
+        load_certified_key(&settings.cert_file, &settings.key_file)
+    }
+
+    /// A resolver that always gives one certificate.
+    #[derive(Debug)]
+    struct Fixed(Arc<CertifiedKey>);
+
+    impl ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _client_hello: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<CertifiedKey>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+
     #[test]
-    fn loads_rotates_and_keeps_the_old_certificate_on_a_bad_reload() {
+    fn loads_pairs_and_refuses_a_key_of_another_certificate() {
         let dir = tempfile::tempdir().unwrap();
         let first = write_pair(dir.path(), "one.test");
         let second = write_pair(dir.path(), "two.test");
-        let store = CertStore::load(&first).unwrap();
-        let before = store.current().cert[0].clone();
-        store.reload(&second).unwrap();
-        let after = store.current().cert[0].clone();
-        assert_ne!(before, after);
+        let one = load(&first).unwrap();
+        let two = load(&second).unwrap();
+        assert_ne!(one.cert[0], two.cert[0]);
 
-        // A key that belongs to another certificate is refused and the current one stays.
+        // A key that belongs to another certificate is refused.
         let mismatched = TlsSettings {
             cert_file: first.cert_file.clone(),
             key_file: second.key_file.clone(),
         };
-        assert!(matches!(
-            store.reload(&mismatched),
-            Err(TlsError::BadKey { .. })
-        ));
-        assert_eq!(store.current().cert[0], after);
-        assert!(server_config(Arc::new(store)).is_ok());
+        assert!(matches!(load(&mismatched), Err(TlsError::BadKey { .. })));
+        assert!(server_config(Arc::new(Fixed(Arc::new(one)))).is_ok());
     }
 
     #[test]
@@ -240,17 +208,14 @@ mod tests {
             cert_file: dir.path().join("nope.crt"),
             key_file: empty.clone(),
         };
-        let error = CertStore::load(&missing).unwrap_err();
+        let error = load(&missing).unwrap_err();
         assert!(error.to_string().contains("nope.crt"));
         let pair = write_pair(dir.path(), "three.test");
         let no_key = TlsSettings {
             cert_file: pair.cert_file,
             key_file: empty.clone(),
         };
-        assert!(matches!(
-            CertStore::load(&no_key),
-            Err(TlsError::NoPrivateKey { .. })
-        ));
+        assert!(matches!(load(&no_key), Err(TlsError::NoPrivateKey { .. })));
         assert!(matches!(
             client_config(Some(&empty)),
             Err(TlsError::NoCertificate { .. })

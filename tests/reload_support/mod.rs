@@ -83,7 +83,7 @@ pub async fn wait_for_generation(services: &Services, generation: u64) -> Value 
 
 /// The current generation.
 pub fn generation(services: &Services) -> u64 {
-    services.proxy.gateway.snapshot().load().generation
+    services.proxy.gateway.snapshot().generation
 }
 
 /// Replaces a file the way editors and config tools do: write a temporary file beside it, then rename

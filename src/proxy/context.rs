@@ -1,0 +1,101 @@
+//! What one request is served with, gathered once before its phases run: the connection it came on
+//! ([`ConnInfo`]) and the request context (the generation it is served by, its request id, method and
+//! version, whether its peer is a trusted proxy, when it arrived).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use http::header::HeaderValue;
+use http::{Method, Request, Version};
+use hyper::body::Incoming;
+
+use super::bound::UpstreamLane;
+use super::framing::FramingTap;
+use super::live::Live;
+use super::request_id;
+use crate::snapshot::Snapshot;
+
+/// What is known about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The peer's IP address as text (for `X-Forwarded-For`), formatted once per connection.
+    pub peer_header: HeaderValue,
+    /// Whether the connection is TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+    /// The raw-byte framing tap of this connection (HTTP/1 requests take one verdict each).
+    pub(super) framing: FramingTap,
+    /// How this connection's requests reach the upstream (lent, pooled or upgrade).
+    pub(super) lane: UpstreamLane,
+}
+
+// === impl ConnInfo ===
+
+impl ConnInfo {
+    /// A connection from `peer`, without a framing tap and over the pooled clients (the server gives its
+    /// HTTP connections both).
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        Self {
+            peer,
+            peer_header: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls,
+            framing: FramingTap::none(),
+            lane: UpstreamLane::pooled(),
+        }
+    }
+}
+
+/// One request's context, built once: everything its phases (`decide`, `forward`, `observe`) share.
+#[derive(Debug)]
+pub(super) struct RequestContext<'a> {
+    /// The generation serving this request, loaded once: its snapshot, upstream clients and route series.
+    pub live: &'a Live,
+    pub conn: &'a ConnInfo,
+    /// The request id (an inbound one from a trusted proxy, else a new one); plain ASCII by construction.
+    pub id_value: HeaderValue,
+    /// Whether the peer is one of `trusted_proxies`.
+    pub peer_trusted: bool,
+    pub method: Method,
+    /// HTTP/1.x (not HTTP/2).
+    pub http1: bool,
+    /// The arrival time, for the decision log only (`None`, and the clock not read, when it is off).
+    pub arrived: Option<SystemTime>,
+}
+
+// === impl RequestContext ===
+
+impl<'a> RequestContext<'a> {
+    pub fn new(
+        live: &'a Live,
+        conn: &'a ConnInfo,
+        request: &Request<Incoming>,
+        decision_log: bool,
+    ) -> Self {
+        let peer_trusted = is_trusted(conn.peer.ip(), &live.snapshot.settings.trusted_proxies);
+        Self {
+            id_value: request_id::choose(request.headers(), peer_trusted),
+            peer_trusted,
+            method: request.method().clone(),
+            http1: request.version() <= Version::HTTP_11,
+            arrived: decision_log.then(SystemTime::now),
+            live,
+            conn,
+        }
+    }
+
+    /// The snapshot this request is decided with.
+    pub fn snapshot(&self) -> &'a Snapshot {
+        &self.live.snapshot
+    }
+
+    /// The request id as text (for logs).
+    pub fn request_id(&self) -> &str {
+        self.id_value.to_str().unwrap_or("invalid-request-id")
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
