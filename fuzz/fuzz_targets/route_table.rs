@@ -2,6 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use permgate::config::compile::routes;
 use permgate::config::SourceFile;
 use permgate::policy::KeyInterner;
 use permgate::routes::RouteTable;
@@ -11,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut keys = KeyInterner::new();
-    let _ = RouteTable::compile(
+    let _ = routes::compile(
         &[SourceFile::from_text("routes/fuzz.yaml", text)],
         &mut keys,
     );

@@ -69,7 +69,7 @@ fn report_errors(errors: &[ConfigError]) -> ExitCode {
 /// one per write route that a group named "… Read" passes ([`read_group_warning`]).
 pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
     let policy = &snapshot.policy;
-    let mut warnings = policy.warnings.clone();
+    let mut warnings: Vec<ConfigError> = policy.warnings.iter().map(ConfigError::from).collect();
     let mut granted = crate::policy::KeySet::empty(policy.keys.len());
     for keys in &policy.keysets {
         granted.union_with(keys);

@@ -58,6 +58,17 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl From<&crate::policy::Warning> for ConfigError {
+    /// A warning of the compiled policy set, to print with the config's errors (located later, as they are).
+    fn from(warning: &crate::policy::Warning) -> Self {
+        Self::new(
+            &warning.file,
+            warning.path.as_str(),
+            warning.message.as_str(),
+        )
+    }
+}
+
 /// Every error of one load, reported together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use super::compile::policy::{Compiler, PolicySource, TokenBatch};
+use super::compile::routes;
 use super::error::{ConfigError, ConfigErrors};
 use super::gateway::{RawGateway, Settings};
 use super::ledger::{Inconsistency, ReadHook, ReadLedger};
@@ -21,9 +23,8 @@ use super::parallel;
 use super::raw::{RawPolicyFile, SkippedList};
 use super::source::{SourceFile, TextBuffers};
 use crate::policy::KeyInterner;
-use crate::policy::compile::{Compiler, PolicySource, TokenBatch};
-use crate::routes::RouteTable;
 use crate::snapshot::Snapshot;
+pub use crate::snapshot::{CompiledFrom, FileDigest};
 
 /// Every file of one config, read but not yet compiled: the gateway and route files in memory, the policy
 /// files by path (the compile reads them).
@@ -179,31 +180,6 @@ impl ConfigSet {
             );
         hash_digests(digests)
     }
-}
-
-/// A file's path, length and content digest, the part of the content hash that is the file's.
-///
-/// The digest is XXH3-128: it only tells whether a file changed (whoever can write the config files
-/// controls the gateway anyway, so collisions need not be hard to find), and every reload check digests
-/// every byte of every file: over a GiB for a million tokens, which SHA-256 takes ~1 s of a core to
-/// hash and XXH3 ~0.1 s.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileDigest {
-    path: PathBuf,
-    len: u64,
-    digest: u128,
-}
-
-/// What a snapshot was compiled from, file by file: what a later reload needs to compile only what changed
-/// (see [`compile_reusing`]).
-#[derive(Debug, Clone, Default)]
-pub struct CompiledFrom {
-    /// A digest over `gateway.yaml` and every route file (the settings and the route keys).
-    pub frame: u128,
-    /// Each policy file's digest, in `policy_files` order.
-    pub policy_files: Vec<FileDigest>,
-    /// Whether each policy file defined entities (permission groups, users or accounts), not only tokens.
-    pub entities: Vec<bool>,
 }
 
 impl FileDigest {
@@ -531,7 +507,7 @@ pub fn compile_reusing(
     }
     let mut keys = KeyInterner::new();
     // The same route files as `previous`'s: errors are impossible, but a full compile would say what one is.
-    let routes = RouteTable::compile(&set.route_files, &mut keys).ok()?;
+    let routes = routes::compile(&set.route_files, &mut keys).ok()?;
     let mut compiler = Compiler::resume(&previous.policy, keys);
     let mut sink = compiler.token_sink(previous.policy.tokens.len());
     let buffers = TextBuffers::new();
@@ -648,7 +624,7 @@ fn compile_with(
 ) -> Compiled {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
-    let routes = match RouteTable::compile(&set.route_files, &mut keys) {
+    let routes = match routes::compile(&set.route_files, &mut keys) {
         Ok(routes) => Some(routes),
         Err(route_errors) => {
             errors.extend(route_errors);
@@ -1026,7 +1002,7 @@ mod tests {
     /// What a compile gave, comparable: the tokens and warnings, or the errors in order.
     fn outcome(
         result: &Result<Snapshot, ConfigErrors>,
-    ) -> Result<(usize, Vec<ConfigError>), ConfigErrors> {
+    ) -> Result<(usize, Vec<crate::policy::Warning>), ConfigErrors> {
         result
             .as_ref()
             .map(|snapshot| {

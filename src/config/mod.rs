@@ -1,5 +1,7 @@
-//! Configuration: the raw serde mirror of the files, and loading them into one compiled snapshot.
+//! Configuration: the raw serde mirror of the files ([`raw`]), their compilers into the model ([`compile`]),
+//! and loading them into one compiled snapshot ([`load`]).
 
+pub mod compile;
 pub mod error;
 pub mod gateway;
 pub mod ledger;

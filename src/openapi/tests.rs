@@ -6,8 +6,9 @@ use serde_json::json;
 use super::render::{Provenance, render};
 use super::*;
 use crate::config::SourceFile;
+use crate::config::compile::routes;
 use crate::policy::KeyInterner;
-use crate::routes::{Requirement, RouteTable, Scope};
+use crate::routes::{Requirement, Scope};
 
 fn spec(document: Value) -> Vec<Spec> {
     vec![Spec {
@@ -367,7 +368,7 @@ fn the_rendered_file_loads_as_a_route_table() {
         },
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     assert_eq!(table.len(), 6, "{text}");
     let zone = table.lookup("GET", "/client/v4/zones/z1").unwrap();
     assert_eq!(zone.resource_id, Some("z1"));
@@ -646,7 +647,7 @@ fn principals_are_set_per_operation_and_rendered() {
         "{text}"
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     let route = table.lookup("GET", "/client/v4/accounts").unwrap().route;
     assert!(
         !route
@@ -738,7 +739,7 @@ fn percent_encoded_path_parameters_become_opaque() {
         "{text}"
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     let path = "/client/v4/accounts/a1/storage/kv/namespaces/n1/values/images%2Fcat.png";
     let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
     let found = table

@@ -11,17 +11,17 @@ use rustc_hash::FxHashMap;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::keys::{KeyInterner, KeyPattern, KeySet};
-use super::model::{
-    Account, AccountIdx, DigestMap, Effect, GroupInfo, IpCondition, Member, Owner, Policy,
-    PolicySet, Select, Selector, Status, Token, TokenFileRecord, TokenGate, User, UserIdx, Zone,
-    ZoneEntry,
-};
 use crate::config::error::ConfigError;
 use crate::config::gateway::parse_cidr;
 use crate::config::raw::{
     AccountApiAccess, Effect as RawEffect, MemberApiAccess, RawAccount, RawBachPolicy, RawGroup,
     RawPolicyFile, RawResourceValue, RawToken, RawTokenPolicy, RawUser, TokenStatus,
+};
+use crate::policy::keys::{KeyInterner, KeyPattern, KeySet};
+use crate::policy::model::{
+    Account, AccountIdx, DigestMap, Effect, GroupInfo, IpCondition, Member, Owner, Policy,
+    PolicySet, Select, Selector, Status, Token, TokenFileRecord, TokenGate, User, UserIdx, Warning,
+    WarningKind, Zone, ZoneEntry,
 };
 
 /// The string type of raw token fields: `String`, or `Str` borrowed from the file's text.
@@ -155,7 +155,7 @@ enum ResourceKey<'a> {
 #[derive(Debug, Default)]
 pub struct Output {
     errors: Vec<ConfigError>,
-    warnings: Vec<ConfigError>,
+    warnings: Vec<Warning>,
     keysets: Vec<KeySet>,
     keyset_index: FxHashMap<KeySet, u32>,
     /// A key set reused by each policy's union (see `policy_keys`).
@@ -170,9 +170,19 @@ impl Output {
             .push(ConfigError::new(file, path.to_string(), message));
     }
 
-    fn warn(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
-        self.warnings
-            .push(ConfigError::new(file, path.to_string(), message));
+    fn warn(
+        &mut self,
+        file: &Path,
+        path: impl fmt::Display,
+        kind: WarningKind,
+        message: impl Into<String>,
+    ) {
+        self.warnings.push(Warning {
+            file: file.to_path_buf(),
+            path: path.to_string(),
+            kind,
+            message: message.into(),
+        });
     }
 
     /// The index of `keys` in `keysets`, adding it when it is new; `keys` is given back for reuse when it
@@ -767,6 +777,7 @@ impl<'a> Compiler<'a> {
             out.warn(
                 file,
                 path,
+                WarningKind::PolicyGrantsNoKey,
                 "its permission groups grant no key that any route requires, so it can never match",
             );
         }
@@ -815,7 +826,7 @@ impl<'a> Compiler<'a> {
             }
         }
         for (path, message) in warnings {
-            out.warn(file, path, message);
+            out.warn(file, path, WarningKind::GroupTypeNotSelected, message);
         }
     }
 
@@ -1186,6 +1197,7 @@ impl<'a> Compiler<'a> {
             out.warn(
                 file,
                 format!("{path}.resources"),
+                WarningKind::TokenUserNotMember,
                 "the token's user is a member of none of these accounts, so the policy can never match",
             );
         }
