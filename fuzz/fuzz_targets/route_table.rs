@@ -5,7 +5,6 @@ use libfuzzer_sys::fuzz_target;
 use permgate::config::compile::routes;
 use permgate::config::SourceFile;
 use permgate::policy::KeyInterner;
-use permgate::routes::RouteTable;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::compile::values::parse_cidr;
 use super::error::ConfigError;
 pub use crate::settings::{
     DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
@@ -326,11 +326,4 @@ impl Settings {
         }
         changed
     }
-}
-
-/// Parses `10.0.0.0/8`, `2400:cb00::/32` or a bare address (a single-host range).
-pub fn parse_cidr(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }

@@ -945,11 +945,15 @@ fn hash_digests(files: impl Iterator<Item = FileDigest>) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Now, in Unix seconds (the shell's clock; pure code gets it passed in).
+/// Now, in Unix seconds (the shell's clock; pure code gets it passed in): 0 if the clock is before 1970 and
+/// `i64::MAX` past its range, which only makes time-bound tokens fail closed. The one clock of the loader,
+/// the CLI and the proxy.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]

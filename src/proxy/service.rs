@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::header::{HOST, HeaderValue};
@@ -35,6 +35,7 @@ use super::upstream::{self, UpstreamClient, absolute_uri, upstream_target};
 use super::upstream_auth::UpstreamCredential;
 use crate::answer::{Answer, push_json_string};
 use crate::config::gateway::Mode;
+use crate::config::load::unix_now;
 use crate::decision_log::{Decided, DecisionLog, Entry};
 use crate::metrics::{DecisionLabel, Metrics};
 use crate::pipeline::{self, Facts, Verdict};
@@ -764,15 +765,6 @@ async fn tunnel(
 
 fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
-}
-
-/// Now, in Unix seconds (0 if the clock is before 1970, which only makes time-bound tokens fail closed).
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
 }
 
 #[cfg(test)]

@@ -4,3 +4,4 @@
 
 pub mod policy;
 pub mod routes;
+pub mod values;
