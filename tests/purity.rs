@@ -126,9 +126,9 @@ fn code_only(text: &str) -> String {
             out.extend(rest[..end].chars().filter(|&c| c == '\n'));
             out.push_str("\"\"");
             i += end;
-        } else if rest.starts_with('"') {
+        } else if let Some(body) = rest.strip_prefix('"') {
             let mut end = rest.len();
-            let mut chars = rest[1..].char_indices();
+            let mut chars = body.char_indices();
             while let Some((at, c)) = chars.next() {
                 if c == '\\' {
                     chars.next();
@@ -140,9 +140,9 @@ fn code_only(text: &str) -> String {
             out.extend(rest[..end].chars().filter(|&c| c == '\n'));
             out.push_str("\"\"");
             i += end;
-        } else if rest.starts_with('\'') {
+        } else if let Some(body) = rest.strip_prefix('\'') {
             // A character literal ('x', '\n', '\'', '\u{..}') is blanked; a lifetime ('a) is code.
-            let mut chars = rest[1..].chars();
+            let mut chars = body.chars();
             let literal = match (chars.next(), chars.next()) {
                 (Some('\\'), _) => rest
                     .get(3..)

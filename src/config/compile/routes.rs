@@ -66,8 +66,6 @@ pub fn compile(
     }
 }
 
-/// Adds a checked route to the routers of its methods; a conflict is an error naming both routes.
-
 /// Adds a checked route to the table; a conflict is an error naming both routes.
 fn insert(
     table: &mut RouteTable,
