@@ -1,5 +1,5 @@
-//! Configuration: the raw serde mirror of the files ([`raw`]), their compilers into the model ([`compile`]),
-//! and loading them into one compiled snapshot ([`load`]).
+//! Configuration: the raw serde mirror of the files ([`raw`]), their compilers into the model ([`mod@compile`]),
+//! and loading them into one compiled snapshot ([`mod@load`]).
 
 pub mod compile;
 pub mod error;
