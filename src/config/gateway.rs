@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::compile::values::parse_cidr;
-use super::error::ConfigError;
+use super::error::{ConfigError, ErrorKind};
 pub use crate::settings::{
     DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
     UpstreamSettings,
@@ -98,8 +98,14 @@ impl Settings {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let mut errors = Vec::new();
-        let mut error =
-            |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
+        let mut error = |path: &str, message: String| {
+            errors.push(ConfigError::new(
+                file,
+                path,
+                ErrorKind::InvalidSetting,
+                message,
+            ))
+        };
 
         let address = |path: &str, text: &str, error: &mut dyn FnMut(&str, String)| {
             text.parse::<SocketAddr>().unwrap_or_else(|_| {

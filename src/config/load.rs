@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::compile::policy::{Compiler, PolicySource, TokenBatch};
 use super::compile::routes;
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{ConfigError, ConfigErrors, ErrorKind};
 use super::gateway::{RawGateway, Settings};
 use super::ledger::{Inconsistency, ReadHook, ReadLedger};
 use super::parallel;
@@ -224,6 +224,7 @@ pub fn retry_pause(tries: u32) -> std::time::Duration {
 pub fn changing_too_fast(gateway_path: &Path, tries: u32, last: &Inconsistency) -> ConfigError {
     ConfigError::file(
         gateway_path,
+        ErrorKind::ChangingTooFast,
         format!(
             "the config is changing too fast to be read as one set of files: it changed during each of \
              {tries} loads (last: {last})"
@@ -370,8 +371,12 @@ pub fn read_into(gateway_path: &Path, ledger: Arc<ReadLedger>) -> Result<ConfigS
                 }
             }
             Err(message) => {
-                let mut error =
-                    ConfigError::new(gateway_path, format!("route_files[{index}]"), message);
+                let mut error = ConfigError::new(
+                    gateway_path,
+                    format!("route_files[{index}]"),
+                    ErrorKind::Unreadable,
+                    message,
+                );
                 gateway.locate(std::slice::from_mut(&mut error));
                 errors.push(error);
             }
@@ -402,6 +407,7 @@ fn read_noted(path: &Path, ledger: &ReadLedger) -> Result<SourceFile, ConfigErro
 fn internal_error(path: Option<&Path>) -> ConfigError {
     ConfigError::file(
         path.unwrap_or(Path::new("")),
+        ErrorKind::Internal,
         "internal error while reading this file".to_string(),
     )
 }

@@ -10,7 +10,7 @@ pub mod parallel;
 pub mod raw;
 pub mod source;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use ledger::{Inconsistency, ReadHook, ReadLedger};
 pub use load::{ConfigSet, PolicyFile, compile, content_hash, load, read, read_into, read_with};
 pub use source::SourceFile;

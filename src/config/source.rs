@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde_saphyr::granit_parser::{Event, Parser};
 
-use super::error::ConfigError;
+use super::error::{ConfigError, ErrorKind};
 use super::raw::{RawToken, RawTokenList, Str, TokenStream};
 
 /// One config file, read whole.
@@ -62,6 +62,7 @@ impl SourceFile {
             }
             return Err(ConfigError::file(
                 path,
+                ErrorKind::Unreadable,
                 format!("cannot read file: {error}"),
             ));
         }
@@ -78,7 +79,7 @@ impl SourceFile {
                 if let Some(buffers) = buffers {
                     buffers.put(error.into_bytes());
                 }
-                Err(ConfigError::file(path, message))
+                Err(ConfigError::file(path, ErrorKind::Unreadable, message))
             }
         }
     }
@@ -298,7 +299,7 @@ fn located_error(
     line_offset: u64,
     prefix: &str,
 ) -> ConfigError {
-    let mut config_error = ConfigError::new(file, prefix, message);
+    let mut config_error = ConfigError::new(file, prefix, ErrorKind::Syntax, message);
     if line > 0 {
         config_error.line = Some(line + line_offset);
         config_error.column = Some(column);

@@ -9,7 +9,7 @@ use matchit::InsertError;
 use rustc_hash::FxHashMap;
 
 use crate::config::raw::routes::{RawMethods, RawPermissions, RawRoute, RawRouteFile, RawScope};
-use crate::config::{ConfigError, SourceFile};
+use crate::config::{ConfigError, ErrorKind, SourceFile};
 use crate::policy::keys::{KeyId, KeyInterner, KeyPattern};
 use crate::routes::table::ANY_METHOD;
 use crate::routes::{
@@ -79,6 +79,7 @@ fn insert(
         errors.push(ConfigError::new(
             file_path(files, origin.file),
             format!("routes[{}]", origin.index),
+            ErrorKind::TooManyRoutes,
             "too many routes",
         ));
         return;
@@ -102,6 +103,7 @@ fn insert(
                 errors.push(ConfigError::new(
                     file_path(files, origin.file),
                     format!("routes[{}].path", origin.index),
+                    ErrorKind::RouteConflict,
                     format!(
                         "{method} {} conflicts with {other}: the two cannot be told apart (same method and \
                          path, or an ambiguous mix of parameters)",
@@ -114,6 +116,7 @@ fn insert(
                 errors.push(ConfigError::new(
                     file_path(files, origin.file),
                     format!("routes[{}].path", origin.index),
+                    ErrorKind::InvalidPathPattern,
                     format!("invalid path pattern {}: {error}", origin.pattern),
                 ));
             }
@@ -150,13 +153,13 @@ struct RouteAt<'a> {
 }
 
 impl RouteAt<'_> {
-    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+    fn error(&self, field: &str, kind: ErrorKind, message: impl Into<String>) -> ConfigError {
         let path = if field.is_empty() {
             format!("routes[{}]", self.index)
         } else {
             format!("routes[{}].{field}", self.index)
         };
-        ConfigError::new(self.file, path, message)
+        ConfigError::new(self.file, path, kind, message)
     }
 }
 
@@ -179,7 +182,7 @@ fn compile_route(
     let params = match parse_pattern(&raw.path) {
         Ok(params) => Some(params),
         Err(message) => {
-            errors.push(at.error("path", message));
+            errors.push(at.error("path", ErrorKind::InvalidPathPattern, message));
             None
         }
     };
@@ -188,6 +191,7 @@ fn compile_route(
         Some(id) if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             errors.push(at.error(
                 "id",
+                ErrorKind::InvalidId,
                 "a route id must be non-empty, without spaces or control characters",
             ));
             raw.path.as_str()
@@ -200,6 +204,7 @@ fn compile_route(
     if verify && has_keys {
         errors.push(at.error(
             "permissions",
+            ErrorKind::InvalidRoute,
             "handler: verify_token checks no permission (only whose token it is), so it takes no permissions",
         ));
     }
@@ -209,15 +214,21 @@ fn compile_route(
         if raw.scope.is_some() {
             errors.push(at.error(
                 "scope",
+                ErrorKind::InvalidRoute,
                 "a public route takes no scope: it has no credential to scope",
             ));
         }
         if has_keys {
-            errors.push(at.error("permissions", "a public route takes no permissions"));
+            errors.push(at.error(
+                "permissions",
+                ErrorKind::InvalidRoute,
+                "a public route takes no permissions",
+            ));
         }
         if raw.handler.is_some() {
             errors.push(at.error(
                 "handler",
+                ErrorKind::InvalidRoute,
                 "a handler route needs a credential, so it cannot be public",
             ));
         }
@@ -227,6 +238,7 @@ fn compile_route(
             None => {
                 errors.push(at.error(
                     "",
+                    ErrorKind::InvalidRoute,
                     "a route needs a scope ({ zone: <param> }, { account: <param> }, user, any or none), or \
                      public: true",
                 ));
@@ -236,6 +248,7 @@ fn compile_route(
                 if has_keys {
                     errors.push(at.error(
                         "permissions",
+                        ErrorKind::InvalidRoute,
                         "scope: none checks no permission, so it takes no permissions (use user, any, zone \
                          or account to require keys)",
                     ));
@@ -247,6 +260,7 @@ fn compile_route(
                     if *scope == RawScope::Any {
                         errors.push(at.error(
                             "scope",
+                            ErrorKind::InvalidRoute,
                             "handler: verify_token answers for one token: its scope is none (any token), \
                              user (user-owned tokens) or { account: <param> } (that account's tokens)",
                         ));
@@ -254,6 +268,7 @@ fn compile_route(
                 } else if !has_keys {
                     errors.push(at.error(
                         "",
+                        ErrorKind::InvalidRoute,
                         "this scope needs permissions (use scope: none for a route that checks none)",
                     ));
                 }
@@ -268,6 +283,7 @@ fn compile_route(
                     if matches!(scope, RawScope::Zone(_)) {
                         errors.push(at.error(
                             "scope",
+                            ErrorKind::InvalidRoute,
                             "handler: verify_token answers for one token: its scope is none (any token), \
                              user (user-owned tokens) or { account: <param> } (that account's tokens)",
                         ));
@@ -275,6 +291,7 @@ fn compile_route(
                 } else if !has_keys {
                     errors.push(at.error(
                         "",
+                        ErrorKind::InvalidRoute,
                         "this scope needs permissions (use scope: none for a route that checks none)",
                     ));
                 }
@@ -288,6 +305,7 @@ fn compile_route(
                         Some(position) if params.get(position).is_some_and(|p| p.catch_all) => {
                             errors.push(at.error(
                                 field,
+                                ErrorKind::InvalidRoute,
                                 format!(
                                     "the scope parameter {param} is a catch-all ({{*{param}}}); a resource id \
                                      is one segment"
@@ -297,6 +315,7 @@ fn compile_route(
                         Some(position) => scope_param = Some(position),
                         None => errors.push(at.error(
                             field,
+                            ErrorKind::InvalidRoute,
                             format!("{param:?} is not a parameter of the path {}", raw.path),
                         )),
                     }
@@ -358,10 +377,15 @@ fn compile_opaque(
             .get(..index)
             .is_some_and(|seen| seen.contains(name))
         {
-            errors.push(at.error(&field, format!("{name} is listed twice")));
+            errors.push(at.error(
+                &field,
+                ErrorKind::Duplicate,
+                format!("{name} is listed twice"),
+            ));
         } else if scope_param == Some(name.as_str()) {
             errors.push(at.error(
                 &field,
+                ErrorKind::InvalidRoute,
                 format!(
                     "{name} holds the resource id of the route's scope; an opaque parameter is never a \
                      resource id"
@@ -375,11 +399,13 @@ fn compile_opaque(
         } else if raw.path.contains(&format!("{{*{name}}}")) {
             errors.push(at.error(
                 &field,
+                ErrorKind::InvalidRoute,
                 format!("{name} is a catch-all; an opaque parameter is one whole segment"),
             ));
         } else if raw.path.contains(&whole) {
             errors.push(at.error(
                 &field,
+                ErrorKind::InvalidRoute,
                 format!(
                     "{name} shares its segment with other text; an opaque parameter is a whole segment \
                      ({{{name}}} between two /)"
@@ -388,6 +414,7 @@ fn compile_opaque(
         } else {
             errors.push(at.error(
                 &field,
+                ErrorKind::InvalidRoute,
                 format!("{name:?} is not a parameter of the path {}", raw.path),
             ));
         }
@@ -407,6 +434,7 @@ fn compile_principals(
         Some(_) if raw.public => {
             errors.push(at.error(
                 "principals",
+                ErrorKind::InvalidRoute,
                 "a public route checks no credential, so it takes no principals",
             ));
             AcceptedCredentials::ALL
@@ -414,6 +442,7 @@ fn compile_principals(
         Some(kinds) if kinds.is_empty() => {
             errors.push(at.error(
                 "principals",
+                ErrorKind::InvalidRoute,
                 "an empty principals list admits no credential at all; remove the route instead (a request \
                  no route matches is refused)",
             ));
@@ -424,6 +453,7 @@ fn compile_principals(
                 if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
                     errors.push(at.error(
                         &format!("principals[{index}]"),
+                        ErrorKind::Duplicate,
                         format!("{} is listed twice", kind.as_str()),
                     ));
                 }
@@ -436,12 +466,14 @@ fn compile_principals(
         if raw.principals.is_none() {
             errors.push(at.error(
                 "principal_refusal",
+                ErrorKind::InvalidRoute,
                 "principal_refusal answers the credentials principals leaves out; give principals too",
             ));
         }
         if !(400..=499).contains(&refusal.status) {
             errors.push(at.error(
                 "principal_refusal.status",
+                ErrorKind::InvalidRoute,
                 format!(
                     "{} is not a client error; a refusal's status is 400-499",
                     refusal.status
@@ -451,6 +483,7 @@ fn compile_principals(
         if refusal.message.is_empty() || refusal.message.chars().any(char::is_control) {
             errors.push(at.error(
                 "principal_refusal.message",
+                ErrorKind::InvalidRoute,
                 "the message must be non-empty, without control characters",
             ));
         }
@@ -474,7 +507,11 @@ fn compile_methods(
         RawMethods::One(method) => vec![("method".to_string(), method)],
         RawMethods::List(methods) => {
             if methods.is_empty() {
-                errors.push(at.error("method", "the method list is empty"));
+                errors.push(at.error(
+                    "method",
+                    ErrorKind::InvalidMethod,
+                    "the method list is empty",
+                ));
             }
             methods
                 .iter()
@@ -486,9 +523,13 @@ fn compile_methods(
     let mut methods: Vec<Box<str>> = Vec::with_capacity(listed.len());
     for (field, method) in &listed {
         if let Err(message) = check_method(method) {
-            errors.push(at.error(field, message));
+            errors.push(at.error(field, ErrorKind::InvalidMethod, message));
         } else if methods.iter().any(|seen| **seen == ***method) {
-            errors.push(at.error(field, format!("method {method} is listed twice")));
+            errors.push(at.error(
+                field,
+                ErrorKind::Duplicate,
+                format!("method {method} is listed twice"),
+            ));
         } else {
             methods.push(method.as_str().into());
         }
@@ -496,6 +537,7 @@ fn compile_methods(
     if listed.len() > 1 && methods.iter().any(|method| &**method == ANY_METHOD) {
         errors.push(at.error(
             "method",
+            ErrorKind::InvalidMethod,
             "\"*\" means every method; write it alone, not in a list",
         ));
     }
@@ -557,6 +599,7 @@ fn compile_requirement(
     if raw.keys().is_empty() {
         errors.push(at.error(
             &list_field,
+            ErrorKind::InvalidPermission,
             "the permission list is empty; omit permissions (with scope: none or public: true) for a route that \
              requires none",
         ));
@@ -575,9 +618,10 @@ fn compile_requirement(
             }
             Ok(_) => errors.push(at.error(
                 &field,
+                ErrorKind::InvalidPermission,
                 format!("a route requires literal keys; {key:?} is a pattern (patterns belong in permission groups)"),
             )),
-            Err(message) => errors.push(at.error(&field, message)),
+            Err(message) => errors.push(at.error(&field, ErrorKind::InvalidPermission, message)),
         }
     }
     if errors.len() > before {
@@ -661,5 +705,4 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Param>, String> {
 }
 
 #[cfg(test)]
-#[path = "routes_tests.rs"]
 mod tests;

@@ -37,7 +37,7 @@ impl<'a> Compiler<'a> {
                         // Not yet in `accounts`: the owner is the account being read.
                         None => format!("duplicate zone {:?} in account {:?}", zone.id, account.id),
                     };
-                    out.error(source.file, zone_path, message);
+                    out.error(source.file, zone_path, ErrorKind::Duplicate, message);
                     continue;
                 }
                 let zone_position = self.set.zones.len() as u32;
@@ -76,6 +76,7 @@ impl<'a> Compiler<'a> {
                         _ => out.error(
                             source.file,
                             format!("{group_path}.zones[{zone_index}]"),
+                            ErrorKind::ForeignResource,
                             format!("zone {zone_id:?} is not a zone of account {:?}", account.id),
                         ),
                     }
@@ -91,17 +92,27 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    pub(super) fn zone_in(&self, zone_id: &str, account: AccountIdx) -> Result<u32, String> {
+    pub(super) fn zone_in(
+        &self,
+        zone_id: &str,
+        account: AccountIdx,
+    ) -> Result<u32, (ErrorKind, String)> {
         match self.set.zone_by_id.get(zone_id) {
             Some(entry) if entry.account == account => Ok(entry.zone),
-            Some(_) => Err(format!(
-                "zone {zone_id:?} belongs to another account than {:?}",
-                self.set
-                    .accounts
-                    .get(account as usize)
-                    .map_or("", |a| &*a.id)
+            Some(_) => Err((
+                ErrorKind::ForeignResource,
+                format!(
+                    "zone {zone_id:?} belongs to another account than {:?}",
+                    self.set
+                        .accounts
+                        .get(account as usize)
+                        .map_or("", |a| &*a.id)
+                ),
             )),
-            None => Err(format!("unknown zone {zone_id:?}")),
+            None => Err((
+                ErrorKind::UnknownReference,
+                format!("unknown zone {zone_id:?}"),
+            )),
         }
     }
 
@@ -168,6 +179,7 @@ impl<'a> UserTables<'a> {
                 out.error(
                     source.file,
                     format!("{path}.email"),
+                    ErrorKind::InvalidId,
                     format!("{:?} is not an email address", user.email),
                 );
                 continue;
@@ -189,6 +201,7 @@ impl<'a> UserTables<'a> {
                         out.error(
                             source.file,
                             format!("{path}.api_key_sha256"),
+                            ErrorKind::InvalidDigest,
                             "not a hex SHA-256 (64 hex digits)",
                         );
                         continue;

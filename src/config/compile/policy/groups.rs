@@ -11,6 +11,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     source.file,
                     &path,
+                    ErrorKind::IncompleteDefinition,
                     "a catalog permission group needs an `id`",
                 );
                 continue;
@@ -28,6 +29,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     source.file,
                     format!("{path}.permissions"),
+                    ErrorKind::IncompleteDefinition,
                     "a catalog permission group needs `permissions`",
                 );
                 continue;
@@ -67,6 +69,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     format!("{path}.scopes"),
+                    ErrorKind::IncompleteDefinition,
                     "give `scopes` at the top level or in `meta`, not both",
                 );
                 Vec::new()
@@ -103,6 +106,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.permissions[{index}]{suffix}"),
+                        ErrorKind::InvalidPermission,
                         message,
                     );
                     ok = false;
@@ -135,6 +139,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.id"),
+                        ErrorKind::UnknownReference,
                         format!("unknown permission group {id:?}"),
                     );
                     return None;
@@ -146,6 +151,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.name"),
+                        ErrorKind::UnknownReference,
                         format!("unknown permission group name {name:?}"),
                     );
                     return None;
@@ -154,6 +160,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.name"),
+                        ErrorKind::AmbiguousReference,
                         format!("several permission groups are named {name:?}: reference it by id"),
                     );
                     return None;
@@ -163,6 +170,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     path,
+                    ErrorKind::IncompleteDefinition,
                     "a permission group entry needs an `id`, a `name` or `permissions`",
                 );
                 return None;
@@ -196,6 +204,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 format!("{path}.permission_groups"),
+                ErrorKind::IncompleteDefinition,
                 "a policy needs at least one permission group",
             );
             return None;

@@ -113,7 +113,7 @@ impl<'a> FirstSeen<'a> {
                     "duplicate {kind} {id:?} (first defined at {}: {first_site})",
                     first_file.display()
                 );
-                out.error(file, site, message);
+                out.error(file, site, ErrorKind::Duplicate, message);
                 false
             }
         }
@@ -146,6 +146,7 @@ pub(super) fn check_id(out: &mut Output, id: &str, file: &Path, path: At<'_>) ->
         out.error(
             file,
             path,
+            ErrorKind::InvalidId,
             format!("{id:?} is not a valid id (no spaces, `/` or `*`)"),
         );
         false

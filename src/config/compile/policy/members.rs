@@ -29,6 +29,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         source.file,
                         format!("{path}.user"),
+                        ErrorKind::UnknownReference,
                         format!("unknown user {:?}", member.user),
                     );
                     continue;
@@ -37,6 +38,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         source.file,
                         format!("{path}.user"),
+                        ErrorKind::Duplicate,
                         format!(
                             "user {:?} is already a member of account {:?}",
                             member.user, account.id
@@ -120,6 +122,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 format!("{path}.resource_groups"),
+                ErrorKind::IncompleteDefinition,
                 "a policy needs at least one resource group",
             );
             ok = false;
@@ -138,6 +141,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
+                                ErrorKind::ForeignResource,
                                 format!("the scope account {id:?} is not the member's account {account_id:?}"),
                             );
                             ok = false;
@@ -146,6 +150,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
+                                ErrorKind::UnknownReference,
                                 format!("unknown account {id:?}"),
                             );
                             ok = false;
@@ -154,6 +159,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 format!("{group_path}.scope.key"),
+                                ErrorKind::InvalidResourceKey,
                                 format!(
                                     "{:?} is not an account key like {}.account.<id>",
                                     scope.key, self.namespace
@@ -174,8 +180,8 @@ impl<'a> Compiler<'a> {
                             Some(ResourceKey::Zone(zone_id)) => {
                                 match self.zone_in(zone_id, account) {
                                     Ok(zone) => items.push(Select::Zone(zone)),
-                                    Err(message) => {
-                                        out.error(file, object_path, message);
+                                    Err((kind, message)) => {
+                                        out.error(file, object_path, kind, message);
                                         ok = false;
                                     }
                                 }
@@ -187,6 +193,7 @@ impl<'a> Compiler<'a> {
                                 out.error(
                                     file,
                                     object_path,
+                                    ErrorKind::InvalidResourceKey,
                                     format!(
                                         "{:?} is not `*` or a zone key like {}.account.zone.<id>",
                                         object.key, self.namespace
@@ -202,6 +209,7 @@ impl<'a> Compiler<'a> {
                         out.error(
                             file,
                             &group_path,
+                            ErrorKind::IncompleteDefinition,
                             "a resource group needs a `scope` or a domain group `id`",
                         );
                         ok = false;
@@ -216,6 +224,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 format!("{group_path}.id"),
+                                ErrorKind::ForeignResource,
                                 format!("domain group {id:?} belongs to another account than {account_id:?}"),
                             );
                             ok = false;
@@ -224,6 +233,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 format!("{group_path}.id"),
+                                ErrorKind::UnknownReference,
                                 format!("unknown domain group {id:?}"),
                             );
                             ok = false;

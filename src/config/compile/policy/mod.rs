@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::values::{parse_cidr, parse_sha256};
-use crate::config::error::ConfigError;
+use crate::config::error::{ConfigError, ErrorKind};
 use crate::config::raw::{
     AccountApiAccess, Effect as RawEffect, MemberApiAccess, RawAccount, RawBachPolicy, RawGroup,
     RawPolicyFile, RawResourceValue, RawToken, RawTokenPolicy, RawUser, TokenStatus,
@@ -90,9 +90,15 @@ pub struct Output {
 }
 
 impl Output {
-    fn error(&mut self, file: &Path, path: impl fmt::Display, message: impl Into<String>) {
+    fn error(
+        &mut self,
+        file: &Path,
+        path: impl fmt::Display,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) {
         self.errors
-            .push(ConfigError::new(file, path.to_string(), message));
+            .push(ConfigError::new(file, path.to_string(), kind, message));
     }
 
     fn warn(
@@ -371,6 +377,7 @@ impl<'a> Compiler<'a> {
             }
             Err(_) => out.errors.push(ConfigError::file(
                 Path::new(""),
+                ErrorKind::Internal,
                 "internal error while compiling the users".to_string(),
             )),
         }
@@ -390,6 +397,7 @@ impl<'a> Compiler<'a> {
                     sources
                         .get(index)
                         .map_or(Path::new(""), |source| source.file),
+                    ErrorKind::Internal,
                     "internal error while compiling this file's members".to_string(),
                 )),
             }

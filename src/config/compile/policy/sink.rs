@@ -142,6 +142,7 @@ impl<'a> TokenSink<'a> {
             self.out.error(
                 file,
                 "tokens",
+                ErrorKind::Internal,
                 "internal error: the previous compile's tokens of this file are missing",
             );
             return;
@@ -227,8 +228,12 @@ impl<'a> TokenSink<'a> {
             "duplicate {what} (first defined at {}: tokens[{first_index}].{field})",
             first_file.display()
         );
-        self.out
-            .error(file, format_args!("tokens[{index}].{field}"), message);
+        self.out.error(
+            file,
+            format_args!("tokens[{index}].{field}"),
+            ErrorKind::Duplicate,
+            message,
+        );
         false
     }
 

@@ -58,6 +58,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 format!("{path}.secret_sha256"),
+                ErrorKind::InvalidDigest,
                 "not a hex SHA-256 (64 hex digits)",
             );
         }
@@ -68,6 +69,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.owner.user"),
+                        ErrorKind::UnknownReference,
                         format!("unknown user {:?}", &**user),
                     );
                     None
@@ -79,6 +81,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         format!("{path}.owner.account"),
+                        ErrorKind::UnknownReference,
                         format!("unknown account {:?}", &**account),
                     );
                     None
@@ -88,6 +91,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     format!("{path}.owner"),
+                    ErrorKind::IncompleteDefinition,
                     "give exactly one of `user` or `account`",
                 );
                 None
@@ -110,6 +114,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     format!("{path}.expires_on"),
+                    ErrorKind::InvalidTime,
                     "expires_on must be after not_before",
                 );
             }
@@ -175,6 +180,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     path,
+                    ErrorKind::InvalidTime,
                     format!("{text:?} is not an RFC 3339 time like 2025-11-14T00:00:00Z"),
                 );
                 None
@@ -207,6 +213,7 @@ impl<'a> Compiler<'a> {
                             errors.push(ConfigError::new(
                                 file,
                                 format!("{path}.condition.request.ip.{key}[{index}]"),
+                                ErrorKind::InvalidCidr,
                                 format!("{text:?} is not an IP address or CIDR range"),
                             ));
                             ok = false;
@@ -240,6 +247,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 format!("{path}.resources"),
+                ErrorKind::IncompleteDefinition,
                 "a policy needs at least one resource",
             );
             ok = false;
@@ -290,6 +298,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 path,
+                ErrorKind::InvalidResourceKey,
                 format!(
                     "{key:?} is not a resource key ({ns}.account.<id>, {ns}.account.zone.<id>, {ns}.user.<id> or a `*` form)",
                     ns = self.namespace
@@ -307,6 +316,7 @@ impl<'a> Compiler<'a> {
                 out.error(
                     file,
                     path,
+                    ErrorKind::InvalidResourceKey,
                     format!(
                         "the value must be \"*\" or a map of zone keys, not {:?}",
                         &**other
@@ -320,6 +330,7 @@ impl<'a> Compiler<'a> {
             out.error(
                 file,
                 path,
+                ErrorKind::InvalidResourceKey,
                 "only an account key can hold a nested map of zones",
             );
             return false;
@@ -334,7 +345,12 @@ impl<'a> Compiler<'a> {
                 true
             }
             ResourceKey::AllUsers => {
-                out.error(file, path, "a token may name only its own user");
+                out.error(
+                    file,
+                    path,
+                    ErrorKind::ForeignResource,
+                    "a token may name only its own user",
+                );
                 false
             }
             ResourceKey::User(user_id) => match (owner, self.set.user_by_id.get(user_id)) {
@@ -346,6 +362,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         path,
+                        ErrorKind::ForeignResource,
                         format!("a user token may name only its own user, not {user_id:?}"),
                     );
                     false
@@ -354,18 +371,29 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         path,
+                        ErrorKind::ForeignResource,
                         "an account-owned token cannot hold user resources",
                     );
                     false
                 }
                 (_, None) => {
-                    out.error(file, path, format!("unknown user {user_id:?}"));
+                    out.error(
+                        file,
+                        path,
+                        ErrorKind::UnknownReference,
+                        format!("unknown user {user_id:?}"),
+                    );
                     false
                 }
             },
             ResourceKey::Zone(zone_id) => {
                 let Some(&ZoneEntry { zone, .. }) = self.set.zone_by_id.get(zone_id) else {
-                    out.error(file, path, format!("unknown zone {zone_id:?}"));
+                    out.error(
+                        file,
+                        path,
+                        ErrorKind::UnknownReference,
+                        format!("unknown zone {zone_id:?}"),
+                    );
                     return false;
                 };
                 let zone_account = self.set.zones.get(zone as usize).map(|z| z.account);
@@ -373,6 +401,7 @@ impl<'a> Compiler<'a> {
                     out.error(
                         file,
                         path,
+                        ErrorKind::ForeignResource,
                         format!("zone {zone_id:?} is outside the token's own account"),
                     );
                     return false;
@@ -384,13 +413,19 @@ impl<'a> Compiler<'a> {
             }
             ResourceKey::Account(account_id) => {
                 let Some(&account) = self.set.account_by_id.get(account_id) else {
-                    out.error(file, path, format!("unknown account {account_id:?}"));
+                    out.error(
+                        file,
+                        path,
+                        ErrorKind::UnknownReference,
+                        format!("unknown account {account_id:?}"),
+                    );
                     return false;
                 };
                 if own_account.is_some_and(|own| own != account) {
                     out.error(
                         file,
                         path,
+                        ErrorKind::ForeignResource,
                         format!("account {account_id:?} is not the token's own account"),
                     );
                     return false;
@@ -409,6 +444,7 @@ impl<'a> Compiler<'a> {
                         out.error(
                             file,
                             &zone_path,
+                            ErrorKind::InvalidResourceKey,
                             format!("the value must be \"*\", not {zone_value:?}"),
                         );
                         ok = false;
@@ -418,8 +454,8 @@ impl<'a> Compiler<'a> {
                         Some(ResourceKey::AllZones) => into.push(Select::AccountZones(account)),
                         Some(ResourceKey::Zone(zone_id)) => match self.zone_in(zone_id, account) {
                             Ok(zone) => into.push(Select::Zone(zone)),
-                            Err(message) => {
-                                out.error(file, &zone_path, message);
+                            Err((kind, message)) => {
+                                out.error(file, &zone_path, kind, message);
                                 ok = false;
                             }
                         },
@@ -427,6 +463,7 @@ impl<'a> Compiler<'a> {
                             out.error(
                                 file,
                                 &zone_path,
+                                ErrorKind::InvalidResourceKey,
                                 format!("{zone_key:?} is not a zone key like {}.account.zone.<id> or its `*` form", self.namespace),
                             );
                             ok = false;
