@@ -21,7 +21,7 @@ use super::gateway::{RawGateway, Settings};
 use super::ledger::{Inconsistency, ReadHook, ReadLedger};
 use super::parallel;
 use super::raw::{RawPolicyFile, SkippedList};
-use super::source::{SourceFile, TextBuffers};
+use super::source::{SourceFile, TextBuffers, route_file_paths};
 use crate::policy::KeyInterner;
 use crate::snapshot::Snapshot;
 pub use crate::snapshot::{CompiledFrom, FileDigest};
@@ -410,35 +410,6 @@ fn internal_error(path: Option<&Path>) -> ConfigError {
         ErrorKind::Internal,
         "internal error while reading this file".to_string(),
     )
-}
-
-/// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
-/// Hidden entries (such as a Kubernetes ConfigMap's `..data`) are skipped; the files linking into them are
-/// read through their links.
-pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let metadata =
-        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    if !metadata.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries =
-        std::fs::read_dir(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|error| format!("{}: {error}", path.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_config =
-            name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
-        if name.starts_with('.') || !is_config {
-            continue;
-        }
-        if std::fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()) {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 /// Compiles a read config into a snapshot. The generation and time are passed in.

@@ -527,6 +527,35 @@ fn join_key(parent: &str, key: &str) -> String {
     }
 }
 
+/// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
+/// Hidden entries (such as a Kubernetes ConfigMap's `..data`) are skipped; the files linking into them are
+/// read through their links.
+pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let metadata =
+        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("{}: {error}", path.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_config =
+            name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
+        if name.starts_with('.') || !is_config {
+            continue;
+        }
+        if std::fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
