@@ -1,9 +1,120 @@
 //! Users, accounts, zones and domain groups: the entities every policy and token refers to, and the
 //! resource keys (`<ns>.account.<id>`, …) that name them.
 
-use super::*;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+
+use super::compiler::{Compiler, PolicySource, ResourceKey};
+use super::ids::{
+    FirstSeen, Item, Site, Sub, check_id, email_byte_forbidden, email_char_forbidden, has_any,
+};
+use super::output::Output;
+use crate::config::compile::values::parse_sha256;
+use crate::config::error::{ConfigError, ErrorKind};
+use crate::config::raw::RawAccount;
+use crate::policy::model::{Account, AccountIdx, User, UserIdx, Zone, ZoneEntry};
 
 impl<'a> Compiler<'a> {
+    /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
+    /// token may refer to.
+    pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
+        self.reserve_entities(sources);
+        let mut out = std::mem::take(&mut self.out);
+        for source in sources {
+            self.catalog(&mut out, source);
+        }
+        // Users and accounts refer to nothing of each other: the users compile on another thread, into
+        // tables moved out of the set and back, while this one compiles the accounts. Their errors are
+        // reported in the same order as one after the other.
+        let user_count = self.set.users.capacity();
+        let mut users = UserTables {
+            users: std::mem::take(&mut self.set.users),
+            by_id: std::mem::take(&mut self.set.user_by_id),
+            by_email: std::mem::take(&mut self.set.user_by_email),
+            // Ids and emails.
+            first_seen: FirstSeen::with_capacity(2 * user_count),
+            out: Output::default(),
+        };
+        let mut account_out = Output::default();
+        let users = std::thread::scope(|scope| {
+            let compiling = scope.spawn(move || {
+                for source in sources {
+                    users.add(source);
+                }
+                users
+            });
+            for source in sources {
+                self.accounts(&mut account_out, source);
+            }
+            compiling.join()
+        });
+        match users {
+            Ok(users) => {
+                self.set.users = users.users;
+                self.set.user_by_id = users.by_id;
+                self.set.user_by_email = users.by_email;
+                out.errors.extend(users.out.errors);
+            }
+            Err(_) => out.errors.push(ConfigError::file(
+                Path::new(""),
+                ErrorKind::Internal,
+                "internal error while compiling the users".to_string(),
+            )),
+        }
+        out.errors.extend(account_out.errors);
+        // Members (most of the entities' policies) compile on every core, then are added in file order.
+        let mut batches = Vec::with_capacity(sources.len());
+        let this = &*self;
+        crate::config::parallel::in_order(
+            sources,
+            |source| this.member_batch(source),
+            |index, batch| batches.push((index, batch)),
+        );
+        for (index, batch) in batches {
+            match batch {
+                Some(batch) => self.add_members(&mut out, batch),
+                None => out.errors.push(ConfigError::file(
+                    sources
+                        .get(index)
+                        .map_or(Path::new(""), |source| source.file),
+                    ErrorKind::Internal,
+                    "internal error while compiling this file's members".to_string(),
+                )),
+            }
+        }
+        self.out = out;
+    }
+
+    /// Sizes the entity tables once from the counts in `sources`, instead of growing them by doubling (each
+    /// growth rehashes, and takes fresh memory from the operating system, which zeroes it page by page).
+    pub(super) fn reserve_entities(&mut self, sources: &[PolicySource<'a>]) {
+        let count = |of: fn(&PolicySource<'a>) -> usize| sources.iter().map(of).sum::<usize>();
+        let in_accounts = |of: fn(&RawAccount) -> usize| {
+            sources
+                .iter()
+                .flat_map(|source| source.accounts)
+                .map(of)
+                .sum::<usize>()
+        };
+        let users = count(|source| source.users.len());
+        let accounts = count(|source| source.accounts.len());
+        let zones = in_accounts(|account| account.zones.len());
+        let members = in_accounts(|account| account.members.len());
+        let groups = count(|source| source.permission_groups.len());
+        let set = &mut self.set;
+        set.users.reserve(users);
+        set.user_by_id.reserve(users);
+        set.user_by_email.reserve(users);
+        set.accounts.reserve(accounts);
+        set.account_by_id.reserve(accounts);
+        set.zones.reserve(zones);
+        set.zone_by_id.reserve(zones);
+        set.member_by_user_account.reserve(members);
+        // Accounts and catalog groups (the users have their own); domain groups are few.
+        self.first_seen.0.reserve(accounts + groups);
+    }
+
     pub(super) fn accounts(&mut self, out: &mut Output, source: &PolicySource<'a>) {
         for (index, account) in source.accounts.iter().enumerate() {
             let path = Item("accounts", index);

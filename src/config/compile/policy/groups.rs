@@ -1,7 +1,16 @@
 //! Permission groups: the catalog, a policy's group entries (inline, by id or by name) expanded over the
 //! route keys, and the warnings about groups that cannot match.
 
-use super::*;
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::compiler::{Compiler, GroupScopes, PolicySource, Text};
+use super::ids::{At, Item, Site, Sub};
+use super::output::Output;
+use crate::config::error::ErrorKind;
+use crate::config::raw::RawGroup;
+use crate::policy::keys::{KeyPattern, KeySet};
+use crate::policy::model::{GroupInfo, Select, Selector, WarningKind};
 
 impl<'a> Compiler<'a> {
     pub(super) fn catalog(&mut self, out: &mut Output, source: &PolicySource<'a>) {

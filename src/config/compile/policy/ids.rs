@@ -1,7 +1,14 @@
 //! Ids and document paths: the lazily formatted paths errors name (`tokens[3].policies[1]`), where each
 //! id was first defined (for duplicate errors), and the checks every id and email gets.
 
-use super::*;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+
+use super::output::Output;
+use crate::config::error::ErrorKind;
 
 /// A document path (`tokens[3].policies[1]`), formatted only when an error or a warning shows it: compiling
 /// a million tokens walks tens of millions of paths, and almost none of them is ever shown.

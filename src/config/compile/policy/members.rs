@@ -1,7 +1,23 @@
 //! Member policies: each account's members, compiled against the entities (a file at a time, on any
 //! thread), with their policies in the Bach form (SPEC §3.1).
 
-use super::*;
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use super::compiler::{Compiler, PolicySource, ResourceKey, effect};
+use super::ids::{At, Item, Sub};
+use super::output::{Output, renumber_keysets};
+use crate::config::error::ErrorKind;
+use crate::config::raw::{AccountApiAccess, MemberApiAccess, RawBachPolicy};
+use crate::policy::keys::KeySet;
+use crate::policy::model::{AccountIdx, Member, Policy, Select, Selector, UserIdx};
+
+/// The members of one file's accounts, compiled but not yet added to the set.
+#[derive(Default)]
+pub(super) struct MemberBatch {
+    pub(super) members: Vec<Member>,
+    pub(super) out: Output,
+}
 
 impl<'a> Compiler<'a> {
     /// The members of one file's accounts, compiled against the entities (read only, so files compile on

@@ -1,7 +1,95 @@
 //! The cross-file token sink: adds each file's compiled tokens in file order, with the checks that span
 //! files (token ids and secret hashes are unique), or a previous compile's tokens of an unchanged file.
 
-use super::*;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::compiler::{Compiler, TokenBatch, TokenOrigin};
+use super::output::{Output, renumber_keysets};
+use crate::config::error::{ConfigError, ErrorKind};
+use crate::policy::model::{DigestMap, Owner, PolicySet, Token, TokenFileRecord, TokenGate};
+
+/// Where the compiled tokens go, in file order, with the checks that span files: token ids and secret
+/// hashes are unique.
+pub struct TokenSink<'a> {
+    pub(super) out: Output,
+    pub(super) tokens: Vec<Arc<Token>>,
+    pub(super) token_gates: Vec<TokenGate>,
+    pub(super) token_by_hash: DigestMap<u32>,
+    /// The token ids and secret hashes seen, for duplicate errors (the raw tokens are gone by the time a
+    /// later file comes). A kept token's id is found through `kept_ids` (positions in `tokens`, hashed by the token's own id:
+    /// no second copy of a million ids), its secret hash through `token_by_hash`, and where it was defined
+    /// in `kept_origins`; the ids and hashes of tokens not kept (invalid, or a duplicate of the other) are
+    /// few, and kept in their own maps.
+    pub(super) kept_ids: hashbrown::HashTable<u32>,
+    pub(super) kept_origins: Vec<TokenOrigin<'a>>,
+    pub(super) other_ids: FxHashMap<Box<str>, TokenOrigin<'a>>,
+    pub(super) other_secrets: FxHashMap<[u8; 32], TokenOrigin<'a>>,
+    /// The shared id of each token owner (see [`TokenGate::owner_id`]).
+    pub(super) owner_ids: FxHashMap<Owner, Arc<str>>,
+    /// One per file added, in order.
+    pub(super) records: Vec<TokenFileRecord>,
+}
+
+impl<'a> Compiler<'a> {
+    /// The sink for the tokens, with room for `expected` of them (their count is known before they are
+    /// parsed, so the token tables are sized once instead of growing by doubling).
+    pub fn token_sink(&mut self, expected: usize) -> TokenSink<'a> {
+        // What the entities alone gave, for a later compile that resumes from this one's entities.
+        self.set.entity_warnings = u32::try_from(self.out.warnings.len()).unwrap_or(u32::MAX);
+        let mut used = self.out.used_groups.clone();
+        used.sort_unstable();
+        used.dedup();
+        self.set.entity_used_groups = used.into_boxed_slice();
+        let mut token_by_hash = DigestMap::default();
+        token_by_hash.reserve(expected);
+        let kept_ids = hashbrown::HashTable::with_capacity(expected);
+        TokenSink {
+            out: std::mem::take(&mut self.out),
+            tokens: Vec::with_capacity(expected),
+            token_gates: Vec::with_capacity(expected),
+            token_by_hash,
+            kept_ids,
+            kept_origins: Vec::with_capacity(expected),
+            other_ids: FxHashMap::default(),
+            other_secrets: FxHashMap::default(),
+            owner_ids: FxHashMap::default(),
+            records: Vec::new(),
+        }
+    }
+
+    /// The compiled set, or every error met.
+    pub fn finish(self, sink: TokenSink<'a>) -> Result<PolicySet, Vec<ConfigError>> {
+        let Compiler { mut set, keys, .. } = self;
+        let TokenSink {
+            out,
+            tokens,
+            token_gates,
+            token_by_hash,
+            records,
+            ..
+        } = sink;
+        if !out.errors.is_empty() {
+            return Err(out.errors);
+        }
+        for position in out.used_groups {
+            if let Some(group) = set.groups.get_mut(position) {
+                group.used = true;
+            }
+        }
+        set.keys = keys;
+        set.keysets = out.keysets;
+        set.warnings = out.warnings;
+        set.tokens = tokens;
+        set.token_gates = token_gates;
+        set.token_by_hash = token_by_hash;
+        set.token_files = records;
+        Ok(set)
+    }
+}
 
 impl<'a> TokenSink<'a> {
     /// Makes room for `additional` more tokens (their count estimated; a wrong guess costs only time or

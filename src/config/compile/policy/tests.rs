@@ -1,7 +1,13 @@
 //! Tests of the policy compiler: duplicate token ids and secrets, forbidden id characters, error order.
 
-use super::ids::{id_byte_forbidden, id_char_forbidden};
-use super::*;
+use std::path::Path;
+
+use super::compile;
+use super::ids::{
+    email_byte_forbidden, email_char_forbidden, has_any, id_byte_forbidden, id_char_forbidden,
+};
+use crate::config::raw::RawPolicyFile;
+use crate::policy::keys::KeyInterner;
 
 /// A token id or secret hash given twice is an error naming the first definition, whether that first
 /// token was kept (found through the kept tokens' own index) or not (an invalid token).

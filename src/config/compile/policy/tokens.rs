@@ -1,7 +1,22 @@
 //! Tokens: each token of a file and its policies in Cloudflare's API-token form (SPEC §3.2), compiled
 //! against the entities into a [`TokenBatch`] (only reads the compiler, so files compile on every core).
 
-use super::*;
+use std::path::Path;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::compiler::{CompiledToken, Compiler, ResourceKey, Text, TokenBatch, effect};
+use super::ids::{At, Item, Sub, check_id};
+use super::output::Output;
+use crate::config::compile::values::{parse_cidr, parse_sha256};
+use crate::config::error::{ConfigError, ErrorKind};
+use crate::config::raw::{RawResourceValue, RawToken, RawTokenPolicy, TokenStatus};
+use crate::policy::keys::KeySet;
+use crate::policy::model::{
+    AccountIdx, IpCondition, Owner, Policy, Select, Selector, Status, Token, WarningKind, ZoneEntry,
+};
 
 impl<'a> Compiler<'a> {
     /// Compiles the tokens of one file against the entities (after [`Compiler::entities`]). Only reads the
