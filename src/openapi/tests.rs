@@ -756,3 +756,28 @@ fn percent_encoded_path_parameters_become_opaque() {
         Err(crate::routes::TargetRejection::EncodedSlash)
     );
 }
+
+/// Each route is checked by the loader's own route compiler as it is imported: one the loader would refuse
+/// (here a token-verify handler scoped to a zone) is skipped with the compiler's reason, not written.
+#[test]
+fn a_route_the_loader_would_refuse_is_skipped_with_its_reason() {
+    let specs = vec![Spec {
+        label: "a".to_string(),
+        document: json!({"paths": {
+            "/zones/{zone_id}/verify": {"get": {"x-permgate-permissions": {
+                "handler": "verify_token", "scope": {"zone": "zone_id"}
+            }}},
+            "/user/tokens/verify": {"get": {"x-permgate-permissions": {"scope": "none", "handler": "verify_token"}}}
+        }}),
+    }];
+    let imported = import(&specs, &options());
+    assert_eq!(imported.routes.len(), 1, "{:?}", imported.skipped);
+    assert_eq!(imported.skipped.len(), 1);
+    let SkipReason::Rejected(why) = &imported.skipped[0].reason else {
+        panic!("{:?}", imported.skipped);
+    };
+    assert!(
+        why.starts_with("routes[0].scope: handler: verify_token"),
+        "{why}"
+    );
+}

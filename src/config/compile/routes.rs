@@ -66,6 +66,35 @@ pub fn compile(
     }
 }
 
+/// What matchit said when a route went into the router of one of its methods.
+pub type MethodOutcome = (Box<str>, Result<(), InsertError>);
+
+/// Checks one route as the loader checks a route of a file (as `routes[0]` of `file`) and, when it passes,
+/// adds it to `table`: the OpenAPI importer's check of each route it writes, so that what it writes is what
+/// the loader accepts. `Err`: the route's own errors; `Ok`: what matchit said under each of its methods
+/// (see [`RouteTable::insert`]).
+pub fn add_route(
+    table: &mut RouteTable,
+    file: &Path,
+    raw: &RawRoute,
+    keys: &mut KeyInterner,
+) -> Result<Vec<MethodOutcome>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let at = RouteAt { file, index: 0 };
+    let Some(compiled) = compile_route(raw, at, keys, &mut errors) else {
+        return Err(errors);
+    };
+    let methods = compiled.methods.clone();
+    match table.insert(compiled.route, &compiled.methods, compiled.scope_param) {
+        Ok(outcomes) => Ok(methods.into_iter().zip(outcomes).collect()),
+        Err(_) => Err(vec![at.error(
+            "",
+            ErrorKind::TooManyRoutes,
+            "too many routes",
+        )]),
+    }
+}
+
 /// Adds a checked route to the table; a conflict is an error naming both routes.
 fn insert(
     table: &mut RouteTable,
