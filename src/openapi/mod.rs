@@ -21,6 +21,8 @@
 //!   anything else without an annotation is skipped (fail closed: the gateway never guesses a permission).
 //! - **Paths**: `{param}` is matchit's syntax already; a repeated parameter name gets `_2`, `_3`…; a path
 //!   that is not canonical or that matchit cannot hold beside an earlier route is skipped with the reason.
+//! - **Checked as the loader checks**: each route goes through the loader's own route compiler
+//!   ([`crate::config::compile::routes::add_route`]) as a route file's would; one it refuses is skipped.
 //! - **Opaque parameters**: a path parameter the spec says is percent-encoded (its or its schema's
 //!   description mentions percent- or URL-encoding, as Workers KV key names do) or marks
 //!   `x-permgate-opaque: true` becomes `opaque:` in the route: it may hold `%2F`, kept as received.
