@@ -287,9 +287,10 @@ impl<'a> UserTables<'a> {
             if !user.email.contains('@')
                 || has_any(&user.email, email_byte_forbidden, email_char_forbidden)
             {
-                out.error(
+                out.field_error(
                     source.file,
-                    format!("{path}.email"),
+                    &path,
+                    "email",
                     ErrorKind::InvalidId,
                     format!("{:?} is not an email address", user.email),
                 );
@@ -309,9 +310,10 @@ impl<'a> UserTables<'a> {
                 Some(text) => match parse_sha256(text) {
                     Some(hash) => Some(hash),
                     None => {
-                        out.error(
+                        out.field_error(
                             source.file,
-                            format!("{path}.api_key_sha256"),
+                            &path,
+                            "api_key_sha256",
                             ErrorKind::InvalidDigest,
                             "not a hex SHA-256 (64 hex digits)",
                         );

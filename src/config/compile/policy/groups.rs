@@ -35,9 +35,10 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             if group.permissions.is_none() {
-                out.error(
+                out.field_error(
                     source.file,
-                    format!("{path}.permissions"),
+                    &path,
+                    "permissions",
                     ErrorKind::IncompleteDefinition,
                     "a catalog permission group needs `permissions`",
                 );
@@ -75,9 +76,10 @@ impl<'a> Compiler<'a> {
         let meta_scopes = group.meta.as_ref().and_then(|meta| meta.scopes.as_ref());
         match (group.scopes.as_deref(), meta_scopes) {
             (Some(_), Some(_)) => {
-                out.error(
+                out.field_error(
                     file,
-                    format!("{path}.scopes"),
+                    path,
+                    "scopes",
                     ErrorKind::IncompleteDefinition,
                     "give `scopes` at the top level or in `meta`, not both",
                 );
@@ -145,9 +147,10 @@ impl<'a> Compiler<'a> {
             (Some(id), _) => match self.group_by_id.get(id) {
                 Some(position) => *position,
                 None => {
-                    out.error(
+                    out.field_error(
                         file,
-                        format!("{path}.id"),
+                        path,
+                        "id",
                         ErrorKind::UnknownReference,
                         format!("unknown permission group {id:?}"),
                     );
@@ -157,18 +160,20 @@ impl<'a> Compiler<'a> {
             (None, Some(name)) => match self.group_by_name.get(name).map(Vec::as_slice) {
                 Some([position]) => *position,
                 Some([]) | None => {
-                    out.error(
+                    out.field_error(
                         file,
-                        format!("{path}.name"),
+                        path,
+                        "name",
                         ErrorKind::UnknownReference,
                         format!("unknown permission group name {name:?}"),
                     );
                     return None;
                 }
                 Some(_) => {
-                    out.error(
+                    out.field_error(
                         file,
-                        format!("{path}.name"),
+                        path,
+                        "name",
                         ErrorKind::AmbiguousReference,
                         format!("several permission groups are named {name:?}: reference it by id"),
                     );
@@ -210,9 +215,10 @@ impl<'a> Compiler<'a> {
         keys.reset(self.keys.len());
         let mut ok = true;
         if groups.is_empty() {
-            out.error(
+            out.field_error(
                 file,
-                format!("{path}.permission_groups"),
+                path,
+                "permission_groups",
                 ErrorKind::IncompleteDefinition,
                 "a policy needs at least one permission group",
             );

@@ -42,18 +42,20 @@ impl<'a> Compiler<'a> {
                 let account_path = Item("accounts", index);
                 let path = Sub::item(&account_path, "members", member_index);
                 let Some(&user) = self.set.user_by_id.get(member.user.as_str()) else {
-                    out.error(
+                    out.field_error(
                         source.file,
-                        format!("{path}.user"),
+                        &path,
+                        "user",
                         ErrorKind::UnknownReference,
                         format!("unknown user {:?}", member.user),
                     );
                     continue;
                 };
                 if seen_users.contains(&user) {
-                    out.error(
+                    out.field_error(
                         source.file,
-                        format!("{path}.user"),
+                        &path,
+                        "user",
                         ErrorKind::Duplicate,
                         format!(
                             "user {:?} is already a member of account {:?}",
@@ -135,9 +137,10 @@ impl<'a> Compiler<'a> {
         let mut items = vec![];
         let mut ok = true;
         if policy.resource_groups.is_empty() {
-            out.error(
+            out.field_error(
                 file,
-                format!("{path}.resource_groups"),
+                path,
+                "resource_groups",
                 ErrorKind::IncompleteDefinition,
                 "a policy needs at least one resource group",
             );
@@ -154,27 +157,30 @@ impl<'a> Compiler<'a> {
                         Some(ResourceKey::Account(id))
                             if self.set.account_by_id.contains_key(id) =>
                         {
-                            out.error(
+                            out.field_error(
                                 file,
-                                format!("{group_path}.scope.key"),
+                                &group_path,
+                                "scope.key",
                                 ErrorKind::ForeignResource,
                                 format!("the scope account {id:?} is not the member's account {account_id:?}"),
                             );
                             ok = false;
                         }
                         Some(ResourceKey::Account(id)) => {
-                            out.error(
+                            out.field_error(
                                 file,
-                                format!("{group_path}.scope.key"),
+                                &group_path,
+                                "scope.key",
                                 ErrorKind::UnknownReference,
                                 format!("unknown account {id:?}"),
                             );
                             ok = false;
                         }
                         _ => {
-                            out.error(
+                            out.field_error(
                                 file,
-                                format!("{group_path}.scope.key"),
+                                &group_path,
+                                "scope.key",
                                 ErrorKind::InvalidResourceKey,
                                 format!(
                                     "{:?} is not an account key like {}.account.<id>",
@@ -237,18 +243,20 @@ impl<'a> Compiler<'a> {
                             items.extend(zones.iter().map(|zone| Select::Zone(*zone)));
                         }
                         Some(_) => {
-                            out.error(
+                            out.field_error(
                                 file,
-                                format!("{group_path}.id"),
+                                &group_path,
+                                "id",
                                 ErrorKind::ForeignResource,
                                 format!("domain group {id:?} belongs to another account than {account_id:?}"),
                             );
                             ok = false;
                         }
                         None => {
-                            out.error(
+                            out.field_error(
                                 file,
-                                format!("{group_path}.id"),
+                                &group_path,
+                                "id",
                                 ErrorKind::UnknownReference,
                                 format!("unknown domain group {id:?}"),
                             );

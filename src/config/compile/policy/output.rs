@@ -28,6 +28,7 @@ pub struct Output {
 }
 
 impl Output {
+    /// An error at `path` of `file` (the path is formatted only now, when there is an error).
     pub(super) fn error(
         &mut self,
         file: &Path,
@@ -39,6 +40,25 @@ impl Output {
             .push(ConfigError::new(file, path.to_string(), kind, message));
     }
 
+    /// An error at `field` below `path` (`{path}.{field}`, e.g. `users[3].email`): the call site names the
+    /// field, not how a location is written.
+    pub(super) fn field_error(
+        &mut self,
+        file: &Path,
+        path: impl fmt::Display,
+        field: &str,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError::new(
+            file,
+            format!("{path}.{field}"),
+            kind,
+            message,
+        ));
+    }
+
+    /// A warning at `path` of `file`.
     pub(super) fn warn(
         &mut self,
         file: &Path,

@@ -70,9 +70,10 @@ impl<'a> Compiler<'a> {
         let id_ok = check_id(out, &token.id, file, &format_args!("{path}.id"));
         let secret = parse_sha256(&token.secret_sha256);
         if secret.is_none() {
-            out.error(
+            out.field_error(
                 file,
-                format!("{path}.secret_sha256"),
+                path,
+                "secret_sha256",
                 ErrorKind::InvalidDigest,
                 "not a hex SHA-256 (64 hex digits)",
             );
@@ -81,9 +82,10 @@ impl<'a> Compiler<'a> {
             (Some(user), None) => match self.set.user_by_id.get(&**user) {
                 Some(user) => Some(Owner::User(*user)),
                 None => {
-                    out.error(
+                    out.field_error(
                         file,
-                        format!("{path}.owner.user"),
+                        path,
+                        "owner.user",
                         ErrorKind::UnknownReference,
                         format!("unknown user {:?}", &**user),
                     );
@@ -93,9 +95,10 @@ impl<'a> Compiler<'a> {
             (None, Some(account)) => match self.set.account_by_id.get(account) {
                 Some(account) => Some(Owner::Account(*account)),
                 None => {
-                    out.error(
+                    out.field_error(
                         file,
-                        format!("{path}.owner.account"),
+                        path,
+                        "owner.account",
                         ErrorKind::UnknownReference,
                         format!("unknown account {:?}", &**account),
                     );
@@ -103,9 +106,10 @@ impl<'a> Compiler<'a> {
                 }
             },
             _ => {
-                out.error(
+                out.field_error(
                     file,
-                    format!("{path}.owner"),
+                    path,
+                    "owner",
                     ErrorKind::IncompleteDefinition,
                     "give exactly one of `user` or `account`",
                 );
@@ -126,9 +130,10 @@ impl<'a> Compiler<'a> {
         );
         if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on) {
             if start >= end {
-                out.error(
+                out.field_error(
                     file,
-                    format!("{path}.expires_on"),
+                    path,
+                    "expires_on",
                     ErrorKind::InvalidTime,
                     "expires_on must be after not_before",
                 );
@@ -259,9 +264,10 @@ impl<'a> Compiler<'a> {
         let mut items = Vec::new();
         let mut ok = true;
         if policy.resources.is_empty() {
-            out.error(
+            out.field_error(
                 file,
-                format!("{path}.resources"),
+                path,
+                "resources",
                 ErrorKind::IncompleteDefinition,
                 "a policy needs at least one resource",
             );
