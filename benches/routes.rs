@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use permgate::config::SourceFile;
+use permgate::config::compile::routes;
 use permgate::policy::KeyInterner;
 use permgate::routes::{RouteTable, canonicalize};
 use synth::Rng;
@@ -180,8 +181,8 @@ fn compile_table(
     what: String,
 ) -> (&'static str, RouteTable, String) {
     let mut keys = KeyInterner::new();
-    let table = RouteTable::compile(&[SourceFile::from_text(file, text)], &mut keys)
-        .unwrap_or_else(|errors| {
+    let table =
+        routes::compile(&[SourceFile::from_text(file, text)], &mut keys).unwrap_or_else(|errors| {
             panic!(
                 "the route table {what} must compile: {} errors, first {:?}",
                 errors.len(),

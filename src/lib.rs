@@ -7,10 +7,11 @@
 //!           routes::target      routes        auth            policy       proxy
 //! ```
 //!
-//! - [`config`]: the raw serde mirror of the files and the loader that turns them into a [`snapshot::Snapshot`],
-//!   reporting every error at once with file, path and line.
+//! - [`config`]: the raw serde mirror of the files, the compilers from them to the model, and the loader that
+//!   turns them into a [`snapshot::Snapshot`], reporting every error at once with file, path and line.
 //! - [`policy`]: the access model compiled into indexed structures, and the pure `evaluate`.
 //! - [`routes`]: canonical request targets and the matchit route tables.
+//! - [`settings`]: the server settings a snapshot holds, compiled from `gateway.yaml`.
 //! - [`auth`]: credentials read from request headers.
 //! - [`answer`]: every answer the gateway makes itself, in Cloudflare's envelope.
 //! - [`openapi`]: the OpenAPI importer behind `permgate routes import-openapi` (pure).
@@ -37,5 +38,6 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod routes;
+pub mod settings;
 pub mod snapshot;
 pub mod tls;

@@ -19,6 +19,7 @@ use std::time::Instant;
 use std::collections::BTreeMap;
 
 use permgate::config::SourceFile;
+use permgate::config::compile::routes;
 use permgate::openapi::render::{Provenance, render};
 use permgate::openapi::{Catalog, ImportOptions, Spec, import};
 use permgate::policy::actions::{self, KeyAction};
@@ -38,7 +39,7 @@ const CATALOG: &str = "config/cloudflare/permission_groups.yaml";
 
 fn load_table() -> RouteTable {
     let file = SourceFile::read(&repo(TABLE)).unwrap();
-    match RouteTable::compile(&[file], &mut KeyInterner::new()) {
+    match routes::compile(&[file], &mut KeyInterner::new()) {
         Ok(table) => table,
         Err(errors) => panic!(
             "{TABLE} does not load:\n{}",
@@ -664,7 +665,7 @@ fn timing() {
     for _ in 0..20 {
         let file = SourceFile::from_text(TABLE, text.clone());
         let started = Instant::now();
-        table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+        table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
         loads.push(started.elapsed());
     }
     loads.sort();

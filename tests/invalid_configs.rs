@@ -1,6 +1,7 @@
 //! Broken configs are rejected with every error named (SPEC §2): each `tests/invalid/<name>/` holds a small
 //! config (`gateway.yaml` and the files it names) and an `expect.yaml` listing the errors `config::load`
-//! must report: the file (its name ends with `file`), the path inside it (exactly `path`, or starting with
+//! must report: the file (its name ends with `file`), the error's code (`code`, e.g. `E030`: see README's
+//! error codes), the path inside it (exactly `path`, or starting with
 //! `path_prefix` where the SPEC leaves the spelling of map keys open), a message substring and, when given,
 //! the line. `errors: []` marks a fixture that must load.
 //!
@@ -9,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use permgate::config::{ConfigError, ConfigErrors};
+use permgate::config::{ConfigError, ConfigErrors, ErrorKind};
 use serde::Deserialize;
 
 /// The fewest broken fixtures the directory must hold.
@@ -26,6 +27,8 @@ struct ExpectFile {
 struct ExpectedError {
     /// The reported file's path ends with this.
     file: String,
+    /// The error's stable code ([`ErrorKind::code`]), exactly.
+    code: String,
     /// The document path, exactly.
     #[serde(default)]
     path: Option<String>,
@@ -47,6 +50,7 @@ impl ExpectedError {
     fn matches(&self, error: &ConfigError) -> bool {
         let message = error.message.to_lowercase();
         error.file.to_string_lossy().ends_with(&self.file)
+            && error.kind.code() == self.code
             && self.path.as_ref().is_none_or(|path| &error.path == path)
             && self
                 .path_prefix
@@ -67,7 +71,7 @@ impl ExpectedError {
 
 impl std::fmt::Display for ExpectedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "file …{}", self.file)?;
+        write!(f, "file …{}, code {}", self.file, self.code)?;
         if let Some(path) = &self.path {
             write!(f, ", path {path:?}")?;
         }
@@ -96,10 +100,11 @@ fn describe(errors: &ConfigErrors) -> String {
     for error in &errors.0 {
         let _ = writeln!(
             out,
-            "        {} | path {:?} | line {:?} | {}",
+            "        {} | path {:?} | line {:?} | [{}] {}",
             error.file.display(),
             error.path,
             error.line,
+            error.kind.code(),
             error.message
         );
     }
@@ -186,4 +191,23 @@ fn invalid_configs_report_every_error() {
         broken >= MIN_FIXTURES,
         "only {broken} broken fixtures; expected at least {MIN_FIXTURES}"
     );
+}
+
+/// Every code is unique, of the form `E0xx` (an error) or `W0xx` (a warning), and shown in the message.
+#[test]
+fn error_codes_are_unique_and_shown() {
+    let mut seen = std::collections::HashSet::new();
+    for kind in ErrorKind::ALL {
+        let code = kind.code();
+        assert!(seen.insert(code), "{code} is given twice");
+        assert!(
+            code.len() == 4
+                && (code.starts_with('E') || code.starts_with('W'))
+                && code[1..].bytes().all(|b| b.is_ascii_digit()),
+            "{code}"
+        );
+        assert_eq!(kind.is_warning(), code.starts_with('W'));
+        let error = ConfigError::new("a.yaml", "x", kind, "what");
+        assert_eq!(error.to_string(), format!("a.yaml: x: [{code}] what"));
+    }
 }

@@ -17,8 +17,9 @@ use common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use permgate::auth::credential::{Credential, read_credential};
 use permgate::config::SourceFile;
+use permgate::config::compile::routes;
 use permgate::policy::KeyInterner;
-use permgate::routes::{RouteTable, canonicalize};
+use permgate::routes::canonicalize;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -193,7 +194,7 @@ proptest! {
     #[test]
     fn route_table_compile_never_panics(text in route_text()) {
         let mut keys = KeyInterner::new();
-        let _ = RouteTable::compile(&[SourceFile::from_text("routes/fuzz.yaml", text)], &mut keys);
+        let _ = routes::compile(&[SourceFile::from_text("routes/fuzz.yaml", text)], &mut keys);
     }
 }
 

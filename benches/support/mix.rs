@@ -15,12 +15,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
+use permgate::config::compile::policy::compile;
+use permgate::config::compile::routes;
 use permgate::config::raw::RawPolicyFile;
 use permgate::config::{ConfigSet, SourceFile};
 use permgate::pipeline::Facts;
-use permgate::policy::compile::compile;
 use permgate::policy::{KeyInterner, PolicySet};
-use permgate::routes::RouteTable;
 use permgate::snapshot::Snapshot;
 
 use super::synth::{self, FAMILIES, NS, Rng, Scale, account_id, token_secret, world, zone_id};
@@ -63,7 +63,7 @@ pub fn snapshot_of(raw: &RawPolicyFile) -> Snapshot {
     )
     .expect("settings");
     let mut keys = KeyInterner::new();
-    let routes = RouteTable::compile(&set.route_files, &mut keys).expect("routes");
+    let routes = routes::compile(&set.route_files, &mut keys).expect("routes");
     let policy: PolicySet =
         compile(&[(Path::new("synthetic"), raw)], keys, NS).unwrap_or_else(|errors| {
             panic!(

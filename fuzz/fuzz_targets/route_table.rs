@@ -2,16 +2,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use permgate::config::compile::routes;
 use permgate::config::SourceFile;
 use permgate::policy::KeyInterner;
-use permgate::routes::RouteTable;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let mut keys = KeyInterner::new();
-    let _ = RouteTable::compile(
+    let _ = routes::compile(
         &[SourceFile::from_text("routes/fuzz.yaml", text)],
         &mut keys,
     );

@@ -264,6 +264,7 @@ fn error_list(errors: &ConfigErrors) -> Vec<Value> {
                 "line": error.line,
                 "column": error.column,
                 "path": error.path,
+                "code": error.kind.code(),
                 "message": error.message,
             })
         })

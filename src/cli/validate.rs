@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::ConfigError;
 use crate::config::load::{compile, read, unix_now};
+use crate::config::{ConfigError, ErrorKind};
 use crate::policy::KeyInterner;
 use crate::policy::actions::{self, KeyAction};
 use crate::policy::model::{GroupInfo, Status};
@@ -31,6 +31,7 @@ pub fn run(config: &Path) -> ExitCode {
             warnings.push(ConfigError::new(
                 &set.gateway.path,
                 "upstream.auth",
+                ErrorKind::UpstreamAuthUnreadable,
                 format!("{error} (`permgate serve` would not start here)"),
             ));
         }
@@ -69,7 +70,7 @@ fn report_errors(errors: &[ConfigError]) -> ExitCode {
 /// one per write route that a group named "… Read" passes ([`read_group_warning`]).
 pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
     let policy = &snapshot.policy;
-    let mut warnings = policy.warnings.clone();
+    let mut warnings: Vec<ConfigError> = policy.warnings.iter().map(ConfigError::from).collect();
     let mut granted = crate::policy::KeySet::empty(policy.keys.len());
     for keys in &policy.keysets {
         granted.union_with(keys);
@@ -90,6 +91,7 @@ pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
                 warnings.push(ConfigError::new(
                     snapshot.settings.base_dir.join("routes"),
                     "",
+                    ErrorKind::KeyNotGranted,
                     format!(
                         "route {} {} requires {}, which no permission group grants",
                         route.methods,
@@ -104,6 +106,7 @@ pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
         warnings.push(ConfigError::new(
             "permission_groups",
             "",
+            ErrorKind::UnusedGroup,
             format!(
                 "permission group {} ({}) is used by no policy",
                 group.id, group.name
@@ -117,6 +120,7 @@ pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
             warnings.push(ConfigError::new(
                 "tokens",
                 "",
+                ErrorKind::ExpiredToken,
                 format!("token {} ({}) is expired", token.id, token.name),
             ));
         }
@@ -125,6 +129,7 @@ pub fn warnings(snapshot: &Snapshot, now: i64) -> Vec<ConfigError> {
         warnings.push(ConfigError::new(
             snapshot.settings.base_dir.join("routes"),
             "",
+            ErrorKind::ReadGroupPassesWrite,
             read_group_warning(&pass, &policy.keys),
         ));
     }

@@ -1,13 +1,18 @@
-//! `gateway.yaml`: the server settings, as written (raw) and as used (compiled, valid by construction).
+//! `gateway.yaml`: the server settings as written (raw), and their compile into the [`Settings`] the gateway
+//! uses (valid by construction; the types are in [`crate::settings`] and re-exported here).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::error::ConfigError;
+use super::compile::values::parse_cidr;
+use super::error::{ConfigError, ErrorKind};
+pub use crate::settings::{
+    DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
+    UpstreamSettings,
+};
 
 /// The file as written. Every key is documented in the README's config reference.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,19 +70,6 @@ pub struct RawUpstream {
     pub auth: Option<UpstreamAuth>,
 }
 
-/// Where the upstream's own credential is (`upstream.auth`): a file or an environment variable holding a
-/// bearer token. Only where it is: the secret is read by the proxy ([`crate::proxy::upstream_auth`]), never
-/// held in the settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum UpstreamAuth {
-    /// A file whose content is the token (a trailing newline is trimmed); relative to `gateway.yaml`'s
-    /// folder once compiled.
-    BearerFile(PathBuf),
-    /// An environment variable whose value is the token.
-    BearerEnv(String),
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
@@ -95,84 +87,6 @@ pub struct RawDecisionLog {
     pub queue_capacity: Option<usize>,
 }
 
-/// What the gateway does with a request that is denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Deny: answer the error (the default).
-    #[default]
-    Enforce,
-    /// Log and count the would-be denial, then forward anyway (for rolling out policies).
-    Shadow,
-}
-
-/// Where decision-log lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DecisionLogSink {
-    Stdout,
-    Stderr,
-    File,
-    Off,
-}
-
-/// Settings as the gateway uses them: addresses parsed, paths resolved, defaults applied.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The folder of `gateway.yaml`; relative paths in it are resolved against this.
-    pub base_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub upstream: UpstreamSettings,
-    pub policy_files: Vec<PathBuf>,
-    pub route_files: Vec<PathBuf>,
-    pub tls: Option<TlsSettings>,
-    pub mode: Mode,
-    pub resource_namespace: String,
-    pub trusted_proxies: Vec<IpNet>,
-    pub forward_credentials: bool,
-    pub explain_denials: bool,
-    pub header_read_timeout: Duration,
-    /// A request body must have arrived whole within this long of the decision (`request_body_timeout_ms`,
-    /// default 60 s); read per request.
-    pub request_body_timeout: Duration,
-    /// An HTTP/2 connection with no stream open for this long is closed with GOAWAY
-    /// (`http2_idle_timeout_ms`, default 60 s); baked into serving, so a restart applies a change.
-    pub http2_idle_timeout: Duration,
-    pub max_connections: usize,
-    pub shutdown_grace: Duration,
-    pub decision_log: DecisionLogSettings,
-    /// How often the reloader re-reads the files even without a file-system event (a missed event, a
-    /// network file system): `reload_interval_ms`, default 30 s.
-    pub reload_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// The upstream's base URL (`http://` or `https://`), without a trailing slash.
-    pub url: http::Uri,
-    pub ca_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    /// Where the upstream's own credential is, when the gateway holds one (`upstream.auth`).
-    pub auth: Option<UpstreamAuth>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct DecisionLogSettings {
-    pub sink: DecisionLogSink,
-    pub path: Option<PathBuf>,
-    pub queue_capacity: usize,
-}
-
 /// The default resource namespace (`<ns>.account.<id>`, `<ns>.account.zone.<id>`, `<ns>.user.<id>`).
 pub const DEFAULT_NAMESPACE: &str = "com.cloudflare.api";
 
@@ -184,8 +98,14 @@ impl Settings {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let mut errors = Vec::new();
-        let mut error =
-            |path: &str, message: String| errors.push(ConfigError::new(file, path, message));
+        let mut error = |path: &str, message: String| {
+            errors.push(ConfigError::new(
+                file,
+                path,
+                ErrorKind::InvalidSetting,
+                message,
+            ))
+        };
 
         let address = |path: &str, text: &str, error: &mut dyn FnMut(&str, String)| {
             text.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -412,11 +332,4 @@ impl Settings {
         }
         changed
     }
-}
-
-/// Parses `10.0.0.0/8`, `2400:cb00::/32` or a bare address (a single-host range).
-pub fn parse_cidr(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }

@@ -275,7 +275,7 @@ impl ReadLedger {
             }
             match &entry.what {
                 Noted::Folder { listing } => {
-                    let now = super::load::route_file_paths(&entry.configured).ok();
+                    let now = super::source::route_file_paths(&entry.configured).ok();
                     if now.as_ref() != Some(listing) {
                         return Err(Inconsistency::FolderChanged(path()));
                     }
@@ -387,7 +387,7 @@ mod tests {
         std::fs::create_dir(&routes).unwrap();
         std::fs::write(routes.join("a.yaml"), "routes: []").unwrap();
         let ledger = ReadLedger::new();
-        let listing = super::super::load::route_file_paths(&routes).unwrap();
+        let listing = super::super::source::route_file_paths(&routes).unwrap();
         ledger.note_folder(&routes, listing);
         assert_eq!(ledger.verify(), Ok(()));
         std::fs::write(routes.join("b.yaml"), "routes: []").unwrap();

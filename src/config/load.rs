@@ -14,16 +14,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use super::error::{ConfigError, ConfigErrors};
+use super::compile::policy::{Compiler, PolicySource, TokenBatch};
+use super::compile::routes;
+use super::error::{ConfigError, ConfigErrors, ErrorKind};
 use super::gateway::{RawGateway, Settings};
 use super::ledger::{Inconsistency, ReadHook, ReadLedger};
 use super::parallel;
 use super::raw::{RawPolicyFile, SkippedList};
-use super::source::{SourceFile, TextBuffers};
+use super::source::{SourceFile, TextBuffers, route_file_paths};
 use crate::policy::KeyInterner;
-use crate::policy::compile::{Compiler, PolicySource, TokenBatch};
-use crate::routes::RouteTable;
 use crate::snapshot::Snapshot;
+pub use crate::snapshot::{CompiledFrom, FileDigest};
 
 /// Every file of one config, read but not yet compiled: the gateway and route files in memory, the policy
 /// files by path (the compile reads them).
@@ -181,31 +182,6 @@ impl ConfigSet {
     }
 }
 
-/// A file's path, length and content digest, the part of the content hash that is the file's.
-///
-/// The digest is XXH3-128: it only tells whether a file changed (whoever can write the config files
-/// controls the gateway anyway, so collisions need not be hard to find), and every reload check digests
-/// every byte of every file: over a GiB for a million tokens, which SHA-256 takes ~1 s of a core to
-/// hash and XXH3 ~0.1 s.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileDigest {
-    path: PathBuf,
-    len: u64,
-    digest: u128,
-}
-
-/// What a snapshot was compiled from, file by file: what a later reload needs to compile only what changed
-/// (see [`compile_reusing`]).
-#[derive(Debug, Clone, Default)]
-pub struct CompiledFrom {
-    /// A digest over `gateway.yaml` and every route file (the settings and the route keys).
-    pub frame: u128,
-    /// Each policy file's digest, in `policy_files` order.
-    pub policy_files: Vec<FileDigest>,
-    /// Whether each policy file defined entities (permission groups, users or accounts), not only tokens.
-    pub entities: Vec<bool>,
-}
-
 impl FileDigest {
     fn of(path: &Path, text: &str) -> Self {
         Self {
@@ -248,6 +224,7 @@ pub fn retry_pause(tries: u32) -> std::time::Duration {
 pub fn changing_too_fast(gateway_path: &Path, tries: u32, last: &Inconsistency) -> ConfigError {
     ConfigError::file(
         gateway_path,
+        ErrorKind::ChangingTooFast,
         format!(
             "the config is changing too fast to be read as one set of files: it changed during each of \
              {tries} loads (last: {last})"
@@ -394,8 +371,12 @@ pub fn read_into(gateway_path: &Path, ledger: Arc<ReadLedger>) -> Result<ConfigS
                 }
             }
             Err(message) => {
-                let mut error =
-                    ConfigError::new(gateway_path, format!("route_files[{index}]"), message);
+                let mut error = ConfigError::new(
+                    gateway_path,
+                    format!("route_files[{index}]"),
+                    ErrorKind::Unreadable,
+                    message,
+                );
                 gateway.locate(std::slice::from_mut(&mut error));
                 errors.push(error);
             }
@@ -426,37 +407,9 @@ fn read_noted(path: &Path, ledger: &ReadLedger) -> Result<SourceFile, ConfigErro
 fn internal_error(path: Option<&Path>) -> ConfigError {
     ConfigError::file(
         path.unwrap_or(Path::new("")),
+        ErrorKind::Internal,
         "internal error while reading this file".to_string(),
     )
-}
-
-/// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
-/// Hidden entries (such as a Kubernetes ConfigMap's `..data`) are skipped; the files linking into them are
-/// read through their links.
-pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let metadata =
-        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    if !metadata.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries =
-        std::fs::read_dir(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|error| format!("{}: {error}", path.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_config =
-            name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
-        if name.starts_with('.') || !is_config {
-            continue;
-        }
-        if std::fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()) {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 /// Compiles a read config into a snapshot. The generation and time are passed in.
@@ -531,7 +484,7 @@ pub fn compile_reusing(
     }
     let mut keys = KeyInterner::new();
     // The same route files as `previous`'s: errors are impossible, but a full compile would say what one is.
-    let routes = RouteTable::compile(&set.route_files, &mut keys).ok()?;
+    let routes = routes::compile(&set.route_files, &mut keys).ok()?;
     let mut compiler = Compiler::resume(&previous.policy, keys);
     let mut sink = compiler.token_sink(previous.policy.tokens.len());
     let buffers = TextBuffers::new();
@@ -648,7 +601,7 @@ fn compile_with(
 ) -> Compiled {
     let mut errors = Vec::new();
     let mut keys = KeyInterner::new();
-    let routes = match RouteTable::compile(&set.route_files, &mut keys) {
+    let routes = match routes::compile(&set.route_files, &mut keys) {
         Ok(routes) => Some(routes),
         Err(route_errors) => {
             errors.extend(route_errors);
@@ -969,11 +922,15 @@ fn hash_digests(files: impl Iterator<Item = FileDigest>) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Now, in Unix seconds (the shell's clock; pure code gets it passed in).
+/// Now, in Unix seconds (the shell's clock; pure code gets it passed in): 0 if the clock is before 1970 and
+/// `i64::MAX` past its range, which only makes time-bound tokens fail closed. The one clock of the loader,
+/// the CLI and the proxy.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]
@@ -1026,7 +983,7 @@ mod tests {
     /// What a compile gave, comparable: the tokens and warnings, or the errors in order.
     fn outcome(
         result: &Result<Snapshot, ConfigErrors>,
-    ) -> Result<(usize, Vec<ConfigError>), ConfigErrors> {
+    ) -> Result<(usize, Vec<crate::policy::Warning>), ConfigErrors> {
         result
             .as_ref()
             .map(|snapshot| {

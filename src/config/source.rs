@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde_saphyr::granit_parser::{Event, Parser};
 
-use super::error::ConfigError;
+use super::error::{ConfigError, ErrorKind};
 use super::raw::{RawToken, RawTokenList, Str, TokenStream};
 
 /// One config file, read whole.
@@ -62,6 +62,7 @@ impl SourceFile {
             }
             return Err(ConfigError::file(
                 path,
+                ErrorKind::Unreadable,
                 format!("cannot read file: {error}"),
             ));
         }
@@ -78,7 +79,7 @@ impl SourceFile {
                 if let Some(buffers) = buffers {
                     buffers.put(error.into_bytes());
                 }
-                Err(ConfigError::file(path, message))
+                Err(ConfigError::file(path, ErrorKind::Unreadable, message))
             }
         }
     }
@@ -298,7 +299,7 @@ fn located_error(
     line_offset: u64,
     prefix: &str,
 ) -> ConfigError {
-    let mut config_error = ConfigError::new(file, prefix, message);
+    let mut config_error = ConfigError::new(file, prefix, ErrorKind::Syntax, message);
     if line > 0 {
         config_error.line = Some(line + line_offset);
         config_error.column = Some(column);
@@ -524,6 +525,35 @@ fn join_key(parent: &str, key: &str) -> String {
     } else {
         format!("{parent}.{key}")
     }
+}
+
+/// A route entry: a file, or a folder whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
+/// Hidden entries (such as a Kubernetes ConfigMap's `..data`) are skipped; the files linking into them are
+/// read through their links.
+pub(super) fn route_file_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let metadata =
+        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("{}: {error}", path.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_config =
+            name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
+        if name.starts_with('.') || !is_config {
+            continue;
+        }
+        if std::fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@
 //!   anything else without an annotation is skipped (fail closed: the gateway never guesses a permission).
 //! - **Paths**: `{param}` is matchit's syntax already; a repeated parameter name gets `_2`, `_3`…; a path
 //!   that is not canonical or that matchit cannot hold beside an earlier route is skipped with the reason.
+//! - **Checked as the loader checks**: each route goes through the loader's own route compiler
+//!   ([`crate::config::compile::routes::add_route`]) as a route file's would; one it refuses is skipped.
 //! - **Opaque parameters**: a path parameter the spec says is percent-encoded (its or its schema's
 //!   description mentions percent- or URL-encoding, as Workers KV key names do) or marks
 //!   `x-permgate-opaque: true` becomes `opaque:` in the route: it may hold `%2F`, kept as received.
@@ -33,15 +35,18 @@ pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
 
-use matchit::Router;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::SourceFile;
+use crate::config::compile::routes;
 use crate::config::raw::RawPolicyFile;
-use crate::policy::KeyPattern;
+use crate::config::raw::routes::{RawMethods, RawPermissions, RawRefusal, RawRoute, RawScope};
 use crate::policy::actions::{self, KeyAction, key_action};
-use crate::routes::canonicalize;
+use crate::policy::{KeyInterner, KeyPattern};
+use crate::routes::{CredentialKind, Handler, RouteTable, canonicalize};
 
 /// The OpenAPI operation methods, in the order routes of one path are written.
 const METHODS: [&str; 8] = [
@@ -150,6 +155,8 @@ pub enum SkipReason {
     InvalidPath(String),
     /// matchit cannot hold the path beside an earlier route of the same method.
     Conflict(String),
+    /// The loader's route compiler refuses the route ([`crate::config::compile::routes::add_route`]).
+    Rejected(String),
 }
 
 /// An operation that was not imported.
@@ -255,6 +262,59 @@ impl Permissions {
     }
 }
 
+// === impl ImportedRoute ===
+
+impl ImportedRoute {
+    /// The route as a route file holds it ([`RawRoute`]): what [`render`] writes, and what the loader's route
+    /// compiler checks during the import.
+    pub fn to_raw(&self) -> RawRoute {
+        RawRoute {
+            id: self.id.clone(),
+            method: RawMethods::One(self.method.clone()),
+            path: self.path.clone(),
+            permissions: self
+                .permissions
+                .as_ref()
+                .map(|permissions| match permissions {
+                    Permissions::AllOf(keys) if keys.len() == 1 => {
+                        RawPermissions::List(keys.clone())
+                    }
+                    Permissions::AllOf(keys) => RawPermissions::AllOf(keys.clone()),
+                    Permissions::AnyOf(keys) => RawPermissions::AnyOf(keys.clone()),
+                }),
+            scope: self.scope.as_ref().map(|scope| match scope {
+                RouteScope::Account(param) => RawScope::Account(param.clone()),
+                RouteScope::Zone(param) => RawScope::Zone(param.clone()),
+                RouteScope::User => RawScope::User,
+                RouteScope::Any => RawScope::Any,
+                RouteScope::None => RawScope::None,
+            }),
+            handler: self
+                .handler
+                .as_deref()
+                .filter(|handler| *handler == "verify_token")
+                .map(|_| Handler::VerifyToken),
+            public: self.public,
+            principals: self.principals.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| {
+                        CredentialKind::ALL
+                            .into_iter()
+                            .find(|kind| kind.as_str() == name)
+                    })
+                    .collect()
+            }),
+            principal_refusal: self.principal_refusal.as_ref().map(|refusal| RawRefusal {
+                status: refusal.status,
+                code: refusal.code,
+                message: refusal.message.clone(),
+            }),
+            opaque: self.opaque.clone(),
+        }
+    }
+}
+
 // === impl SkipReason ===
 
 impl SkipReason {
@@ -268,6 +328,7 @@ impl SkipReason {
             Self::InvalidAnnotation(_) => "invalid annotation",
             Self::InvalidPath(_) => "invalid path",
             Self::Conflict(_) => "matchit conflict",
+            Self::Rejected(_) => "refused by the route compiler",
         }
     }
 }
@@ -289,7 +350,8 @@ impl fmt::Display for SkipReason {
             Self::UnresolvedGroups(why)
             | Self::InvalidAnnotation(why)
             | Self::InvalidPath(why)
-            | Self::Conflict(why) => f.write_str(why),
+            | Self::Conflict(why)
+            | Self::Rejected(why) => f.write_str(why),
         }
     }
 }
@@ -449,8 +511,10 @@ struct Override {
 pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
     let mut result = Import::default();
     let operations = collect(specs);
-    // One router per method, as the route table builds them, to find conflicts now rather than at load.
-    let mut routers: BTreeMap<&'static str, (Router<usize>, Vec<String>)> = BTreeMap::new();
+    // The routes as the loader compiles them (the route compiler's own checks, then the table's routers), to
+    // find what the loader would refuse, and conflicts, now rather than at load.
+    let mut table = RouteTable::empty();
+    let mut keys = KeyInterner::new();
     for operation in operations {
         let method = operation.method.to_ascii_uppercase();
         let operation_id = operation
@@ -478,35 +542,55 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
                 continue;
             }
         };
-        let (router, patterns) = routers.entry(operation.method).or_default();
-        match router.insert(path.as_str(), patterns.len()) {
-            Ok(()) => patterns.push(path.clone()),
-            Err(matchit::InsertError::Conflict { with }) => {
-                result.skipped.push(skip(SkipReason::Conflict(format!(
-                    "matchit cannot hold {method} {path} beside the earlier route {method} {with}"
-                ))));
-                continue;
-            }
-            Err(error) => {
-                result
-                    .skipped
-                    .push(skip(SkipReason::InvalidPath(format!("{path}: {error}"))));
-                continue;
-            }
-        }
-        let opaque = opaque_params(&operation, &path, route.scope.as_ref(), &mut result.notes);
-        result.routes.push(ImportedRoute {
+        let mut notes = Vec::new();
+        let opaque = opaque_params(&operation, &path, route.scope.as_ref(), &mut notes);
+        let imported = ImportedRoute {
             id: operation_id.as_deref().map(label_of),
-            method,
+            method: method.clone(),
             opaque,
-            path,
+            path: path.clone(),
             permissions: route.permissions,
             scope: route.scope,
             public: route.public,
             handler: route.handler,
             principals: route.principals,
             principal_refusal: route.principal_refusal,
-        });
+        };
+        let outcomes = match routes::add_route(
+            &mut table,
+            Path::new("(imported)"),
+            &imported.to_raw(),
+            &mut keys,
+        ) {
+            Ok(outcomes) => outcomes,
+            Err(errors) => {
+                let why = errors
+                    .iter()
+                    .map(|error| format!("{}: {}", error.path, error.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                result.skipped.push(skip(SkipReason::Rejected(why)));
+                continue;
+            }
+        };
+        let mut refused = None;
+        for (_, outcome) in outcomes {
+            match outcome {
+                Ok(()) => {}
+                Err(matchit::InsertError::Conflict { with }) => {
+                    refused = Some(SkipReason::Conflict(format!(
+                        "matchit cannot hold {method} {path} beside the earlier route {method} {with}"
+                    )));
+                }
+                Err(error) => refused = Some(SkipReason::InvalidPath(format!("{path}: {error}"))),
+            }
+        }
+        if let Some(reason) = refused {
+            result.skipped.push(skip(reason));
+            continue;
+        }
+        result.notes.extend(notes);
+        result.routes.push(imported);
     }
     result
 }
@@ -990,51 +1074,44 @@ fn string_list(value: &Value) -> Option<Vec<String>> {
         .collect()
 }
 
-/// Parses `x-permgate-permissions`: a list of keys (all of them), or an object with at most one of
-/// `all_of` / `any_of`, and optional `scope`, `public`, `handler`.
+/// Parses `x-permgate-permissions` with serde: a list of keys (all of them), or an
+/// object with at most one of `all_of` / `any_of`, and optional `scope`, `public`, `handler`, `principals`
+/// and `principal_refusal`, in the route file's own types.
 fn parse_override(value: &Value) -> Result<Override, String> {
-    if let Some(keys) = string_list(value) {
+    // A list is the keys (all of them); anything else must be the object form (serde names what is wrong).
+    if value.is_array() {
+        let keys = Vec::<String>::deserialize(value)
+            .map_err(|error| format!("expected a list of keys: {error}"))?;
         return override_keys(Permissions::AllOf(keys)).map(|permissions| Override {
             permissions: Some(permissions),
             ..Override::default()
         });
     }
-    let Some(object) = value.as_object() else {
-        return Err("expected a list of keys or an object".to_string());
+    let fields = AnnotationFields::deserialize(value)
+        .map_err(|error| format!("expected a list of keys or an object: {error}"))?;
+    let permissions = match (fields.all_of, fields.any_of) {
+        (Some(_), Some(_)) => return Err("give all_of or any_of, not both".to_string()),
+        (Some(keys), None) => Some(override_keys(Permissions::AllOf(keys))?),
+        (None, Some(keys)) => Some(override_keys(Permissions::AnyOf(keys))?),
+        (None, None) => None,
     };
-    let mut result = Override::default();
-    for (field, value) in object {
-        match field.as_str() {
-            "all_of" | "any_of" => {
-                if result.permissions.is_some() {
-                    return Err("give all_of or any_of, not both".to_string());
-                }
-                let keys = string_list(value).ok_or(format!("{field} is not a list of keys"))?;
-                let permissions = if field == "all_of" {
-                    Permissions::AllOf(keys)
-                } else {
-                    Permissions::AnyOf(keys)
-                };
-                result.permissions = Some(override_keys(permissions)?);
-            }
-            "scope" => result.scope = Some(parse_scope(value)?),
-            "public" => {
-                result.public = value.as_bool().ok_or("public is not true or false")?;
-            }
-            "handler" => match value.as_str() {
-                Some("verify_token") => result.handler = Some("verify_token".to_string()),
-                _ => return Err("handler must be verify_token".to_string()),
-            },
-            "principals" => result.principals = Some(parse_principals(value)?),
-            "principal_refusal" => result.principal_refusal = Some(parse_refusal(value)?),
-            other => {
-                return Err(format!(
-                    "unknown field {other:?} (all_of, any_of, scope, public, handler, principals, \
-                     principal_refusal)"
-                ));
-            }
-        }
-    }
+    let principals = fields.principals.map(principals).transpose()?;
+    let result = Override {
+        permissions,
+        scope: fields.scope.map(|scope| match scope {
+            RawScope::User => RouteScope::User,
+            RawScope::Any => RouteScope::Any,
+            RawScope::None => RouteScope::None,
+            RawScope::Zone(param) => RouteScope::Zone(param),
+            RawScope::Account(param) => RouteScope::Account(param),
+        }),
+        public: fields.public,
+        handler: fields.handler.map(|handler| match handler {
+            Handler::VerifyToken => "verify_token".to_string(),
+        }),
+        principals,
+        principal_refusal: fields.principal_refusal.map(refusal).transpose()?,
+    };
     if result.public
         && (result.permissions.is_some()
             || result.scope.is_some()
@@ -1055,59 +1132,58 @@ fn parse_override(value: &Value) -> Result<Override, String> {
     Ok(result)
 }
 
+/// The object form of `x-permgate-permissions`: the route file's own fields, read into the route file's
+/// own types ([`crate::config::raw::routes`]); unknown fields are errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnnotationFields {
+    #[serde(default)]
+    all_of: Option<Vec<String>>,
+    #[serde(default)]
+    any_of: Option<Vec<String>>,
+    #[serde(default)]
+    scope: Option<RawScope>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    handler: Option<Handler>,
+    #[serde(default)]
+    principals: Option<Vec<CredentialKind>>,
+    #[serde(default)]
+    principal_refusal: Option<RawRefusal>,
+}
+
 /// `principals: [user_token, account_token, api_key]`: a non-empty list of distinct kinds.
-fn parse_principals(value: &Value) -> Result<Vec<String>, String> {
-    let kinds = string_list(value).ok_or("principals is not a list of credential kinds")?;
+fn principals(kinds: Vec<CredentialKind>) -> Result<Vec<String>, String> {
     if kinds.is_empty() {
         return Err("principals is empty: it would admit no credential at all".to_string());
     }
-    for (index, kind) in kinds.iter().enumerate() {
-        if !CREDENTIAL_KINDS.contains(&kind.as_str()) {
-            return Err(format!(
-                "principals names {kind:?}; the kinds are {}",
-                CREDENTIAL_KINDS.join(", ")
-            ));
+    let mut names: Vec<String> = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let name = kind.as_str();
+        if names.iter().any(|seen| seen == name) {
+            return Err(format!("principals lists {name} twice"));
         }
-        if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
-            return Err(format!("principals lists {kind} twice"));
-        }
+        names.push(name.to_string());
     }
-    Ok(kinds)
+    Ok(names)
 }
 
-/// `principal_refusal: {status: 4xx, code: N, message: "…"}`.
-fn parse_refusal(value: &Value) -> Result<PrincipalRefusal, String> {
-    let object = value
-        .as_object()
-        .ok_or("principal_refusal is not {status, code, message}")?;
-    if let Some(other) = object
-        .keys()
-        .find(|field| !["status", "code", "message"].contains(&field.as_str()))
-    {
-        return Err(format!(
-            "principal_refusal has an unknown field {other:?} (status, code, message)"
-        ));
+/// `principal_refusal: {status: 4xx, code: N, message: "…"}`, as a route file would give it.
+fn refusal(raw: RawRefusal) -> Result<PrincipalRefusal, String> {
+    if !(400..=499).contains(&raw.status) {
+        return Err("principal_refusal.status must be a client error, 400-499".to_string());
     }
-    let status = object
-        .get("status")
-        .and_then(Value::as_u64)
-        .and_then(|status| u16::try_from(status).ok())
-        .filter(|status| (400..=499).contains(status))
-        .ok_or("principal_refusal.status must be a client error, 400-499")?;
-    let code = object
-        .get("code")
-        .and_then(Value::as_u64)
-        .and_then(|code| u32::try_from(code).ok())
-        .ok_or("principal_refusal.code must be a number")?;
-    let message = object
-        .get("message")
-        .and_then(Value::as_str)
-        .filter(|message| !message.is_empty() && !message.chars().any(char::is_control))
-        .ok_or("principal_refusal.message must be a non-empty text without control characters")?;
+    if raw.message.is_empty() || raw.message.chars().any(char::is_control) {
+        return Err(
+            "principal_refusal.message must be a non-empty text without control characters"
+                .to_string(),
+        );
+    }
     Ok(PrincipalRefusal {
-        status,
-        code,
-        message: message.to_string(),
+        status: raw.status,
+        code: raw.code,
+        message: raw.message,
     })
 }
 
@@ -1123,30 +1199,6 @@ fn override_keys(permissions: Permissions) -> Result<Permissions, String> {
         Permissions::AllOf(keys) => Permissions::AllOf(dedup(keys)),
         Permissions::AnyOf(keys) => Permissions::AnyOf(dedup(keys)),
     })
-}
-
-fn parse_scope(value: &Value) -> Result<RouteScope, String> {
-    if let Some(text) = value.as_str() {
-        return match text {
-            "user" => Ok(RouteScope::User),
-            "any" => Ok(RouteScope::Any),
-            "none" => Ok(RouteScope::None),
-            other => Err(format!(
-                "scope {other:?} is not user, any, none, {{zone: <param>}} or {{account: <param>}}"
-            )),
-        };
-    }
-    let object = value
-        .as_object()
-        .filter(|object| object.len() == 1)
-        .ok_or("scope is not user, any, none, {zone: <param>} or {account: <param>}")?;
-    match object.iter().next() {
-        Some((kind, Value::String(param))) if kind == "zone" => Ok(RouteScope::Zone(param.clone())),
-        Some((kind, Value::String(param))) if kind == "account" => {
-            Ok(RouteScope::Account(param.clone()))
-        }
-        _ => Err("scope is not {zone: <param>} or {account: <param>}".to_string()),
-    }
 }
 
 /// Every operation of every spec, in (path, method) order; a later spec's operation with the same method

@@ -6,8 +6,9 @@ use serde_json::json;
 use super::render::{Provenance, render};
 use super::*;
 use crate::config::SourceFile;
+use crate::config::compile::routes;
 use crate::policy::KeyInterner;
-use crate::routes::{Requirement, RouteTable, Scope};
+use crate::routes::{Requirement, Scope};
 
 fn spec(document: Value) -> Vec<Spec> {
     vec![Spec {
@@ -367,7 +368,7 @@ fn the_rendered_file_loads_as_a_route_table() {
         },
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     assert_eq!(table.len(), 6, "{text}");
     let zone = table.lookup("GET", "/client/v4/zones/z1").unwrap();
     assert_eq!(zone.resource_id, Some("z1"));
@@ -646,7 +647,7 @@ fn principals_are_set_per_operation_and_rendered() {
         "{text}"
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     let route = table.lookup("GET", "/client/v4/accounts").unwrap().route;
     assert!(
         !route
@@ -738,7 +739,7 @@ fn percent_encoded_path_parameters_become_opaque() {
         "{text}"
     );
     let file = SourceFile::from_text("routes.yaml", text.clone());
-    let table = RouteTable::compile(&[file], &mut KeyInterner::new()).unwrap();
+    let table = routes::compile(&[file], &mut KeyInterner::new()).unwrap();
     let path = "/client/v4/accounts/a1/storage/kv/namespaces/n1/values/images%2Fcat.png";
     let mut target = crate::routes::canonicalize_request("GET", path).unwrap();
     let found = table
@@ -753,5 +754,30 @@ fn percent_encoded_path_parameters_become_opaque() {
             .route_request("GET", &mut target, path)
             .map(|found| found.is_some()),
         Err(crate::routes::TargetRejection::EncodedSlash)
+    );
+}
+
+/// Each route is checked by the loader's own route compiler as it is imported: one the loader would refuse
+/// (here a token-verify handler scoped to a zone) is skipped with the compiler's reason, not written.
+#[test]
+fn a_route_the_loader_would_refuse_is_skipped_with_its_reason() {
+    let specs = vec![Spec {
+        label: "a".to_string(),
+        document: json!({"paths": {
+            "/zones/{zone_id}/verify": {"get": {"x-permgate-permissions": {
+                "handler": "verify_token", "scope": {"zone": "zone_id"}
+            }}},
+            "/user/tokens/verify": {"get": {"x-permgate-permissions": {"scope": "none", "handler": "verify_token"}}}
+        }}),
+    }];
+    let imported = import(&specs, &options());
+    assert_eq!(imported.routes.len(), 1, "{:?}", imported.skipped);
+    assert_eq!(imported.skipped.len(), 1);
+    let SkipReason::Rejected(why) = &imported.skipped[0].reason else {
+        panic!("{:?}", imported.skipped);
+    };
+    assert!(
+        why.starts_with("routes[0].scope: handler: verify_token"),
+        "{why}"
     );
 }

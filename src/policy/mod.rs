@@ -1,7 +1,6 @@
 //! The access model compiled into indexed structures, and the pure decision over it (no I/O, no clock).
 
 pub mod actions;
-pub mod compile;
 pub mod decision;
 pub mod evaluate;
 pub mod id_index;
@@ -15,4 +14,5 @@ pub use evaluate::{
 pub use keys::{KeyId, KeyInterner, KeyPattern, KeySet};
 pub use model::{
     PolicySet, Principal, PrincipalKind, ResourceKind, ResourceRef, Token, TokenFileRecord,
+    Warning, WarningKind,
 };

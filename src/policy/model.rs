@@ -1,8 +1,9 @@
 //! The compiled access model: users, accounts, zones, members, tokens and their policies, indexed for lookups.
 //!
-//! Built once per config by [`super::compile`]; read-only afterwards. Entities refer to each other by dense
-//! `u32` indices, and each policy's groups are pre-expanded into a [`KeySet`] over the route keys, so a
-//! decision is a handful of hash lookups and bit tests, independent of how many tokens or zones exist.
+//! Built once per config by the policy compiler (`config::compile::policy`); read-only afterwards. Entities
+//! refer to each other by dense `u32` indices, and each policy's groups are pre-expanded into a [`KeySet`]
+//! over the route keys, so a decision is a handful of hash lookups and bit tests, independent of how many
+//! tokens or zones exist.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -41,7 +42,7 @@ pub struct PolicySet {
     /// The permission-group catalog, kept for `permgate validate`.
     pub groups: Vec<GroupInfo>,
     /// Problems that do not stop the config from loading (`permgate validate` prints them).
-    pub warnings: Vec<crate::config::ConfigError>,
+    pub warnings: Vec<Warning>,
     pub(crate) user_by_id: FxHashMap<Box<str>, UserIdx>,
     pub(crate) user_by_email: FxHashMap<Box<str>, UserIdx>,
     pub(crate) account_by_id: IdIndex<AccountIdx>,
@@ -55,7 +56,7 @@ pub struct PolicySet {
     pub token_files: Vec<TokenFileRecord>,
     /// What the entities alone gave, before any token: how many of [`Self::warnings`] are theirs, and which
     /// catalog groups they use. A compile that reuses this set's entities starts from exactly that
-    /// ([`crate::policy::compile::Compiler::resume`]).
+    /// (`config::compile::policy::Compiler::resume`).
     pub(crate) entity_warnings: u32,
     pub(crate) entity_used_groups: Box<[usize]>,
 }
@@ -70,7 +71,31 @@ pub struct TokenFileRecord {
     pub tokens: std::ops::Range<u32>,
     /// Positions in [`PolicySet::groups`] of the catalog groups their policies refer to.
     pub used_groups: Box<[usize]>,
-    pub warnings: Vec<crate::config::ConfigError>,
+    pub warnings: Vec<Warning>,
+}
+
+/// A problem in the policy files that does not stop the config from loading, kept with the model so that a
+/// compile reusing part of it gives it again (`permgate validate` prints them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The policy file it is in.
+    pub file: std::path::PathBuf,
+    /// The path inside the document, e.g. `tokens[3].policies[0].resources`.
+    pub path: String,
+    pub kind: WarningKind,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+/// What a [`Warning`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WarningKind {
+    /// A policy whose permission groups grant no key that any route requires: it can never match.
+    PolicyGrantsNoKey,
+    /// A permission group meant for a type of resource the policy selects none of (SPEC §1).
+    GroupTypeNotSelected,
+    /// A user token's policy names only accounts and zones where its user is not a member.
+    TokenUserNotMember,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,6 @@
 //! so nothing the forward phase holds across an `.await` borrows the verdict.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Version};
 use hyper::body::Incoming;
@@ -25,6 +24,7 @@ use super::upgrade::{self, Offer};
 use super::verify::{VerifiedToken, verified_token, verify_with_legacy_key};
 use crate::answer::Answer;
 use crate::config::gateway::Mode;
+use crate::config::load::unix_now;
 use crate::pipeline::{self, Facts, Verdict};
 use crate::policy::PrincipalKind;
 use crate::routes::Handler;
@@ -201,13 +201,4 @@ fn identity(verdict: &Verdict<'_>) -> Identity {
         principal.and_then(|principal| principal.token_id()),
         account,
     )
-}
-
-/// Now, in Unix seconds (0 if the clock is before 1970, which only makes time-bound tokens fail closed).
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
 }

@@ -296,6 +296,7 @@ impl Reloader {
             .unwrap_or_else(|error| Prepared::Rejected {
                 errors: ConfigError::file(
                     &self.config_path,
+                    config::ErrorKind::Internal,
                     format!("internal error while reloading: {error}"),
                 )
                 .into(),
@@ -512,7 +513,12 @@ fn attempt(
         }
     };
     let located = |path: &str, message: String| {
-        let mut error = ConfigError::new(&set.gateway.path, path, message);
+        let mut error = ConfigError::new(
+            &set.gateway.path,
+            path,
+            config::ErrorKind::InvalidSetting,
+            message,
+        );
         set.gateway.locate(std::slice::from_mut(&mut error));
         ConfigErrors::from(error)
     };

@@ -229,7 +229,11 @@ fn dump(set: &PolicySet) -> String {
         .map(|(key, user)| format!("{key}={user}"))
         .collect();
     users.sort();
-    let warnings: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = set
+        .warnings
+        .iter()
+        .map(|warning| ConfigError::from(warning).to_string())
+        .collect();
     format!(
         "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{gates:?}\n{:?}\n{:?}\n{warnings:?}\n{by_hash:?}\n{members:?}\n{users:?}",
         set.namespace,

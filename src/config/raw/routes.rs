@@ -1,6 +1,6 @@
 //! The raw serde mirror of a route file (`routes/*.yaml`), exactly as written; unknown fields are errors.
 //!
-//! Nothing here is validated beyond its shape: [`super::table::RouteTable::compile`] checks the meaning and
+//! Nothing here is validated beyond its shape: [`crate::config::compile::routes::compile`] checks the meaning and
 //! reports every problem with its place. No I/O.
 
 use std::fmt;
@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::table::{CredentialKind, Handler};
+use crate::routes::{CredentialKind, Handler};
 
 /// A whole route file: `routes: [...]` (an empty list is fine).
 #[derive(Debug, Clone, Deserialize)]

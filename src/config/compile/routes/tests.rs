@@ -1,15 +1,18 @@
-//! Tests of the route table: compile errors with their paths, lookups, and agreement with a naive matcher.
+//! Tests of the route compiler and the table it builds: compile errors with their paths, lookups, and
+//! agreement with a naive matcher.
 
+use matchit::Router;
 use proptest::prelude::*;
 
 use super::*;
+use crate::routes::{CredentialKind, target};
 
 fn source(name: &str, yaml: &str) -> SourceFile {
     SourceFile::from_text(name, yaml)
 }
 
 fn compile_with(yaml: &str, keys: &mut KeyInterner) -> Result<RouteTable, Vec<ConfigError>> {
-    RouteTable::compile(&[source("routes/a.yaml", yaml)], keys)
+    super::compile(&[source("routes/a.yaml", yaml)], keys)
 }
 
 fn compile(yaml: &str) -> RouteTable {
@@ -342,7 +345,7 @@ fn empty_files_and_several_files() {
             r#"{"routes": [{"method": "GET", "path": "/b", "public": true}]}"#,
         ),
     ];
-    let table = RouteTable::compile(&files, &mut keys).unwrap();
+    let table = super::compile(&files, &mut keys).unwrap();
     assert_eq!(table.len(), 2);
     assert!(table.lookup("GET", "/b").unwrap().route.public);
 }
@@ -388,7 +391,7 @@ fn a_conflict_across_files_names_both_files() {
             &one("method: GET, path: \"/x/{other}\", scope: none"),
         ),
     ];
-    let errors = RouteTable::compile(&files, &mut KeyInterner::new()).unwrap_err();
+    let errors = super::compile(&files, &mut KeyInterner::new()).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0].file, Path::new("routes/two.yaml"));
     assert_eq!(errors[0].path, "routes[0].path");
@@ -428,7 +431,7 @@ fn every_error_of_every_file_is_reported() {
             "routes:\n  - { method: GET, path: /c }\n",
         ),
     ];
-    let errors = RouteTable::compile(&files, &mut KeyInterner::new()).unwrap_err();
+    let errors = super::compile(&files, &mut KeyInterner::new()).unwrap_err();
     let places: Vec<(String, String, Option<u64>)> = errors
         .iter()
         .map(|e| (e.file.display().to_string(), e.path.clone(), e.line))
@@ -1007,7 +1010,7 @@ fn route_request(
     method: &str,
     target: &str,
 ) -> Result<Option<(String, Option<String>, String)>, TargetRejection> {
-    let mut canonical = super::super::target::canonicalize_request(method, target)?;
+    let mut canonical = target::canonicalize_request(method, target)?;
     let found = table
         .route_request(method, &mut canonical, target)?
         .map(|found| {

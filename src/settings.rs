@@ -1,0 +1,101 @@
+//! The server settings as the gateway uses them: addresses parsed, paths resolved, defaults applied. Compiled
+//! from `gateway.yaml` by `config::gateway`; plain values here, so that a [`crate::snapshot::Snapshot`]
+//! holds them without depending on the loader.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Settings as the gateway uses them: addresses parsed, paths resolved, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The folder of `gateway.yaml`; relative paths in it are resolved against this.
+    pub base_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub upstream: UpstreamSettings,
+    pub policy_files: Vec<PathBuf>,
+    pub route_files: Vec<PathBuf>,
+    pub tls: Option<TlsSettings>,
+    pub mode: Mode,
+    pub resource_namespace: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub forward_credentials: bool,
+    pub explain_denials: bool,
+    pub header_read_timeout: Duration,
+    /// A request body must have arrived whole within this long of the decision (`request_body_timeout_ms`,
+    /// default 60 s); read per request.
+    pub request_body_timeout: Duration,
+    /// An HTTP/2 connection with no stream open for this long is closed with GOAWAY
+    /// (`http2_idle_timeout_ms`, default 60 s); baked into serving, so a restart applies a change.
+    pub http2_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub decision_log: DecisionLogSettings,
+    /// How often the reloader re-reads the files even without a file-system event (a missed event, a
+    /// network file system): `reload_interval_ms`, default 30 s.
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The upstream's base URL (`http://` or `https://`), without a trailing slash.
+    pub url: http::Uri,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    /// Where the upstream's own credential is, when the gateway holds one (`upstream.auth`).
+    pub auth: Option<UpstreamAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionLogSettings {
+    pub sink: DecisionLogSink,
+    pub path: Option<PathBuf>,
+    pub queue_capacity: usize,
+}
+
+/// Where the upstream's own credential is (`upstream.auth`): a file or an environment variable holding a
+/// bearer token. Only where it is: the secret is read by the proxy (`proxy::upstream_auth`), never
+/// held in the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpstreamAuth {
+    /// A file whose content is the token (a trailing newline is trimmed); relative to `gateway.yaml`'s
+    /// folder once compiled.
+    BearerFile(PathBuf),
+    /// An environment variable whose value is the token.
+    BearerEnv(String),
+}
+
+/// What the gateway does with a request that is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny: answer the error (the default).
+    #[default]
+    Enforce,
+    /// Log and count the would-be denial, then forward anyway (for rolling out policies).
+    Shadow,
+}
+
+/// Where decision-log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionLogSink {
+    Stdout,
+    Stderr,
+    File,
+    Off,
+}
