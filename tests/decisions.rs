@@ -254,10 +254,10 @@ fn mismatch(expect: &Expect, got: &Got) -> Option<String> {
     if expect.chain.is_some() && expect.chain != got.chain {
         problems.push("chain");
     }
-    if let Some(needle) = &expect.reason_contains {
-        if !got.reason.to_lowercase().contains(&needle.to_lowercase()) {
-            problems.push("reason");
-        }
+    if let Some(needle) = &expect.reason_contains
+        && !got.reason.to_lowercase().contains(&needle.to_lowercase())
+    {
+        problems.push("reason");
     }
     let reason = got.reason.to_lowercase();
     if expect

@@ -378,7 +378,7 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
             let mut seen = std::collections::BTreeSet::new();
             let mut count = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let (path, token, allowed) = if (count + client) % 2 == 0 {
+                let (path, token, allowed) = if (count + client).is_multiple_of(2) {
                     (zone_records(ZONE), TOKEN_READ, [200u16, 403])
                 } else {
                     (SETTINGS_PATH.to_string(), TOKEN_WRITE, [400, 200])
@@ -482,7 +482,7 @@ async fn every_answer_during_upstream_and_route_swaps_is_one_generations() {
             let mut answers = Vec::new();
             let mut count = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let (path, token) = if (count + client) % 2 == 0 {
+                let (path, token) = if (count + client).is_multiple_of(2) {
                     (zone_records(ZONE), TOKEN_READ)
                 } else {
                     (SETTINGS_PATH.to_string(), TOKEN_WRITE)
@@ -672,10 +672,10 @@ async fn sighup_reloads_the_running_binary() {
     let wait = |done: fn(&serde_json::Value) -> bool| async move {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = try_status(admin).await {
-                if done(&status) {
-                    return status;
-                }
+            if let Some(status) = try_status(admin).await
+                && done(&status)
+            {
+                return status;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -144,16 +144,17 @@ pub fn explain<'s>(
             (Some(user), Some(account)) => policy.member(user, account),
             _ => None,
         };
-        if let (Some(member), true) = (member, options.blocked) {
-            if !member.api_access && matches!(resource, Resource::Account(_)) {
-                explanation.blocked.push(BlockedResource {
-                    what: format!("{} and its zones", policy.resource_ref(resource)),
-                    reason: format!(
-                        "API access is disabled for user {} on this account",
-                        credential.owner_id
-                    ),
-                });
-            }
+        if let (Some(member), true) = (member, options.blocked)
+            && !member.api_access
+            && matches!(resource, Resource::Account(_))
+        {
+            explanation.blocked.push(BlockedResource {
+                what: format!("{} and its zones", policy.resource_ref(resource)),
+                reason: format!(
+                    "API access is disabled for user {} on this account",
+                    credential.owner_id
+                ),
+            });
         }
         if member.is_some_and(|member| !member.api_access) {
             continue;
@@ -227,12 +228,12 @@ pub fn explain<'s>(
             }
         }
     }
-    if options.blocked {
-        if let Some(policies) = token_policies {
-            explanation
-                .blocked
-                .extend(unreachable_selections(policy, known, policies));
-        }
+    if options.blocked
+        && let Some(policies) = token_policies
+    {
+        explanation
+            .blocked
+            .extend(unreachable_selections(policy, known, policies));
     }
     Some(explanation)
 }

@@ -144,10 +144,10 @@ pub fn who_can_key<'s>(
         let Some(credential) = Credential::of(policy, known) else {
             continue;
         };
-        if let Resource::User(user) = resource {
-            if !owned_by_user(policy, known, user) {
-                continue;
-            }
+        if let Resource::User(user) = resource
+            && !owned_by_user(policy, known, user)
+        {
+            continue;
         }
         let usability = usability(policy, known, now);
         let ip: IpAddr = usability.witness_ip.unwrap_or(super::ANY_IP);

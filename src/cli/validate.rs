@@ -26,15 +26,15 @@ pub fn run(config: &Path) -> ExitCode {
     let mut warnings = warnings(&snapshot, unix_now());
     // The upstream's credential is read by `serve`, not by the config load: say here when it could not be
     // (a warning: the place `validate` runs, such as CI, may well not hold the secret).
-    if let Some(source) = &snapshot.settings.upstream.auth {
-        if let Err(error) = crate::proxy::upstream_auth::UpstreamCredential::read(source) {
-            warnings.push(ConfigError::new(
-                &set.gateway.path,
-                "upstream.auth",
-                ErrorKind::UpstreamAuthUnreadable,
-                format!("{error} (`permgate serve` would not start here)"),
-            ));
-        }
+    if let Some(source) = &snapshot.settings.upstream.auth
+        && let Err(error) = crate::proxy::upstream_auth::UpstreamCredential::read(source)
+    {
+        warnings.push(ConfigError::new(
+            &set.gateway.path,
+            "upstream.auth",
+            ErrorKind::UpstreamAuthUnreadable,
+            format!("{error} (`permgate serve` would not start here)"),
+        ));
     }
     set.locate(&mut warnings);
     for warning in &warnings {

@@ -446,13 +446,13 @@ impl LineIndex {
             let column = span.start.col() as u64 + 1;
             match event {
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Mapping { path, key }) = stack.last_mut() {
-                        if key.is_none() {
-                            let child = join_key(path, &value);
-                            entries.push((line, column, child));
-                            *key = Some(value.into_owned());
-                            continue;
-                        }
+                    if let Some(Frame::Mapping { path, key }) = stack.last_mut()
+                        && key.is_none()
+                    {
+                        let child = join_key(path, &value);
+                        entries.push((line, column, child));
+                        *key = Some(value.into_owned());
+                        continue;
                     }
                     if let Some(path) = child_path(&mut stack) {
                         entries.push((line, column, path));

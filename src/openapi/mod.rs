@@ -961,16 +961,16 @@ pub fn write_requirement(
         ));
         return combine(method, keys);
     }
-    if let (Some(groups), Some(catalog)) = (groups, &options.catalog) {
-        if let Some(permissions) = group_keys(what, groups, catalog, true, notes) {
-            notes.push(format!(
+    if let (Some(groups), Some(catalog)) = (groups, &options.catalog)
+        && let Some(permissions) = group_keys(what, groups, catalog, true, notes)
+    {
+        notes.push(format!(
                 "{what}: x-cfPermissionsRequired ({}) names no write action; required instead the write \
                  keys of the x-api-token-group groups: {}",
                 keys.join(", "),
                 permissions.keys().join(", ")
             ));
-            return permissions;
-        }
+        return permissions;
     }
     let mut required = keys.clone();
     for key in &keys {

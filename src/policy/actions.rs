@@ -81,15 +81,14 @@ pub fn write_flavour(key: &str) -> String {
         return format!("#{resource}:edit");
     }
     let word = action_word(key);
-    if READ_ACTIONS.contains(&word)
+    if (READ_ACTIONS.contains(&word)
         || WRITE_ACTIONS.contains(&word)
         || READ_EXCEPTIONS
             .iter()
-            .any(|(exception, _)| *exception == key)
+            .any(|(exception, _)| *exception == key))
+        && let Some((resource, _)) = key.rsplit_once('.')
     {
-        if let Some((resource, _)) = key.rsplit_once('.') {
-            return format!("{resource}.edit");
-        }
+        return format!("{resource}.edit");
     }
     format!("{key}.edit")
 }

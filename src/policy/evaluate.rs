@@ -529,15 +529,14 @@ impl PolicySet {
                 }
             }
         }
-        if other_denials == 0 {
-            if let (Some(&account), Caller::UserToken(_, user) | Caller::LegacyKey(user)) =
+        if other_denials == 0
+            && let (Some(&account), Caller::UserToken(_, user) | Caller::LegacyKey(user)) =
                 (disabled.first(), caller)
-            {
-                return Err(Denial::ApiAccessDisabled {
-                    user: self.user_id(user)?,
-                    account,
-                });
-            }
+        {
+            return Err(Denial::ApiAccessDisabled {
+                user: self.user_id(user)?,
+                account,
+            });
         }
         Err(Denial::NoResourceAllowed {
             keys: match required {
@@ -675,13 +674,13 @@ fn check_status_and_time<'s>(
         });
     }
     // `valid_until` is `i64::MAX` without an `expires_on`: only the record tells whether it expires then.
-    if now >= gate.valid_until {
-        if let Some((_, text)) = &token.expires_on {
-            return Err(Denial::TokenExpired {
-                token: &token.id,
-                at: Some(text),
-            });
-        }
+    if now >= gate.valid_until
+        && let Some((_, text)) = &token.expires_on
+    {
+        return Err(Denial::TokenExpired {
+            token: &token.id,
+            at: Some(text),
+        });
     }
     Ok(())
 }

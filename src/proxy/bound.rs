@@ -211,10 +211,11 @@ impl Bound {
         let responded = std::mem::take(&mut self.responded);
         if let (Some(pool), Some(sender), Some(driver)) =
             (self.pool.take(), self.sender.take(), self.driver.take())
+            && responded
+            && sender.is_ready()
+            && !sender.is_closed()
         {
-            if responded && sender.is_ready() && !sender.is_closed() {
-                pool.put(UpstreamConnection { sender, driver });
-            }
+            pool.put(UpstreamConnection { sender, driver });
         }
     }
 }
@@ -236,13 +237,13 @@ impl Future for Drive<'_> {
         {
             state.waker = Some(cx.waker().clone());
         }
-        if let Some(driver) = state.driver.as_mut() {
-            if let Poll::Ready(result) = driver.as_mut().poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "upstream connection ended with an error");
-                }
-                state.unbind();
+        if let Some(driver) = state.driver.as_mut()
+            && let Poll::Ready(result) = driver.as_mut().poll(cx)
+        {
+            if let Err(error) = result {
+                tracing::debug!(%error, "upstream connection ended with an error");
             }
+            state.unbind();
         }
         // The response has been read whole (hyper's connection wants the next request): hand it back.
         if state.responded && state.sender.as_ref().is_some_and(SendRequest::is_ready) {

@@ -340,13 +340,14 @@ impl HeadScanner {
                     // The usual case: a whole head in these bytes. It is judged where it is, without
                     // collecting its lines (the same head, so the same verdict; one over the size limit
                     // takes the general way below, which stops).
-                    if self.state == ScanState::Head && self.line.is_empty() {
-                        if let Some(end) = head_len(bytes).filter(|&end| end <= MAX_SCANNED_HEAD) {
-                            let (head, after) = bytes.split_at(end);
-                            self.head_end(head);
-                            bytes = after;
-                            continue;
-                        }
+                    if self.state == ScanState::Head
+                        && self.line.is_empty()
+                        && let Some(end) = head_len(bytes).filter(|&end| end <= MAX_SCANNED_HEAD)
+                    {
+                        let (head, after) = bytes.split_at(end);
+                        self.head_end(head);
+                        bytes = after;
+                        continue;
                     }
                     // The rest of the line at once: up to and including its `\n`, or all there is.
                     let line_len =
@@ -560,11 +561,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tapped<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            if let (Some(new), Ok(mut scanner)) = (buf.filled().get(before..), self.scanner.lock())
-            {
-                scanner.feed(new);
-            }
+        if let Poll::Ready(Ok(())) = result
+            && let (Some(new), Ok(mut scanner)) = (buf.filled().get(before..), self.scanner.lock())
+        {
+            scanner.feed(new);
         }
         result
     }

@@ -363,14 +363,13 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
         let proto = if ctx.inbound_tls { "https" } else { "http" };
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !kept.host {
-        if let Some(host) = ctx
+    if !kept.host
+        && let Some(host) = ctx
             .inbound_host
             .as_ref()
             .filter(|host| is_host_authority(host))
-        {
-            headers.insert(FORWARDED_HOST, host.clone());
-        }
+    {
+        headers.insert(FORWARDED_HOST, host.clone());
     }
 }
 

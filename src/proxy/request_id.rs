@@ -26,12 +26,11 @@ pub fn generate() -> HeaderValue {
 /// The request id to use: the trusted peer's when it sent a usable one, else a fresh one. Always plain
 /// ASCII (so [`HeaderValue::to_str`] succeeds on it).
 pub fn choose(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
-    if peer_trusted {
-        if let Some(inbound) = headers.get("x-request-id") {
-            if inbound.to_str().is_ok_and(is_usable) {
-                return inbound.clone();
-            }
-        }
+    if peer_trusted
+        && let Some(inbound) = headers.get("x-request-id")
+        && inbound.to_str().is_ok_and(is_usable)
+    {
+        return inbound.clone();
     }
     generate()
 }

@@ -610,18 +610,17 @@ fn attempt(
     };
     // Only when the listener speaks TLS (it was started with a certificate) and the files or settings changed.
     let mut certificate = None;
-    if let (Some(_), Some(tls)) = (&live.certificate, &snapshot.settings.tls) {
-        if seen.certificates != memory.served_certificates
-            || current.settings.tls.as_ref() != Some(tls)
-        {
-            match crate::tls::load_certified_key(&tls.cert_file, &tls.key_file) {
-                Ok(key) => certificate = Some(Arc::new(key)),
-                Err(error) => {
-                    return Ok(Prepared::Rejected {
-                        errors: located("tls", error.to_string()),
-                        seen: Some(seen),
-                    });
-                }
+    if let (Some(_), Some(tls)) = (&live.certificate, &snapshot.settings.tls)
+        && (seen.certificates != memory.served_certificates
+            || current.settings.tls.as_ref() != Some(tls))
+    {
+        match crate::tls::load_certified_key(&tls.cert_file, &tls.key_file) {
+            Ok(key) => certificate = Some(Arc::new(key)),
+            Err(error) => {
+                return Ok(Prepared::Rejected {
+                    errors: located("tls", error.to_string()),
+                    seen: Some(seen),
+                });
             }
         }
     }

@@ -196,10 +196,10 @@ fn hangup_signal(_enabled: bool) -> Hangup {
 
 async fn next_hangup(hangup: &mut Hangup) {
     #[cfg(unix)]
-    if let Some(signal) = hangup {
-        if signal.recv().await.is_some() {
-            return;
-        }
+    if let Some(signal) = hangup
+        && signal.recv().await.is_some()
+    {
+        return;
     }
     #[cfg(not(unix))]
     let _ = hangup;

@@ -128,16 +128,16 @@ impl<'a> Compiler<'a> {
             file,
             &format_args!("{path}.expires_on"),
         );
-        if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on) {
-            if start >= end {
-                out.field_error(
-                    file,
-                    path,
-                    "expires_on",
-                    ErrorKind::InvalidTime,
-                    "expires_on must be after not_before",
-                );
-            }
+        if let (Some(Some((start, _))), Some(Some((end, _)))) = (&not_before, &expires_on)
+            && start >= end
+        {
+            out.field_error(
+                file,
+                path,
+                "expires_on",
+                ErrorKind::InvalidTime,
+                "expires_on must be after not_before",
+            );
         }
         let ip_condition = self.ip_condition(out, token, file, path);
         // Exactly as many as the token has, so the boxed slice the sink makes of it is not a copy.
