@@ -105,6 +105,12 @@ impl DecisionLog {
         )))
     }
 
+    /// Queues a record that is not a request (an access-change record): `members` are the JSON object's
+    /// members after `time` (no braces). Never waits; a full queue drops it and counts the drop.
+    pub fn record(&self, time: SystemTime, members: String) {
+        self.submit(Line { time, members });
+    }
+
     /// Queues a line; never waits. A full (or closed) queue drops it and counts the drop.
     pub fn submit(&self, line: Line) {
         if self.sender.try_send(line).is_err() {

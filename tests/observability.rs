@@ -132,6 +132,7 @@ async fn metrics_parse_and_move_with_requests() {
         "permgate_config_restart_required",
         "permgate_config_watcher_up",
         "permgate_config_watcher_errors_total",
+        "permgate_config_access_changes_total",
     ] {
         assert!(
             after.contains(&format!("# HELP {name} ")),

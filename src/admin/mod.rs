@@ -237,6 +237,7 @@ pub fn status(state: &AdminState) -> Value {
                 "errors": errors.map_or_else(Vec::new, error_list),
                 "restart_required": status.restart_required,
                 "watcher": watcher(&status.watcher),
+                "last_change": status.last_change.as_ref().map(last_change),
             })
         }
         None => json!({
@@ -246,12 +247,23 @@ pub fn status(state: &AdminState) -> Value {
             "errors": [],
             "restart_required": [],
             "watcher": {"enabled": false},
+            "last_change": null,
         }),
     };
     if let (Value::Object(document), Value::Object(reload)) = (&mut document, reload) {
         document.extend(reload);
     }
     document
+}
+
+/// The last access-change record, with at most the first 20 of its changes (the decision log has 100; the
+/// counts are of all of them).
+fn last_change(record: &Value) -> Value {
+    let mut record = record.clone();
+    if let Some(Value::Array(changes)) = record.get_mut("changes") {
+        changes.truncate(20);
+    }
+    record
 }
 
 fn error_list(errors: &ConfigErrors) -> Vec<Value> {

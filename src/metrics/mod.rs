@@ -101,6 +101,7 @@ pub struct Metrics {
     restart_required: IntGauge,
     watcher_up: IntGauge,
     watcher_errors: IntCounter,
+    access_changes: IntCounterVec,
     /// The series of requests that matched no route.
     unrouted: RouteSeries,
 }
@@ -261,7 +262,20 @@ impl Metrics {
         registry.register(Box::new(decision_log_dropped.clone()))?;
         registry.register(Box::new(restart_required.clone()))?;
         registry.register(Box::new(watcher_up.clone()))?;
+        let access_changes = IntCounterVec::new(
+            Opts::new(
+                "permgate_config_access_changes_total",
+                "Access changed by applied reloads, by direction: gained or lost, counted per credential x \
+                 resource x permission key (a route that moved without a key moving counts once). Each \
+                 applied reload's changes are also one config_change line in the decision log.",
+            ),
+            &["direction"],
+        )?;
         registry.register(Box::new(watcher_errors.clone()))?;
+        registry.register(Box::new(access_changes.clone()))?;
+        for direction in ["gained", "lost"] {
+            access_changes.get_metric_with_label_values(&[direction])?;
+        }
         // Series that exist from the start, so dashboards and alerts see zeros rather than nothing.
         for kind in UPSTREAM_ERROR_KINDS {
             upstream_errors.get_metric_with_label_values(&[kind])?;
@@ -294,6 +308,7 @@ impl Metrics {
             restart_required,
             watcher_up,
             watcher_errors,
+            access_changes,
             unrouted: RouteSeries::default(),
         }))
     }
@@ -460,6 +475,18 @@ impl Metrics {
     /// `permgate_config_last_reload_success` is 1 again, with no new generation.
     pub fn config_in_sync(&self) {
         self.last_reload_success.set(1);
+    }
+
+    /// An applied reload's access changes, once computed: `gained` and `lost` grants.
+    pub fn config_access_changes(&self, gained: usize, lost: usize) {
+        for (direction, count) in [("gained", gained), ("lost", lost)] {
+            if let Ok(counter) = self
+                .access_changes
+                .get_metric_with_label_values(&[direction])
+            {
+                counter.inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            }
+        }
     }
 
     /// Whether the served config changed a restart-only setting.
@@ -636,6 +663,7 @@ mod tests {
             "permgate_config_restart_required",
             "permgate_config_watcher_up",
             "permgate_config_watcher_errors_total",
+            "permgate_config_access_changes_total",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
         }

@@ -76,6 +76,11 @@ impl Gateway {
     }
 
     /// What is serving now (the reloader builds the next generation from it).
+    /// The decision log, when one is on (the reloader writes access-change records to it).
+    pub fn decision_log(&self) -> Option<&DecisionLog> {
+        self.decision_log.as_ref()
+    }
+
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()
     }

@@ -42,6 +42,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::gateway::{Settings, TlsSettings};
 use crate::config::{self, ConfigError, ConfigErrors};
@@ -112,6 +113,73 @@ pub struct WatcherStatus {
     pub restarts: u64,
 }
 
+/// Starts the task that records each applied reload's access changes, in order: the diff of the replaced
+/// and the applied snapshot (`analysis::diff`, on a blocking thread; when only token files changed it looks at
+/// those tokens alone), then one `config_change` line on the decision log, the counts in
+/// `permgate_config_access_changes_total`, and the record as `/status`'s `last_change`. The replaced snapshot
+/// is kept alive until its diff is done.
+fn access_recorder(
+    config: String,
+    metrics: Arc<Metrics>,
+    log: Option<crate::decision_log::DecisionLog>,
+    status: Arc<Mutex<ReloadStatus>>,
+) -> ChangeQueue {
+    let (queue, mut pairs) =
+        tokio::sync::mpsc::unbounded_channel::<(Arc<Snapshot>, Arc<Snapshot>)>();
+    tokio::spawn(async move {
+        while let Some((replaced, applied)) = pairs.recv().await {
+            let time = std::time::SystemTime::now();
+            let at = OffsetDateTime::from(time);
+            let stamp = at.format(&Rfc3339).unwrap_or_default();
+            let config = config.clone();
+            let generation = applied.generation;
+            let computed = tokio::task::spawn_blocking(move || {
+                let diff = crate::analysis::diff(&replaced, &applied, at.unix_timestamp(), &config);
+                let record = crate::analysis::diff::change_record(
+                    &diff,
+                    applied.generation,
+                    &replaced.content_hash,
+                    &applied.content_hash,
+                    &stamp,
+                );
+                (diff.counts(), record)
+            })
+            .await;
+            let Ok(((gained, lost), record)) = computed else {
+                tracing::warn!(
+                    generation,
+                    "the access changes of this reload could not be computed"
+                );
+                continue;
+            };
+            metrics.config_access_changes(gained, lost);
+            tracing::info!(
+                generation,
+                gained,
+                lost,
+                "access changes of the applied config recorded"
+            );
+            if let (Some(log), serde_json::Value::Object(members)) = (&log, &record) {
+                // The log line's own `time` comes first; the record's other members follow it.
+                let mut members = members.clone();
+                members.remove("time");
+                let text = serde_json::Value::Object(members).to_string();
+                let inner = text
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .unwrap_or_default()
+                    .to_string();
+                log.record(time, inner);
+            }
+            status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .last_change = Some(record);
+        }
+    });
+    queue
+}
+
 /// What `/status` shows about reloading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadStatus {
@@ -125,6 +193,8 @@ pub struct ReloadStatus {
     /// Settings that changed since the start but only take effect at a restart.
     pub restart_required: Vec<&'static str>,
     pub watcher: WatcherStatus,
+    /// The access-change record of the last applied reload, once computed (`None` before any).
+    pub last_change: Option<serde_json::Value>,
 }
 
 /// The last content seen: the config's hash and the certificate files' hash; and the files' stamps then.
@@ -166,10 +236,16 @@ pub struct Reloader {
     started: Settings,
     /// Serializes reloads, and holds what the last one saw.
     memory: tokio::sync::Mutex<Memory>,
-    status: Mutex<ReloadStatus>,
+    status: Arc<Mutex<ReloadStatus>>,
     /// Called after each file a reload reads (tests time file swaps into a reload with it).
     read_hook: Mutex<Option<config::ReadHook>>,
+    /// The queue of the task that computes each applied reload's access changes, off the reload's path
+    /// (started by the first applied reload).
+    access_changes: std::sync::OnceLock<ChangeQueue>,
 }
+
+/// Pairs of (replaced, applied) snapshots whose access changes are still to be recorded.
+type ChangeQueue = tokio::sync::mpsc::UnboundedSender<(Arc<Snapshot>, Arc<Snapshot>)>;
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,13 +314,15 @@ impl Reloader {
                 served_certificates: certificate_hash,
             }),
             read_hook: Mutex::new(None),
-            status: Mutex::new(ReloadStatus {
+            status: Arc::new(Mutex::new(ReloadStatus {
                 last: None,
                 last_applied: loaded_at,
                 error: None,
                 restart_required: Vec::new(),
                 watcher: WatcherStatus::default(),
-            }),
+                last_change: None,
+            })),
+            access_changes: std::sync::OnceLock::new(),
             gateway,
             metrics,
         })
@@ -368,6 +446,9 @@ impl Reloader {
                 }
                 // The one store: from here every new request (and TLS handshake) uses the new generation.
                 self.gateway.apply(live);
+                // The access-change record is computed after the swap, by another task: the new
+                // generation serves meanwhile.
+                self.record_access_changes(Arc::clone(&current.snapshot), Arc::clone(&snapshot));
                 self.metrics.config_applied(&snapshot, snapshot.loaded_at);
                 self.metrics.restart_required(!restart.is_empty());
                 let duration = started.elapsed();
@@ -402,6 +483,23 @@ impl Reloader {
                 );
                 ReloadOutcome::Applied
             }
+        }
+    }
+
+    /// Queues the diff between the replaced and the applied snapshot (see [`access_recorder`]).
+    fn record_access_changes(&self, replaced: Arc<Snapshot>, applied: Arc<Snapshot>) {
+        let queue = self.access_changes.get_or_init(|| {
+            access_recorder(
+                self.config_path.display().to_string(),
+                Arc::clone(&self.metrics),
+                self.gateway.decision_log().cloned(),
+                Arc::clone(&self.status),
+            )
+        });
+        if queue.send((replaced, applied)).is_err() {
+            tracing::warn!(
+                "the access-change recorder has stopped; this reload's changes are not recorded"
+            );
         }
     }
 

@@ -1,0 +1,196 @@
+//! The access-change record of a live reload: the real binary serves the shipped config with its decision
+//! log in a file; a domain-group edit and its undo are applied live, and each applied reload gets one
+//! `config_change` line in the decision log, `/status`'s `last_change` and
+//! `permgate_config_access_changes_total`, with exactly the grants gained and lost.
+// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{send, start_upstream};
+
+const FRANK: &str = "key:1999910c759cfa1109d6611af2904508";
+const SHOP: &str = "com.cloudflare.api.account.zone.90cd2c6d19429ceb92a8da695473c3e4";
+const STAGING_GROUP: &str = "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b]";
+const STAGING_AND_SHOP: &str =
+    "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b, 90cd2c6d19429ceb92a8da695473c3e4]";
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+async fn free_port() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn status(admin: std::net::SocketAddr) -> Option<serde_json::Value> {
+    // Not listening yet: no status (the helper below panics on a refused connection).
+    tokio::net::TcpStream::connect(admin).await.ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), send(admin, "GET", "/status", &[]))
+        .await
+        .ok()?;
+    serde_json::from_str(&response.body).ok()
+}
+
+/// Waits until `/status` has a `last_change` for `generation`.
+async fn change_of(admin: std::net::SocketAddr, generation: u64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = status(admin).await
+            && status["last_change"]["generation"] == generation
+        {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no access-change record for generation {generation}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Atomic replace, as an editor or a config sync does.
+fn replace(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "{from}");
+    let temporary = path.with_extension("yaml.tmp");
+    std::fs::write(&temporary, text.replacen(from, to, 1)).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_applied_reload_records_exactly_the_access_it_gained_and_lost() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["config", "routes"] {
+        copy_tree(&root.join(part), &dir.path().join(part));
+    }
+    let upstream = start_upstream().await;
+    let (listen, admin) = (free_port().await, free_port().await);
+    let gateway = dir.path().join("config/gateway.yaml");
+    let log = dir.path().join("decisions.log");
+    let text = std::fs::read_to_string(&gateway)
+        .unwrap()
+        .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
+        .replace(
+            "admin_listen: 127.0.0.1:9090",
+            &format!("admin_listen: {admin}"),
+        )
+        .replace(
+            "url: http://127.0.0.1:9000",
+            &format!("url: {}", upstream.url()),
+        )
+        .replace(
+            "  sink: stdout ",
+            &format!("  sink: file\n  path: {}\n ", log.display()),
+        );
+    std::fs::write(&gateway, text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
+        .args(["serve", "--config"])
+        .arg(&gateway)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(status) = status(admin).await
+            && status["last_reload"]["trigger"] == "start"
+        {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(first["generation"], 1);
+    assert!(
+        first["last_change"].is_null(),
+        "no change before a reload: {first}"
+    );
+
+    // Shop joins the "Staging zones" domain group: Frank (DNS Write + Zone Read on it) gains shop.
+    let accounts = dir.path().join("config/accounts.yaml");
+    replace(&accounts, STAGING_GROUP, STAGING_AND_SHOP);
+    let second = change_of(admin, 2).await;
+    let change = &second["last_change"];
+    assert_eq!(change["type"], "config_change");
+    assert_eq!(change["gained"], 7, "{change:#}");
+    assert_eq!(change["lost"], 0);
+    assert_eq!(change["previous_hash"], first["content_hash"]);
+    assert_eq!(change["content_hash"], second["content_hash"]);
+    assert_eq!(change["changes"][0]["direction"], "gained");
+    assert_eq!(change["changes"][0]["credential"], FRANK);
+    assert_eq!(change["changes"][0]["resource"], SHOP);
+    assert_eq!(change["changes"][0]["keys"].as_array().unwrap().len(), 7);
+
+    // Undone: the same seven are lost, in a new generation.
+    replace(&accounts, STAGING_AND_SHOP, STAGING_GROUP);
+    let third = change_of(admin, 3).await;
+    assert_eq!(third["last_change"]["gained"], 0);
+    assert_eq!(third["last_change"]["lost"], 7);
+    assert_eq!(third["last_change"]["changes"][0]["direction"], "lost");
+
+    let metrics = send(admin, "GET", "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("permgate_config_access_changes_total{direction=\"gained\"} 7"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("permgate_config_access_changes_total{direction=\"lost\"} 7"));
+
+    // SIGTERM writes the log out: one config_change line per applied reload, none for the start.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|line: &serde_json::Value| line["type"] == "config_change")
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records[0]["generation"], 2);
+    assert_eq!(records[0]["gained"], 7);
+    assert_eq!(records[1]["generation"], 3);
+    assert_eq!(records[1]["lost"], 7);
+    assert!(records[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        records[0]["changes"][0]["example"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join(" "),
+        format!("permgate check --config {} --user", gateway.display())
+    );
+}
