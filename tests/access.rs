@@ -86,31 +86,6 @@ fn at(text: &str) -> i64 {
         .unix_timestamp()
 }
 
-/// A request target for `route` on the resource with id `resource_id` (other parameters get a value).
-fn target_for(route: &Route, resource_id: Option<&str>) -> String {
-    let scope_param = match &route.scope {
-        Scope::Account { param } | Scope::Zone { param } => Some(&**param),
-        _ => None,
-    };
-    let mut out = String::new();
-    let mut rest = &*route.pattern;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find('}').unwrap() + open;
-        let name = &rest[open + 1..close];
-        if Some(name) == scope_param {
-            out.push_str(resource_id.unwrap());
-        } else if name.starts_with('*') {
-            out.push_str("x1/y1");
-        } else {
-            out.push_str("x1");
-        }
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 fn method_of(route: &Route) -> String {
     let first = route.methods.split(',').next().unwrap().trim();
     if first == "*" {
@@ -207,7 +182,7 @@ fn explain_and_who_can_agree_with_every_decision_of_the_shipped_world() {
         for (route_index, id) in &requests {
             let route = &routes[*route_index];
             let method = method_of(route);
-            let target = target_for(route, id.as_deref());
+            let target = analysis::diff::sample_target(route, id.as_deref().unwrap_or(""));
             let who = analysis::who_can_route(&snapshot, &method, &target, now, false);
             let who_allowed: BTreeSet<Known> = match &who {
                 Ok(answer) => answer.allowed.iter().map(|h| h.credential.known).collect(),

@@ -9,6 +9,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,26 +29,10 @@ struct Pair {
     new: PathBuf,
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 fn pair() -> Pair {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     for side in ["old", "new"] {
-        for part in ["config", "routes"] {
-            copy_tree(&root.join(part), &dir.path().join(side).join(part));
-        }
+        common::copy_shipped(&dir.path().join(side));
     }
     Pair {
         old: dir.path().join("old/config/gateway.yaml"),

@@ -15,31 +15,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{send, start_upstream};
+use common::{ShippedGateway, send, start_upstream};
 
 const FRANK: &str = "key:1999910c759cfa1109d6611af2904508";
 const SHOP: &str = "com.cloudflare.api.account.zone.90cd2c6d19429ceb92a8da695473c3e4";
 const STAGING_GROUP: &str = "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b]";
 const STAGING_AND_SHOP: &str =
     "zones: [0c5d1e7a9a3b4a3e8c1f2b7d6e5f4a3b, 90cd2c6d19429ceb92a8da695473c3e4]";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
-async fn free_port() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 async fn status(admin: std::net::SocketAddr) -> Option<serde_json::Value> {
     // Not listening yet: no status (the helper below panics on a refused connection).
@@ -78,40 +60,9 @@ fn replace(path: &Path, from: &str, to: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_applied_reload_records_exactly_the_access_it_gained_and_lost() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for part in ["config", "routes"] {
-        copy_tree(&root.join(part), &dir.path().join(part));
-    }
     let upstream = start_upstream().await;
-    let (listen, admin) = (free_port().await, free_port().await);
-    let gateway = dir.path().join("config/gateway.yaml");
-    let log = dir.path().join("decisions.log");
-    let text = std::fs::read_to_string(&gateway)
-        .unwrap()
-        .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
-        .replace(
-            "admin_listen: 127.0.0.1:9090",
-            &format!("admin_listen: {admin}"),
-        )
-        .replace(
-            "url: http://127.0.0.1:9000",
-            &format!("url: {}", upstream.url()),
-        )
-        .replace(
-            "  sink: stdout ",
-            &format!("  sink: file\n  path: {}\n ", log.display()),
-        );
-    std::fs::write(&gateway, text).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
-        .args(["serve", "--config"])
-        .arg(&gateway)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let served = ShippedGateway::start(&upstream.url()).await;
+    let (admin, gateway, log) = (served.admin, served.gateway.clone(), served.log.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let first = loop {
         if let Some(status) = status(admin).await
@@ -129,7 +80,7 @@ async fn each_applied_reload_records_exactly_the_access_it_gained_and_lost() {
     );
 
     // Shop joins the "Staging zones" domain group: Frank (DNS Write + Zone Read on it) gains shop.
-    let accounts = dir.path().join("config/accounts.yaml");
+    let accounts = served.dir.path().join("config/accounts.yaml");
     replace(&accounts, STAGING_GROUP, STAGING_AND_SHOP);
     let second = change_of(admin, 2).await;
     let change = &second["last_change"];
@@ -158,19 +109,7 @@ async fn each_applied_reload_records_exactly_the_access_it_gained_and_lost() {
     assert!(metrics.contains("permgate_config_access_changes_total{direction=\"lost\"} 7"));
 
     // SIGTERM writes the log out: one config_change line per applied reload, none for the start.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    let _dir = served.stop().await;
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()

@@ -14,33 +14,14 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use common::{bearer, send, start_upstream};
+use common::{ShippedGateway, bearer, send, start_upstream};
 
 /// Method, target, headers, expected status.
 type Request = (&'static str, String, Vec<(&'static str, String)>, u16);
 
 const EXAMPLE_COM: &str = "b1fbb152bbde3bd28919a7f4bdca841f";
 const SHOP: &str = "90cd2c6d19429ceb92a8da695473c3e4";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
-async fn free_port() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 fn replay(log: &Path, config: &Path) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_permgate"))
@@ -60,48 +41,10 @@ fn replay(log: &Path, config: &Path) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_decision_log_replays_unchanged_and_then_changes_exactly_where_a_new_deny_applies() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for part in ["config", "routes"] {
-        copy_tree(&root.join(part), &dir.path().join(part));
-    }
     let upstream = start_upstream().await;
-    let (listen, admin) = (free_port().await, free_port().await);
-    let gateway = dir.path().join("config/gateway.yaml");
-    let log = dir.path().join("decisions.log");
-    let text = std::fs::read_to_string(&gateway)
-        .unwrap()
-        .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
-        .replace(
-            "admin_listen: 127.0.0.1:9090",
-            &format!("admin_listen: {admin}"),
-        )
-        .replace(
-            "url: http://127.0.0.1:9000",
-            &format!("url: {}", upstream.url()),
-        )
-        .replace(
-            "  sink: stdout ",
-            &format!("  sink: file\n  path: {}\n ", log.display()),
-        );
-    std::fs::write(&gateway, text).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
-        .args(["serve", "--config"])
-        .arg(&gateway)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the gateway never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let served = ShippedGateway::start(&upstream.url()).await;
+    let listen = served.listen;
+    let (gateway, log) = (served.gateway.clone(), served.log.clone());
 
     let dns = |zone: &str| format!("/client/v4/zones/{zone}/dns_records");
     let joe_key = [
@@ -169,19 +112,7 @@ async fn a_real_decision_log_replays_unchanged_and_then_changes_exactly_where_a_
         assert_eq!(response.status, *status, "{method} {target} {headers:?}");
     }
     // SIGTERM drains the connections and writes the log out.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    let dir = served.stop().await;
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.lines().count(), requests.len(), "{lines}");
     assert!(!lines.contains("pgt_demo"), "a secret in the decision log");

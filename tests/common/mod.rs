@@ -703,3 +703,110 @@ pub fn envelope(code: u32, message: &str, chain: Option<(u32, &str)>) -> String 
         json(message)
     )
 }
+
+// ---- the shipped config, copied, served by the real binary -------------------------------------------
+
+/// A free port on 127.0.0.1 (bound and released: a test that needs the number before the server starts).
+pub async fn free_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The repository's `config/` and `routes/` copied into `dir`; the copy's `gateway.yaml`.
+pub fn copy_shipped(dir: &std::path::Path) -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for part in ["config", "routes"] {
+        copy_tree(&root.join(part), &dir.join(part));
+    }
+    dir.join("config/gateway.yaml")
+}
+
+/// `permgate serve` (the real binary) on a copy of the shipped config in a temporary folder: its own
+/// listen and admin ports, `upstream` as the upstream, the decision log in `decisions.log` there.
+pub struct ShippedGateway {
+    pub dir: tempfile::TempDir,
+    pub gateway: PathBuf,
+    pub log: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub child: tokio::process::Child,
+}
+
+impl ShippedGateway {
+    pub async fn start(upstream: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = copy_shipped(dir.path());
+        let (listen, admin) = (free_port().await, free_port().await);
+        let log = dir.path().join("decisions.log");
+        let text = std::fs::read_to_string(&gateway)
+            .unwrap()
+            .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
+            .replace(
+                "admin_listen: 127.0.0.1:9090",
+                &format!("admin_listen: {admin}"),
+            )
+            .replace("url: http://127.0.0.1:9000", &format!("url: {upstream}"))
+            .replace(
+                "  sink: stdout ",
+                &format!("  sink: file\n  path: {}\n ", log.display()),
+            );
+        std::fs::write(&gateway, text).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
+            .args(["serve", "--config"])
+            .arg(&gateway)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(admin).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self {
+            dir,
+            gateway,
+            log,
+            listen,
+            admin,
+            child,
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit (the decision log is written out by then).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        self.dir
+    }
+}
