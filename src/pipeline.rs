@@ -193,6 +193,8 @@ pub fn decide_as<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>, known: Known) ->
     decide_with(snapshot, facts, Some(known))
 }
 
+// Inlined into both callers: the verdict is built in the caller's frame, not copied out of this one.
+#[inline(always)]
 fn decide_with<'s>(snapshot: &'s Snapshot, facts: &Facts<'_>, known: Option<Known>) -> Verdict<'s> {
     let mut verdict = Verdict {
         canonical: None,
