@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub decision_log: DecisionLogSettings,
+    /// The operational log's format (`log.format`): text (default) or one JSON object per line.
+    pub log_format: LogFormat,
     /// How often the reloader re-reads the files even without a file-system event (a missed event, a
     /// network file system): `reload_interval_ms`, default 30 s.
     pub reload_interval: Duration,
@@ -57,6 +59,18 @@ pub struct UpstreamSettings {
 pub struct TlsSettings {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+/// The operational log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message` and the event's fields, `target`):
+    /// for a log shipper.
+    Json,
 }
 
 #[derive(Debug, Clone)]

@@ -373,7 +373,7 @@ fn load(config: &Path) -> Result<Snapshot, DemoError> {
 
 /// Runs `permgate demo` until Ctrl-C / SIGTERM.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    super::serve::init_tracing();
+    super::serve::init_tracing(crate::settings::LogFormat::Text);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,9 +21,11 @@ use crate::snapshot::Snapshot;
 
 /// Runs the gateway with the config at `config`.
 pub fn run(config: &Path) -> ExitCode {
-    init_tracing();
     let snapshot = match crate::config::load(config) {
-        Ok(snapshot) => snapshot,
+        Ok(snapshot) => {
+            init_tracing(snapshot.settings.log_format);
+            snapshot
+        }
         Err(errors) => {
             eprintln!("{errors}");
             eprintln!(
@@ -191,18 +193,23 @@ pub async fn serve(config: &Path, snapshot: Snapshot) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Logs to stderr (stdout is the decision log's default sink); `RUST_LOG` filters, default `info`. Colours
-/// only on a terminal: a log file or journald gets plain text.
-pub fn init_tracing() {
+/// Logs to stderr (stdout is the decision log's default sink); `RUST_LOG` filters, default `info`. Text:
+/// colours only on a terminal (a log file or journald gets plain text). JSON (`log: {format: json}`): one
+/// object per line, multi-line messages included.
+pub fn init_tracing(format: crate::settings::LogFormat) {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Already initialised (tests, or demo after serve) is fine.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Already initialised (tests, or demo after serve) is fine.
+    let _ = match format {
+        crate::settings::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        crate::settings::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C); elsewhere than Unix, on Ctrl-C.

@@ -49,6 +49,16 @@ pub struct RawGateway {
     pub decision_log: Option<RawDecisionLog>,
     #[serde(default)]
     pub reload_interval_ms: Option<u64>,
+    /// The operational log (stderr): `{format: text | json}`.
+    #[serde(default)]
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default)]
+    pub format: Option<crate::settings::LogFormat>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,6 +298,7 @@ impl Settings {
             max_connections,
             shutdown_grace,
             decision_log,
+            log_format: raw.log.and_then(|log| log.format).unwrap_or_default(),
             reload_interval,
             base_dir,
         })
@@ -329,6 +340,10 @@ impl Settings {
             || self.decision_log.queue_capacity != next.decision_log.queue_capacity
         {
             changed.push("decision_log");
+        }
+        // The subscriber is installed once, at start.
+        if self.log_format != next.log_format {
+            changed.push("log");
         }
         changed
     }
