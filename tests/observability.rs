@@ -133,6 +133,14 @@ async fn metrics_parse_and_move_with_requests() {
         "permgate_config_watcher_up",
         "permgate_config_watcher_errors_total",
         "permgate_config_access_changes_total",
+        "permgate_build_info",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_threads",
     ] {
         assert!(
             after.contains(&format!("# HELP {name} ")),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use http::Method;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::routes::Route;
@@ -273,6 +273,27 @@ impl Metrics {
         )?;
         registry.register(Box::new(watcher_errors.clone()))?;
         registry.register(Box::new(access_changes.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "permgate_build_info",
+                "1, labelled with the running build: version (the crate's) and rustc (the compiler's \
+                 minimum the build declares).",
+            ),
+            &["version", "rust_version"],
+        )?;
+        build_info
+            .get_metric_with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("CARGO_PKG_RUST_VERSION"),
+            ])?
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        // The standard process_* metrics (CPU seconds, resident and virtual memory, open and maximum file
+        // descriptors, start time, threads), read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         for direction in ["gained", "lost"] {
             access_changes.get_metric_with_label_values(&[direction])?;
         }
@@ -664,12 +685,25 @@ mod tests {
             "permgate_config_watcher_up",
             "permgate_config_watcher_errors_total",
             "permgate_config_access_changes_total",
+            "permgate_build_info",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+            "process_threads",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
         }
         assert!(text.contains(
             r#"permgate_requests_total{code="200",decision="allow",method="GET",route="dns.list"} 1"#
         ));
+        assert!(text.contains(&format!(
+            r#"permgate_build_info{{rust_version="{}",version="{}"}} 1"#,
+            env!("CARGO_PKG_RUST_VERSION"),
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 
     /// Resolved per route, the series and values are exactly those of the lookup by label values: for the
