@@ -28,7 +28,7 @@ async fn the_printed_demo_calls_answer_as_printed() {
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     let instructions = demo.instructions();
-    let base = format!("http://{}", demo.gateway.addr);
+    let base = format!("http://{}", demo.addr);
 
     // The three promised lines, with the real address.
     let records = format!("{base}/client/v4/zones/{DEMO_ZONE}/dns_records");
@@ -59,7 +59,7 @@ async fn the_printed_demo_calls_answer_as_printed() {
             .as_deref()
             .map(|value| vec![("Authorization", value)])
             .unwrap_or_default();
-        let response = send(demo.gateway.addr, call.method, &call.path, &headers).await;
+        let response = send(demo.addr, call.method, &call.path, &headers).await;
         assert_eq!(
             response.status, call.status,
             "{}: {}",
@@ -100,6 +100,20 @@ async fn the_printed_demo_calls_answer_as_printed() {
             }
         }
     }
+    // The admin listener the instructions name answers, with the demo's own requests counted.
+    let admin = demo.admin_addr;
+    assert!(
+        instructions.contains(&format!("curl -s http://{admin}/status")),
+        "{instructions}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&send(admin, "GET", "/status", &[]).await.body).unwrap();
+    assert_eq!(status["generation"], 1);
+    let metrics = send(admin, "GET", "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("permgate_requests_total{"),
+        "the demo's requests are counted:\n{metrics}"
+    );
     demo.stop().await;
 }
 
@@ -117,7 +131,7 @@ async fn the_cloudflare_demo_is_an_sdk_playground() {
     .await
     .unwrap_or_else(|error| panic!("{error}"));
     let instructions = demo.instructions();
-    let base = format!("http://{}", demo.gateway.addr);
+    let base = format!("http://{}", demo.addr);
     let outcomes: Vec<(u16, u32, Option<&str>)> = demo
         .calls
         .iter()
@@ -151,7 +165,7 @@ async fn the_cloudflare_demo_is_an_sdk_playground() {
             .as_deref()
             .map(|value| vec![("Authorization", value)])
             .unwrap_or_default();
-        let response = send(demo.gateway.addr, call.method, &call.path, &headers).await;
+        let response = send(demo.addr, call.method, &call.path, &headers).await;
         assert_eq!(
             response.status, call.status,
             "{}: {}",
@@ -169,7 +183,7 @@ async fn the_cloudflare_demo_is_an_sdk_playground() {
     let page = |n: u32| {
         let path = format!("{records}?per_page=2&page={n}");
         let auth = auth.clone();
-        let addr = demo.gateway.addr;
+        let addr = demo.addr;
         async move {
             let response = send(addr, "GET", &path, &[("Authorization", &auth)]).await;
             assert_eq!(response.status, 200, "{}", response.body);
@@ -184,7 +198,7 @@ async fn the_cloudflare_demo_is_an_sdk_playground() {
     // The KV value comes back raw, for the key name exactly as sent.
     let kv = &demo.calls[3];
     let value = send(
-        demo.gateway.addr,
+        demo.addr,
         "GET",
         &kv.path,
         &[("Authorization", &bearer(CF_DEMO_KV_TOKEN))],

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::config::ConfigErrors;
 use crate::pipeline::{self, Facts};
-use crate::proxy::{self, Running, StartError, sample_upstream};
+use crate::proxy::sample_upstream;
 use crate::snapshot::Snapshot;
 
 /// The demo user token: Joe's DNS-read token on zone [`DEMO_ZONE`]. It is a published demo secret.
@@ -66,7 +66,7 @@ pub enum DemoError {
     #[error("cannot start the sample upstream: {0}")]
     Upstream(std::io::Error),
     #[error("{0} (another process may hold the port; try --listen 127.0.0.1:0)")]
-    Start(StartError),
+    Start(super::serve::ServeError),
 }
 
 /// One demo request, and what the gateway answers it.
@@ -268,7 +268,12 @@ fn decide_calls(snapshot: &Snapshot, now: i64, planned: Vec<Planned>) -> Vec<Dem
 /// A running demo: the gateway, the sample upstream, and the calls to try.
 #[derive(Debug)]
 pub struct Demo {
-    pub gateway: Running,
+    /// The gateway's proxy and admin listeners, reloader and decision log, as `serve` starts them.
+    pub services: super::serve::Services,
+    /// The proxy listener's address.
+    pub addr: SocketAddr,
+    /// The admin listener's address (`/status`, `/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: SocketAddr,
     /// The sample upstream's address.
     pub upstream_addr: SocketAddr,
     /// `http://<gateway address>` (or `https://` when the config turns TLS on).
@@ -305,12 +310,19 @@ impl Demo {
         if is_cloudflare_plan(&self.calls) {
             out.push_str(&sdk_playground(&self.base_url));
         }
+        out.push_str(&format!(
+            "\n# The admin listener: what is loaded, and the gateway's own metrics\n\
+             curl -s http://{admin}/status\n\
+             curl -s http://{admin}/metrics | grep permgate_requests_total\n\
+             # The decision log (decision_log.sink) prints one JSON line per request, with its reason.\n",
+            admin = self.admin_addr
+        ));
         out
     }
 
     /// Stops the gateway (draining) and the sample upstream.
     pub async fn stop(self) {
-        let _ = self.gateway.stop().await;
+        let _ = self.services.stop().await;
         let _ = self.stop_upstream.send(());
     }
 }
@@ -345,6 +357,10 @@ pub async fn start(args: &DemoArgs) -> Result<Demo, DemoError> {
         .map_err(|error| DemoError::Upstream(std::io::Error::other(error)))?;
     if let Some(listen) = args.listen {
         snapshot.settings.listen = listen;
+        // A free proxy port asks for a free admin port too (two demos side by side, tests).
+        if listen.port() == 0 {
+            snapshot.settings.admin_listen = SocketAddr::new(listen.ip(), 0);
+        }
     }
     let now = crate::config::load::unix_now();
     let calls = calls(&snapshot, now);
@@ -353,10 +369,22 @@ pub async fn start(args: &DemoArgs) -> Result<Demo, DemoError> {
     tokio::spawn(sample_upstream::serve(upstream, async move {
         let _ = stopped.await;
     }));
-    let gateway = proxy::start(snapshot).await.map_err(DemoError::Start)?;
-    let base_url = format!("{}://{}", if tls { "https" } else { "http" }, gateway.addr);
+    // Started as `serve` starts it (admin listener, decision log), without reloads: the demo's upstream and
+    // listen addresses are set here, not in the files, and a reload would put the files' back.
+    let triggers = crate::reload::Triggers {
+        watch: false,
+        timer: false,
+        sighup: false,
+    };
+    let services = super::serve::start(&args.config, snapshot, triggers)
+        .await
+        .map_err(DemoError::Start)?;
+    let (addr, admin_addr) = (services.proxy.addr, services.admin.addr);
+    let base_url = format!("{}://{}", if tls { "https" } else { "http" }, addr);
     Ok(Demo {
-        gateway,
+        services,
+        addr,
+        admin_addr,
         upstream_addr,
         base_url,
         calls,
