@@ -74,6 +74,8 @@ async fn metrics_parse_and_move_with_requests() {
     assert_well_formed(&before);
     assert_eq!(sample(&before, "permgate_tokens", &[]), Some(7.0));
     assert_eq!(sample(&before, "permgate_routes", &[]), Some(7.0));
+    assert_eq!(sample(&before, "permgate_config_tokens", &[]), Some(7.0));
+    assert_eq!(sample(&before, "permgate_config_routes", &[]), Some(7.0));
     assert_eq!(
         sample(&before, "permgate_config_generation", &[]),
         Some(1.0)
@@ -127,6 +129,8 @@ async fn metrics_parse_and_move_with_requests() {
         "permgate_config_generation",
         "permgate_tokens",
         "permgate_routes",
+        "permgate_config_tokens",
+        "permgate_config_routes",
         "permgate_active_connections",
         "permgate_decision_log_dropped_total",
         "permgate_config_restart_required",

@@ -96,6 +96,10 @@ pub struct Metrics {
     generation: IntGauge,
     tokens: IntGauge,
     routes: IntGauge,
+    /// `permgate_tokens` and `permgate_routes`: the same values under their first names, kept one release
+    /// as aliases of `permgate_config_tokens` and `permgate_config_routes`.
+    tokens_alias: IntGauge,
+    routes_alias: IntGauge,
     active_connections: IntGauge,
     decision_log_dropped: IntCounter,
     restart_required: IntGauge,
@@ -225,8 +229,22 @@ impl Metrics {
             "permgate_config_generation",
             "Generation of the config being served: 1 at start, +1 per applied reload.",
         )?;
-        let tokens = IntGauge::new("permgate_tokens", "API tokens in the config being served.")?;
-        let routes = IntGauge::new("permgate_routes", "Routes in the config being served.")?;
+        let tokens = IntGauge::new(
+            "permgate_config_tokens",
+            "API tokens in the config being served.",
+        )?;
+        let routes = IntGauge::new(
+            "permgate_config_routes",
+            "Routes in the config being served.",
+        )?;
+        let tokens_alias = IntGauge::new(
+            "permgate_tokens",
+            "Deprecated alias of permgate_config_tokens (removed in the next release).",
+        )?;
+        let routes_alias = IntGauge::new(
+            "permgate_routes",
+            "Deprecated alias of permgate_config_routes (removed in the next release).",
+        )?;
         let active_connections = IntGauge::new(
             "permgate_active_connections",
             "Inbound connections open on the proxy listener (including ones being told it is overloaded).",
@@ -258,6 +276,8 @@ impl Metrics {
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(tokens_alias.clone()))?;
+        registry.register(Box::new(routes_alias.clone()))?;
         registry.register(Box::new(active_connections.clone()))?;
         registry.register(Box::new(decision_log_dropped.clone()))?;
         registry.register(Box::new(restart_required.clone()))?;
@@ -324,6 +344,8 @@ impl Metrics {
             generation,
             tokens,
             routes,
+            tokens_alias,
+            routes_alias,
             active_connections,
             decision_log_dropped,
             restart_required,
@@ -474,6 +496,8 @@ impl Metrics {
             .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
         self.tokens.set(count(snapshot.policy.tokens.len()));
         self.routes.set(count(snapshot.routes.len()));
+        self.tokens_alias.set(count(snapshot.policy.tokens.len()));
+        self.routes_alias.set(count(snapshot.routes.len()));
         self.last_reload_success.set(1);
         self.last_reload_timestamp.set(at as f64);
     }
@@ -679,6 +703,8 @@ mod tests {
             "permgate_config_generation",
             "permgate_tokens",
             "permgate_routes",
+            "permgate_config_tokens",
+            "permgate_config_routes",
             "permgate_active_connections",
             "permgate_decision_log_dropped_total",
             "permgate_config_restart_required",
