@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{copy_shipped, free_port, send, start_upstream};
+use common::{copy_shipped, free_port, point_shipped, send, start_upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operational_log_is_one_json_object_per_line() {
@@ -20,18 +20,8 @@ async fn the_operational_log_is_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = copy_shipped(dir.path());
     let (listen, admin) = (free_port().await, free_port().await);
-    let text = std::fs::read_to_string(&gateway)
-        .unwrap()
-        .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
-        .replace(
-            "admin_listen: 127.0.0.1:9090",
-            &format!("admin_listen: {admin}"),
-        )
-        .replace(
-            "url: http://127.0.0.1:9000",
-            &format!("url: {}", upstream.url()),
-        )
-        .replace("  sink: stdout ", "  sink: off ");
+    point_shipped(&gateway, listen, admin, &upstream.url(), "sink: off");
+    let text = std::fs::read_to_string(&gateway).unwrap();
     std::fs::write(&gateway, format!("{text}\nlog:\n  format: json\n")).unwrap();
     let stderr = dir.path().join("stderr.log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))

@@ -117,35 +117,7 @@ async fn metrics_parse_and_move_with_requests() {
     let after = metrics(&services).await;
     assert_well_formed(&after);
     // Labelled series exist once something was counted; every family of SPEC §9 is there now.
-    for name in [
-        "permgate_requests_total",
-        "permgate_request_duration_seconds",
-        "permgate_decision_duration_seconds",
-        "permgate_upstream_errors_total",
-        "permgate_client_errors_total",
-        "permgate_config_reloads_total",
-        "permgate_config_last_reload_success",
-        "permgate_config_last_reload_timestamp_seconds",
-        "permgate_config_generation",
-        "permgate_tokens",
-        "permgate_routes",
-        "permgate_config_tokens",
-        "permgate_config_routes",
-        "permgate_active_connections",
-        "permgate_decision_log_dropped_total",
-        "permgate_config_restart_required",
-        "permgate_config_watcher_up",
-        "permgate_config_watcher_errors_total",
-        "permgate_config_access_changes_total",
-        "permgate_build_info",
-        "process_cpu_seconds_total",
-        "process_open_fds",
-        "process_max_fds",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_start_time_seconds",
-        "process_threads",
-    ] {
+    for name in permgate::metrics::FAMILIES {
         assert!(
             after.contains(&format!("# HELP {name} ")),
             "{name} missing:\n{after}"

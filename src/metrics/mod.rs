@@ -81,6 +81,38 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "exchange", "switch", "t
 /// The `kind` values of `permgate_client_errors_total` (see `ProxyError::kind`).
 pub const CLIENT_ERROR_KINDS: [&str; 2] = ["body_broken", "body_timeout"];
 
+/// Every metric family the gateway serves (the `process_*` ones on Linux), for dashboards, alerts and the
+/// tests that check each is present from the start.
+pub const FAMILIES: &[&str] = &[
+    "permgate_requests_total",
+    "permgate_request_duration_seconds",
+    "permgate_decision_duration_seconds",
+    "permgate_upstream_errors_total",
+    "permgate_client_errors_total",
+    "permgate_config_reloads_total",
+    "permgate_config_last_reload_success",
+    "permgate_config_last_reload_timestamp_seconds",
+    "permgate_config_generation",
+    "permgate_tokens",
+    "permgate_routes",
+    "permgate_config_tokens",
+    "permgate_config_routes",
+    "permgate_active_connections",
+    "permgate_decision_log_dropped_total",
+    "permgate_config_restart_required",
+    "permgate_config_watcher_up",
+    "permgate_config_watcher_errors_total",
+    "permgate_config_access_changes_total",
+    "permgate_build_info",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
 /// Every metric of the gateway, registered in its own registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -691,37 +723,14 @@ mod tests {
         );
         metrics.decision(Duration::from_micros(1));
         let text = metrics.render();
-        for name in [
-            "permgate_requests_total",
-            "permgate_request_duration_seconds",
-            "permgate_decision_duration_seconds",
-            "permgate_upstream_errors_total",
-            "permgate_client_errors_total",
-            "permgate_config_reloads_total",
-            "permgate_config_last_reload_success",
-            "permgate_config_last_reload_timestamp_seconds",
-            "permgate_config_generation",
-            "permgate_tokens",
-            "permgate_routes",
-            "permgate_config_tokens",
-            "permgate_config_routes",
-            "permgate_active_connections",
-            "permgate_decision_log_dropped_total",
-            "permgate_config_restart_required",
-            "permgate_config_watcher_up",
-            "permgate_config_watcher_errors_total",
-            "permgate_config_access_changes_total",
-            "permgate_build_info",
-            "process_cpu_seconds_total",
-            "process_open_fds",
-            "process_max_fds",
-            "process_resident_memory_bytes",
-            "process_virtual_memory_bytes",
-            "process_start_time_seconds",
-            "process_threads",
-        ] {
-            assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
-        }
+        // Exactly the listed families are served: none missing, none unlisted.
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# HELP "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = FAMILIES.iter().copied().collect();
+        assert_eq!(served, listed, "{text}");
         assert!(text.contains(
             r#"permgate_requests_total{code="200",decision="allow",method="GET",route="dns.list"} 1"#
         ));

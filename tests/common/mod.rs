@@ -735,6 +735,27 @@ pub fn copy_shipped(dir: &std::path::Path) -> PathBuf {
     dir.join("config/gateway.yaml")
 }
 
+/// Points a copy of the shipped `gateway.yaml` at these listen and admin addresses and this upstream, with
+/// `decision_log`'s `sink: stdout` line replaced by `sink` (e.g. `sink: off`).
+pub fn point_shipped(
+    gateway: &std::path::Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: &str,
+    sink: &str,
+) {
+    let text = std::fs::read_to_string(gateway)
+        .unwrap()
+        .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
+        .replace(
+            "admin_listen: 127.0.0.1:9090",
+            &format!("admin_listen: {admin}"),
+        )
+        .replace("url: http://127.0.0.1:9000", &format!("url: {upstream}"))
+        .replace("  sink: stdout ", &format!("  {sink}\n "));
+    std::fs::write(gateway, text).unwrap();
+}
+
 /// `permgate serve` (the real binary) on a copy of the shipped config in a temporary folder: its own
 /// listen and admin ports, `upstream` as the upstream, the decision log in `decisions.log` there.
 pub struct ShippedGateway {
@@ -752,19 +773,13 @@ impl ShippedGateway {
         let gateway = copy_shipped(dir.path());
         let (listen, admin) = (free_port().await, free_port().await);
         let log = dir.path().join("decisions.log");
-        let text = std::fs::read_to_string(&gateway)
-            .unwrap()
-            .replace("listen: 127.0.0.1:8080", &format!("listen: {listen}"))
-            .replace(
-                "admin_listen: 127.0.0.1:9090",
-                &format!("admin_listen: {admin}"),
-            )
-            .replace("url: http://127.0.0.1:9000", &format!("url: {upstream}"))
-            .replace(
-                "  sink: stdout ",
-                &format!("  sink: file\n  path: {}\n ", log.display()),
-            );
-        std::fs::write(&gateway, text).unwrap();
+        point_shipped(
+            &gateway,
+            listen,
+            admin,
+            upstream,
+            &format!("sink: file\n  path: {}", log.display()),
+        );
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
             .args(["serve", "--config"])
             .arg(&gateway)
