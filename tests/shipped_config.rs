@@ -141,3 +141,30 @@ fn shipped_tokens_file_lists_every_demo_secret() {
         );
     }
 }
+
+/// Alice's and Bob's member policies in `config/accounts.yaml` are Cloudflare's two published seed policies
+/// exactly as vendored in `config/cloudflare/source/seed-policies/` (every field, every key, in order).
+#[test]
+fn the_seed_policies_are_loaded_verbatim() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| -> serde_json::Value {
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    };
+    let accounts = read("config/accounts.yaml");
+    let members: Vec<&serde_json::Value> = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|account| account["members"].as_array().into_iter().flatten())
+        .flat_map(|member| member["policies"].as_array().into_iter().flatten())
+        .collect();
+    for seed in ["legacy-dns-role.yaml", "zone-dns-role.yaml"] {
+        let published = read(&format!("config/cloudflare/source/seed-policies/{seed}"));
+        let policy = &published["policies"][0];
+        let loaded = members
+            .iter()
+            .find(|candidate| candidate["id"] == policy["id"])
+            .unwrap_or_else(|| panic!("{seed}: no member policy {}", policy["id"]));
+        assert_eq!(*loaded, policy, "{seed}");
+    }
+}
