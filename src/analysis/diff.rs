@@ -541,19 +541,21 @@ pub fn changed_tokens(old: &PolicySet, new: &PolicySet) -> Option<(Vec<Known>, V
     if !same_entities(old, new) {
         return None;
     }
-    let (old_index, new_index) = (token_index(old), token_index(new));
+    let (old_index, new_index) = (super::token_ids(old), super::token_ids(new));
     let mut old_changed = Vec::new();
     let mut new_changed = Vec::new();
-    for (id, &i) in &old_index {
-        match new_index.get(id) {
-            Some(&j) if same_token(old, i, new, j) => {}
-            _ => old_changed.push(Known::Token(i)),
+    let same = |a: Known, b: Known| match (a, b) {
+        (Known::Token(i), Known::Token(j)) => same_token(old, i, new, j),
+        _ => false,
+    };
+    for (id, &a) in &old_index {
+        if !new_index.get(id).is_some_and(|&b| same(a, b)) {
+            old_changed.push(a);
         }
     }
-    for (id, &j) in &new_index {
-        match old_index.get(id) {
-            Some(&i) if same_token(old, i, new, j) => {}
-            _ => new_changed.push(Known::Token(j)),
+    for (id, &b) in &new_index {
+        if !old_index.get(id).is_some_and(|&a| same(a, b)) {
+            new_changed.push(b);
         }
     }
     old_changed.sort();
@@ -634,15 +636,6 @@ fn same_policies(
                 && x.selector == y.selector
                 && old.keysets.get(x.keyset as usize) == new.keysets.get(y.keyset as usize)
         })
-}
-
-fn token_index(policy: &PolicySet) -> std::collections::HashMap<&str, u32> {
-    policy
-        .tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, token)| u32::try_from(i).ok().map(|i| (&*token.id, i)))
-        .collect()
 }
 
 impl AccessChange {

@@ -138,6 +138,12 @@ pub fn explain<'s>(
     };
     // Only keys that some route of the resource's kind requires mean anything there.
     let relevant = relevant_keys(policy, routes);
+    let keyless = [
+        Resource::Account(0),
+        Resource::Zone(0, 0),
+        Resource::User(0),
+    ]
+    .map(|kind| fits_keyless(routes, kind));
     let mut candidates = KeySet::empty(policy.keys.len());
     for resource in reachable_resources(policy, known) {
         let member = match (user, resource.account()) {
@@ -199,7 +205,9 @@ pub fn explain<'s>(
         let listed = explanation.resources.len() < options.limit;
         if listed
             && options.routes
-            && (!access.keys.is_empty() || legacy_user || fits_keyless(routes, resource))
+            && (!access.keys.is_empty()
+                || legacy_user
+                || keyless.get(kind_index(resource)).copied().unwrap_or(true))
         {
             for (index, route) in routes.iter().enumerate() {
                 if route_fits(route, resource)
@@ -273,7 +281,8 @@ fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 3] {
     sets
 }
 
-/// Whether some route fitting this resource requires no key (then it is tried even without a granted key).
+/// Whether some route fitting resources of this kind requires no key (then they are tried even without a
+/// granted key).
 fn fits_keyless(routes: &[Route], resource: Resource) -> bool {
     routes.iter().any(|route| {
         route_fits(route, resource)

@@ -20,7 +20,7 @@ pub mod who_can;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::pipeline;
-use crate::policy::model::{IpCondition, Owner, Resource, Status};
+use crate::policy::model::{IpCondition, Owner, Resource};
 use crate::policy::{Known, PolicySet};
 use crate::routes::{CredentialKind, Route, Scope};
 
@@ -136,6 +136,20 @@ pub fn token_by_secret_sha256(policy: &PolicySet, digest: &[u8; 32]) -> Option<K
         .map(|index| Known::Token(*index))
 }
 
+/// Every token of the config by its id (built once by who looks many up: a diff, a replay).
+pub fn token_ids(policy: &PolicySet) -> std::collections::HashMap<&str, Known> {
+    policy
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(index, token)| {
+            u32::try_from(index)
+                .ok()
+                .map(|index| (&*token.id, Known::Token(index)))
+        })
+        .collect()
+}
+
 /// The user with this id or email, as the index of its record.
 pub fn user_by_id_or_email(policy: &PolicySet, id_or_email: &str) -> Option<u32> {
     policy
@@ -194,9 +208,6 @@ pub fn usability(policy: &PolicySet, known: Known, now: i64) -> Usability<'_> {
     };
     if witness_ip.is_none() && unusable.is_none() {
         unusable = Some("no client address satisfies the token's IP condition".into());
-    }
-    if token.is_some_and(|token| token.status != Status::Active) && unusable.is_none() {
-        unusable = Some("the token is not active".into());
     }
     Usability {
         unusable,

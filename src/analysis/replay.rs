@@ -92,16 +92,7 @@ impl<'s> Replayer<'s> {
     /// A replayer for `snapshot` (indexes its token ids and users once).
     pub fn new(snapshot: &'s Snapshot) -> Self {
         let policy = &snapshot.policy;
-        let tokens = policy
-            .tokens
-            .iter()
-            .enumerate()
-            .filter_map(|(index, token)| {
-                u32::try_from(index)
-                    .ok()
-                    .map(|index| (&*token.id, Known::Token(index)))
-            })
-            .collect();
+        let tokens = super::token_ids(policy);
         let users = policy
             .users
             .iter()

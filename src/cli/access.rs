@@ -154,17 +154,6 @@ pub fn run(command: &AccessCommand) -> ExitCode {
     }
 }
 
-fn parse_at(at: Option<&str>) -> Result<i64, String> {
-    match at {
-        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
-            .map(OffsetDateTime::unix_timestamp)
-            .map_err(|_| {
-                format!("--at {text:?} is not an RFC 3339 time like 2025-11-14T00:00:00Z")
-            }),
-        None => Ok(crate::config::load::unix_now()),
-    }
-}
-
 fn load(config: &std::path::Path) -> Result<Snapshot, String> {
     crate::config::load(config).map_err(|errors| format!("config error:\n{errors}"))
 }
@@ -178,7 +167,7 @@ fn time_text(unix: i64) -> String {
 
 /// `permgate access explain`.
 pub fn run_explain(args: &ExplainArgs) -> Result<String, String> {
-    let now = parse_at(args.at.as_deref())?;
+    let now = super::time_arg(args.at.as_deref())?;
     let snapshot = load(&args.config)?;
     let policy = &snapshot.policy;
     let known = match (&args.token, &args.token_id, &args.user) {
@@ -428,7 +417,7 @@ fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
 
 /// `permgate access who-can`.
 pub fn run_who_can(args: &WhoCanArgs) -> Result<String, String> {
-    let now = parse_at(args.at.as_deref())?;
+    let now = super::time_arg(args.at.as_deref())?;
     let snapshot = load(&args.config)?;
     let answer = match (&args.key, &args.resource, &args.method, &args.path) {
         (Some(key), Some(resource), _, _) => {
@@ -508,7 +497,7 @@ fn who_can_json(answer: &WhoCan<'_>, routes: &[Route], now: i64) -> Value {
 
 /// `permgate access diff`: the output, and whether any access was gained.
 pub fn run_diff(args: &DiffArgs) -> Result<(String, bool), String> {
-    let now = parse_at(args.at.as_deref())?;
+    let now = super::time_arg(args.at.as_deref())?;
     let old = crate::config::load(&args.old)
         .map_err(|errors| format!("config error in {}:\n{errors}", args.old.display()))?;
     let new = crate::config::load(&args.new)

@@ -6,8 +6,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::answer::push_json_string;
 use crate::pipeline::{Facts, Verdict, decide, decide_as};
@@ -69,14 +67,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 
 /// Decides the request and renders the answer; `Err` is a config or usage error.
 pub fn check(args: &CheckArgs) -> Result<(String, bool), String> {
-    let now = match &args.at {
-        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| {
-                format!("--at {text:?} is not an RFC 3339 time like 2025-11-14T00:00:00Z")
-            })?
-            .unix_timestamp(),
-        None => crate::config::load::unix_now(),
-    };
+    let now = super::time_arg(args.at.as_deref())?;
     let headers = request_headers(args)?;
     let snapshot =
         crate::config::load(&args.config).map_err(|errors| format!("config error:\n{errors}"))?;
