@@ -770,7 +770,13 @@ pub struct ShippedGateway {
 impl ShippedGateway {
     pub async fn start(upstream: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let gateway = copy_shipped(dir.path());
+        copy_shipped(dir.path());
+        Self::start_in(dir, upstream).await
+    }
+
+    /// [`ShippedGateway::start`] on a copy already made in `dir` (by [`copy_shipped`]) and edited.
+    pub async fn start_in(dir: tempfile::TempDir, upstream: &str) -> Self {
+        let gateway = dir.path().join("config/gateway.yaml");
         let (listen, admin) = (free_port().await, free_port().await);
         let log = dir.path().join("decisions.log");
         point_shipped(
