@@ -233,7 +233,10 @@ impl DenialRing {
         let Ok(line) = serde_json::from_str::<serde_json::Value>(text.trim_end()) else {
             return;
         };
-        if !matches!(line["decision"].as_str(), Some("deny" | "shadow_allow")) {
+        if !matches!(
+            line.get("decision").and_then(serde_json::Value::as_str),
+            Some("deny" | "shadow_allow")
+        ) {
             return;
         }
         // A panic elsewhere cannot leave a queue of log lines half-changed: the values are whole.

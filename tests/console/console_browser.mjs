@@ -109,7 +109,7 @@ try {
   // 3. Who can call the route: the same credentials as the CLI.
   await page.goto(`${args.admin}/console/who-can?method=GET&path=${encodeURIComponent(args.who_can_path)}&at=${args.at}`,
     { waitUntil: 'load' });
-  const listed = await page.$$eval('table[data-list="allowed"] td.credential',
+  const listed = await page.$$eval('table[data-list="allowed"] td.credential a',
     (cells) => cells.map((cell) => cell.textContent.trim()));
   const expected = args.who_can.allowed.map((holder) => (holder.credential.token_id
     ? `token ${holder.credential.token_id}` : `legacy key of ${holder.credential.owner.email}`));
@@ -138,12 +138,25 @@ try {
   if (!(await page.evaluate(() => window.permgateSameDocument === true))) fail('the page was reloaded');
   const generationInTable = await page.locator('table.facts tr', { hasText: 'generation' }).first().textContent();
   if (!generationInTable.includes(String(before + 1))) fail(`overview table: ${generationInTable}`);
-  await page.screenshot({ path: join(args.screenshots, 'overview.png') });
+  await page.screenshot({ path: join(args.screenshots, 'overview.png'), fullPage: true });
   checkProblems('config edit');
 
-  // The remaining screenshots, with traffic counted by now.
+  // The remaining screenshots, with some traffic to chart: allowed and denied calls for a few seconds.
   await page.goto(args.admin + '/console/traffic', { waitUntil: 'load' });
-  await page.waitForTimeout(4500);
+  for (let round = 0; round < 12; round += 1) {
+    const calls = [];
+    for (let i = 0; i < 8; i += 1) {
+      calls.push(fetch(args.proxy + args.deny_path, {
+        method: i % 3 === 0 ? 'POST' : 'GET',
+        headers: { authorization: `Bearer ${args.demo_token}` },
+      }).then((response) => response.arrayBuffer()));
+    }
+    await Promise.all(calls);
+    await page.waitForTimeout(500);
+  }
+  await page.waitForTimeout(2500);
+  const requests = await page.locator('table.facts tr', { hasText: 'requests' }).first().textContent();
+  if (!/\d{2,}/.test(requests)) fail(`the traffic page did not follow: ${requests}`);
   await page.screenshot({ path: join(args.screenshots, 'traffic.png') });
   await page.goto(args.admin + '/console/routes?q=dns', { waitUntil: 'load' });
   await page.screenshot({ path: join(args.screenshots, 'routes.png') });

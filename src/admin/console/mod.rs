@@ -139,8 +139,8 @@ fn live(state: &AdminState) -> Value {
         .map(|line| {
             format!(
                 "{} {}",
-                line["time"].as_str().unwrap_or(""),
-                line["request_id"].as_str().unwrap_or("")
+                line.get("time").and_then(Value::as_str).unwrap_or(""),
+                line.get("request_id").and_then(Value::as_str).unwrap_or("")
             )
         });
     json!({

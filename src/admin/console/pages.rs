@@ -1,4 +1,6 @@
 //! The console's pages (server-rendered HTML) and the JSON documents behind its forms.
+// The documents are read with `Value[&str]`, which answers `Null` for a missing member and never panics.
+#![allow(clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -101,7 +103,7 @@ pub fn overview(state: &AdminState) -> String {
     let snapshot = state.gateway.snapshot();
     let status = super::super::status(state);
     layout(&snapshot, "/console/", "Overview", |h| {
-        h.raw("<div id=\"pg-live\">");
+        h.raw("<div id=\"pg-live\"><div class=\"cards\">");
         h.raw("<section><h2>Serving</h2><table class=\"facts\">");
         row(h, "generation", &text_of(&status["generation"]));
         row(h, "content hash", &text_of(&status["content_hash"]));
@@ -188,13 +190,13 @@ pub fn overview(state: &AdminState) -> String {
         }
         h.raw("</section>");
 
-        h.raw("<section><h2>Counts</h2><table class=\"counts\"><tbody>");
+        h.raw("<section><h2>Counts</h2><table class=\"facts\"><tbody>");
         if let Some(counts) = status["counts"].as_object() {
             for (name, value) in counts {
                 row(h, &name.replace('_', " "), &text_of(value));
             }
         }
-        h.raw("</tbody></table></section>");
+        h.raw("</tbody></table></section></div>");
 
         h.raw("<section id=\"pg-last-change\"><h2>Last access change</h2>");
         last_change(h, &status["last_change"]);
@@ -283,9 +285,8 @@ fn last_change(h: &mut Html, change: &Value) {
         h.raw("</td></tr>");
     }
     h.raw("</tbody></table>");
-    if change["gained"].as_u64().unwrap_or(0) + change["lost"].as_u64().unwrap_or(0)
-        > changes.len() as u64
-    {
+    // `/status` keeps the first 20 changes of the record.
+    if changes.len() >= 20 {
         h.raw("<p>The first 20 changes are shown; the decision log's config_change line has 100, and <code>permgate access diff</code> all of them.</p>");
     }
 }
@@ -303,7 +304,7 @@ pub fn traffic(state: &AdminState) -> String {
             .raw("The chart needs JavaScript; the tables below are the same counters.</canvas>")
             .raw("<p class=\"legend\"><span class=\"key requests\">requests/s</span> <span class=\"key denied\">denied/s</span> <span class=\"key upstream\">upstream errors/s</span> <span id=\"pg-latency\"></span></p>")
             .raw("<p class=\"hint\">From the gateway's own metrics, sampled every 2 s; the page follows live.</p></section>");
-        h.raw("<div id=\"pg-live\"><section><h2>Since the start</h2><table class=\"facts\">");
+        h.raw("<div id=\"pg-live\" class=\"cards\"><section><h2>Since the start</h2><table class=\"facts\">");
         row(h, "requests", &format!("{}", totals.requests()));
         for (decision, count) in &totals.by_decision {
             row(h, &format!("decision {decision}"), &format!("{count}"));
@@ -455,11 +456,11 @@ pub fn denials(state: &AdminState, query: &Query) -> String {
                     )
                     .raw(", newest first; the page follows live). Shadow-mode would-be denials are listed as <code>shadow_allow</code>.</p>");
                 if !shown.is_empty() {
-                    h.raw("<table class=\"denials\"><thead><tr><th>time</th><th>request</th><th>status</th><th>route</th><th>principal</th><th>token id</th><th>resource</th><th>reason</th><th>policies</th><th>client</th><th></th></tr></thead><tbody>");
+                    h.raw("<div class=\"scroll\"><table class=\"denials\"><thead><tr><th>time</th><th>request</th><th>status</th><th>route</th><th>principal</th><th>token id</th><th>resource</th><th>reason</th><th>policies</th><th>client</th><th></th></tr></thead><tbody>");
                     for line in &shown {
                         denial_row(h, line);
                     }
-                    h.raw("</tbody></table>");
+                    h.raw("</tbody></table></div>");
                 }
             }
         }
@@ -470,7 +471,7 @@ pub fn denials(state: &AdminState, query: &Query) -> String {
 fn denial_row(h: &mut Html, line: &Value) {
     h.raw("<tr class=\"denial\"><td>")
         .text(&text_of(&line["time"]))
-        .raw("</td><td><code>")
+        .raw("</td><td class=\"request\"><code>")
         .text(&format!(
             "{} {}",
             text_of(&line["method"]),
@@ -1038,6 +1039,9 @@ fn holders(h: &mut Html, document: &Value) {
             let credential = &holder["credential"];
             h.raw("<tr><td class=\"credential\">");
             credential_link(h, credential);
+            if let Some(name) = credential["token_name"].as_str() {
+                h.raw("<br><span class=\"why\">").text(name).raw("</span>");
+            }
             h.raw("</td><td>")
                 .text(&text_of(&credential["kind"]))
                 .raw("</td><td>")
