@@ -456,7 +456,7 @@ pub fn denials(state: &AdminState, query: &Query) -> String {
                     )
                     .raw(", newest first; the page follows live). Shadow-mode would-be denials are listed as <code>shadow_allow</code>.</p>");
                 if !shown.is_empty() {
-                    h.raw("<div class=\"scroll\"><table class=\"denials\"><thead><tr><th>time</th><th>request</th><th>status</th><th>route</th><th>principal</th><th>token id</th><th>resource</th><th>reason</th><th>policies</th><th>client</th><th></th></tr></thead><tbody>");
+                    h.raw("<div class=\"scroll\"><table class=\"denials\"><thead><tr><th>time</th><th>request</th><th>status</th><th>route</th><th>reason</th><th>token id</th><th>principal</th><th>resource</th><th>policies</th><th>client</th><th></th></tr></thead><tbody>");
                     for line in &shown {
                         denial_row(h, line);
                     }
@@ -486,8 +486,8 @@ fn denial_row(h: &mut Html, line: &Value) {
         ))
         .raw("</td><td>")
         .text(&text_of(&line["route"]))
-        .raw("</td><td>")
-        .text(&text_of(&line["principal"]))
+        .raw("</td><td class=\"reason\">")
+        .text(&text_of(&line["reason"]))
         .raw("</td><td>");
     if let Some(token) = line["token_id"].as_str() {
         h.link(
@@ -497,10 +497,11 @@ fn denial_row(h: &mut Html, line: &Value) {
     } else {
         h.raw("—");
     }
-    h.raw("</td><td><code>")
+    h.raw("</td><td>")
+        .text(&text_of(&line["principal"]))
+        .raw("</td><td><code>")
         .text(&text_of(&line["resource"]))
-        .raw("</code></td><td class=\"reason\">")
-        .text(&text_of(&line["reason"]))
+        .raw("</code>")
         .raw("</td><td>")
         .text(&text_of(&line["policies"]))
         .raw("</td><td>")
