@@ -1,5 +1,5 @@
 // The admin console in a real browser (Debian's Chromium driven by playwright-core), against the real
-// gateway that tests/console_browser.rs started. Usage: node console_browser.mjs ARGS.json
+// gateway that tests/suite/console_browser.rs started. Usage: node console_browser.mjs ARGS.json
 //
 // ARGS.json (written by the Rust test): admin and proxy URLs, the demo token and the path to deny, the reason
 // `permgate check` gives for that denial, `permgate access who-can --json`'s answer, the accounts file to

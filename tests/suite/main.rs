@@ -23,6 +23,8 @@ mod bypass;
 mod client_limits;
 mod cloudflare_routes;
 mod config_corruption;
+mod console;
+mod console_browser;
 mod decisions;
 mod invalid_configs;
 mod json_log;

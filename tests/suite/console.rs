@@ -3,15 +3,7 @@
 //! on — status, headers (CSP, nosniff, no-referrer), the generation and hash on every page, a real denial
 //! in Recent denials, answers equal to the CLI's, no secret or any part of a secret hash anywhere,
 //! `admin.token_file` (401 without the token, on every admin path) and `admin.console: off` (404).
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -9,16 +9,8 @@
 //! the test fails saying so, unless `PERMGATE_SKIP_BROWSER_TESTS=1` opts out explicitly.
 //!
 //! Screenshots of every page go to `target/console-browser/screenshots/`; with
-//! `PERMGATE_UPDATE_SCREENSHOTS=1` also to `docs/console/`, which the README shows.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+//! `PERMGATE_UPDATE_SCREENSHOTS=1` (`cargo test --test suite console_browser::`) also to `docs/console/`, which the README shows.
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
