@@ -776,7 +776,10 @@ impl ShippedGateway {
     /// is the temporary folder.
     pub async fn start_with(upstream: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_shipped(dir.path());
+        let gateway = copy_shipped(dir.path());
+        let mut text = std::fs::read_to_string(&gateway).unwrap();
+        text.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
+        std::fs::write(&gateway, text).unwrap();
         Self::start_in(dir, upstream).await
     }
 
@@ -792,9 +795,6 @@ impl ShippedGateway {
             upstream,
             &format!("sink: file\n  path: {}", log.display()),
         );
-        let mut text = std::fs::read_to_string(&gateway).unwrap();
-        text.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
-        std::fs::write(&gateway, text).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
             .args(["serve", "--config"])
             .arg(&gateway)
