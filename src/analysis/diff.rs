@@ -254,7 +254,7 @@ fn route_access_changes(
                     Scope::Any | Scope::None => vec![None],
                     _ => resources
                         .iter()
-                        .filter(|resource| super::route_fits(route, **resource))
+                        .filter(|resource| super::route_fits(policy, route, **resource))
                         .map(|resource| Some(*resource))
                         .collect(),
                 };
@@ -331,7 +331,7 @@ fn routes_for(
     let mut routes = Vec::new();
     let mut example = None;
     for route in snapshot.routes.routes() {
-        if !super::route_fits(route, resource) || !needs_one_of(policy, route, keys) {
+        if !super::route_fits(policy, route, resource) || !needs_one_of(policy, route, keys) {
             continue;
         }
         if may_call(policy, route, Some(resource), known, ip, now).is_err() {
