@@ -69,6 +69,62 @@ pub fn compile(
     }
 }
 
+/// Checks that every child scope of the routes names a resource type the policy files declare, with the
+/// parent it declares (the route files are read again only when the table has a child scope).
+pub fn check_resource_types(
+    files: &[SourceFile],
+    table: &RouteTable,
+    types: &[crate::policy::model::ResourceType],
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if !table
+        .routes()
+        .iter()
+        .any(|route| matches!(route.scope, Scope::Child { .. }))
+    {
+        return errors;
+    }
+    for file in files {
+        let Ok(raw) = file.parse::<RawRouteFile>() else {
+            continue;
+        };
+        for (index, route) in raw.routes.iter().enumerate() {
+            let Some(RawScope::Child { kind, parent, .. }) = &route.scope else {
+                continue;
+            };
+            let parent = match parent {
+                RawScopeParent::Account => ParentKind::Account,
+                RawScopeParent::Zone => ParentKind::Zone,
+            };
+            let at = RouteAt {
+                file: &file.path,
+                index,
+            };
+            match types.iter().find(|form| *form.name == **kind) {
+                None => errors.push(at.error(
+                    &format!("scope.{kind}"),
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "no policy file declares the resource type {kind:?} (resource_types: [{{name: {kind}, key: …, parent: …}}])"
+                    ),
+                )),
+                Some(form) if form.parent != parent => errors.push(at.error(
+                    &format!("scope.{kind}"),
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "a {kind}'s parent is a {}, not a {}",
+                        form.parent.as_str(),
+                        parent.as_str()
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        file.locate(&mut errors);
+    }
+    errors
+}
+
 /// What matchit said when a route went into the router of one of its methods.
 pub type MethodOutcome = (Box<str>, Result<(), InsertError>);
 

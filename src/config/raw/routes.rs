@@ -370,7 +370,39 @@ impl Serialize for RawScope {
             Self::Account(param) => {
                 FlowMap(OneEntry("account", DoubleQuoted(param))).serialize(serializer)
             }
+            Self::Child {
+                kind,
+                param,
+                parent,
+                parent_param,
+            } => FlowMap(ChildEntries {
+                parent: match parent {
+                    RawScopeParent::Account => "account",
+                    RawScopeParent::Zone => "zone",
+                },
+                parent_param,
+                kind,
+                param,
+            })
+            .serialize(serializer),
         }
+    }
+}
+
+/// `{account: "…", r2_bucket: "…"}`: a child scope, its parent first.
+struct ChildEntries<'a> {
+    parent: &'static str,
+    parent_param: &'a str,
+    kind: &'a str,
+    param: &'a str,
+}
+
+impl Serialize for ChildEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.parent, &DoubleQuoted(self.parent_param))?;
+        map.serialize_entry(self.kind, &DoubleQuoted(self.param))?;
+        map.end()
     }
 }
 
