@@ -443,9 +443,11 @@ fn selection(policy: &Policy, resource: Resource) -> Vec<&'static str> {
             (Select::Zone(a), Resource::Zone(b, _)) if *a == b => "named (or by a domain group)",
             (Select::User(a), Resource::User(b)) if *a == b => "own user",
             (Select::AllBelow, Resource::Zone(..) | Resource::Child(_)) => "all accounts",
-            (Select::AccountBelow(a), Resource::Zone(_, b)) if *a == b => "its whole account",
+            (Select::AccountBelow(a), Resource::Zone(_, b)) if *a == b => {
+                "every zone of its account"
+            }
             (Select::AccountBelow(a), Resource::Child(child)) if *a == child.account => {
-                "its whole account"
+                "every resource of its account"
             }
             (Select::AllOfKind(kind), Resource::Child(child)) if *kind == child.kind => {
                 "every one of its type"
@@ -475,7 +477,7 @@ fn resource_name(policy: &PolicySet, resource: Resource) -> &str {
         Resource::Child(child) => policy
             .children
             .child(child.child)
-            .map_or("", |c| &*c.name),
+            .map_or("any other of its type", |c| &*c.name),
     }
 }
 
