@@ -52,7 +52,7 @@ use cedar_policy::{
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use permgate::config::raw::{Effect, RawGroup, RawPolicyFile, RawResourceValue};
-use permgate::pipeline::authenticate_and_authorize;
+use permgate::pipeline::{ResourceIds, authenticate_and_authorize};
 use permgate::policy::{AccessRequest, Presented, Required, Target};
 use permgate::routes::{Requirement, Scope};
 use sha2::{Digest, Sha256};
@@ -401,7 +401,7 @@ fn bench_cedar(c: &mut Criterion) {
         authenticate_and_authorize(
             policy,
             prepared[i].route,
-            Some(&prepared[i].resource),
+            ResourceIds::of(Some(&prepared[i].resource)),
             &requests[i].headers,
             ip,
             now,

@@ -91,7 +91,8 @@ fn buckets_world() -> Snapshot {
 fn buckets_secrets(snapshot: &Snapshot) -> BTreeMap<Known, HeaderMap> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = BTreeMap::new();
-    let text = std::fs::read_to_string(root.join("tests/cases/configs/buckets/policy.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(root.join("tests/cases/configs/buckets/policy.yaml")).unwrap();
     for line in text.lines().filter(|line| line.contains("secret_sha256:")) {
         let Some(secret) = line.split("# ").nth(1).map(str::trim) else {
             continue;
@@ -107,9 +108,18 @@ fn buckets_secrets(snapshot: &Snapshot) -> BTreeMap<Known, HeaderMap> {
         out.insert(known, headers);
     }
     for (email, key) in [
-        ("carol@buckets.example", "cccc0000000000000000000000000000000c1"),
-        ("dave@buckets.example", "dddd0000000000000000000000000000000d1"),
-        ("erin@buckets.example", "eeee0000000000000000000000000000000e1"),
+        (
+            "carol@buckets.example",
+            "cccc0000000000000000000000000000000c1",
+        ),
+        (
+            "dave@buckets.example",
+            "dddd0000000000000000000000000000000d1",
+        ),
+        (
+            "erin@buckets.example",
+            "eeee0000000000000000000000000000000e1",
+        ),
     ] {
         let user = analysis::user_by_id_or_email(&snapshot.policy, email).unwrap();
         let mut headers = HeaderMap::new();

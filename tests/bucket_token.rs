@@ -56,9 +56,24 @@ fn check(gateway: &Path, args: &[&str]) -> (String, String) {
 fn bucket_routes(root: &Path) -> Vec<(String, String, bool)> {
     let table = std::fs::read_to_string(root.join("routes/cloudflare-v4.yaml")).unwrap();
     let mut routes = Vec::new();
-    for line in table.lines().filter(|line| line.contains("r2_bucket: \"bucket_name\"")) {
-        let method = line.split("method: ").nth(1).unwrap().split(',').next().unwrap();
-        let path = line.split("path: \"").nth(1).unwrap().split('"').next().unwrap();
+    for line in table
+        .lines()
+        .filter(|line| line.contains("r2_bucket: \"bucket_name\""))
+    {
+        let method = line
+            .split("method: ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let path = line
+            .split("path: \"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         let reads = line.contains("permissions: [\"com.cloudflare.edge.r2.bucket.read\"]");
         routes.push((method.to_string(), path.to_string(), reads));
     }
@@ -96,7 +111,10 @@ fn a_one_bucket_token_and_member_reach_that_bucket_and_no_other() {
         )
         .replacen(
             "    members:\n",
-            &format!("    members:\n{}", readme_block("one-bucket: Bach form, members")),
+            &format!(
+                "    members:\n{}",
+                readme_block("one-bucket: Bach form, members")
+            ),
             1,
         );
     std::fs::write(&accounts, text).unwrap();

@@ -359,9 +359,8 @@ fn judge_key<'s>(
                         && let Some((index, allowing)) = find_policy(&member.policies, id)
                     {
                         grant.member_groups = policy.granting_groups(allowing, name);
-                        grant.user_group = policy
-                            .policy_group(member, index)
-                            .map(|group| &*group.id);
+                        grant.user_group =
+                            policy.policy_group(member, index).map(|group| &*group.id);
                         let zone = match resource {
                             Resource::Zone(zone, _) => Some(zone),
                             Resource::Child(child)

@@ -298,7 +298,9 @@ pub fn may_call(
         _ => None,
     };
     let ids = match (&route.scope, id, &child_ids) {
-        (Scope::Account { .. } | Scope::Zone { .. }, Some(id), _) => pipeline::ResourceIds::of(Some(id)),
+        (Scope::Account { .. } | Scope::Zone { .. }, Some(id), _) => {
+            pipeline::ResourceIds::of(Some(id))
+        }
         (Scope::Child { .. }, _, Some((parent, name))) => pipeline::ResourceIds {
             id: Some(name),
             parent: Some(parent),

@@ -72,12 +72,14 @@ pub fn who_can_route<'s>(
         ),
         (Scope::Child { kind, .. }, Some(name)) => {
             let parent = matched.parent_id.unwrap_or("");
-            let kind = policy
-                .resource_type(kind)
-                .ok_or_else(|| format!("no resource type {kind} in the config: nobody can call it"))?;
-            Some(Resource::Child(policy.child_resource(kind, parent, name).map_err(
-                |what| format!("no {what} {parent} in the config: nobody can call it"),
-            )?))
+            let kind = policy.resource_type(kind).ok_or_else(|| {
+                format!("no resource type {kind} in the config: nobody can call it")
+            })?;
+            Some(Resource::Child(
+                policy.child_resource(kind, parent, name).map_err(|what| {
+                    format!("no {what} {parent} in the config: nobody can call it")
+                })?,
+            ))
         }
         _ => None,
     };
@@ -302,7 +304,10 @@ fn candidates(
             };
             match (scope, account) {
                 (Scope::User, _) => user.is_some() || everyone,
-                (Scope::Account { .. } | Scope::Zone { .. } | Scope::Child { .. }, Some(account)) => {
+                (
+                    Scope::Account { .. } | Scope::Zone { .. } | Scope::Child { .. },
+                    Some(account),
+                ) => {
                     everyone
                         || own == Some(account)
                         || user.is_some_and(|user| policy.member(user, account).is_some())

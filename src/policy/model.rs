@@ -22,6 +22,8 @@ pub type UserIdx = u32;
 pub type AccountIdx = u32;
 /// Index of a zone in [`PolicySet::zones`].
 pub type ZoneIdx = u32;
+/// A member policy by its member and its position in [`Member::policies`].
+pub type MemberPolicy = (UserIdx, AccountIdx, u32);
 /// Index of a resource type in [`PolicySet::resource_types`].
 pub type KindIdx = u16;
 /// Index of a named child resource in [`PolicySet::children`].
@@ -76,7 +78,7 @@ pub struct PolicySet {
     pub(crate) member_own_policies: FxHashMap<(UserIdx, AccountIdx), u32>,
     /// For each member policy (user, account, position in [`Member::policies`]) that names domain groups,
     /// their positions in [`Self::domain_groups`]: a side table for explanations.
-    pub(crate) member_policy_domain_groups: FxHashMap<(UserIdx, AccountIdx, u32), Box<[u32]>>,
+    pub(crate) member_policy_domain_groups: FxHashMap<MemberPolicy, Box<[u32]>>,
     /// What each policy file's tokens compiled to, in file order (files without tokens have none): a reload
     /// in which only token files changed reuses the others' (`config::load`).
     pub token_files: Vec<TokenFileRecord>,
@@ -805,7 +807,9 @@ impl PolicySet {
             child.zone
         };
         let parent = if child.zone == NO_ZONE {
-            self.accounts.get(child.account as usize).map_or("", |a| &*a.id)
+            self.accounts
+                .get(child.account as usize)
+                .map_or("", |a| &*a.id)
         } else {
             self.zones.get(child.zone as usize).map_or("", |z| &*z.id)
         };
@@ -912,15 +916,20 @@ impl PolicySet {
     /// The user group a member policy comes from: `None` for the member's own policies. `index` is the
     /// policy's position in [`Member::policies`].
     pub fn policy_group(&self, member: &Member, index: usize) -> Option<&UserGroup> {
-        let own = self.member_own_policies.get(&(member.user, member.account)).copied();
+        let own = self
+            .member_own_policies
+            .get(&(member.user, member.account))
+            .copied();
         let own = own.map_or(member.policies.len(), |own| own as usize);
         if index < own {
             return None;
         }
         let mut start = own;
-        for group in self.user_groups.iter().filter(|group| {
-            group.account == member.account && group.members.contains(&member.user)
-        }) {
+        for group in self
+            .user_groups
+            .iter()
+            .filter(|group| group.account == member.account && group.members.contains(&member.user))
+        {
             let end = start + group.policy_ids.len();
             if index < end {
                 return Some(group);

@@ -11,9 +11,9 @@ use rustc_hash::FxHashMap;
 use crate::config::raw::routes::{
     RawMethods, RawPermissions, RawRoute, RawRouteFile, RawScope, RawScopeParent,
 };
-use crate::policy::model::ParentKind;
 use crate::config::{ConfigError, ErrorKind, SourceFile};
 use crate::policy::keys::{KeyId, KeyInterner, KeyPattern};
+use crate::policy::model::ParentKind;
 use crate::routes::table::ANY_METHOD;
 use crate::routes::{
     AcceptedCredentials, Handler, OpaqueParam, Requirement, Route, RouteRefusal, RouteTable, Scope,
@@ -462,7 +462,11 @@ fn compile_route(
                 if let Some(params) = &params {
                     for (field, name, slot) in [
                         (format!("scope.{kind}"), param, &mut scope_param),
-                        (format!("scope.{}", parent.as_str()), parent_name, &mut parent_param),
+                        (
+                            format!("scope.{}", parent.as_str()),
+                            parent_name,
+                            &mut parent_param,
+                        ),
                     ] {
                         match params.iter().position(|p| p.name == *name) {
                             Some(position) if params.get(position).is_some_and(|p| p.catch_all) => {
@@ -556,7 +560,8 @@ fn compile_opaque(
                 ErrorKind::Duplicate,
                 format!("{name} is listed twice"),
             ));
-        } else if scope_param == Some(name.as_str()) || child_params.contains(&Some(name.as_str())) {
+        } else if scope_param == Some(name.as_str()) || child_params.contains(&Some(name.as_str()))
+        {
             errors.push(at.error(
                 &field,
                 ErrorKind::InvalidRoute,

@@ -200,7 +200,9 @@ impl<'de> Deserialize<'de> for RawScope {
                         let Some((kind, param)) =
                             entries.iter().find(|(key, _)| key != parent_word)
                         else {
-                            return Err(de::Error::custom("a scope names `account` or `zone` once"));
+                            return Err(de::Error::custom(
+                                "a scope names `account` or `zone` once",
+                            ));
                         };
                         if matches!(kind.as_str(), "account" | "zone") {
                             return Err(de::Error::custom(

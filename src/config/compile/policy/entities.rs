@@ -205,7 +205,8 @@ impl<'a> Compiler<'a> {
                     account: position,
                     zones: members.clone(),
                 });
-                self.domain_groups.insert(&group.id, (position, members, index));
+                self.domain_groups
+                    .insert(&group.id, (position, members, index));
             }
             self.set.accounts.push(Account {
                 id: account.id.as_str().into(),
@@ -249,7 +250,10 @@ impl<'a> Compiler<'a> {
                     .name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                && !matches!(raw.name.as_str(), "account" | "zone" | "user" | "any" | "none");
+                && !matches!(
+                    raw.name.as_str(),
+                    "account" | "zone" | "user" | "any" | "none"
+                );
             if !name_ok {
                 out.field_error(
                     source.file,
@@ -308,9 +312,11 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             };
-            if let Some(other) = self.set.resource_types.iter().find(|form| {
-                form.prefix.starts_with(prefix) || prefix.starts_with(&*form.prefix)
-            }) {
+            if let Some(other) =
+                self.set.resource_types.iter().find(|form| {
+                    form.prefix.starts_with(prefix) || prefix.starts_with(&*form.prefix)
+                })
+            {
                 out.field_error(
                     source.file,
                     &path,
@@ -481,7 +487,10 @@ impl Compiler<'_> {
                 None => {
                     return Err((
                         ErrorKind::UnknownReference,
-                        format!("unknown account {parent:?} (the parent of this {})", form.name),
+                        format!(
+                            "unknown account {parent:?} (the parent of this {})",
+                            form.name
+                        ),
                     ));
                 }
             },

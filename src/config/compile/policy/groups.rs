@@ -284,22 +284,20 @@ impl<'a> Compiler<'a> {
         let (index, reusable) = out.intern_keys(keys, identity, || {
             held.into_iter()
                 .map(|group| match group {
-                    HeldGroup::Catalog(position) => {
-                        catalog.get(position).map_or_else(
-                            || GrantGroup {
-                                identity: position as u64,
-                                id: "".into(),
-                                name: "".into(),
-                                patterns: Box::new([]),
-                            },
-                            |info| GrantGroup {
-                                identity: position as u64,
-                                id: info.id.clone(),
-                                name: info.name.clone(),
-                                patterns: info.patterns.clone().into_boxed_slice(),
-                            },
-                        )
-                    }
+                    HeldGroup::Catalog(position) => catalog.get(position).map_or_else(
+                        || GrantGroup {
+                            identity: position as u64,
+                            id: "".into(),
+                            name: "".into(),
+                            patterns: Box::new([]),
+                        },
+                        |info| GrantGroup {
+                            identity: position as u64,
+                            id: info.id.clone(),
+                            name: info.name.clone(),
+                            patterns: info.patterns.clone().into_boxed_slice(),
+                        },
+                    ),
                     HeldGroup::Inline(inline) => inline,
                 })
                 .collect()
@@ -361,10 +359,13 @@ impl<'a> Compiler<'a> {
         let mut warnings = Vec::new();
         for (index, scopes) in group_scopes {
             for scope in scopes.iter() {
-                let declared = self.set.resource_types.iter().position(|form| {
-                    form.prefix.strip_suffix('.') == Some(&**scope)
-                });
-                if let Some(kind) = declared.and_then(|k| crate::policy::model::KindIdx::try_from(k).ok())
+                let declared = self
+                    .set
+                    .resource_types
+                    .iter()
+                    .position(|form| form.prefix.strip_suffix('.') == Some(&**scope));
+                if let Some(kind) =
+                    declared.and_then(|k| crate::policy::model::KindIdx::try_from(k).ok())
                 {
                     if !holds_type(kind) {
                         warnings.push((

@@ -10,7 +10,9 @@ use super::output::{Output, renumber_keysets};
 use crate::config::error::ErrorKind;
 use crate::config::raw::{AccountApiAccess, MemberApiAccess, RawBachPolicy};
 use crate::policy::keys::KeySet;
-use crate::policy::model::{AccountIdx, Member, Policy, Select, Selector, UserGroup, UserIdx};
+use crate::policy::model::{
+    AccountIdx, Member, MemberPolicy, Policy, Select, Selector, UserGroup, UserIdx,
+};
 
 /// The members of one file's accounts, compiled but not yet added to the set.
 #[derive(Default)]
@@ -21,7 +23,7 @@ pub(super) struct MemberBatch {
     /// For members of user groups: how many of their policies are their own.
     pub(super) own_policies: Vec<((UserIdx, AccountIdx), u32)>,
     /// The domain groups each member policy names (by position in the member's policies).
-    pub(super) policy_domain_groups: Vec<((UserIdx, AccountIdx, u32), Box<[u32]>)>,
+    pub(super) policy_domain_groups: Vec<(MemberPolicy, Box<[u32]>)>,
     pub(super) out: Output,
 }
 
@@ -111,13 +113,7 @@ impl<'a> Compiler<'a> {
                     policies: policies.into_boxed_slice(),
                 });
             }
-            self.user_groups(
-                &mut batch,
-                source,
-                index,
-                account_position,
-                first_member,
-            );
+            self.user_groups(&mut batch, source, index, account_position, first_member);
         }
         batch
     }
