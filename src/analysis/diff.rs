@@ -389,10 +389,21 @@ fn check_line(
         (Some(_), Some(ip)) => format!(" --ip {ip}"),
         _ => String::new(),
     };
-    format!(
-        "permgate check --config {config} {who}{ip} {method} {}",
-        sample_target(route, id)
-    )
+    let target = match (&route.scope, resource) {
+        (
+            Scope::Child {
+                param,
+                parent_param,
+                ..
+            },
+            Resource::Child(child),
+        ) => {
+            let (parent, name) = policy.child_path_ids(child);
+            child_target(route, param, &name, parent_param, parent)
+        }
+        _ => sample_target(route, id),
+    };
+    format!("permgate check --config {config} {who}{ip} {method} {target}")
 }
 
 /// A request target for `route` with the resource's id in its scope parameter (other parameters `x1`).
@@ -401,6 +412,34 @@ pub fn sample_target(route: &Route, resource_id: &str) -> String {
         Scope::Account { param } | Scope::Zone { param } => Some(&**param),
         _ => None,
     };
+    fill_target(route, |name| {
+        (Some(name) == scope_param).then_some(resource_id)
+    })
+}
+
+/// A request target for a child-scoped route: `name` in the child's parameter, `parent` in its parent's,
+/// `x1` in the others.
+pub fn child_target(
+    route: &Route,
+    param: &str,
+    name: &str,
+    parent_param: &str,
+    parent: &str,
+) -> String {
+    fill_target(route, |candidate| {
+        if candidate == param {
+            Some(name)
+        } else if candidate == parent_param {
+            Some(parent)
+        } else {
+            None
+        }
+    })
+}
+
+/// The route's pattern with each parameter replaced by what `value` gives for its name, else `x1` (`x1/y1`
+/// for a catch-all).
+fn fill_target<'v>(route: &Route, value: impl Fn(&str) -> Option<&'v str>) -> String {
     let mut out = String::new();
     let mut rest = &*route.pattern;
     while let Some(open) = rest.find('{') {
@@ -409,8 +448,8 @@ pub fn sample_target(route: &Route, resource_id: &str) -> String {
         };
         out.push_str(&rest[..open]);
         let name = &rest[open + 1..close];
-        if Some(name) == scope_param {
-            out.push_str(resource_id);
+        if let Some(given) = value(name) {
+            out.push_str(given);
         } else if name.starts_with('*') {
             out.push_str("x1/y1");
         } else {
