@@ -672,9 +672,43 @@ fn same_policies(
         && a.iter().zip(b).all(|(x, y)| {
             x.id == y.id
                 && x.effect == y.effect
-                && x.selector == y.selector
+                && same_selector(old, &x.selector, new, &y.selector)
                 && old.keysets.get(x.keyset as usize) == new.keysets.get(y.keyset as usize)
         })
+}
+
+/// Whether two selectors cover the same resources: item by item, a named child resource compared by what
+/// it is (its index is the order policies happened to name children in, which another config may change).
+fn same_selector(
+    old: &PolicySet,
+    a: &crate::policy::model::Selector,
+    new: &PolicySet,
+    b: &crate::policy::model::Selector,
+) -> bool {
+    use crate::policy::model::Select;
+    let children = |set: &PolicySet, selector: &crate::policy::model::Selector| {
+        let mut named: Vec<&crate::policy::model::Child> = selector
+            .items()
+            .iter()
+            .filter_map(|item| match item {
+                Select::Child(index) => set.children.child(*index),
+                _ => None,
+            })
+            .collect();
+        named.sort_by(|x, y| {
+            (x.kind, x.account, x.zone, &x.name).cmp(&(y.kind, y.account, y.zone, &y.name))
+        });
+        named
+    };
+    let others = |selector: &crate::policy::model::Selector| -> Vec<Select> {
+        selector
+            .items()
+            .iter()
+            .filter(|item| !matches!(item, Select::Child(_)))
+            .copied()
+            .collect()
+    };
+    others(a) == others(b) && children(old, a) == children(new, b)
 }
 
 impl AccessChange {
