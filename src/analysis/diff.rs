@@ -686,12 +686,15 @@ fn same_selector(
     b: &crate::policy::model::Selector,
 ) -> bool {
     use crate::policy::model::Select;
-    let children = |set: &PolicySet, selector: &crate::policy::model::Selector| {
+    fn children<'s>(
+        set: &'s PolicySet,
+        selector: &crate::policy::model::Selector,
+    ) -> Vec<&'s crate::policy::model::Child> {
         let mut named: Vec<&crate::policy::model::Child> = selector
             .items()
             .iter()
             .filter_map(|item| match item {
-                Select::Child(index) => set.children.child(*index),
+                crate::policy::model::Select::Child(index) => set.children.child(*index),
                 _ => None,
             })
             .collect();
@@ -699,7 +702,7 @@ fn same_selector(
             (x.kind, x.account, x.zone, &x.name).cmp(&(y.kind, y.account, y.zone, &y.name))
         });
         named
-    };
+    }
     let others = |selector: &crate::policy::model::Selector| -> Vec<Select> {
         selector
             .items()
