@@ -187,6 +187,9 @@ impl<'de> Deserialize<'de> for RawScope {
                 match entries.as_slice() {
                     [(key, param)] if key == "zone" => Ok(RawScope::Zone(param.clone())),
                     [(key, param)] if key == "account" => Ok(RawScope::Account(param.clone())),
+                    [(key, _)] => Err(de::Error::custom(format_args!(
+                        "unknown scope `{key}`: a scope map is {{zone: <param>}}, {{account: <param>}} or {{account: <param>, <type>: <param>}}"
+                    ))),
                     [_, _] => {
                         let Some((parent, parent_param)) = parent(&entries) else {
                             return Err(de::Error::custom(
