@@ -2,17 +2,10 @@
 //! member policy in the Bach form) are pasted into a copy of the shipped Cloudflare config, and `permgate check`
 //! (the real binary) must allow exactly the `photos` bucket's read routes and deny every other bucket, the
 //! bucket's write and delete routes, and the account's own R2 routes.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::path::Path;
+
+use crate::common;
 use std::process::Command;
 
 const ACCOUNT: &str = "01a7362d577a6c3019a474fd6f485823";

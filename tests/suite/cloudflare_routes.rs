@@ -4,14 +4,7 @@
 //! config grants every key it requires. Read groups read: no group of the shipped catalog named "… Read"
 //! holds a write key or a pattern, and none passes a write route but the POSTs that Cloudflare's spec
 //! annotates with read keys only. Load and match times are measured by the ignored `timing` test
-//! (`cargo test --release --test cloudflare_routes -- --ignored --nocapture`), never asserted.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers: a broken fixture should stop loudly
+//! (`cargo test --release --test suite cloudflare_routes:: -- --ignored --nocapture`), never asserted.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

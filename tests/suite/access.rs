@@ -5,13 +5,6 @@
 //! answer must be exactly what `explain` lists for the credential and what `who-can` lists for the route.
 //! The same on the resource-type fixture (`tests/cases/configs/buckets`: R2 buckets and Worker scripts named
 //! from the path, user groups with a deny and a domain group), with buckets no policy names and unknown accounts.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -2,19 +2,10 @@
 //! resource-type fixture served by `permgate serve` (the binary) in front of a recording upstream; Carol reads
 //! a bucket only through her group; the group's file is edited, the live reload applies it, and the same
 //! request is refused and never reaches the upstream, while Dave (in another group) keeps his own access.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{free_port, send, start_upstream};
+use crate::common::{self, free_port, send, start_upstream};
 
 const ACCOUNT: &str = "a1000000000000000000000000000001";
 const CAROL: [(&str, &str); 2] = [
