@@ -536,6 +536,12 @@ fn scope_text(scope: &Scope) -> String {
     match scope {
         Scope::Account { param } => format!("account {{{param}}}"),
         Scope::Zone { param } => format!("zone {{{param}}}"),
+        Scope::Child {
+            kind,
+            param,
+            parent_param,
+            ..
+        } => format!("{kind} {{{param}}} of {{{parent_param}}}"),
         Scope::User => "user".into(),
         Scope::Any => "any".into(),
         Scope::None => "none".into(),
