@@ -10,10 +10,16 @@
 //! What a line never holds: a credential (token secret, API key, `Authorization` or `X-Auth-Key` value),
 //! any other header, or the query string (it plays no part in the decision and often carries secrets).
 //! Token ids, principals and the canonical path are fine.
+//!
+//! The writer task also feeds a [`DenialRing`] when one is given ([`DecisionLog::start_with_ring`]): the
+//! last denied (and, in shadow mode, would-be denied) lines, parsed back from the text just written, for
+//! the admin console's Recent denials page. That happens off the request path, after the line is written;
+//! a line the full queue dropped is in neither.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -79,6 +85,15 @@ impl DecisionLog {
         settings: &DecisionLogSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Option<(Self, LogWriter)>, DecisionLogError> {
+        Self::start_with_ring(settings, metrics, None)
+    }
+
+    /// [`DecisionLog::start`], with the writer also keeping the denied lines it writes in `ring`.
+    pub fn start_with_ring(
+        settings: &DecisionLogSettings,
+        metrics: Arc<Metrics>,
+        ring: Option<Arc<DenialRing>>,
+    ) -> Result<Option<(Self, LogWriter)>, DecisionLogError> {
         let sink: Box<dyn AsyncWrite + Send + Unpin> = match settings.sink {
             DecisionLogSink::Off => return Ok(None),
             DecisionLogSink::Stdout => Box::new(tokio::io::stdout()),
@@ -95,7 +110,7 @@ impl DecisionLog {
         };
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_lines(receiver, stopped, BufWriter::new(sink)));
+        let task = tokio::spawn(write_lines(receiver, stopped, BufWriter::new(sink), ring));
         Ok(Some((
             Self { sender, metrics },
             LogWriter {
@@ -136,8 +151,14 @@ async fn write_lines(
     mut receiver: mpsc::Receiver<Line>,
     mut stopped: oneshot::Receiver<()>,
     mut out: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
+    ring: Option<Arc<DenialRing>>,
 ) {
     let mut text = String::with_capacity(1024);
+    let keep = |text: &str| {
+        if let Some(ring) = &ring {
+            ring.offer(text);
+        }
+    };
     loop {
         let line = tokio::select! {
             line = receiver.recv() => line,
@@ -146,12 +167,14 @@ async fn write_lines(
         let Some(line) = line else { break };
         render(&line, &mut text);
         let mut result = out.write_all(text.as_bytes()).await;
+        keep(&text);
         // Batch whatever else is waiting, then flush once: one write per burst, not per line.
         while result.is_ok() {
             match receiver.try_recv() {
                 Ok(line) => {
                     render(&line, &mut text);
                     result = out.write_all(text.as_bytes()).await;
+                    keep(&text);
                 }
                 Err(_) => break,
             }
@@ -173,6 +196,67 @@ async fn write_lines(
         }
     }
     let _ = out.flush().await;
+}
+
+// === impl DenialRing ===
+
+/// The last denied requests as decision-log lines (newest last), for the admin console. Bounded: the
+/// oldest is dropped when it is full. Only what the log writes is here, so nothing a line never holds (a
+/// credential, a header, the query) can be.
+#[derive(Debug)]
+pub struct DenialRing {
+    capacity: usize,
+    lines: Mutex<VecDeque<serde_json::Value>>,
+}
+
+impl DenialRing {
+    /// How many denials the console keeps by default.
+    pub const DEFAULT_CAPACITY: usize = 500;
+
+    /// An empty ring keeping the last `capacity` denials.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity: capacity.max(1),
+            lines: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, 4096))),
+        })
+    }
+
+    /// Keeps `text`, one rendered line, when it is a request whose decision is `deny` or `shadow_allow`.
+    /// The text is searched before it is parsed: most lines are allowed ones and cost one search. (A
+    /// string value cannot hold the unescaped `"decision":"deny"`, so only the member itself matches.)
+    pub fn offer(&self, text: &str) {
+        if !text.contains("\"decision\":\"deny\"")
+            && !text.contains("\"decision\":\"shadow_allow\"")
+        {
+            return;
+        }
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(text.trim_end()) else {
+            return;
+        };
+        if !matches!(
+            line.get("decision").and_then(serde_json::Value::as_str),
+            Some("deny" | "shadow_allow")
+        ) {
+            return;
+        }
+        // A panic elsewhere cannot leave a queue of log lines half-changed: the values are whole.
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() == self.capacity {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The denials kept, newest first.
+    pub fn newest_first(&self) -> Vec<serde_json::Value> {
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        lines.iter().rev().cloned().collect()
+    }
+
+    /// How many it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 }
 
 /// `{"time":"<RFC 3339>",<members>}\n` into `text` (cleared first).
@@ -368,6 +452,31 @@ mod tests {
         assert_eq!(json["generation"], 3);
         assert!(json["route"].is_null());
         assert!(json["error"].is_null());
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_denials_only() {
+        let ring = DenialRing::new(2);
+        let mut text = String::new();
+        for (index, reason) in ["a", "b", "c"].into_iter().enumerate() {
+            let entry = Entry::undecided(
+                SystemTime::UNIX_EPOCH,
+                &format!("r{index}"),
+                "GET",
+                "::1".parse().unwrap(),
+                reason,
+                1,
+            );
+            render(&entry.finish(400, 6003, None, Duration::ZERO), &mut text);
+            ring.offer(&text);
+        }
+        // Not a denial: a config_change record, and a line whose reason merely quotes the member.
+        ring.offer("{\"time\":\"x\",\"type\":\"config_change\"}\n");
+        ring.offer("{\"decision\":\"allow\",\"reason\":\"\\\"decision\\\":\\\"deny\\\"\"}\n");
+        let kept = ring.newest_first();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0]["reason"], "c");
+        assert_eq!(kept[1]["reason"], "b");
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@
 //! - [`metrics`]: the Prometheus registry and one typed function per event.
 //! - [`decision_log`]: one JSON line per request, queued off the request path.
 //! - [`reload`]: file watcher, timer and `SIGHUP` → re-read, compile, one atomic swap of the snapshot.
-//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`).
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`) and its read-only web console.
 //!
 //! The pure modules (`policy`, `routes`, `auth`, `answer`, `pipeline`) do no I/O and read no clock.
 

@@ -43,6 +43,28 @@ pub struct Settings {
     /// How often the reloader re-reads the files even without a file-system event (a missed event, a
     /// network file system): `reload_interval_ms`, default 30 s.
     pub reload_interval: Duration,
+    /// The admin listener's console and its protection (`admin:`); read per admin request.
+    pub admin: AdminSettings,
+}
+
+/// The admin listener's console and protection (`admin: {console: on | off, token_file: PATH}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Whether `/console/` is served (default on); off: every console URL is 404.
+    pub console: bool,
+    /// A file holding the SHA-256 (64 hex digits) of the bearer token every admin request must present
+    /// (`/metrics`, `/status`, the console, …); none: the admin listener is open (it listens on loopback by
+    /// default). Only where it is: the file is read at each admin request, so a rotated hash applies at once.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            console: true,
+            token_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

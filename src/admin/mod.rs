@@ -1,5 +1,6 @@
-//! The admin listener (`admin_listen`, never the proxy listener): `/metrics`, `/healthz`, `/readyz` and
-//! `/status`, plain HTTP/1.1 for scrapers, probes and operators.
+//! The admin listener (`admin_listen`, never the proxy listener): `/metrics`, `/healthz`, `/readyz`,
+//! `/status` and the read-only web console under `/console/` ([`console`]; `/` redirects there), plain
+//! HTTP/1.1 for scrapers, probes, operators and their browsers.
 //!
 //! - `/metrics`: every metric in the Prometheus text format.
 //! - `/healthz`: 200 while the process serves (liveness).
@@ -11,6 +12,14 @@
 //!
 //! Anything else is 404 (JSON), a method other than GET/HEAD is 405. Nothing here shows a secret: the
 //! snapshot holds only hashes of secrets, and none of them is printed.
+//!
+//! `admin: {console: on | off, token_file: PATH}` is read from the serving snapshot at each request:
+//! `console: off` makes every console URL (and `/`) 404; `token_file` makes every path of the listener
+//! ask for the bearer token whose SHA-256 the file holds ([`auth`]). Every answer carries the console's
+//! security headers (a strict Content-Security-Policy, `nosniff`, `Referrer-Policy: no-referrer`).
+
+pub mod auth;
+pub mod console;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,8 +42,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::ConfigErrors;
+use crate::decision_log::DenialRing;
 use crate::proxy::Gateway;
 use crate::reload::{Reloader, WatcherStatus};
+use console::ConsoleState;
+use console::traffic::History;
 
 /// How long a client has to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,15 +59,30 @@ pub struct AdminState {
     gateway: Arc<Gateway>,
     reloader: Option<Arc<Reloader>>,
     draining: AtomicBool,
+    console: ConsoleState,
 }
 
 impl AdminState {
     /// Endpoints over `gateway` (its snapshot and metrics) and, when reloading is on, `reloader`.
     pub fn new(gateway: Arc<Gateway>, reloader: Option<Arc<Reloader>>) -> Arc<Self> {
+        Self::with_denials(gateway, reloader, None)
+    }
+
+    /// [`AdminState::new`], with the console's Recent denials read from `denials` (the ring the decision
+    /// log's writer feeds; `None` when the log is off).
+    pub fn with_denials(
+        gateway: Arc<Gateway>,
+        reloader: Option<Arc<Reloader>>,
+        denials: Option<Arc<DenialRing>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
             reloader,
             draining: AtomicBool::new(false),
+            console: ConsoleState {
+                denials,
+                traffic: Arc::new(History::default()),
+            },
         })
     }
 
@@ -73,11 +100,14 @@ pub struct Admin {
     pub state: Arc<AdminState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Samples the traffic counters for the console's chart.
+    sampler: JoinHandle<()>,
 }
 
 impl Admin {
     /// Stops accepting and waits briefly for requests in flight.
     pub async fn stop(mut self) {
+        self.sampler.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -96,11 +126,16 @@ pub fn start_on(listener: TcpListener, state: Arc<AdminState>) -> std::io::Resul
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve(listener, Arc::clone(&state), stopped));
+    let sampler = tokio::spawn(console::traffic::run_sampler(
+        Arc::clone(&state.console.traffic),
+        Arc::clone(state.gateway.metrics()),
+    ));
     Ok(Admin {
         addr,
         state,
         stop: Some(stop),
         task,
+        sampler,
     })
 }
 
@@ -138,10 +173,30 @@ async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stopped: onesh
     let _ = tokio::time::timeout(STOP_GRACE, graceful.shutdown()).await;
 }
 
-/// The answer to one admin request.
+/// The answer to one admin request, with the security headers.
 pub fn answer<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Bytes>> {
+    let mut response = route(state, request);
+    console::secure(&mut response);
+    response
+}
+
+fn route<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Bytes>> {
+    let snapshot = state.gateway.snapshot();
+    let admin = &snapshot.settings.admin;
+    if let Err(refused) = auth::check(admin.token_file.as_deref(), request.headers()) {
+        let mut response = json(refused.status(), &json!({"error": refused.message()}));
+        if refused == auth::Refused::Unauthorized {
+            for challenge in auth::Refused::challenges() {
+                response
+                    .headers_mut()
+                    .append(http::header::WWW_AUTHENTICATE, challenge);
+            }
+        }
+        return response;
+    }
     let path = request.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/status");
+    let console_path = admin.console && (path == "/" || path.starts_with("/console"));
+    let known = console_path || matches!(path, "/metrics" | "/healthz" | "/readyz" | "/status");
     if known && request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -179,11 +234,17 @@ pub fn answer<B>(state: &AdminState, request: &Request<B>) -> Response<Full<Byte
             }
         }
         "/status" => json(StatusCode::OK, &status(state)),
+        "/" if console_path => console::redirect_root(),
+        _ if console_path => console::answer(state, path, request.uri().query()),
         _ => json(
             StatusCode::NOT_FOUND,
             &json!({
                 "error": "not found",
-                "endpoints": ["/metrics", "/healthz", "/readyz", "/status"],
+                "endpoints": if admin.console {
+                    json!(["/metrics", "/healthz", "/readyz", "/status", "/console/"])
+                } else {
+                    json!(["/metrics", "/healthz", "/readyz", "/status"])
+                },
             }),
         ),
     }

@@ -170,28 +170,14 @@ pub fn run_explain(args: &ExplainArgs) -> Result<String, String> {
     let now = super::time_arg(args.at.as_deref())?;
     let snapshot = load(&args.config)?;
     let policy = &snapshot.policy;
-    let known = match (&args.token, &args.token_id, &args.user) {
-        (Some(secret), _, _) => {
+    let known = match &args.token {
+        Some(secret) => {
             use sha2::{Digest, Sha256};
             let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
             analysis::token_by_secret_sha256(policy, &digest)
                 .ok_or("no token of this config has that secret")?
         }
-        (None, Some(id), _) => analysis::token_by_id(policy, id)
-            .ok_or_else(|| format!("no token has the id {id:?} in this config"))?,
-        (None, None, Some(user)) => {
-            let index = analysis::user_by_id_or_email(policy, user)
-                .ok_or_else(|| format!("no user {user:?} in this config"))?;
-            if policy
-                .users
-                .get(index as usize)
-                .is_none_or(|record| record.api_key_sha256.is_none())
-            {
-                return Err(format!("user {user} has no legacy API key in this config"));
-            }
-            Known::LegacyKey(index)
-        }
-        (None, None, None) => return Err("name a credential: --token, --token-id or --user".into()),
+        None => credential_named(policy, args.token_id.as_deref(), args.user.as_deref())?,
     };
     let explanation = analysis::explain(
         &snapshot,
@@ -210,6 +196,32 @@ pub fn run_explain(args: &ExplainArgs) -> Result<String, String> {
     } else {
         explain_text(&explanation, routes)
     })
+}
+
+/// The credential a token id or a user (id or email, for the user's legacy key) names: what `--token-id`
+/// and `--user` take, and the admin console's forms. Never a secret.
+pub fn credential_named(
+    policy: &crate::policy::PolicySet,
+    token_id: Option<&str>,
+    user: Option<&str>,
+) -> Result<Known, String> {
+    match (token_id, user) {
+        (Some(id), _) => analysis::token_by_id(policy, id)
+            .ok_or_else(|| format!("no token has the id {id:?} in this config")),
+        (None, Some(user)) => {
+            let index = analysis::user_by_id_or_email(policy, user)
+                .ok_or_else(|| format!("no user {user:?} in this config"))?;
+            if policy
+                .users
+                .get(index as usize)
+                .is_none_or(|record| record.api_key_sha256.is_none())
+            {
+                return Err(format!("user {user} has no legacy API key in this config"));
+            }
+            Ok(Known::LegacyKey(index))
+        }
+        (None, None) => Err("name a credential: --token, --token-id or --user".into()),
+    }
 }
 
 fn route_line(route: &Route) -> String {
@@ -403,7 +415,8 @@ fn route_json(route: &Route) -> Value {
     json!({"id": &*route.label, "methods": &*route.methods, "path": &*route.pattern})
 }
 
-fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
+/// `explain --json`'s document (also the admin console's).
+pub fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
     let resources: Vec<Value> = explanation
         .resources
         .iter()
@@ -510,7 +523,8 @@ fn who_can_text(answer: &WhoCan<'_>, routes: &[Route], now: i64, blocked: bool) 
     out.join("\n")
 }
 
-fn who_can_json(answer: &WhoCan<'_>, routes: &[Route], now: i64) -> Value {
+/// `who-can --json`'s document (also the admin console's).
+pub fn who_can_json(answer: &WhoCan<'_>, routes: &[Route], now: i64) -> Value {
     let holder = |holder: &Holder<'_>| {
         json!({
             "credential": credential_json(&holder.credential),

@@ -78,25 +78,42 @@ pub fn check(args: &CheckArgs) -> Result<(String, bool), String> {
         peer_ip: args.ip,
         now,
     };
-    let verdict = match (&args.token_id, &args.user) {
-        (Some(id), _) => {
-            let known = crate::analysis::token_by_id(&snapshot.policy, id)
-                .ok_or_else(|| format!("no token has the id {id:?} in this config"))?;
-            decide_as(&snapshot, &facts, known)
-        }
-        (None, Some(user)) => {
-            let index = crate::analysis::user_by_id_or_email(&snapshot.policy, user)
-                .ok_or_else(|| format!("no user {user:?} in this config"))?;
-            decide_as(&snapshot, &facts, crate::policy::Known::LegacyKey(index))
-        }
-        (None, None) => decide(&snapshot, &facts),
-    };
+    let verdict = decide_named(
+        &snapshot,
+        &facts,
+        args.token_id.as_deref(),
+        args.user.as_deref(),
+    )?;
     let output = if args.json {
         render_json(&verdict)
     } else {
         render_text(&verdict)
     };
     Ok((output, verdict.allowed()))
+}
+
+/// The decision for `facts`: as the token with id `token_id`, or as `user`'s legacy key (by id or email),
+/// with `decide_as`; with neither, as the request's own headers say (`decide`). What `--token-id` and
+/// `--user` do, and the admin console's Why denied? form.
+pub fn decide_named<'s>(
+    snapshot: &'s crate::snapshot::Snapshot,
+    facts: &Facts<'_>,
+    token_id: Option<&str>,
+    user: Option<&str>,
+) -> Result<Verdict<'s>, String> {
+    Ok(match (token_id, user) {
+        (Some(id), _) => {
+            let known = crate::analysis::token_by_id(&snapshot.policy, id)
+                .ok_or_else(|| format!("no token has the id {id:?} in this config"))?;
+            decide_as(snapshot, facts, known)
+        }
+        (None, Some(user)) => {
+            let index = crate::analysis::user_by_id_or_email(&snapshot.policy, user)
+                .ok_or_else(|| format!("no user {user:?} in this config"))?;
+            decide_as(snapshot, facts, crate::policy::Known::LegacyKey(index))
+        }
+        (None, None) => decide(snapshot, facts),
+    })
 }
 
 fn request_headers(args: &CheckArgs) -> Result<HeaderMap, String> {
@@ -175,7 +192,8 @@ fn render_text(verdict: &Verdict<'_>) -> String {
     lines.join("\n")
 }
 
-fn render_json(verdict: &Verdict<'_>) -> String {
+/// `check --json`'s object (also the admin console's Why denied? answer).
+pub fn render_json(verdict: &Verdict<'_>) -> String {
     let mut out = String::from("{");
     let mut field = |name: &str, value: Option<String>, quoted: bool| {
         if out.len() > 1 {

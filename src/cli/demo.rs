@@ -310,6 +310,21 @@ impl Demo {
         if is_cloudflare_plan(&self.calls) {
             out.push_str(&sdk_playground(&self.base_url));
         }
+        if self
+            .services
+            .proxy
+            .gateway
+            .snapshot()
+            .settings
+            .admin
+            .console
+        {
+            out.push_str(&format!(
+                "\n# The console (read-only): what is loaded, traffic, recent denials, who can do what, why denied\n\
+                 #   open {console} in a browser\n",
+                console = self.console_url()
+            ));
+        }
         out.push_str(&format!(
             "\n# The admin listener: what is loaded, and the gateway's own metrics\n\
              curl -s http://{admin}/status\n\
@@ -318,6 +333,11 @@ impl Demo {
             admin = self.admin_addr
         ));
         out
+    }
+
+    /// The console's URL on the admin listener.
+    pub fn console_url(&self) -> String {
+        format!("http://{}/console/", self.admin_addr)
     }
 
     /// Stops the gateway (draining) and the sample upstream.

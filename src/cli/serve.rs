@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin, AdminState};
-use crate::decision_log::{DecisionLog, DecisionLogError, LogWriter};
+use crate::decision_log::{DecisionLog, DecisionLogError, DenialRing, LogWriter};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Drain, Observer, Running, StartError};
 use crate::reload::{ChangeRecords, ReloadTask, Reloader, Triggers};
@@ -128,11 +128,17 @@ pub async fn start(
                 source,
             })?;
     let metrics = Metrics::new()?;
-    let (decision_log, writer) =
-        match DecisionLog::start(&settings.decision_log, Arc::clone(&metrics))? {
-            Some((log, writer)) => (Some(log), Some(writer)),
-            None => (None, None),
-        };
+    // The console's Recent denials: the denied lines the decision log writes (none while it is off).
+    let denials = DenialRing::new(DenialRing::DEFAULT_CAPACITY);
+    let (decision_log, writer) = match DecisionLog::start_with_ring(
+        &settings.decision_log,
+        Arc::clone(&metrics),
+        Some(Arc::clone(&denials)),
+    )? {
+        Some((log, writer)) => (Some(log), Some(writer)),
+        None => (None, None),
+    };
+    let denials = decision_log.as_ref().map(|_| denials);
     let (change_records, audit_writer) = match &settings.audit_log {
         None => (ChangeRecords::DecisionLog, None),
         Some(audit) => match DecisionLog::start(audit, Arc::clone(&metrics))? {
@@ -151,7 +157,11 @@ pub async fn start(
         metrics,
         change_records,
     );
-    let state = AdminState::new(Arc::clone(&running.gateway), Some(Arc::clone(&reloader)));
+    let state = AdminState::with_denials(
+        Arc::clone(&running.gateway),
+        Some(Arc::clone(&reloader)),
+        denials,
+    );
     let admin = match admin::start_on(admin_listener, state) {
         Ok(admin) => admin,
         Err(source) => {

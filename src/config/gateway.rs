@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::compile::values::parse_cidr;
 use super::error::{ConfigError, ErrorKind};
 pub use crate::settings::{
-    DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
+    AdminSettings, DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
     UpstreamSettings,
 };
 
@@ -55,6 +55,57 @@ pub struct RawGateway {
     /// The operational log (stderr): `{format: text | json}`.
     #[serde(default)]
     pub log: Option<RawLog>,
+    /// The admin listener's console and protection: `{console: on | off, token_file: PATH}`.
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default)]
+    pub console: Option<OnOff>,
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+/// `on` or `off` (YAML 1.2 reads both as strings; `true`/`false` are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OnOff {
+    Bool(bool),
+    Word(OnOffWord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOffWord {
+    On,
+    Off,
+}
+
+impl OnOff {
+    /// Whether it says on.
+    pub fn is_on(self) -> bool {
+        matches!(self, Self::Bool(true) | Self::Word(OnOffWord::On))
+    }
+}
+
+/// Reads an admin token file: the SHA-256 of the bearer token as 64 hex digits (surrounding whitespace
+/// trimmed). The error never holds any of the file's content.
+pub fn read_admin_token_file(path: &Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("{}: cannot read it: {}", path.display(), error.kind()))?;
+    let mut digest = [0u8; 32];
+    let text = text.trim();
+    if text.len() != 64 || hex::decode_to_slice(text, &mut digest).is_err() {
+        return Err(format!(
+            "{}: must hold the SHA-256 of the admin bearer token as 64 hex digits \
+             (printf %s TOKEN | sha256sum)",
+            path.display()
+        ));
+    }
+    Ok(digest)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +322,29 @@ impl Settings {
             Some(log) => log_settings("decision_log", log),
         };
         let audit_log = raw.audit_log.map(|log| log_settings("audit_log", log));
+        let admin = match raw.admin {
+            None => AdminSettings::default(),
+            Some(admin) => {
+                let token_file = match admin.token_file.as_deref() {
+                    Some("") => {
+                        error("admin.token_file", "an empty path".into());
+                        None
+                    }
+                    Some(path) => {
+                        let path = resolve(path);
+                        if let Err(message) = read_admin_token_file(&path) {
+                            error("admin.token_file", message);
+                        }
+                        Some(path)
+                    }
+                    None => None,
+                };
+                AdminSettings {
+                    console: admin.console.is_none_or(OnOff::is_on),
+                    token_file,
+                }
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -306,6 +380,7 @@ impl Settings {
             audit_log,
             log_format: raw.log.and_then(|log| log.format).unwrap_or_default(),
             reload_interval,
+            admin,
             base_dir,
         })
     }

@@ -397,6 +397,11 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
+    /// Every metric family as collected now (the admin console's traffic view reads them).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// One request finished (its response head is ready): counts it and records its duration.
     pub fn request(
         &self,

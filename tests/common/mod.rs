@@ -777,6 +777,15 @@ impl ShippedGateway {
     pub async fn start_with(upstream: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let gateway = copy_shipped(dir.path());
+        let mut text = std::fs::read_to_string(&gateway).unwrap();
+        text.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
+        std::fs::write(&gateway, text).unwrap();
+        Self::start_in(dir, upstream).await
+    }
+
+    /// [`ShippedGateway::start`] on a copy already made in `dir` (by [`copy_shipped`]) and edited.
+    pub async fn start_in(dir: tempfile::TempDir, upstream: &str) -> Self {
+        let gateway = dir.path().join("config/gateway.yaml");
         let (listen, admin) = (free_port().await, free_port().await);
         let log = dir.path().join("decisions.log");
         point_shipped(
@@ -786,9 +795,6 @@ impl ShippedGateway {
             upstream,
             &format!("sink: file\n  path: {}", log.display()),
         );
-        let mut text = std::fs::read_to_string(&gateway).unwrap();
-        text.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
-        std::fs::write(&gateway, text).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
             .args(["serve", "--config"])
             .arg(&gateway)

@@ -24,6 +24,8 @@ mod bypass;
 mod client_limits;
 mod cloudflare_routes;
 mod config_corruption;
+mod console;
+mod console_browser;
 mod decisions;
 mod group_reload;
 mod invalid_configs;

@@ -102,6 +102,12 @@ async fn the_printed_demo_calls_answer_as_printed() {
     let status: serde_json::Value =
         serde_json::from_str(&send(admin, "GET", "/status", &[]).await.body).unwrap();
     assert_eq!(status["generation"], 1);
+    // …and so does the console whose URL it prints.
+    let console = format!("http://{admin}/console/");
+    assert!(instructions.contains(&console), "{instructions}");
+    let page = send(admin, "GET", "/console/", &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<h1>Overview</h1>"), "{}", page.body);
     let metrics = send(admin, "GET", "/metrics", &[]).await.body;
     assert!(
         metrics.contains("permgate_requests_total{"),
