@@ -381,7 +381,8 @@ fn the_importer_reproduces_the_committed_table_byte_for_byte() {
             prefix: "/client/v4".to_string(),
             catalog: Some("permission_groups.yaml".to_string()),
         },
-    );
+    )
+    .unwrap();
     let committed = std::fs::read_to_string(repo(TABLE)).unwrap();
     if text != committed {
         let line = text
