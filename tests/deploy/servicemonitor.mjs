@@ -1,5 +1,5 @@
 // Validates one ServiceMonitor (JSON on stdin) against the Prometheus Operator's schema, as published in the
-// npm package @kubernetes-models/prometheus-operator, installed by tests/deploy.rs into target/deploy-npm
+// npm package @kubernetes-models/prometheus-operator, installed by tests/suite/deploy.rs into target/deploy-npm
 // (the working directory). Exits non-zero with the schema's errors when it does not validate.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
