@@ -11,7 +11,7 @@
 #   3. a replica killed (SIGKILL) during a wrk run: the requests wrk saw fail (non-2xx and socket errors).
 #
 # Needs root (ip netns), and wrk, haproxy, curl, jq (installed from apt when missing; NO_APT=1 fails instead).
-# Not for CI (tests/suite/fleet.rs is the CI test of the same properties); by hand:
+# Not for CI (tests/fleet.rs is the CI test of the same properties); by hand:
 #   sudo benches/fleet/run.sh                    # DURATION=15s ROUNDS=10 CONNS=64 THREADS=2
 set -euo pipefail
 

@@ -23,6 +23,15 @@
 //!
 //! Needs root (`ip netns add`), `ip` (iproute2) and `haproxy` (`apt-get install -y haproxy`; .ci/run installs
 //! it). The namespaces and links are removed when the test ends, failed or not.
+// Its own binary (like tests/faults.rs): it starts three replicas and HAProxy under load, which would disturb
+// the timing-sensitive tests of tests/suite running beside it in one process.
+// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -497,7 +506,7 @@ fn require_tools() {
     assert_eq!(
         String::from_utf8_lossy(&root.stdout).trim(),
         "0",
-        "tests/suite/fleet.rs creates network namespaces: run it as root"
+        "tests/fleet.rs creates network namespaces: run it as root"
     );
     for (tool, install) in [("ip", "iproute2"), ("haproxy", "haproxy")] {
         let found = Command::new("sh")
