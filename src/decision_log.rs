@@ -280,6 +280,8 @@ pub struct Decided<'a, 's> {
     /// When the request arrived.
     pub time: SystemTime,
     pub request_id: &'a str,
+    /// The trace id of the request's valid W3C `traceparent`, if it had one.
+    pub trace_id: Option<&'a str>,
     pub method: &'a str,
     pub verdict: &'a Verdict<'s>,
     pub snapshot: &'s Snapshot,
@@ -296,6 +298,8 @@ impl Entry {
         let verdict = decided.verdict;
         let mut out = String::with_capacity(512);
         string(&mut out, "request_id", Some(decided.request_id));
+        out.push(',');
+        string(&mut out, "trace_id", decided.trace_id);
         out.push(',');
         string(&mut out, "method", Some(decided.method));
         out.push(',');
@@ -368,6 +372,7 @@ impl Entry {
     pub fn undecided(
         time: SystemTime,
         request_id: &str,
+        trace_id: Option<&str>,
         method: &str,
         client_ip: std::net::IpAddr,
         reason: &str,
@@ -375,6 +380,8 @@ impl Entry {
     ) -> Self {
         let mut out = String::with_capacity(384);
         string(&mut out, "request_id", Some(request_id));
+        out.push(',');
+        string(&mut out, "trace_id", trace_id);
         out.push(',');
         string(&mut out, "method", Some(method));
         for name in [
@@ -434,6 +441,7 @@ mod tests {
         let entry = Entry::undecided(
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             "rid",
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
             "POST",
             "192.0.2.1".parse().unwrap(),
             "Content-Length with \"Transfer-Encoding\"",
@@ -451,6 +459,7 @@ mod tests {
         assert_eq!(json["total_us"], 42);
         assert_eq!(json["generation"], 3);
         assert!(json["route"].is_null());
+        assert_eq!(json["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(json["error"].is_null());
     }
 
@@ -491,6 +500,7 @@ mod tests {
             let entry = Entry::undecided(
                 SystemTime::now(),
                 "r",
+                None,
                 "GET",
                 "::1".parse().unwrap(),
                 "x",

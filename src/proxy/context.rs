@@ -1,6 +1,6 @@
 //! What one request is served with, gathered once before its phases run: the connection it came on
 //! ([`ConnInfo`]) and the request context (the generation it is served by, its request id, method and
-//! version, whether its peer is a trusted proxy, when it arrived).
+//! version, whether its peer is a trusted proxy, when it arrived, its trace id).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
@@ -13,6 +13,7 @@ use super::bound::UpstreamLane;
 use super::framing::FramingTap;
 use super::live::Live;
 use super::request_id;
+use super::trace_context::{self, TraceId};
 use crate::snapshot::Snapshot;
 
 /// What is known about the connection a request came on.
@@ -62,6 +63,9 @@ pub(super) struct RequestContext<'a> {
     pub http1: bool,
     /// The arrival time, for the decision log only (`None`, and the clock not read, when it is off).
     pub arrived: Option<SystemTime>,
+    /// The trace id of a valid inbound `traceparent`, for the decision log only (not looked for when it is
+    /// off).
+    pub trace_id: Option<TraceId>,
 }
 
 // === impl RequestContext ===
@@ -80,6 +84,9 @@ impl<'a> RequestContext<'a> {
             method: request.method().clone(),
             http1: request.version() <= Version::HTTP_11,
             arrived: decision_log.then(SystemTime::now),
+            trace_id: decision_log
+                .then(|| trace_context::trace_id(request.headers()))
+                .flatten(),
             live,
             conn,
         }

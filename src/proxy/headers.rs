@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
+use super::trace_context;
 use crate::policy::PrincipalKind;
 
 /// What a (normalised) request header name is to the hygiene: one `match` per name, which compiles to a
@@ -34,6 +35,9 @@ enum NameClass {
     Host,
     /// `X-Permgate-*` (and `X-Permgate`): only the gateway sets these.
     Permgate,
+    /// W3C Trace Context (`traceparent`, `tracestate`): passed on unchanged when the `traceparent` is valid,
+    /// both removed when it is not ([`super::trace_context`]).
+    TraceContext,
     Other,
 }
 
@@ -56,6 +60,7 @@ fn classify(normal: &str) -> NameClass {
         _ if is_client_claim(normal) => NameClass::ClientClaim,
         "host" => NameClass::Host,
         "x-permgate" => NameClass::Permgate,
+        "traceparent" | "tracestate" => NameClass::TraceContext,
         _ if normal.starts_with(PERMGATE_PREFIX) => NameClass::Permgate,
         _ => NameClass::Other,
     }
@@ -247,11 +252,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     remove_hop_by_hop_and(headers, keep_upgrade, |_, _| false);
 }
 
-/// Which of `X-Forwarded-Proto` and `X-Forwarded-Host` a removal pass left in the map.
+/// Which of `X-Forwarded-Proto` and `X-Forwarded-Host` a removal pass left in the map, and whether it left a
+/// `traceparent` (checked after the pass, so that a request without one pays no lookup).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct KeptDefaults {
     proto: bool,
     host: bool,
+    traceparent: bool,
 }
 
 /// One pass over the names: removes the hop-by-hop headers, every header named in `Connection`, and every
@@ -291,6 +298,9 @@ fn remove_hop_by_hop_and(
                 if !doomed && class == NameClass::GatewayDefault {
                     kept.proto |= **name == FORWARDED_PROTO;
                     kept.host |= **name == FORWARDED_HOST;
+                }
+                if !doomed && class == NameClass::TraceContext {
+                    kept.traceparent |= **name == trace_context::TRACEPARENT;
                 }
                 doomed
             })
@@ -332,9 +342,14 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: ForwardContext<'_>) {
             // removed whatever this says): never legitimate, and an upstream that folds `_` into `-` (CGI,
             // WSGI) would read them as the real thing.
             NameClass::HopByHop => underscored,
-            NameClass::Other => false,
+            NameClass::TraceContext | NameClass::Other => false,
         }
     });
+    // A `traceparent` that is not valid is not passed on, nor the `tracestate` that goes with it.
+    if kept.traceparent && !trace_context::is_valid(headers) {
+        headers.remove(trace_context::TRACEPARENT);
+        headers.remove(trace_context::TRACESTATE);
+    }
 
     // 3. The gateway's own headers.
     let identity = ctx.identity;

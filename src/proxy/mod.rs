@@ -90,6 +90,7 @@ pub mod sample_upstream;
 pub mod server;
 pub mod service;
 mod shutdown;
+pub mod trace_context;
 pub mod upgrade;
 pub mod upstream;
 pub mod upstream_auth;

@@ -13,6 +13,7 @@ use super::context::RequestContext;
 use super::decide::Plan;
 use super::error::{ProxyError, Side, error_response};
 use super::service::Gateway;
+use super::trace_context::TraceId;
 use crate::decision_log::{Decided, Entry};
 use crate::metrics::DecisionLabel;
 use crate::pipeline::Verdict;
@@ -79,6 +80,7 @@ impl Gateway {
         seen.entry = Some(Entry::decided(&Decided {
             time: arrived,
             request_id: cx.request_id(),
+            trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
             method: cx.method.as_str(),
             verdict,
             snapshot: cx.snapshot(),
@@ -105,6 +107,7 @@ impl Gateway {
                     seen.entry = Some(Entry::undecided(
                         arrived,
                         cx.request_id(),
+                        cx.trace_id.as_ref().map(TraceId::as_str),
                         cx.method.as_str(),
                         cx.conn.peer.ip(),
                         &error.to_string(),

@@ -1,6 +1,6 @@
 // Cloudflare's official TypeScript SDK (npm `cloudflare`) through permgate: the SDK errors the real API would
-// give. Run by `.ci/run` once per pinned SDK version (4.5.0, 5.2.0, 7.3.0), each installed by the script into
-// target/sdk-ts/, with node's own test runner:
+// give. Run by tests/sdk.rs (`cargo test`) once per pinned SDK version (4.5.0, 5.2.0, 7.3.0), each installed
+// by that test into target/sdk-ts/, with node's own test runner:
 //
 //   CLOUDFLARE_SDK_DIR=target/sdk-ts/cloudflare-7.3.0 PERMGATE_BIN=target/debug/permgate \
 //       node --test tests/sdk/cloudflare_sdk.test.mjs

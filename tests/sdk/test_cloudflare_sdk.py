@@ -5,8 +5,8 @@ permgate serves the real route table (routes/cloudflare-v4.yaml) with the real p
 DNS records list/create/delete, account get and list, and Workers KV values. The SDK raises what the real API
 makes it raise: BadRequestError for a path with no route (7000), an account token on the account list (1001) and a
 malformed legacy key (6003/6103); PermissionDeniedError for denials. The TypeScript SDK's suite is
-tests/sdk/cloudflare_sdk.test.mjs. Run by `.ci/run` after `cargo test` (which builds
-target/debug/permgate; PERMGATE_BIN overrides it):
+tests/sdk/cloudflare_sdk.test.mjs. Run by tests/sdk.rs under `cargo test` (with
+PERMGATE_BIN set to the binary it built; target/debug/permgate otherwise), or by hand:
 
     python3 -m venv target/sdk-venv && target/sdk-venv/bin/pip install cloudflare==5.9.0 pytest==8.4.2
     target/sdk-venv/bin/python -m pytest -q tests/sdk

@@ -333,6 +333,7 @@ async fn the_decision_log_has_one_line_per_request_and_no_secret() {
     const FIELDS: &[&str] = &[
         "time",
         "request_id",
+        "trace_id",
         "method",
         "path",
         "route",
