@@ -204,6 +204,8 @@ pub struct Decided<'a, 's> {
     pub reason: &'a str,
     /// How long `decide` took.
     pub decision_time: Duration,
+    /// Which listener decided: `proxy`, or a decision listener's protocol (`auth_request`, …).
+    pub mode: &'a str,
 }
 
 impl Entry {
@@ -214,6 +216,8 @@ impl Entry {
         string(&mut out, "request_id", Some(decided.request_id));
         out.push(',');
         string(&mut out, "method", Some(decided.method));
+        out.push(',');
+        string(&mut out, "mode", Some(decided.mode));
         out.push(',');
         // The canonical path only: never the query.
         string(
@@ -280,11 +284,14 @@ impl Entry {
         }
     }
 
-    /// A request refused before any decision (ambiguous framing): the fields a decision would set are null.
+    /// A request refused before any decision (ambiguous framing; on a decision listener, a peer not in
+    /// `trusted_proxies` or no original request named): the fields a decision would set are null. `mode`
+    /// as in [`Decided::mode`].
     pub fn undecided(
         time: SystemTime,
         request_id: &str,
         method: &str,
+        mode: &str,
         client_ip: std::net::IpAddr,
         reason: &str,
         generation: u64,
@@ -293,6 +300,8 @@ impl Entry {
         string(&mut out, "request_id", Some(request_id));
         out.push(',');
         string(&mut out, "method", Some(method));
+        out.push(',');
+        string(&mut out, "mode", Some(mode));
         for name in [
             "path",
             "route",
@@ -351,6 +360,7 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             "rid",
             "POST",
+            "proxy",
             "192.0.2.1".parse().unwrap(),
             "Content-Length with \"Transfer-Encoding\"",
             3,
@@ -366,6 +376,7 @@ mod tests {
         assert_eq!(json["code"], 6003);
         assert_eq!(json["total_us"], 42);
         assert_eq!(json["generation"], 3);
+        assert_eq!(json["mode"], "proxy");
         assert!(json["route"].is_null());
         assert!(json["error"].is_null());
     }
@@ -383,6 +394,7 @@ mod tests {
                 SystemTime::now(),
                 "r",
                 "GET",
+                "proxy",
                 "::1".parse().unwrap(),
                 "x",
                 1,
