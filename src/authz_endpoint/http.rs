@@ -5,7 +5,7 @@
 //! | protocol         | allow                     | deny                                                     |
 //! |------------------|---------------------------|----------------------------------------------------------|
 //! | `auth_request`   | 200 + identity headers    | 403 (nginx passes only 2xx, 401, 403), the real status and code in `X-Permgate-Status` / `X-Permgate-Code`, the envelope in `X-Permgate-Envelope` and the body |
-//! | `forward_auth`   | 200 + identity headers    | the real status and the envelope (the proxy passes it on) |
+//! | `forward_auth`   | 200 + identity headers (an unknown one empty) | the real status and the envelope (the proxy passes it on) |
 //! | `ext_authz_http` | 200 + identity headers, `x-envoy-auth-headers-to-remove` naming the credential headers (unless `forward_credentials`) | the real status and the envelope |
 //!
 //! The identity headers are the ones the inline proxy sets upstream: `X-Permgate-Principal`,
@@ -141,14 +141,23 @@ pub fn render(protocol: DecisionProtocol, delegated: Delegated) -> Response<Full
         } => {
             let mut response = Response::new(Full::new(Bytes::new()));
             let headers = response.headers_mut();
+            // Forward-auth proxies copy a fixed list of headers from the answer, and Caddy 2.6 copies one
+            // the answer lacks as its literal placeholder text: each is sent, empty when not known.
+            let always = protocol == DecisionProtocol::ForwardAuth;
             for (name, value) in [
                 (PRINCIPAL, identity.principal),
                 (TOKEN_ID, identity.token_id),
                 (ACCOUNT, identity.account),
                 (REQUEST_ID, Some(request_id)),
             ] {
-                if let Some(value) = value {
-                    headers.insert(name, value);
+                match value {
+                    Some(value) => {
+                        headers.insert(name, value);
+                    }
+                    None if always => {
+                        headers.insert(name, HeaderValue::from_static(""));
+                    }
+                    None => {}
                 }
             }
             if protocol == DecisionProtocol::ExtAuthzHttp && !forward_credentials {
