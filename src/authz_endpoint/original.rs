@@ -193,7 +193,7 @@ mod tests {
         map
     }
 
-    fn code(result: Result<Named<'_>, Answer>) -> (u16, u32, String) {
+    fn refusal(result: Result<Named<'_>, Answer>) -> (u16, u32, String) {
         let answer = result.unwrap_err();
         let chain = answer.chain.map(|chain| chain.message.to_string());
         (answer.status, answer.code, chain.unwrap_or_default())
@@ -219,7 +219,7 @@ mod tests {
     fn a_missing_original_uri_is_refused_never_decided_as_the_own_path() {
         let only_other_family =
             headers(&[("x-forwarded-uri", "/b"), ("x-forwarded-method", "GET")]);
-        let (status, code, why) = code(from_http(
+        let (status, code, why) = refusal(from_http(
             DecisionProtocol::AuthRequest,
             &only_other_family,
             "GET",
@@ -229,7 +229,7 @@ mod tests {
         assert_eq!((status, code), (400, 6003));
         assert!(why.contains("X-Original-URI"), "{why}");
         let no_method = headers(&[("x-forwarded-uri", "/b")]);
-        let (_, _, why) = code(from_http(
+        let (_, _, why) = refusal(from_http(
             DecisionProtocol::ForwardAuth,
             &no_method,
             "GET",
@@ -242,7 +242,7 @@ mod tests {
             ("x-original-uri", "/b"),
             ("x-original-method", "GET"),
         ]);
-        let (_, _, why) = code(from_http(
+        let (_, _, why) = refusal(from_http(
             DecisionProtocol::AuthRequest,
             &twice,
             "GET",
@@ -259,7 +259,7 @@ mod tests {
             ("x.original.uri", "/a"),
             ("x-original-method", "GET"),
         ]);
-        let (_, _, why) = code(from_http(
+        let (_, _, why) = refusal(from_http(
             DecisionProtocol::AuthRequest,
             &map,
             "GET",
@@ -268,7 +268,7 @@ mod tests {
         ));
         assert!(why.contains("no X-Original-URI"), "{why}");
         let map = headers(&[("x_forwarded_uri", "/a"), ("x_forwarded_method", "GET")]);
-        let (_, _, why) = code(from_http(
+        let (_, _, why) = refusal(from_http(
             DecisionProtocol::ForwardAuth,
             &map,
             "GET",
@@ -291,14 +291,14 @@ mod tests {
                 ("x-original-uri", "/a"),
                 ("x-original-method", "GET"),
             ]);
-            let (status, code_, _) = code(from_http(
+            let (status, code, _) = refusal(from_http(
                 DecisionProtocol::AuthRequest,
                 &map,
                 "GET",
                 "/",
                 None,
             ));
-            assert_eq!((status, code_), (400, 6003), "{name}");
+            assert_eq!((status, code), (400, 6003), "{name}");
         }
         let map = headers(&[
             ("x_auth_key", "k"),

@@ -2,7 +2,7 @@
 //!
 //! The original request a trusted proxy names is decided exactly as the proxy decides its own requests: the
 //! same serving [`Live`](super::Live) loaded once, the same request context, `pipeline::decide` through
-//! [`Gateway::decide_facts`] (canonical target, route, credential, policy), the same plan (shadow mode
+//! `Gateway::decide_facts` (canonical target, route, credential, policy), the same plan (shadow mode
 //! included), the same metrics and decision-log line with the listener's protocol as its `mode`. What
 //! differs is only the answer: an owned [`Delegated`] the listener renders in its protocol's form.
 //!
