@@ -35,7 +35,7 @@ them (and prints what it refused), and the script fails if the written catalog b
 exception, READ_EXCEPTIONS, is com.cloudflare.edge.worker.tail.create: opening a log tail only streams a
 script's logs, and Cloudflare's "Workers Tail Read" group exists for it. The action vocabulary, the exception
 and the write-flavour rule mirror src/policy/actions.rs and src/openapi (write_requirement); the tests
-(tests/cloudflare_routes.rs) fail when the two disagree.
+(tests/suite/cloudflare_routes.rs) fail when the two disagree.
 """
 
 import csv

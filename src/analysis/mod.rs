@@ -5,7 +5,7 @@
 //! token is usable at a time by [`PolicySet::token_usable_at`], and whether a route may be called on a
 //! resource by [`pipeline::authorize_known`] — the proxy's decision once the route is matched, with the
 //! credential named by its place in the config instead of presented (the analysis knows no secret). The
-//! exhaustive test `tests/access.rs` compares both directions with `pipeline::decide` on real requests.
+//! exhaustive test `tests/suite/access.rs` compares both directions with `pipeline::decide` on real requests.
 //!
 //! - [`explain()`]: for one credential, every resource it can act on, with the keys granted (and which policy
 //!   of each layer allows them) and the routes it may call there; what it selects but cannot use.

@@ -90,7 +90,7 @@ fn import_openapi(args: &ImportOpenApiArgs) -> Result<(), String> {
         prefix: options.prefix.clone(),
         catalog: args.catalog.as_deref().map(file_name),
     };
-    let text = render(&imported, &provenance);
+    let text = render(&imported, &provenance)?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, &text).map_err(|error| format!("{}: {error}", path.display()))?

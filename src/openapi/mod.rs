@@ -46,7 +46,7 @@ use crate::config::raw::RawPolicyFile;
 use crate::config::raw::routes::{RawMethods, RawPermissions, RawRefusal, RawRoute, RawScope};
 use crate::policy::actions::{self, KeyAction, key_action};
 use crate::policy::{KeyInterner, KeyPattern};
-use crate::routes::{CredentialKind, Handler, RouteTable, canonicalize};
+use crate::routes::{CredentialKind, Handler, RouteTable};
 
 /// The OpenAPI operation methods, in the order routes of one path are written.
 const METHODS: [&str; 8] = [
@@ -72,23 +72,6 @@ pub struct Spec {
     pub document: Value,
 }
 
-/// The permission keys of an imported route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Permissions {
-    AllOf(Vec<String>),
-    AnyOf(Vec<String>),
-}
-
-/// The resource scope of an imported route (SPEC §2.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteScope {
-    Account(String),
-    Zone(String),
-    User,
-    Any,
-    None,
-}
-
 /// What the path alone says about the resource a request targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InferredScope {
@@ -103,40 +86,6 @@ pub enum InferredScope {
     /// Nothing in the path names the resource; the reason says why.
     Unknown(&'static str),
 }
-
-/// One route of the output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportedRoute {
-    /// The operation id, made label-safe; `None` when the operation has none.
-    pub id: Option<String>,
-    /// Upper case.
-    pub method: String,
-    /// The matchit pattern, prefix included.
-    pub path: String,
-    pub permissions: Option<Permissions>,
-    /// `None` only for public routes.
-    pub scope: Option<RouteScope>,
-    pub public: bool,
-    pub handler: Option<String>,
-    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); `None`:
-    /// all of them.
-    pub principals: Option<Vec<String>>,
-    /// The route's own answer to the other kinds.
-    pub principal_refusal: Option<PrincipalRefusal>,
-    /// Path parameters that may hold an encoded slash, kept as received (`opaque:`), in path order.
-    pub opaque: Vec<String>,
-}
-
-/// A route's own answer to a kind of credential its `principals` leave out (`principal_refusal`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalRefusal {
-    pub status: u16,
-    pub code: u32,
-    pub message: String,
-}
-
-/// The kinds of credential a route's `principals` may name.
-pub const CREDENTIAL_KINDS: [&str; 3] = ["user_token", "account_token", "api_key"];
 
 /// Why an operation was not imported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +121,8 @@ pub struct Skipped {
 /// The result of an import.
 #[derive(Debug, Clone, Default)]
 pub struct Import {
-    pub routes: Vec<ImportedRoute>,
+    /// The routes, as a route file holds them.
+    pub routes: Vec<RawRoute>,
     pub skipped: Vec<Skipped>,
     /// Things worth a look that did not stop an operation (an unknown group name, a key dropped by
     /// `scope: none`).
@@ -248,70 +198,6 @@ impl Catalog {
             keys.iter()
                 .any(|pattern| KeyPattern::parse(pattern).is_ok_and(|pattern| pattern.matches(key)))
         })
-    }
-}
-
-// === impl Permissions ===
-
-impl Permissions {
-    /// The keys, whichever combination.
-    pub fn keys(&self) -> &[String] {
-        match self {
-            Self::AllOf(keys) | Self::AnyOf(keys) => keys,
-        }
-    }
-}
-
-// === impl ImportedRoute ===
-
-impl ImportedRoute {
-    /// The route as a route file holds it ([`RawRoute`]): what [`render`] writes, and what the loader's route
-    /// compiler checks during the import.
-    pub fn to_raw(&self) -> RawRoute {
-        RawRoute {
-            id: self.id.clone(),
-            method: RawMethods::One(self.method.clone()),
-            path: self.path.clone(),
-            permissions: self
-                .permissions
-                .as_ref()
-                .map(|permissions| match permissions {
-                    Permissions::AllOf(keys) if keys.len() == 1 => {
-                        RawPermissions::List(keys.clone())
-                    }
-                    Permissions::AllOf(keys) => RawPermissions::AllOf(keys.clone()),
-                    Permissions::AnyOf(keys) => RawPermissions::AnyOf(keys.clone()),
-                }),
-            scope: self.scope.as_ref().map(|scope| match scope {
-                RouteScope::Account(param) => RawScope::Account(param.clone()),
-                RouteScope::Zone(param) => RawScope::Zone(param.clone()),
-                RouteScope::User => RawScope::User,
-                RouteScope::Any => RawScope::Any,
-                RouteScope::None => RawScope::None,
-            }),
-            handler: self
-                .handler
-                .as_deref()
-                .filter(|handler| *handler == "verify_token")
-                .map(|_| Handler::VerifyToken),
-            public: self.public,
-            principals: self.principals.as_ref().map(|names| {
-                names
-                    .iter()
-                    .filter_map(|name| {
-                        CredentialKind::ALL
-                            .into_iter()
-                            .find(|kind| kind.as_str() == name)
-                    })
-                    .collect()
-            }),
-            principal_refusal: self.principal_refusal.as_ref().map(|refusal| RawRefusal {
-                status: refusal.status,
-                code: refusal.code,
-                message: refusal.message.clone(),
-            }),
-            opaque: self.opaque.clone(),
-        }
     }
 }
 
@@ -400,11 +286,11 @@ fn param_name(segment: &str) -> Option<&str> {
 /// `worker.tail.create` to start a tail): all of them. The write rule is the fail-closed choice: reading
 /// Cloudflare's lists as "any of" on a write would let a read-only group write. One key is all-of.
 /// (Whether a write's keys say it writes at all is [`write_requirement`]'s question.)
-pub fn combine(method: &str, keys: Vec<String>) -> Permissions {
+pub fn combine(method: &str, keys: Vec<String>) -> RawPermissions {
     if actions::is_safe_method(method) && keys.len() > 1 {
-        Permissions::AnyOf(keys)
+        RawPermissions::AnyOf(keys)
     } else {
-        Permissions::AllOf(keys)
+        RawPermissions::all_of(keys)
     }
 }
 
@@ -454,36 +340,9 @@ pub fn matchit_path(prefix: &str, path: &str) -> Result<String, String> {
         return Err(format!("the path {path:?} has an unmatched }}"));
     }
     out.push_str(rest);
-    // The route must be one a canonical request path can match: with parameters as plain segments the
-    // canonical form must be the pattern itself (the route table checks the same when it loads).
-    let sample = sample_of(&out);
-    match canonicalize("GET", &sample) {
-        Ok(canonical) if canonical.query.is_none() && canonical.path == sample => Ok(out),
-        Ok(_) => Err(format!(
-            "the path {path:?} is not in canonical form, so no request could match it"
-        )),
-        Err(rejection) => Err(format!(
-            "the path {path:?} can never match a request: {rejection}"
-        )),
-    }
-}
-
-/// The pattern with every `{param}` replaced by `p`.
-fn sample_of(pattern: &str) -> String {
-    let mut sample = String::with_capacity(pattern.len());
-    let mut inside = false;
-    for c in pattern.chars() {
-        match (c, inside) {
-            ('{', _) => inside = true,
-            ('}', true) => {
-                inside = false;
-                sample.push('p');
-            }
-            (_, true) => {}
-            (c, false) => sample.push(c),
-        }
-    }
-    sample
+    // Whether a canonical request path can match it is the loader's route compiler's question
+    // ([`routes::add_route`], which [`import`] asks next): one check, in one place.
+    Ok(out)
 }
 
 /// An operation after overlaying every spec that has it.
@@ -499,12 +358,12 @@ struct Operation {
 /// The override an operation's `x-permgate-permissions` gives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Override {
-    permissions: Option<Permissions>,
-    scope: Option<RouteScope>,
+    permissions: Option<RawPermissions>,
+    scope: Option<RawScope>,
     public: bool,
-    handler: Option<String>,
-    principals: Option<Vec<String>>,
-    principal_refusal: Option<PrincipalRefusal>,
+    handler: Option<Handler>,
+    principals: Option<Vec<CredentialKind>>,
+    principal_refusal: Option<RawRefusal>,
 }
 
 /// Imports every operation of `specs` (later specs overlay earlier ones).
@@ -544,9 +403,9 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
         };
         let mut notes = Vec::new();
         let opaque = opaque_params(&operation, &path, route.scope.as_ref(), &mut notes);
-        let imported = ImportedRoute {
+        let imported = RawRoute {
             id: operation_id.as_deref().map(label_of),
-            method: method.clone(),
+            method: RawMethods::One(method.clone()),
             opaque,
             path: path.clone(),
             permissions: route.permissions,
@@ -556,23 +415,19 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
             principals: route.principals,
             principal_refusal: route.principal_refusal,
         };
-        let outcomes = match routes::add_route(
-            &mut table,
-            Path::new("(imported)"),
-            &imported.to_raw(),
-            &mut keys,
-        ) {
-            Ok(outcomes) => outcomes,
-            Err(errors) => {
-                let why = errors
-                    .iter()
-                    .map(|error| format!("{}: {}", error.path, error.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                result.skipped.push(skip(SkipReason::Rejected(why)));
-                continue;
-            }
-        };
+        let outcomes =
+            match routes::add_route(&mut table, Path::new("(imported)"), &imported, &mut keys) {
+                Ok(outcomes) => outcomes,
+                Err(errors) => {
+                    let why = errors
+                        .iter()
+                        .map(|error| format!("{}: {}", error.path, error.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    result.skipped.push(skip(SkipReason::Rejected(why)));
+                    continue;
+                }
+            };
         let mut refused = None;
         for (_, outcome) in outcomes {
             match outcome {
@@ -601,11 +456,11 @@ pub fn import(specs: &[Spec], options: &ImportOptions) -> Import {
 fn opaque_params(
     operation: &Operation,
     path: &str,
-    scope: Option<&RouteScope>,
+    scope: Option<&RawScope>,
     notes: &mut Vec<String>,
 ) -> Vec<String> {
     let scope_param = match scope {
-        Some(RouteScope::Account(param) | RouteScope::Zone(param)) => Some(param.as_str()),
+        Some(RawScope::Account(param) | RawScope::Zone(param)) => Some(param.as_str()),
         _ => None,
     };
     let mut opaque = Vec::new();
@@ -715,13 +570,13 @@ fn label_of(operation_id: &str) -> String {
 /// What an operation becomes, before its path is checked.
 #[derive(Debug, Clone, Default)]
 struct RouteParts {
-    permissions: Option<Permissions>,
+    permissions: Option<RawPermissions>,
     /// `None` only for public routes.
-    scope: Option<RouteScope>,
+    scope: Option<RawScope>,
     public: bool,
-    handler: Option<String>,
-    principals: Option<Vec<String>>,
-    principal_refusal: Option<PrincipalRefusal>,
+    handler: Option<Handler>,
+    principals: Option<Vec<CredentialKind>>,
+    principal_refusal: Option<RawRefusal>,
 }
 
 /// Decides one operation: its keys, scope, public flag and handler, or why it is skipped.
@@ -746,16 +601,16 @@ fn import_operation(
         });
     }
     // `principals` (and the route's own answer to the others) go with the route whatever decides its keys.
-    let parts = |permissions: Option<Permissions>, scope: RouteScope| RouteParts {
+    let parts = |permissions: Option<RawPermissions>, scope: RawScope| RouteParts {
         permissions,
         scope: Some(scope),
         public: false,
-        handler: overridden.handler.clone(),
+        handler: overridden.handler,
         principals: overridden.principals.clone(),
         principal_refusal: overridden.principal_refusal.clone(),
     };
     // Token verification checks no key, only whose token it is (the scope says whose).
-    if overridden.handler.as_deref() == Some("verify_token") {
+    if overridden.handler == Some(Handler::VerifyToken) {
         if overridden.permissions.is_some() {
             return Err(SkipReason::InvalidAnnotation(
                 "invalid x-permgate-permissions: handler: verify_token takes no keys".to_string(),
@@ -764,9 +619,9 @@ fn import_operation(
         let scope = match overridden.scope.clone() {
             Some(scope) => scope,
             None => match infer_scope(method, &operation.path) {
-                InferredScope::Account(param) => RouteScope::Account(param),
-                InferredScope::User => RouteScope::User,
-                _ => RouteScope::None,
+                InferredScope::Account(param) => RawScope::Account(param),
+                InferredScope::User => RawScope::User,
+                _ => RawScope::None,
             },
         };
         return Ok(parts(None, scope));
@@ -778,10 +633,10 @@ fn import_operation(
     let scope = match overridden.scope.clone() {
         Some(scope) => scope,
         None => match infer_scope(method, &operation.path) {
-            InferredScope::Account(param) => RouteScope::Account(param),
-            InferredScope::Zone(param) => RouteScope::Zone(param),
-            InferredScope::User => RouteScope::User,
-            InferredScope::Collection => RouteScope::Any,
+            InferredScope::Account(param) => RawScope::Account(param),
+            InferredScope::Zone(param) => RawScope::Zone(param),
+            InferredScope::User => RawScope::User,
+            InferredScope::Collection => RawScope::Any,
             // Keys on the caller's own user (Radar's `com.cloudflare.api.user.read`) need no id in the path.
             InferredScope::Unknown(_)
                 if permissions.as_ref().is_some_and(|permissions| {
@@ -791,7 +646,7 @@ fn import_operation(
                         .all(|key| key.starts_with(USER_KEY_PREFIX))
                 }) =>
             {
-                RouteScope::User
+                RawScope::User
             }
             InferredScope::Unknown(why) => {
                 if permissions.is_none() {
@@ -801,14 +656,14 @@ fn import_operation(
             }
         },
     };
-    if scope == RouteScope::None {
+    if scope == RawScope::None {
         if let (Some(permissions), None) = (&permissions, &overridden.permissions) {
             notes.push(format!(
                 "{what}: scope: none (x-permgate-permissions) checks no key, so {} is not required",
                 permissions.keys().join(", ")
             ));
         }
-        return Ok(parts(None, RouteScope::None));
+        return Ok(parts(None, RawScope::None));
     }
     match permissions {
         Some(permissions) => Ok(parts(Some(permissions), scope)),
@@ -823,7 +678,7 @@ fn annotated_permissions(
     what: &str,
     options: &ImportOptions,
     notes: &mut Vec<String>,
-) -> Result<Option<Permissions>, SkipReason> {
+) -> Result<Option<RawPermissions>, SkipReason> {
     let groups = match fields.get("x-api-token-group") {
         Some(value) => Some(string_list(value).ok_or_else(|| {
             SkipReason::InvalidAnnotation(
@@ -887,7 +742,7 @@ fn group_keys(
     catalog: &Catalog,
     write_only: bool,
     notes: &mut Vec<String>,
-) -> Option<Permissions> {
+) -> Option<RawPermissions> {
     let mut keys: Vec<String> = Vec::new();
     let mut unknown: Vec<&str> = Vec::new();
     let mut no_write_key: Vec<&str> = Vec::new();
@@ -920,8 +775,8 @@ fn group_keys(
     let keys = dedup(keys);
     match keys.len() {
         0 => None,
-        1 => Some(Permissions::AllOf(keys)),
-        _ => Some(Permissions::AnyOf(keys)),
+        1 => Some(RawPermissions::all_of(keys)),
+        _ => Some(RawPermissions::AnyOf(keys)),
     }
 }
 
@@ -946,7 +801,7 @@ pub fn write_requirement(
     groups: Option<&[String]>,
     options: &ImportOptions,
     notes: &mut Vec<String>,
-) -> Permissions {
+) -> RawPermissions {
     let actions: Vec<KeyAction> = keys.iter().map(|key| key_action(key)).collect();
     if actions.contains(&KeyAction::Write) {
         return combine(method, keys);
@@ -984,22 +839,24 @@ pub fn write_requirement(
         keys.join(", "),
         required.get(keys.len()..).unwrap_or_default().join(", ")
     ));
-    Permissions::AllOf(required)
+    RawPermissions::all_of(required)
 }
 
 /// Notes every listed group that would not pass the route: the spec says it suffices, so the catalog's
 /// mapping is missing a key.
 fn cross_check(
     what: &str,
-    permissions: &Permissions,
+    permissions: &RawPermissions,
     groups: &[String],
     catalog: &Catalog,
     notes: &mut Vec<String>,
 ) {
     for name in groups {
         let passes = match permissions {
-            Permissions::AllOf(keys) => keys.iter().all(|key| catalog.grants(name, key)),
-            Permissions::AnyOf(keys) => keys.iter().any(|key| catalog.grants(name, key)),
+            RawPermissions::List(keys) | RawPermissions::AllOf(keys) => {
+                keys.iter().all(|key| catalog.grants(name, key))
+            }
+            RawPermissions::AnyOf(keys) => keys.iter().any(|key| catalog.grants(name, key)),
         };
         if !passes {
             notes.push(format!(
@@ -1082,7 +939,7 @@ fn parse_override(value: &Value) -> Result<Override, String> {
     if value.is_array() {
         let keys = Vec::<String>::deserialize(value)
             .map_err(|error| format!("expected a list of keys: {error}"))?;
-        return override_keys(Permissions::AllOf(keys)).map(|permissions| Override {
+        return override_keys(RawPermissions::all_of(keys)).map(|permissions| Override {
             permissions: Some(permissions),
             ..Override::default()
         });
@@ -1091,24 +948,16 @@ fn parse_override(value: &Value) -> Result<Override, String> {
         .map_err(|error| format!("expected a list of keys or an object: {error}"))?;
     let permissions = match (fields.all_of, fields.any_of) {
         (Some(_), Some(_)) => return Err("give all_of or any_of, not both".to_string()),
-        (Some(keys), None) => Some(override_keys(Permissions::AllOf(keys))?),
-        (None, Some(keys)) => Some(override_keys(Permissions::AnyOf(keys))?),
+        (Some(keys), None) => Some(override_keys(RawPermissions::all_of(keys))?),
+        (None, Some(keys)) => Some(override_keys(RawPermissions::AnyOf(keys))?),
         (None, None) => None,
     };
     let principals = fields.principals.map(principals).transpose()?;
     let result = Override {
         permissions,
-        scope: fields.scope.map(|scope| match scope {
-            RawScope::User => RouteScope::User,
-            RawScope::Any => RouteScope::Any,
-            RawScope::None => RouteScope::None,
-            RawScope::Zone(param) => RouteScope::Zone(param),
-            RawScope::Account(param) => RouteScope::Account(param),
-        }),
+        scope: fields.scope,
         public: fields.public,
-        handler: fields.handler.map(|handler| match handler {
-            Handler::VerifyToken => "verify_token".to_string(),
-        }),
+        handler: fields.handler,
         principals,
         principal_refusal: fields.principal_refusal.map(refusal).transpose()?,
     };
@@ -1126,7 +975,7 @@ fn parse_override(value: &Value) -> Result<Override, String> {
                 .to_string(),
         );
     }
-    if result.scope == Some(RouteScope::None) && result.permissions.is_some() {
+    if result.scope == Some(RawScope::None) && result.permissions.is_some() {
         return Err("scope: none checks no key, so it takes no all_of/any_of".to_string());
     }
     Ok(result)
@@ -1154,23 +1003,20 @@ struct AnnotationFields {
 }
 
 /// `principals: [user_token, account_token, api_key]`: a non-empty list of distinct kinds.
-fn principals(kinds: Vec<CredentialKind>) -> Result<Vec<String>, String> {
+fn principals(kinds: Vec<CredentialKind>) -> Result<Vec<CredentialKind>, String> {
     if kinds.is_empty() {
         return Err("principals is empty: it would admit no credential at all".to_string());
     }
-    let mut names: Vec<String> = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        let name = kind.as_str();
-        if names.iter().any(|seen| seen == name) {
-            return Err(format!("principals lists {name} twice"));
+    for (index, kind) in kinds.iter().enumerate() {
+        if kinds.get(..index).is_some_and(|seen| seen.contains(kind)) {
+            return Err(format!("principals lists {} twice", kind.as_str()));
         }
-        names.push(name.to_string());
     }
-    Ok(names)
+    Ok(kinds)
 }
 
 /// `principal_refusal: {status: 4xx, code: N, message: "…"}`, as a route file would give it.
-fn refusal(raw: RawRefusal) -> Result<PrincipalRefusal, String> {
+fn refusal(raw: RawRefusal) -> Result<RawRefusal, String> {
     if !(400..=499).contains(&raw.status) {
         return Err("principal_refusal.status must be a client error, 400-499".to_string());
     }
@@ -1180,14 +1026,10 @@ fn refusal(raw: RawRefusal) -> Result<PrincipalRefusal, String> {
                 .to_string(),
         );
     }
-    Ok(PrincipalRefusal {
-        status: raw.status,
-        code: raw.code,
-        message: raw.message,
-    })
+    Ok(raw)
 }
 
-fn override_keys(permissions: Permissions) -> Result<Permissions, String> {
+fn override_keys(permissions: RawPermissions) -> Result<RawPermissions, String> {
     if permissions.keys().is_empty() {
         return Err(
             "an empty key list; use scope: none or public: true for a route that requires none"
@@ -1196,8 +1038,10 @@ fn override_keys(permissions: Permissions) -> Result<Permissions, String> {
     }
     check_keys(permissions.keys()).map_err(|reason| reason.to_string())?;
     Ok(match permissions {
-        Permissions::AllOf(keys) => Permissions::AllOf(dedup(keys)),
-        Permissions::AnyOf(keys) => Permissions::AnyOf(dedup(keys)),
+        RawPermissions::List(keys) | RawPermissions::AllOf(keys) => {
+            RawPermissions::all_of(dedup(keys))
+        }
+        RawPermissions::AnyOf(keys) => RawPermissions::AnyOf(dedup(keys)),
     })
 }
 

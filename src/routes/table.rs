@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::Range;
 
 use matchit::{InsertError, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::target::{
     CanonicalTarget, TargetRejection, check_encoded_slash_segment, has_encoded_slash,
@@ -17,7 +17,7 @@ use super::target::{
 use crate::policy::keys::KeyId;
 
 /// A route the gateway answers itself instead of forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Handler {
     /// `GET /user/tokens/verify`: reports on the presented token.

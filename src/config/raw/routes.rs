@@ -2,11 +2,16 @@
 //!
 //! Nothing here is validated beyond its shape: [`crate::config::compile::routes::compile`] checks the meaning and
 //! reports every problem with its place. No I/O.
+//!
+//! The same types serialize a route as the OpenAPI importer writes it (one route per line, in YAML flow style,
+//! every string double-quoted): the importer and the loader share one definition of a route.
 
 use std::fmt;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::{DoubleQuoted, FlowMap, FlowSeq};
 
 use crate::routes::{CredentialKind, Handler};
 
@@ -17,40 +22,53 @@ pub struct RawRouteFile {
     pub routes: Vec<RawRoute>,
 }
 
-/// One entry of `routes`.
-#[derive(Debug, Clone, Deserialize)]
+/// One entry of `routes`. Serialized in the order the importer writes the fields, strings double-quoted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// A label for metrics and logs; defaults to the path pattern.
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "quoted_option"
+    )]
     pub id: Option<String>,
     /// One method, a list, or `"*"`.
     pub method: RawMethods,
     /// A matchit pattern: `{param}` for one segment, `{*rest}` for the rest of the path.
+    #[serde(serialize_with = "quoted")]
     pub path: String,
+    /// No credential at all.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub public: bool,
     /// The permission keys the route requires.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<RawPermissions>,
     /// The resource the request targets.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<RawScope>,
     /// The gateway answers this route itself.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<Handler>,
-    /// No credential at all.
-    #[serde(default)]
-    pub public: bool,
-    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); absent:
-    /// all of them.
-    #[serde(default)]
-    pub principals: Option<Vec<CredentialKind>>,
-    /// The answer to a credential of a kind `principals` leaves out; absent: 403/10000 with the reason.
-    #[serde(default)]
-    pub principal_refusal: Option<RawRefusal>,
     /// Path parameters that may hold an encoded slash (`%2F`): kept as received, never decoded, never a
     /// resource id (a Workers KV key name).
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "quoted_list"
+    )]
     pub opaque: Vec<String>,
+    /// The kinds of credential that may call the route (`user_token`, `account_token`, `api_key`); absent:
+    /// all of them.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "quoted_kinds"
+    )]
+    pub principals: Option<Vec<CredentialKind>>,
+    /// The answer to a credential of a kind `principals` leaves out; absent: 403/10000 with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_refusal: Option<RawRefusal>,
 }
 
 /// A route's own answer: `{ status: 400, code: 1001, message: "…" }`.
@@ -60,6 +78,23 @@ pub struct RawRefusal {
     pub status: u16,
     pub code: u32,
     pub message: String,
+}
+
+/// `{status: 400, code: 1001, message: "…"}`.
+impl Serialize for RawRefusal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Fields<'a>(&'a RawRefusal);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("status", &self.0.status)?;
+                map.serialize_entry("code", &self.0.code)?;
+                map.serialize_entry("message", &DoubleQuoted(&self.0.message))?;
+                map.end()
+            }
+        }
+        FlowMap(Fields(self)).serialize(serializer)
+    }
 }
 
 /// `method: GET` or `method: [GET, HEAD]` (`"*"` is any method).
@@ -122,6 +157,15 @@ impl<'de> Deserialize<'de> for RawMethods {
 // === impl RawPermissions ===
 
 impl RawPermissions {
+    /// Every key required, in the shortest spelling: the plain list for one key, `all_of` for more.
+    pub fn all_of(keys: Vec<String>) -> Self {
+        if keys.len() == 1 {
+            Self::List(keys)
+        } else {
+            Self::AllOf(keys)
+        }
+    }
+
     /// The keys, whichever spelling was used.
     pub fn keys(&self) -> &[String] {
         match self {
@@ -184,4 +228,111 @@ impl<'de> Deserialize<'de> for RawPermissions {
 
         deserializer.deserialize_any(PermissionsVisitor)
     }
+}
+
+/// `["a"]`, `{all_of: ["a", "b"]}` or `{any_of: ["a", "b"]}`.
+impl Serialize for RawPermissions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let keys = QuotedList(self.keys());
+        match self {
+            Self::List(_) => keys.serialize(serializer),
+            Self::AllOf(_) => FlowMap(OneEntry("all_of", keys)).serialize(serializer),
+            Self::AnyOf(_) => FlowMap(OneEntry("any_of", keys)).serialize(serializer),
+        }
+    }
+}
+
+// === impl RawMethods ===
+
+/// `GET`, or `[GET, HEAD]`.
+impl Serialize for RawMethods {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::One(method) => serializer.serialize_str(method),
+            Self::List(methods) => FlowSeq(methods).serialize(serializer),
+        }
+    }
+}
+
+// === impl RawScope ===
+
+/// `user`, `any`, `none`, `{zone: "zone_id"}` or `{account: "account_id"}`.
+impl Serialize for RawScope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::User => serializer.serialize_str("user"),
+            Self::Any => serializer.serialize_str("any"),
+            Self::None => serializer.serialize_str("none"),
+            Self::Zone(param) => {
+                FlowMap(OneEntry("zone", DoubleQuoted(param))).serialize(serializer)
+            }
+            Self::Account(param) => {
+                FlowMap(OneEntry("account", DoubleQuoted(param))).serialize(serializer)
+            }
+        }
+    }
+}
+
+/// A map of one entry.
+struct OneEntry<V>(&'static str, V);
+
+impl<V: Serialize> Serialize for OneEntry<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, &self.1)?;
+        map.end()
+    }
+}
+
+/// A flow list of double-quoted strings: `["a", "b"]`.
+struct QuotedList<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> Serialize for QuotedList<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        FlowSeq(QuotedItems(self.0)).serialize(serializer)
+    }
+}
+
+struct QuotedItems<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> Serialize for QuotedItems<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&DoubleQuoted(item.as_ref()))?;
+        }
+        seq.end()
+    }
+}
+
+fn quoted<S: Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    DoubleQuoted(text).serialize(serializer)
+}
+
+fn quoted_option<S: Serializer>(text: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(text) => quoted(text, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn quoted_list<S: Serializer>(items: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    QuotedList(items).serialize(serializer)
+}
+
+fn quoted_kinds<S: Serializer>(
+    kinds: &Option<Vec<CredentialKind>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match kinds {
+        Some(kinds) => {
+            let names: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+            QuotedList(&names).serialize(serializer)
+        }
+        None => serializer.serialize_none(),
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }

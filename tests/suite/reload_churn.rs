@@ -6,16 +6,9 @@
 //! Joe's member policy covers domain group G = {zone-1} and his read token covers the whole account; in B, G
 //! = {zone-1, zone-2} and the token covers zone-1 only. Either way the token reads zone-1 and not zone-2;
 //! A's tokens with B's accounts would let it read zone-2.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod reload_support;
+use crate::common;
+use crate::reload_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -2,15 +2,8 @@
 //! log in a file; a domain-group edit and its undo are applied live, and each applied reload gets one
 //! `config_change` line in the decision log, `/status`'s `last_change` and
 //! `permgate_config_access_changes_total`, with exactly the grants gained and lost.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,16 +1,9 @@
 //! Observability, end to end: the admin listener's endpoints, the `/metrics` text parsed by a real
 //! Prometheus text-format parser with counters moving as requests are made, and the decision log's lines
 //! (fields, values, and never a secret). Everything runs in-process on port 0 with a real upstream.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod reload_support;
+use crate::common;
+use crate::reload_support;
 
 use std::collections::BTreeSet;
 

@@ -1,8 +1,6 @@
 //! Keeps the functional core pure: the policy, routes, auth, analysis, answer and pipeline modules must not do I/O or
 //! read a clock. Fails on any use of tokio, hyper, the file system, sockets, the environment or the clock.
 
-#![allow(clippy::unwrap_used)] // test code
-
 use std::path::{Path, PathBuf};
 
 const PURE: &[&str] = &[

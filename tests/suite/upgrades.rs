@@ -5,15 +5,8 @@
 //! that switched to h2c then read, over the raw tunnel, any request the client liked. These tests put real
 //! switching upstreams behind the gateway (raw TCP servers that answer `101` as told and record every byte
 //! they receive), so what would cross a tunnel is seen, not inferred.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

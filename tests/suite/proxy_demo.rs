@@ -1,14 +1,7 @@
 //! The README promise: `permgate demo` prints curl lines, and pasting them gives exactly the printed
 //! answers (allowed, 403 with its reason, no route 400/7000). Runs the demo on port 0 with the shipped config.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,5 @@
 //! Property tests of the decision: a deny policy never turns a deny into an allow; a user token never exceeds
 //! its user; the decision does not depend on the order of policies. Worlds are generated from a seed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
 use std::net::IpAddr;
 

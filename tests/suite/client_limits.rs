@@ -2,15 +2,8 @@
 //! `http2_idle_timeout_ms`, a request body must arrive within `request_body_timeout_ms`, and a body the client
 //! breaks or abandons is the client's error (400/1204, 408/1203, `permgate_client_errors_total`), never an
 //! upstream failure (`permgate_upstream_errors_total` and its alerts stay quiet).
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,16 +2,9 @@
 //! upstream, with its config in a temp folder that the tests edit the ways operators, editors and
 //! Kubernetes do. Decisions change live; bad configs are rejected whole and visibly; 100 swaps under load
 //! fail no request; a rotated certificate is served; `SIGHUP` reloads the real binary.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod reload_support;
+use crate::common;
+use crate::reload_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,15 +3,8 @@
 //! upstream and an accepted one reaches it exactly as canonicalised (through a running gateway); and no
 //! input at all makes `canonicalize`, `read_credential`, `RouteTable::compile` or config loading panic.
 //! The same inputs are fuzzed without bounds by the cargo-fuzz targets in fuzz/.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};

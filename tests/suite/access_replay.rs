@@ -2,15 +2,8 @@
 //! requests go through it (allowed, denied, disabled token, unknown token, no credential, legacy key), and the
 //! log is replayed: under the same config nothing changes; under a config with one more deny exactly the
 //! requests that deny covers change, grouped by route and credential.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,16 +3,9 @@
 //! invalid UTF-8, an unreadable file, deleted files and folders) are applied to a running gateway through
 //! `Reloader::reload_now`. Each must be rejected as a whole with an error naming the file (and, for content
 //! errors, the path or line inside it), and the last good config must keep deciding exactly as before.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod reload_support;
+use crate::common;
+use crate::reload_support;
 
 use std::path::{Path, PathBuf};
 

@@ -3,13 +3,6 @@
 //! IP-restricted tokens, legacy keys), every credential × every route × every resource is decided by
 //! `pipeline::decide` with the credential's real secret in the headers, as `permgate check` does, and the
 //! answer must be exactly what `explain` lists for the credential and what `who-can` lists for the route.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -4,14 +4,7 @@
 //! config grants every key it requires. Read groups read: no group of the shipped catalog named "… Read"
 //! holds a write key or a pattern, and none passes a write route but the POSTs that Cloudflare's spec
 //! annotates with read keys only. Load and match times are measured by the ignored `timing` test
-//! (`cargo test --release --test cloudflare_routes -- --ignored --nocapture`), never asserted.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers: a broken fixture should stop loudly
+//! (`cargo test --release --test suite cloudflare_routes:: -- --ignored --nocapture`), never asserted.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -381,7 +374,8 @@ fn the_importer_reproduces_the_committed_table_byte_for_byte() {
             prefix: "/client/v4".to_string(),
             catalog: Some("permission_groups.yaml".to_string()),
         },
-    );
+    )
+    .unwrap();
     let committed = std::fs::read_to_string(repo(TABLE)).unwrap();
     if text != committed {
         let line = text

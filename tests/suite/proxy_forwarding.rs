@@ -1,14 +1,7 @@
 //! What the upstream receives (SPEC §7): the one canonical target, the gateway's identity headers, no
 //! credentials, nothing spoofed; what is never forwarded; shadow mode.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use common::*;
 

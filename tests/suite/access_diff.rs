@@ -1,15 +1,8 @@
 //! `permgate access diff`: each kind of config edit gives exactly the access change it should, checked
 //! against the shipped config (a copy in a temporary folder, edited as a user would), and the CLI's exit
 //! codes (0, 3 with `--fail-on-new-access` and a gain, 2 for a broken config).
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

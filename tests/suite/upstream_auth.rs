@@ -3,17 +3,9 @@
 //! a public route and a request without a credential never carry it; the client's credential never reaches
 //! the upstream whatever `forward_credentials` says; and the secret appears in no output: not in the logs
 //! (at `trace` level), the decision log, `/status`, `/metrics`, any answer, or a `Debug` of the gateway.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-#[path = "reload_support/mod.rs"]
-mod reload_support;
+use crate::common;
+use crate::reload_support;
 
 use std::convert::Infallible;
 use std::path::Path;

@@ -1,14 +1,7 @@
 //! The transport side of the proxy: TLS with ALPN (HTTP/1.1 and HTTP/2), h2c, slow clients, graceful
 //! shutdown and WebSocket pass-through.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

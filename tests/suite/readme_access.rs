@@ -1,13 +1,6 @@
 //! The README's "Who can do what" examples are real: each `$ permgate access …` command in a `console` block
 //! of that section is run on the shipped config and must print exactly the lines shown under it (a `…` line in
 //! the README stands for lines left out, and is skipped with what it stands for).
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::path::Path;
 use std::process::Command;

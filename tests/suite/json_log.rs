@@ -1,14 +1,7 @@
 //! `log: {format: json}`: the real binary's operational log (stderr) is one JSON object per line, a rejected
 //! config's multi-line error list included.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
