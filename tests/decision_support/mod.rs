@@ -1,4 +1,4 @@
-//! Shared by the decision-listener tests: permgate serving the test config (tests/common) with its proxy
+//! Shared by the decision-listener tests (tests/suite/decision_*.rs): permgate serving the test config (tests/common) with its proxy
 //! listener and all four decision listeners, exactly as `permgate serve` starts them; the allow/deny table
 //! every form must agree on; and finding the third-party tools the tests run.
 #![allow(dead_code)]

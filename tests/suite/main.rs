@@ -12,6 +12,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../decision_support/mod.rs"]
+mod decision_support;
 #[path = "../reload_support/mod.rs"]
 mod reload_support;
 
@@ -23,6 +25,9 @@ mod bypass;
 mod client_limits;
 mod cloudflare_routes;
 mod config_corruption;
+mod decision_grpc;
+mod decision_listeners;
+mod decision_proxies;
 mod decisions;
 mod invalid_configs;
 mod json_log;

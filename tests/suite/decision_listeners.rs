@@ -1,16 +1,8 @@
 //! The HTTP decision listeners asked directly, as a proxy in front would: which headers name the original
 //! request (one family per listener, the `-` spelling only), what is refused before any decision (a peer not
 //! in `trusted_proxies`, no original URI), each protocol's answer form, and the config rules of `decision:`.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod decision_support;
+use crate::{common, decision_support};
 
 use common::*;
 use decision_support::*;

@@ -5,16 +5,8 @@
 //! The client runs in a venv under target/ (`target/ext-authz-venv`), created here with pinned packages when
 //! it is missing (pip must reach PyPI then; `.ci/run` creates it before `cargo test`). Set
 //! `PERMGATE_EXT_AUTHZ_PYTHON` to use another Python that has `grpcio` and `xds-protos`.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod decision_support;
+use crate::{common, decision_support};
 
 use std::io::Write as _;
 use std::net::SocketAddr;

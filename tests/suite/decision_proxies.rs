@@ -9,16 +9,8 @@
 //!
 //! nginx and Caddy come from Debian's `nginx-light` and `caddy` packages (`.ci/run` installs them); without
 //! them these tests fail, saying so.
-// Test code: a failed unwrap is a failed test (tests/ is exempt from the no-panic rule).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-mod decision_support;
+use crate::{common, decision_support};
 
 use std::net::SocketAddr;
 
