@@ -35,14 +35,16 @@
     clippy::indexing_slicing
 )] // bench code: a broken setup should stop loudly
 
+#[path = "support/group_keys.rs"]
+mod group_keys;
 #[path = "support/mix.rs"]
 mod mix;
+#[path = "support/side_by_side.rs"]
+mod side_by_side;
 #[path = "support/synth.rs"]
 mod synth;
 
 use std::collections::{HashMap, HashSet};
-use std::hint::black_box;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -50,40 +52,16 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
     PolicyId, PolicySet,
 };
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
+use group_keys::group_actions;
 use permgate::config::raw::{Effect, RawGroup, RawPolicyFile, RawResourceValue};
-use permgate::pipeline::authenticate_and_authorize;
-use permgate::policy::{AccessRequest, Presented, Required, Target};
-use permgate::routes::{Requirement, Scope};
-use sha2::{Digest, Sha256};
+use side_by_side::Engine;
 use synth::NS;
 
 const TOKENS: usize = 1_000;
 
 fn uid(kind: &str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(EntityTypeName::from_str(kind).unwrap(), EntityId::new(id))
-}
-
-/// The keys each catalog group grants, over the route keys; `None` for the bare `*` (every key).
-fn group_actions(raw: &RawPolicyFile, keys: &[String]) -> HashMap<String, Option<Vec<String>>> {
-    raw.permission_groups
-        .iter()
-        .map(|group| {
-            let mut granted = Vec::new();
-            let mut all = false;
-            for permission in group.permissions.iter().flatten() {
-                let pattern = permission.key();
-                if pattern == "*" {
-                    all = true;
-                } else if let Some(prefix) = pattern.strip_suffix('*') {
-                    granted.extend(keys.iter().filter(|key| key.starts_with(prefix)).cloned());
-                } else {
-                    granted.push(pattern.to_string());
-                }
-            }
-            (group.id.clone().unwrap(), (!all).then_some(granted))
-        })
-        .collect()
 }
 
 /// The action clause for a policy's groups: `action` (unconstrained) or `action in [Action::"…", …]`.
@@ -291,64 +269,27 @@ fn cedar_decide(authorizer: &Authorizer, entities: &Entities, case: &CedarCase<'
 fn bench_cedar(c: &mut Criterion) {
     let (snapshot, scale, raw) = mix::build(TOKENS);
     let requests = mix::requests(scale, &raw, 4096);
-    let policy = &snapshot.policy;
-    let keys: Vec<String> = policy.keys.iter().map(|(_, key)| key.to_string()).collect();
-    let cedar = cedar_world(&raw, &keys);
-    let zone_account: HashMap<&str, &str> = raw
-        .accounts
+    let keys: Vec<String> = snapshot
+        .policy
+        .keys
         .iter()
-        .flat_map(|account| {
-            account
-                .zones
-                .iter()
-                .map(move |zone| (zone.id.as_str(), account.id.as_str()))
-        })
+        .map(|(_, key)| key.to_string())
         .collect();
+    let cedar = cedar_world(&raw, &keys);
 
     // Everything both engines need per request, prepared before timing.
-    let ip = IpAddr::from([127, 0, 0, 1]);
-    let now = 1_700_000_000;
-    struct Prepared<'s> {
-        route: &'s permgate::routes::Route,
-        resource: String,
-        sha256: [u8; 32],
-    }
-    let prepared: Vec<Prepared<'_>> = requests
-        .iter()
-        .map(|request| {
-            let found = snapshot
-                .routes
-                .lookup(request.method, &request.path)
-                .expect("route");
-            Prepared {
-                route: found.route,
-                resource: found.resource_id.expect("scoped route").to_string(),
-                sha256: Sha256::digest(synth::token_secret(request.token).as_bytes()).into(),
-            }
-        })
-        .collect();
+    let prepared = side_by_side::prepare(&snapshot, &raw, &requests);
     let cases: Vec<CedarCase<'_>> = requests
         .iter()
         .zip(&prepared)
         .map(|(request, prepared)| {
-            let key = match &prepared.route.requirement {
-                Requirement::AllOf(keys) if keys.len() == 1 => {
-                    policy.keys.name(keys[0]).to_string()
-                }
-                other => panic!("one key per synthetic route, got {other:?}"),
+            let key = &prepared.key;
+            let account = &prepared.account;
+            let resource = match prepared.kind {
+                "zone" => uid("Zone", &prepared.resource),
+                _ => uid("Account", &prepared.resource),
             };
-            let (resource, account) = match &prepared.route.scope {
-                Scope::Zone { .. } => (
-                    uid("Zone", &prepared.resource),
-                    zone_account[prepared.resource.as_str()].to_string(),
-                ),
-                Scope::Account { .. } => (
-                    uid("Account", &prepared.resource),
-                    prepared.resource.clone(),
-                ),
-                other => panic!("zone or account routes only, got {other:?}"),
-            };
-            let action = uid("Action", &key);
+            let action = uid("Action", key);
             let token = &raw.tokens[request.token];
             let make = |principal: EntityUid| {
                 cedar_policy::Request::new(
@@ -365,7 +306,7 @@ fn bench_cedar(c: &mut Criterion) {
                 (None, Some(owner)) => uid("Account", owner),
                 (None, None) => panic!("a token without an owner"),
             };
-            let account_uid = uid("Account", &account);
+            let account_uid = uid("Account", account);
             let mut sliced = vec![
                 Entity::new_no_attrs(uid("Token", &token.id), HashSet::from([owner.clone()])),
                 Entity::new_no_attrs(account_uid.clone(), HashSet::new()),
@@ -398,161 +339,44 @@ fn bench_cedar(c: &mut Criterion) {
     let authorizer = Authorizer::new();
     let permgate_full = |index: usize| {
         let i = index % requests.len();
-        authenticate_and_authorize(
-            policy,
-            prepared[i].route,
-            Some(&prepared[i].resource),
-            &requests[i].headers,
-            ip,
-            now,
-        )
-        .is_ok_and(|decision| decision.outcome.is_ok())
+        side_by_side::permgate_full(&snapshot, &prepared[i], &requests[i])
     };
-    let permgate_engine = |index: usize| {
-        let i = index % requests.len();
-        let route = prepared[i].route;
-        let target = match route.scope {
-            Scope::Zone { .. } => Target::Zone(&prepared[i].resource),
-            _ => Target::Account(&prepared[i].resource),
-        };
-        let required = match &route.requirement {
-            Requirement::AllOf(keys) => Required::AllOf(keys),
-            Requirement::AnyOf(keys) => Required::AnyOf(keys),
-            Requirement::None => Required::None,
-        };
-        policy
-            .evaluate(&AccessRequest {
-                presented: Presented::Token {
-                    sha256: prepared[i].sha256,
-                },
-                client_ip: ip,
-                now,
-                target,
-                required,
-            })
-            .outcome
-            .is_ok()
-    };
+    let permgate_engine =
+        |index: usize| side_by_side::permgate_engine(&snapshot, &prepared[index % prepared.len()]);
     let cedar_call =
         |index: usize| cedar_decide(&authorizer, &cedar.entities, &cases[index % cases.len()]);
     let cedar_sliced = |index: usize| {
         let case = &cases[index % cases.len()];
         cedar_decide(&authorizer, &case.entities, case)
     };
+    let engines = [
+        Engine {
+            name: "permgate/authenticate+authorize",
+            call: &permgate_full,
+        },
+        Engine {
+            name: "permgate/evaluate",
+            call: &permgate_engine,
+        },
+        Engine {
+            name: "cedar/is_authorized",
+            call: &cedar_call,
+        },
+        Engine {
+            name: "cedar/is_authorized_sliced_entities",
+            call: &cedar_sliced,
+        },
+    ];
 
     // Equivalent semantics on the mix, or the comparison means nothing.
-    let mut allowed = 0usize;
-    for (index, request) in requests.iter().enumerate() {
-        let ours = permgate_full(index);
-        assert_eq!(ours, permgate_engine(index), "request {index}");
-        assert_eq!(
-            ours,
-            cedar_sliced(index),
-            "sliced entities, request {index}"
-        );
-        assert_eq!(
-            ours,
-            cedar_call(index),
-            "permgate and Cedar disagree on request {index}: {} {}",
-            request.method,
-            request.path
-        );
-        allowed += usize::from(ours);
-    }
+    let allowed = side_by_side::assert_agree(&engines, &requests);
     let user_token_calls = cases.iter().filter(|case| case.member.is_some()).count();
     eprintln!(
         "both engines agree on all {} requests ({allowed} allowed; {user_token_calls} by user tokens)",
         requests.len()
     );
-
-    let mut group = c.benchmark_group("cedar_side_by_side");
-    let mut next = 0usize;
-    let mut setup = || {
-        next += 1;
-        mix::touch(&requests[next % requests.len()]);
-        next
-    };
-    group.bench_function("permgate/authenticate+authorize", |b| {
-        b.iter_batched(
-            &mut setup,
-            |index| black_box(permgate_full(index)),
-            BatchSize::NumIterations(64),
-        )
-    });
-    group.bench_function("permgate/evaluate", |b| {
-        b.iter_batched(
-            &mut setup,
-            |index| black_box(permgate_engine(index)),
-            BatchSize::NumIterations(64),
-        )
-    });
-    group.bench_function("cedar/is_authorized", |b| {
-        b.iter_batched(
-            &mut setup,
-            |index| black_box(cedar_call(index)),
-            BatchSize::NumIterations(64),
-        )
-    });
-    group.bench_function("cedar/is_authorized_sliced_entities", |b| {
-        b.iter_batched(
-            &mut setup,
-            |index| black_box(cedar_sliced(index)),
-            BatchSize::NumIterations(64),
-        )
-    });
-    group.finish();
-
-    // The ratio, from interleaved rounds over the whole mix (engines alternate, so drift in machine load
-    // hits both), and single-call percentiles.
-    let rounds = 10;
-    let mut totals = [Duration::ZERO; 4];
-    let calls: [&dyn Fn(usize) -> bool; 4] =
-        [&permgate_full, &permgate_engine, &cedar_call, &cedar_sliced];
-    for _ in 0..rounds {
-        for (total, call) in totals.iter_mut().zip(calls) {
-            let started = Instant::now();
-            for index in 0..requests.len() {
-                black_box(call(index));
-            }
-            *total += started.elapsed();
-        }
-    }
-    let per_call = |total: Duration| total / (rounds * requests.len()) as u32;
-    let names = [
-        "permgate authenticate+authorize",
-        "permgate evaluate",
-        "cedar is_authorized",
-        "cedar, request-sized Entities",
-    ];
-    let mut medians = Vec::new();
-    eprintln!(
-        "\nper decision, same run (mean over {rounds} interleaved rounds of the mix; single-call p50/p99):"
-    );
-    for (index, call) in calls.iter().enumerate() {
-        let (p50, p99, _) = mix::percentiles(200_000, &requests, call);
-        medians.push(p50);
-        eprintln!(
-            "  {:<32} mean {:>9.2?}  p50 {p50:>9.2?}  p99 {p99:>9.2?}",
-            names[index],
-            per_call(totals[index])
-        );
-    }
-    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-12);
-    eprintln!(
-        "  Cedar / permgate authenticate+authorize: {:.1}x (means), {:.1}x (p50)",
-        ratio(totals[0], totals[2]),
-        ratio(medians[0], medians[2])
-    );
-    eprintln!(
-        "  Cedar / permgate evaluate:               {:.1}x (means), {:.1}x (p50)",
-        ratio(totals[1], totals[2]),
-        ratio(medians[1], medians[2])
-    );
-    eprintln!(
-        "  Cedar (request-sized Entities) / permgate authenticate+authorize: {:.1}x (means), {:.1}x (p50)",
-        ratio(totals[0], totals[3]),
-        ratio(medians[0], medians[3])
-    );
+    side_by_side::criterion_group(c, "cedar_side_by_side", &engines, &requests);
+    side_by_side::report(&engines, &requests, 10, 200_000, &[(2, 0), (2, 1), (3, 0)]);
 }
 
 criterion_group! {
