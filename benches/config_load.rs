@@ -107,6 +107,7 @@ fn write_config(dir: &Path, tokens: usize, syntax: Syntax) -> u64 {
         zones_per_account: 10,
         users: 20_000,
         max_policies_per_token: 10,
+        buckets_per_account: 0,
     };
     let raw = world(scale, 42);
     let files = synth::write_world_files(&raw, syntax, dir).expect("write the policy files");

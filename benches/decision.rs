@@ -10,6 +10,11 @@
 //! own cost, measured in the same run), and the two halves of `authorize` on their own (reading + hashing the
 //! credential; `PolicySet::evaluate` on a pre-hashed one).
 //!
+//! The world has 10 R2 buckets per account (issue 20): a bucket route, and a quarter of the tokens with one
+//! more policy on one bucket or every bucket of their home account. The mix above is unchanged (zones and
+//! accounts); `decision/bucket_pipeline/<scale>` and the bucket p50/p99 decide requests on buckets (half of
+//! them named by no policy: known from their account alone).
+//!
 //! `cargo bench --bench decision` (`PERMGATE_BENCH_SCALES=1k` to skip the larger worlds; default `1k,100k,1m`).
 
 #![allow(
@@ -29,9 +34,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use mix::{build, facts, percentiles, requests, touch};
+use mix::{
+    BUCKETS_PER_ACCOUNT, bucket_requests, build_with_buckets, facts, percentiles, requests, touch,
+};
 use permgate::auth::{Credential, read_credential};
-use permgate::pipeline::{authenticate_and_authorize, decide};
+use permgate::pipeline::{ResourceIds, authenticate_and_authorize, decide};
 use permgate::policy::{AccessRequest, Presented, Required, Target};
 use permgate::routes::{Requirement, Scope};
 use sha2::{Digest, Sha256};
@@ -46,8 +53,9 @@ fn bench_decisions(c: &mut Criterion) {
             "1m" => 1_000_000,
             other => other.parse().expect("a scale: 1k, 100k, 1m or a number"),
         };
-        let (snapshot, scale, raw) = build(tokens);
+        let (snapshot, scale, raw) = build_with_buckets(tokens, BUCKETS_PER_ACCOUNT);
         let requests = requests(scale, &raw, 4096);
+        let bucket_requests = bucket_requests(scale, &raw, 4096);
         drop(raw);
         // The route of each request, matched once up front: `authorize` measures the decision alone.
         let matched: Vec<_> = requests
@@ -67,7 +75,7 @@ fn bench_decisions(c: &mut Criterion) {
             authenticate_and_authorize(
                 &snapshot.policy,
                 route,
-                resource.as_deref(),
+                ResourceIds::of(resource.as_deref()),
                 &request.headers,
                 ip,
                 1_700_000_000,
@@ -76,6 +84,13 @@ fn bench_decisions(c: &mut Criterion) {
         };
         let pipeline =
             |index: usize| decide(&snapshot, &facts(&requests[index % requests.len()])).allowed();
+        let bucket_pipeline = |index: usize| {
+            decide(
+                &snapshot,
+                &facts(&bucket_requests[index % bucket_requests.len()]),
+            )
+            .allowed()
+        };
         // The two halves of `authorize`, for the breakdown: reading + hashing the credential, and the
         // policy engine on an already hashed one.
         let credential = |index: usize| {
@@ -143,7 +158,24 @@ fn bench_decisions(c: &mut Criterion) {
                 BatchSize::NumIterations(64),
             )
         });
+        let mut next_bucket = 0usize;
+        group.bench_function(format!("bucket_pipeline/{name}"), |b| {
+            b.iter_batched(
+                || {
+                    next_bucket += 1;
+                    touch(&bucket_requests[next_bucket % bucket_requests.len()]);
+                    next_bucket
+                },
+                |index| black_box(bucket_pipeline(index)),
+                BatchSize::NumIterations(64),
+            )
+        });
         group.finish();
+        let (p50, p99, allowed) = percentiles(400_000, &bucket_requests, bucket_pipeline);
+        report.push(format!(
+            "bucket pipeline {name:>5} tokens: p50 {p50:>8.2?}  p99 {p99:>8.2?}  (allowed {:.0}%)",
+            allowed * 100.0
+        ));
         let (p50, p99, allowed) = percentiles(400_000, &requests, authorize);
         report.push(format!(
             "authorize {name:>5} tokens: p50 {p50:>8.2?}  p99 {p99:>8.2?}  (allowed {:.0}%)",

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::answer::Answer;
 use crate::auth::{Credential, CredentialError, read_credential};
 use crate::policy::evaluate::PolicyIds;
+use crate::policy::model::KindIdx;
 use crate::policy::{
     AccessRequest, Decision, Denial, Known, PolicySet, Presented, Principal, PrincipalKind,
     Required, ResourceRef, Target, TokenOwner,
@@ -250,7 +251,10 @@ fn decide_into<'s>(
         None => authenticate_and_authorize(
             &snapshot.policy,
             route,
-            matched.resource_id,
+            ResourceIds {
+                id: matched.resource_id,
+                parent: matched.parent_id,
+            },
             facts.headers,
             verdict.client_ip,
             facts.now,
@@ -258,7 +262,10 @@ fn decide_into<'s>(
         Some(known) => authorize_known(
             &snapshot.policy,
             route,
-            matched.resource_id,
+            ResourceIds {
+                id: matched.resource_id,
+                parent: matched.parent_id,
+            },
             known,
             verdict.client_ip,
             facts.now,
@@ -287,6 +294,21 @@ pub fn credential_kind(principal: &Principal<'_>) -> CredentialKind {
     }
 }
 
+/// The ids a matched path names for the route's scope: the resource's (a child's name for a child scope)
+/// and, for a child, its parent's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResourceIds<'p> {
+    pub id: Option<&'p str>,
+    pub parent: Option<&'p str>,
+}
+
+impl<'p> ResourceIds<'p> {
+    /// An account's or a zone's id.
+    pub fn of(id: Option<&'p str>) -> Self {
+        Self { id, parent: None }
+    }
+}
+
 /// The decision proper, once the route is known (SPEC §10's "authenticate + authorize"): read the
 /// credential from the headers, hash it, and evaluate the policy set for the route's keys and resource.
 /// `Err` is a missing or malformed credential (400); a denial is in the returned decision.
@@ -294,13 +316,13 @@ pub fn credential_kind(principal: &Principal<'_>) -> CredentialKind {
 pub fn authenticate_and_authorize<'s>(
     policy: &'s PolicySet,
     route: &'s Route,
-    resource_id: Option<&str>,
+    resource_id: ResourceIds<'_>,
     headers: &HeaderMap,
     client_ip: IpAddr,
     now: i64,
 ) -> Result<Decision<'s>, Refusal<'s>> {
     let verify = route.handler == Some(Handler::VerifyToken);
-    let target = route_target(route, resource_id, verify)?;
+    let target = route_target(policy, route, resource_id, verify)?;
     let credential = read_credential(headers).map_err(|error| {
         Refusal::refused(match error {
             CredentialError::Missing => Answer::missing_credential(),
@@ -334,13 +356,13 @@ pub fn authenticate_and_authorize<'s>(
 pub fn authorize_known<'s>(
     policy: &'s PolicySet,
     route: &'s Route,
-    resource_id: Option<&str>,
+    resource_id: ResourceIds<'_>,
     known: Known,
     client_ip: IpAddr,
     now: i64,
 ) -> Result<Decision<'s>, Refusal<'s>> {
     let verify = route.handler == Some(Handler::VerifyToken);
-    let target = route_target(route, resource_id, verify)?;
+    let target = route_target(policy, route, resource_id, verify)?;
     if verify && matches!(known, Known::LegacyKey(_)) {
         return Err(Refusal::refused(Answer::verify_needs_authorization()));
     }
@@ -358,26 +380,42 @@ pub fn authorize_known<'s>(
 /// The resource a route's scope names, with the id from its path.
 #[allow(clippy::result_large_err)] // see decide_into
 fn route_target<'s, 'p>(
+    policy: &PolicySet,
     route: &'s Route,
-    resource_id: Option<&'p str>,
+    ids: ResourceIds<'p>,
     verify: bool,
 ) -> Result<Target<'p>, Refusal<'s>> {
+    let resource_id = ids.id;
     Ok(match (&route.scope, resource_id) {
         // Token verification reads only the token: owned as the route's scope says, no permission.
         (Scope::None, _) if verify => Target::Verify(TokenOwner::Any),
         (Scope::User, _) if verify => Target::Verify(TokenOwner::User),
         (Scope::Account { .. }, Some(id)) if verify => Target::Verify(TokenOwner::Account(id)),
-        (Scope::Zone { .. } | Scope::Any, _) if verify => {
+        (Scope::Zone { .. } | Scope::Child { .. } | Scope::Any, _) if verify => {
             return Err(Refusal::denied(Denial::Internal {
                 what: "a verify route scoped to a zone or a collection",
             }));
         }
         (Scope::Account { .. }, Some(id)) => Target::Account(id),
         (Scope::Zone { .. }, Some(id)) => Target::Zone(id),
+        (Scope::Child { kind, .. }, Some(name)) => match ids.parent {
+            Some(parent) => Target::Child {
+                // A type the policy files do not declare is denied (and the loader refuses such a
+                // config).
+                kind: policy.resource_type(kind).unwrap_or(KindIdx::MAX),
+                parent,
+                name,
+            },
+            None => {
+                return Err(Refusal::denied(Denial::Internal {
+                    what: "route matched without its parent's parameter",
+                }));
+            }
+        },
         (Scope::User, _) => Target::User,
         (Scope::Any, _) => Target::Any,
         (Scope::None, _) => Target::None,
-        (Scope::Account { .. } | Scope::Zone { .. }, None) => {
+        (Scope::Account { .. } | Scope::Zone { .. } | Scope::Child { .. }, None) => {
             return Err(Refusal::denied(Denial::Internal {
                 what: "route matched without its scope parameter",
             }));

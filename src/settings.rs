@@ -35,6 +35,9 @@ pub struct Settings {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub decision_log: DecisionLogSettings,
+    /// Where each applied reload's access-change record (`config_change`) goes (`audit_log`); `None`: the
+    /// decision log.
+    pub audit_log: Option<DecisionLogSettings>,
     /// The operational log's format (`log.format`): text (default) or one JSON object per line.
     pub log_format: LogFormat,
     /// How often the reloader re-reads the files even without a file-system event (a missed event, a

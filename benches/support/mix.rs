@@ -29,6 +29,9 @@ pub const ACCOUNTS: usize = 10_000;
 pub const ZONES_PER_ACCOUNT: usize = 10;
 pub const USERS: usize = 20_000;
 
+/// R2 buckets per account in the decision bench's world.
+pub const BUCKETS_PER_ACCOUNT: usize = 10;
+
 /// The scale for `tokens` tokens: 10k accounts × 10 zones, 20k users, up to 10 policies per token.
 pub fn scale(tokens: usize) -> Scale {
     Scale {
@@ -37,12 +40,22 @@ pub fn scale(tokens: usize) -> Scale {
         zones_per_account: ZONES_PER_ACCOUNT,
         users: USERS,
         max_policies_per_token: 10,
+        buckets_per_account: 0,
     }
 }
 
 /// The world for `tokens` tokens, compiled into a snapshot (with the synthetic routes), and its raw form.
 pub fn build(tokens: usize) -> (Snapshot, Scale, RawPolicyFile) {
-    let scale = scale(tokens);
+    build_with_buckets(tokens, 0)
+}
+
+/// [`build`] with `buckets` R2 buckets per account (a bucket route, and bucket policies on a quarter of
+/// the tokens: see `Scale::buckets_per_account`).
+pub fn build_with_buckets(tokens: usize, buckets: usize) -> (Snapshot, Scale, RawPolicyFile) {
+    let scale = Scale {
+        buckets_per_account: buckets,
+        ..scale(tokens)
+    };
     let raw = world(scale, 42);
     let started = Instant::now();
     let snapshot = snapshot_of(&raw);
@@ -59,7 +72,10 @@ pub fn snapshot_of(raw: &RawPolicyFile) -> Snapshot {
     let set = ConfigSet::from_sources(
         gateway,
         Vec::new(),
-        vec![SourceFile::from_text("routes.yaml", synth::routes_yaml())],
+        vec![SourceFile::from_text(
+            "routes.yaml",
+            synth::routes_yaml_with(!raw.resource_types.is_empty()),
+        )],
     )
     .expect("settings");
     let mut keys = KeyInterner::new();
@@ -135,6 +151,32 @@ pub fn requests(scale: Scale, raw: &RawPolicyFile, count: usize) -> Vec<Request>
                 token,
                 method,
                 path,
+                headers,
+            }
+        })
+        .collect()
+}
+
+/// Requests on buckets: each on a bucket of the token's home account (its first ten names; a bucket named by
+/// no policy is as likely as a named one).
+pub fn bucket_requests(scale: Scale, raw: &RawPolicyFile, count: usize) -> Vec<Request> {
+    let mut rng = Rng(11);
+    (0..count)
+        .map(|_| {
+            let token = rng.below(scale.tokens);
+            let home = synth::token_home(raw, token).unwrap_or_else(|| account_id(0));
+            let bucket = synth::bucket_name(rng.below(scale.buckets_per_account.max(1)));
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "authorization",
+                format!("Bearer {}", token_secret(token))
+                    .parse()
+                    .expect("header"),
+            );
+            Request {
+                token,
+                method: "GET",
+                path: format!("/client/v4/accounts/{home}/r2/buckets/{bucket}"),
                 headers,
             }
         })

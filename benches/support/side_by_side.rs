@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
 use permgate::config::raw::RawPolicyFile;
-use permgate::pipeline::authenticate_and_authorize;
+use permgate::pipeline::{ResourceIds, authenticate_and_authorize};
 use permgate::policy::{AccessRequest, Presented, Required, Target};
 use permgate::routes::{Requirement, Route, Scope};
 use permgate::snapshot::Snapshot;
@@ -96,7 +96,7 @@ pub fn permgate_full(snapshot: &Snapshot, prepared: &Prepared<'_>, request: &Req
     authenticate_and_authorize(
         &snapshot.policy,
         prepared.route,
-        Some(&prepared.resource),
+        ResourceIds::of(Some(&prepared.resource)),
         &request.headers,
         IP,
         NOW,

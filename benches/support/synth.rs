@@ -11,8 +11,8 @@
 
 use permgate::config::raw::{
     Effect, OrderedMap, RawAccount, RawBachPolicy, RawGroup, RawMember, RawObject, RawOwner,
-    RawPermission, RawPolicyFile, RawResourceGroup, RawResourceValue, RawScope, RawToken,
-    RawTokenPolicy, RawUser, RawZone,
+    RawParent, RawPermission, RawPolicyFile, RawResourceGroup, RawResourceType, RawResourceValue,
+    RawScope, RawToken, RawTokenPolicy, RawUser, RawZone,
 };
 use sha2::{Digest, Sha256};
 
@@ -26,6 +26,28 @@ pub struct Scale {
     pub zones_per_account: usize,
     pub users: usize,
     pub max_policies_per_token: usize,
+    /// R2 buckets named per account (0: no resource type, no bucket route, no bucket policy: the world
+    /// is exactly the one before buckets existed). With buckets, a quarter of the tokens get one more
+    /// policy: one bucket of their home account, or every bucket of it. The rest of the world is drawn
+    /// from the same random stream either way.
+    pub buckets_per_account: usize,
+}
+
+/// The R2 bucket type's key prefix (as in the shipped Cloudflare config).
+pub const BUCKET_PREFIX: &str = "com.cloudflare.edge.r2.bucket.";
+
+/// The name of bucket `index` of an account.
+pub fn bucket_name(index: usize) -> String {
+    format!("b{index}")
+}
+
+/// The key of bucket `bucket` of account `account`.
+pub fn bucket_key(account: usize, bucket: usize) -> String {
+    format!(
+        "{BUCKET_PREFIX}{}_default_{}",
+        account_id(account),
+        bucket_name(bucket)
+    )
 }
 
 /// SplitMix64: small, fast, deterministic.
@@ -76,6 +98,16 @@ pub fn token_secret(index: usize) -> String {
 
 fn sha_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The route file: a zone-scoped read and edit route per family, and account-scoped ones; with `buckets`,
+/// a bucket-scoped read route.
+pub fn routes_yaml_with(buckets: bool) -> String {
+    let mut out = routes_yaml();
+    if buckets {
+        out.push_str("  - { method: GET, path: \"/client/v4/accounts/{account_id}/r2/buckets/{bucket_name}\", permissions: [\"com.cloudflare.edge.r2.bucket.read\"], scope: { account: account_id, r2_bucket: bucket_name } }\n");
+    }
+    out
 }
 
 /// The route file: a zone-scoped read and edit route per family, and account-scoped ones.
@@ -136,6 +168,8 @@ fn group_ref(rng: &mut Rng) -> RawGroup {
 /// The world: one policy file.
 pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
     let mut rng = Rng(seed);
+    // The buckets' own stream: the rest of the world is the same with or without buckets.
+    let mut bucket_rng = Rng(seed ^ 0x0b0c_4e75);
     let per = scale.zones_per_account;
     let mut accounts: Vec<RawAccount> = (0..scale.accounts)
         .map(|a| RawAccount {
@@ -150,6 +184,7 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
                 .collect(),
             domain_groups: Vec::new(),
             members: Vec::new(),
+            user_groups: Vec::new(),
         })
         .collect();
     // Each user is a member of one or two accounts, with one to three policies.
@@ -236,7 +271,8 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
                     a,
                 )
             };
-            let policies = (0..1 + rng.below(scale.max_policies_per_token))
+            let mut policies: Vec<RawTokenPolicy> = (0..1 + rng
+                .below(scale.max_policies_per_token))
                 .map(|p| {
                     let zone = zone_id(home, rng.below(per), per);
                     let account = format!("{NS}.account.{}", account_id(home));
@@ -274,6 +310,31 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
                     }
                 })
                 .collect();
+            if scale.buckets_per_account > 0 && bucket_rng.below(4) == 0 {
+                let mut resources = OrderedMap::new();
+                if bucket_rng.below(2) == 0 {
+                    resources.insert(
+                        bucket_key(home, bucket_rng.below(scale.buckets_per_account)),
+                        RawResourceValue::Text("*".into()),
+                    );
+                } else {
+                    let mut nested = OrderedMap::new();
+                    nested.insert(format!("{BUCKET_PREFIX}*"), "*".to_string());
+                    resources.insert(
+                        format!("{NS}.account.{}", account_id(home)),
+                        RawResourceValue::Nested(nested),
+                    );
+                }
+                policies.push(RawTokenPolicy {
+                    id: Some(format!("t{t}-bucket")),
+                    effect: Effect::Allow,
+                    permission_groups: vec![RawGroup {
+                        id: Some("g-bucket-read".into()),
+                        ..RawGroup::default()
+                    }],
+                    resources,
+                });
+            }
             RawToken {
                 id: format!("t{t:031x}"),
                 name: None,
@@ -290,8 +351,27 @@ pub fn world(scale: Scale, seed: u64) -> RawPolicyFile {
             }
         })
         .collect();
+    let mut permission_groups = groups();
+    let mut resource_types = Vec::new();
+    if scale.buckets_per_account > 0 {
+        permission_groups.push(RawGroup {
+            id: Some("g-bucket-read".into()),
+            name: Some("bucket read".into()),
+            permissions: Some(vec![RawPermission::Key(
+                "com.cloudflare.edge.r2.bucket.read".into(),
+            )]),
+            ..RawGroup::default()
+        });
+        resource_types.push(RawResourceType {
+            name: "r2_bucket".into(),
+            key: format!("{BUCKET_PREFIX}{{account}}_default_{{name}}"),
+            parent: RawParent::Account,
+            description: None,
+        });
+    }
     RawPolicyFile {
-        permission_groups: groups(),
+        resource_types,
+        permission_groups,
         users,
         accounts,
         tokens,
@@ -367,6 +447,12 @@ fn write_lists(
     lists: &[(&str, Vec<String>)],
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
+    // An empty list is left out (absent is empty): a world without resource types is written exactly as
+    // before they existed.
+    let lists: Vec<&(&str, Vec<String>)> = lists
+        .iter()
+        .filter(|(_, items)| !items.is_empty())
+        .collect();
     if syntax == Syntax::Json {
         writeln!(out, "{{")?;
     }
@@ -419,6 +505,10 @@ pub fn write_world(
 ) -> std::io::Result<()> {
     let lists = [
         (
+            "resource_types",
+            resource_type_items(syntax, &world.resource_types),
+        ),
+        (
             "permission_groups",
             group_items(syntax, &world.permission_groups),
         ),
@@ -455,6 +545,10 @@ pub fn write_world_files(
         format!("base.{extension}"),
         &[
             (
+                "resource_types",
+                resource_type_items(syntax, &world.resource_types),
+            ),
+            (
                 "permission_groups",
                 group_items(syntax, &world.permission_groups),
             ),
@@ -474,6 +568,23 @@ pub fn write_world_files(
         )?;
     }
     Ok(names)
+}
+
+fn resource_type_items(syntax: Syntax, types: &[RawResourceType]) -> Vec<String> {
+    types
+        .iter()
+        .map(|form| {
+            let parent = match form.parent {
+                RawParent::Account => "account",
+                RawParent::Zone => "zone",
+            };
+            syntax.map(&[
+                ("name", q(&form.name)),
+                ("key", q(&form.key)),
+                ("parent", q(parent)),
+            ])
+        })
+        .collect()
 }
 
 fn group_items(syntax: Syntax, groups: &[RawGroup]) -> Vec<String> {

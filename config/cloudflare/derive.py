@@ -146,7 +146,23 @@ OVERLAYS = [
     for path, method in PAGE_RULES
 ]
 
+# Routes on one child resource (issue 20): every operation under one of these paths is scoped to the resource
+# type that config/cloudflare/resource_types.yaml declares, with the parent's and the child's path parameters
+# (an overlay x-permgate-permissions: {scope: ...}; the keys stay the spec's).
+CHILD_SCOPES = [
+    ("/accounts/{account_id}/r2/buckets/{bucket_name}", {"account": "account_id", "r2_bucket": "bucket_name"}),
+]
+
+# The bucket-scoped groups ("... Bucket Item Read/Write", scoped to com.cloudflare.edge.r2.bucket) get the
+# bucket keys the routes require, by action: a token on one bucket then reads (or writes) that bucket's
+# routes. Deleting a bucket (com.cloudflare.edge.r2.bucket.delete) stays with the account-level R2 group.
+BUCKET_ITEM_GROUPS = {
+    "com.cloudflare.edge.r2.bucket.read": ["Workers R2 Storage Bucket Item Read", "Workers R2 Storage Bucket Item Write"],
+    "com.cloudflare.edge.r2.bucket.write": ["Workers R2 Storage Bucket Item Write"],
+}
+
 SECURITY = [{"api_token": []}, {"api_email": [], "api_key": []}]
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
 def slug(text):
@@ -267,6 +283,23 @@ def main():
     for path, method, annotation, why in OVERLAYS:
         assert method in spec["paths"][path], (path, method)
         paths.setdefault(path, {})[method] = {"x-permgate-permissions": annotation, "x-permgate-source": why}
+    child_scoped = 0
+    for prefix, scope in CHILD_SCOPES:
+        methods_by_path = {}
+        for path, item in spec["paths"].items():
+            methods_by_path.setdefault(path, set()).update(m for m in item if m in HTTP_METHODS)
+        for row in rows:
+            methods_by_path.setdefault(row["path"], set()).add(row["method"].lower())
+        for path in sorted(methods_by_path):
+            if path != prefix and not path.startswith(prefix + "/"):
+                continue
+            for method in sorted(methods_by_path[path]):
+                op = paths.setdefault(path, {}).setdefault(method, {})
+                annotation = op.setdefault("x-permgate-permissions", {})
+                assert isinstance(annotation, dict) and "scope" not in annotation, (path, method)
+                annotation["scope"] = scope
+                op.setdefault("x-permgate-source", "a route on one child resource (config/cloudflare/resource_types.yaml)")
+                child_scoped += 1
     supplement = {
         "openapi": "3.0.3",
         "info": {
@@ -326,6 +359,12 @@ def main():
         if not targets:
             unmapped.append(key)
 
+    for key, names in BUCKET_ITEM_GROUPS.items():
+        assert key in required, key
+        for name in names:
+            for group_id in by_name[name]:
+                grant(group_id, key, "bucket item group")
+
     for method, op_keys, names in operations:
         for name in names:
             for group_id in by_name.get(name, []):
@@ -359,6 +398,8 @@ def main():
         "#      group only. A key naming no action (com.cloudflare.api.account.aig) goes where a read key",
         "#      goes: the importer never lets a write pass on it alone, but also requires its write flavour",
         "#      (com.cloudflare.api.account.aig.edit), which only Write groups hold.",
+        "#   Besides: the bucket-scoped groups (Workers R2 Storage Bucket Item Read/Write) hold the bucket keys the",
+        "#      routes require by action (read; read + write), so a token on one bucket reads or writes it.",
         "#   4. co-occurrence: every group that Cloudflare's newer spec lists in x-api-token-group on an",
         "#      operation gets that operation's keys (cf_routes.tsv), so a group the real API says suffices",
         "#      does suffice here (the 39 groups that may GET a zone all hold #zone:read).",
@@ -382,7 +423,8 @@ def main():
 
     print(f"{len(groups)} groups, {len(required)} required keys, unmapped by tables: {unmapped or 'none'}")
     print(f"refused to Read groups (write keys and patterns): {refused or 'none'}")
-    print(f"supplement: {sum(len(v) for v in paths.values())} operations on {len(paths)} paths")
+    print(f"supplement: {sum(len(v) for v in paths.values())} operations on {len(paths)} paths "
+          f"({child_scoped} scoped to a child resource)")
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ fn route_access_changes(
                     Scope::Any | Scope::None => vec![None],
                     _ => resources
                         .iter()
-                        .filter(|resource| super::route_fits(route, **resource))
+                        .filter(|resource| super::route_fits(policy, route, **resource))
                         .map(|resource| Some(*resource))
                         .collect(),
                 };
@@ -331,7 +331,7 @@ fn routes_for(
     let mut routes = Vec::new();
     let mut example = None;
     for route in snapshot.routes.routes() {
-        if !super::route_fits(route, resource) || !needs_one_of(policy, route, keys) {
+        if !super::route_fits(policy, route, resource) || !needs_one_of(policy, route, keys) {
             continue;
         }
         if may_call(policy, route, Some(resource), known, ip, now).is_err() {
@@ -389,10 +389,21 @@ fn check_line(
         (Some(_), Some(ip)) => format!(" --ip {ip}"),
         _ => String::new(),
     };
-    format!(
-        "permgate check --config {config} {who}{ip} {method} {}",
-        sample_target(route, id)
-    )
+    let target = match (&route.scope, resource) {
+        (
+            Scope::Child {
+                param,
+                parent_param,
+                ..
+            },
+            Resource::Child(child),
+        ) => {
+            let (parent, name) = policy.child_path_ids(child);
+            child_target(route, param, &name, parent_param, parent)
+        }
+        _ => sample_target(route, id),
+    };
+    format!("permgate check --config {config} {who}{ip} {method} {target}")
 }
 
 /// A request target for `route` with the resource's id in its scope parameter (other parameters `x1`).
@@ -401,6 +412,34 @@ pub fn sample_target(route: &Route, resource_id: &str) -> String {
         Scope::Account { param } | Scope::Zone { param } => Some(&**param),
         _ => None,
     };
+    fill_target(route, |name| {
+        (Some(name) == scope_param).then_some(resource_id)
+    })
+}
+
+/// A request target for a child-scoped route: `name` in the child's parameter, `parent` in its parent's,
+/// `x1` in the others.
+pub fn child_target(
+    route: &Route,
+    param: &str,
+    name: &str,
+    parent_param: &str,
+    parent: &str,
+) -> String {
+    fill_target(route, |candidate| {
+        if candidate == param {
+            Some(name)
+        } else if candidate == parent_param {
+            Some(parent)
+        } else {
+            None
+        }
+    })
+}
+
+/// The route's pattern with each parameter replaced by what `value` gives for its name, else `x1` (`x1/y1`
+/// for a catch-all).
+fn fill_target<'v>(route: &Route, value: impl Fn(&str) -> Option<&'v str>) -> String {
     let mut out = String::new();
     let mut rest = &*route.pattern;
     while let Some(open) = rest.find('{') {
@@ -409,8 +448,8 @@ pub fn sample_target(route: &Route, resource_id: &str) -> String {
         };
         out.push_str(&rest[..open]);
         let name = &rest[open + 1..close];
-        if Some(name) == scope_param {
-            out.push_str(resource_id);
+        if let Some(given) = value(name) {
+            out.push_str(given);
         } else if name.starts_with('*') {
             out.push_str("x1/y1");
         } else {
@@ -633,9 +672,46 @@ fn same_policies(
         && a.iter().zip(b).all(|(x, y)| {
             x.id == y.id
                 && x.effect == y.effect
-                && x.selector == y.selector
+                && same_selector(old, &x.selector, new, &y.selector)
                 && old.keysets.get(x.keyset as usize) == new.keysets.get(y.keyset as usize)
         })
+}
+
+/// Whether two selectors cover the same resources: item by item, a named child resource compared by what
+/// it is (its index is the order policies happened to name children in, which another config may change).
+fn same_selector(
+    old: &PolicySet,
+    a: &crate::policy::model::Selector,
+    new: &PolicySet,
+    b: &crate::policy::model::Selector,
+) -> bool {
+    use crate::policy::model::Select;
+    fn children<'s>(
+        set: &'s PolicySet,
+        selector: &crate::policy::model::Selector,
+    ) -> Vec<&'s crate::policy::model::Child> {
+        let mut named: Vec<&crate::policy::model::Child> = selector
+            .items()
+            .iter()
+            .filter_map(|item| match item {
+                crate::policy::model::Select::Child(index) => set.children.child(*index),
+                _ => None,
+            })
+            .collect();
+        named.sort_by(|x, y| {
+            (x.kind, x.account, x.zone, &x.name).cmp(&(y.kind, y.account, y.zone, &y.name))
+        });
+        named
+    }
+    let others = |selector: &crate::policy::model::Selector| -> Vec<Select> {
+        selector
+            .items()
+            .iter()
+            .filter(|item| !matches!(item, Select::Child(_)))
+            .copied()
+            .collect()
+    };
+    others(a) == others(b) && children(old, a) == children(new, b)
 }
 
 impl AccessChange {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::policy::model::{Owner, Policy, Resource, Select};
+use crate::policy::model::{Member, Owner, Policy, Resource, Select, UNNAMED_CHILD};
 use crate::policy::{KeyId, KeySet, KeyVerdict, Known, PolicySet, ResourceRef};
 use crate::routes::{Route, Scope};
 use crate::snapshot::Snapshot;
@@ -28,8 +28,16 @@ pub struct KeyGrant<'s> {
     pub key: &'s str,
     /// The token policy that allows it (token credentials).
     pub token_policy: Option<&'s str>,
+    /// The permission groups of that token policy that hold the key.
+    pub token_groups: Vec<&'s str>,
     /// The member policy that allows it (user credentials on an account or zone: the bound).
     pub member_policy: Option<&'s str>,
+    /// The permission groups of that member policy that hold the key.
+    pub member_groups: Vec<&'s str>,
+    /// The user group the member policy comes from (none: the member's own policy).
+    pub user_group: Option<&'s str>,
+    /// The domain groups of the member policy that bring the zone in (a zone, or a zone's child).
+    pub domain_groups: Vec<&'s str>,
 }
 
 /// A key that the credential's own policies select on a resource but that it cannot use there.
@@ -77,6 +85,8 @@ pub struct Explanation<'s> {
     pub accounts: usize,
     pub zones: usize,
     pub users: usize,
+    /// Child resources (buckets, scripts): those policies name, and "any other" of each type.
+    pub children: usize,
     /// Whether `resources` was cut at the limit.
     pub truncated: bool,
     /// Routes that name no resource (`scope: none`, collections) and may be called.
@@ -101,6 +111,7 @@ pub fn explain<'s>(
         accounts: 0,
         zones: 0,
         users: 0,
+        children: 0,
         truncated: false,
         unscoped_routes: Vec::new(),
         blocked: Vec::new(),
@@ -143,7 +154,21 @@ pub fn explain<'s>(
         Resource::Zone(0, 0),
         Resource::User(0),
     ]
-    .map(|kind| fits_keyless(routes, kind));
+    .map(|kind| fits_keyless(policy, routes, kind));
+    let keyless_children: Vec<bool> = (0..policy.resource_types.len())
+        .map(|kind| {
+            let Ok(kind) = crate::policy::model::KindIdx::try_from(kind) else {
+                return true;
+            };
+            let child = crate::policy::model::ChildRef {
+                kind,
+                child: UNNAMED_CHILD,
+                account: 0,
+                zone: 0,
+            };
+            fits_keyless(policy, routes, Resource::Child(child))
+        })
+        .collect();
     let mut candidates = KeySet::empty(policy.keys.len());
     for resource in reachable_resources(policy, known) {
         let member = match (user, resource.account()) {
@@ -193,24 +218,19 @@ pub fn explain<'s>(
             candidates.intersect_with(relevant);
         }
         for key in candidates.iter() {
-            judge_key(
-                policy,
-                token_policies,
-                member.map(|m| &*m.policies),
-                resource,
-                key,
-                &mut access,
-            );
+            judge_key(policy, token_policies, member, resource, key, &mut access);
         }
         let listed = explanation.resources.len() < options.limit;
-        if listed
-            && options.routes
-            && (!access.keys.is_empty()
-                || legacy_user
-                || keyless.get(kind_index(resource)).copied().unwrap_or(true))
-        {
+        let keyless_here = match resource {
+            Resource::Child(child) => keyless_children
+                .get(usize::from(child.kind))
+                .copied()
+                .unwrap_or(true),
+            _ => keyless.get(kind_index(resource)).copied().unwrap_or(true),
+        };
+        if listed && options.routes && (!access.keys.is_empty() || legacy_user || keyless_here) {
             for (index, route) in routes.iter().enumerate() {
-                if route_fits(route, resource)
+                if route_fits(policy, route, resource)
                     && may_call(policy, route, Some(resource), known, ip, options.now).is_ok()
                 {
                     access.routes.push(index);
@@ -223,6 +243,7 @@ pub fn explain<'s>(
                 Resource::Account(_) => explanation.accounts += 1,
                 Resource::Zone(..) => explanation.zones += 1,
                 Resource::User(_) => explanation.users += 1,
+                Resource::Child(_) => explanation.children += 1,
             }
         }
         if !options.blocked {
@@ -251,12 +272,15 @@ fn kind_index(resource: Resource) -> usize {
         Resource::Account(_) => 0,
         Resource::Zone(..) => 1,
         Resource::User(_) => 2,
+        Resource::Child(_) => 3,
     }
 }
 
-/// Per resource kind (account, zone, user), the keys the routes scoped to that kind require.
-fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 3] {
+/// Per resource kind (account, zone, user, child resources), the keys the routes scoped to that kind
+/// require.
+fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 4] {
     let mut sets = [
+        KeySet::empty(policy.keys.len()),
         KeySet::empty(policy.keys.len()),
         KeySet::empty(policy.keys.len()),
         KeySet::empty(policy.keys.len()),
@@ -266,6 +290,7 @@ fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 3] {
             Scope::Account { .. } => 0,
             Scope::Zone { .. } => 1,
             Scope::User => 2,
+            Scope::Child { .. } => 3,
             Scope::Any | Scope::None => continue,
         };
         if let crate::routes::Requirement::AllOf(keys) | crate::routes::Requirement::AnyOf(keys) =
@@ -283,19 +308,21 @@ fn relevant_keys(policy: &PolicySet, routes: &[Route]) -> [KeySet; 3] {
 
 /// Whether some route fitting resources of this kind requires no key (then they are tried even without a
 /// granted key).
-fn fits_keyless(routes: &[Route], resource: Resource) -> bool {
+fn fits_keyless(policy: &PolicySet, routes: &[Route], resource: Resource) -> bool {
     routes.iter().any(|route| {
-        route_fits(route, resource)
+        route_fits(policy, route, resource)
             && (route.handler.is_some()
                 || matches!(route.requirement, crate::routes::Requirement::None))
     })
 }
 
-/// The verdict of each layer on one key, recorded as granted or blocked.
+/// The verdict of each layer on one key, recorded as granted or blocked, with where each grant came from:
+/// the permission groups of the allowing policies, the user group of the member policy, the domain groups
+/// that brought the zone in.
 fn judge_key<'s>(
     policy: &'s PolicySet,
     token: Option<&'s [Policy]>,
-    member: Option<&'s [Policy]>,
+    member: Option<&'s Member>,
     resource: Resource,
     key: KeyId,
     access: &mut ResourceAccess<'s>,
@@ -306,24 +333,65 @@ fn judge_key<'s>(
     // the token's policies apply.
     let member_verdict = match resource {
         Resource::User(_) => None,
-        _ => member.map(|policies| policy.key_verdict(policies, resource, key)),
+        _ => member.map(|member| policy.key_verdict(&member.policies, resource, key)),
     };
-    let mut token_policy = None;
-    let mut member_policy = None;
+    let mut grant = KeyGrant {
+        key: name,
+        token_policy: None,
+        token_groups: Vec::new(),
+        member_policy: None,
+        member_groups: Vec::new(),
+        user_group: None,
+        domain_groups: Vec::new(),
+    };
     for (verdict, layer) in [(token_verdict, "token"), (member_verdict, "member")] {
         match verdict {
             None => {}
             Some(KeyVerdict::Allowed(id)) => {
                 if layer == "token" {
-                    token_policy = Some(id);
+                    grant.token_policy = Some(id);
+                    if let Some((_, allowing)) = token.and_then(|list| find_policy(list, id)) {
+                        grant.token_groups = policy.granting_groups(allowing, name);
+                    }
                 } else {
-                    member_policy = Some(id);
+                    grant.member_policy = Some(id);
+                    if let Some(member) = member
+                        && let Some((index, allowing)) = find_policy(&member.policies, id)
+                    {
+                        grant.member_groups = policy.granting_groups(allowing, name);
+                        grant.user_group =
+                            policy.policy_group(member, index).map(|group| &*group.id);
+                        let zone = match resource {
+                            Resource::Zone(zone, _) => Some(zone),
+                            Resource::Child(child)
+                                if child.zone != crate::policy::model::NO_ZONE =>
+                            {
+                                Some(child.zone)
+                            }
+                            _ => None,
+                        };
+                        if let Some(zone) = zone {
+                            grant.domain_groups = policy
+                                .policy_domain_groups(member, index, zone)
+                                .into_iter()
+                                .map(|group| &*group.id)
+                                .collect();
+                        }
+                    }
                 }
             }
             Some(KeyVerdict::Denied(id)) => {
+                let from_group = member
+                    .filter(|_| layer == "member")
+                    .and_then(|member| {
+                        find_policy(&member.policies, id)
+                            .and_then(|(index, _)| policy.policy_group(member, index))
+                    })
+                    .map(|group| format!(" (from user group {})", group.id))
+                    .unwrap_or_default();
                 access.blocked.push(BlockedKey {
                     key: name,
-                    reason: format!("denied by {layer} policy {id}"),
+                    reason: format!("denied by {layer} policy {id}{from_group}"),
                     deny_policy: Some(id),
                 });
                 return;
@@ -342,11 +410,22 @@ fn judge_key<'s>(
             }
         }
     }
-    access.keys.push(KeyGrant {
-        key: name,
-        token_policy,
-        member_policy,
-    });
+    access.keys.push(grant);
+}
+
+/// The policy of `policies` whose id is `id` (the very string a verdict borrowed from it), with its
+/// position.
+fn find_policy<'s>(policies: &'s [Policy], id: &str) -> Option<(usize, &'s Policy)> {
+    policies
+        .iter()
+        .enumerate()
+        .find(|(_, candidate)| std::ptr::eq(candidate.id.as_ptr(), id.as_ptr()))
+        .or_else(|| {
+            policies
+                .iter()
+                .enumerate()
+                .find(|(_, candidate)| &*candidate.id == id)
+        })
 }
 
 /// How a policy's selector reaches the resource.
@@ -362,6 +441,23 @@ fn selection(policy: &Policy, resource: Resource) -> Vec<&'static str> {
             }
             (Select::Zone(a), Resource::Zone(b, _)) if *a == b => "named (or by a domain group)",
             (Select::User(a), Resource::User(b)) if *a == b => "own user",
+            (Select::AllBelow, Resource::Zone(..) | Resource::Child(_)) => "all accounts",
+            (Select::AccountBelow(a), Resource::Zone(_, b)) if *a == b => {
+                "every zone of its account"
+            }
+            (Select::AccountBelow(a), Resource::Child(child)) if *a == child.account => {
+                "every resource of its account"
+            }
+            (Select::AllOfKind(kind), Resource::Child(child)) if *kind == child.kind => {
+                "every one of its type"
+            }
+            (Select::AccountOfKind(a, kind), Resource::Child(child))
+                if *a == child.account && *kind == child.kind =>
+            {
+                "every one of its type in its account"
+            }
+            (Select::Child(a), Resource::Child(child)) if *a == child.child => "named",
+            (item, Resource::Child(child)) if item.covers(Resource::Child(child)) => "its zone",
             _ => continue,
         };
         how.push(word);
@@ -377,6 +473,10 @@ fn resource_name(policy: &PolicySet, resource: Resource) -> &str {
             .map_or("", |a| &*a.name),
         Resource::Zone(zone, _) => policy.zones.get(zone as usize).map_or("", |z| &*z.name),
         Resource::User(user) => policy.users.get(user as usize).map_or("", |u| &*u.email),
+        Resource::Child(child) => policy
+            .children
+            .child(child.child)
+            .map_or("any other of its type", |c| &*c.name),
     }
 }
 
@@ -402,9 +502,19 @@ fn unreachable_selections(
     let mut everywhere = false;
     for item in policies.iter().flat_map(|p| p.selector.items()) {
         match *item {
-            Select::AllAccounts | Select::AllZones => everywhere = true,
-            Select::Account(a) | Select::AccountZones(a) => {
+            Select::AllAccounts | Select::AllZones | Select::AllBelow | Select::AllOfKind(_) => {
+                everywhere = true
+            }
+            Select::Account(a)
+            | Select::AccountZones(a)
+            | Select::AccountBelow(a)
+            | Select::AccountOfKind(a, _) => {
                 accounts.insert(a);
+            }
+            Select::Child(child) => {
+                if let Some(record) = policy.children.child(child) {
+                    accounts.insert(record.account);
+                }
             }
             Select::Zone(zone) => {
                 if let Some(record) = policy.zones.get(zone as usize) {
@@ -419,7 +529,9 @@ fn unreachable_selections(
         let others = policy.accounts.len() - reachable.len().min(policy.accounts.len());
         if others > 0 {
             blocked.push(BlockedResource {
-                what: format!("{others} other account(s) selected by a wildcard, and their zones"),
+                what: format!(
+                    "{others} other account(s) selected by a wildcard, and their zones and other resources"
+                ),
                 reason: reason.into(),
             });
         }
@@ -427,7 +539,7 @@ fn unreachable_selections(
     for account in accounts.difference(&reachable) {
         blocked.push(BlockedResource {
             what: format!(
-                "{} (or its zones)",
+                "{} (or its zones and other resources)",
                 policy.resource_ref(Resource::Account(*account))
             ),
             reason: reason.into(),

@@ -268,14 +268,18 @@ fn neighbour(ip: IpAddr, step: i8) -> Option<IpAddr> {
     }
 }
 
-/// Whether a route's scope targets resources of this kind (account routes accounts, and so on).
-pub fn route_fits(route: &Route, resource: Resource) -> bool {
-    matches!(
-        (&route.scope, resource),
+/// Whether a route's scope targets resources of this kind (account routes accounts, a child route children
+/// of its type, and so on).
+pub fn route_fits(policy: &PolicySet, route: &Route, resource: Resource) -> bool {
+    match (&route.scope, resource) {
         (Scope::Account { .. }, Resource::Account(_))
-            | (Scope::Zone { .. }, Resource::Zone(..))
-            | (Scope::User, Resource::User(_))
-    )
+        | (Scope::Zone { .. }, Resource::Zone(..))
+        | (Scope::User, Resource::User(_)) => true,
+        (Scope::Child { kind, .. }, Resource::Child(child)) => {
+            policy.resource_type(kind) == Some(child.kind)
+        }
+        _ => false,
+    }
 }
 
 /// Whether `known` may call `route` on `resource` at `now` from `ip`: the proxy's decision once the route
@@ -289,11 +293,21 @@ pub fn may_call(
     now: i64,
 ) -> Result<Vec<String>, String> {
     let id = resource.map(|resource| policy.resource_ref(resource).id);
-    let resource_id = match (&route.scope, id) {
-        (Scope::Account { .. } | Scope::Zone { .. }, Some(id)) => Some(id),
+    let child_ids = match resource {
+        Some(Resource::Child(child)) => Some(policy.child_path_ids(child)),
         _ => None,
     };
-    match pipeline::authorize_known(policy, route, resource_id, known, ip, now) {
+    let ids = match (&route.scope, id, &child_ids) {
+        (Scope::Account { .. } | Scope::Zone { .. }, Some(id), _) => {
+            pipeline::ResourceIds::of(Some(id))
+        }
+        (Scope::Child { .. }, _, Some((parent, name))) => pipeline::ResourceIds {
+            id: Some(name),
+            parent: Some(parent),
+        },
+        _ => pipeline::ResourceIds::default(),
+    };
+    match pipeline::authorize_known(policy, route, ids, known, ip, now) {
         Ok(decision) => match decision.outcome {
             Ok(()) => Ok(decision
                 .policies
@@ -307,7 +321,9 @@ pub fn may_call(
 }
 
 /// The resources a credential could act on at all: its own user (user credentials), and the accounts it
-/// may reach (an account token's own account; a user's memberships) with every zone of each.
+/// may reach (an account token's own account; a user's memberships) with every zone of each, and their
+/// child resources (those policies name, and one of each type that none names:
+/// [`PolicySet::account_children`]).
 pub fn reachable_resources(policy: &PolicySet, known: Known) -> Vec<Resource> {
     let mut resources = Vec::new();
     let account = |resources: &mut Vec<Resource>, account: u32| {
@@ -320,6 +336,12 @@ pub fn reachable_resources(policy: &PolicySet, known: Known) -> Vec<Resource> {
                     .map(|zone| Resource::Zone(*zone, account)),
             );
         }
+        resources.extend(
+            policy
+                .account_children(account)
+                .into_iter()
+                .map(Resource::Child),
+        );
     };
     let user = match known {
         Known::Token(index) => match policy

@@ -70,6 +70,17 @@ pub fn who_can_route<'s>(
                 .map(|entry| Resource::Zone(entry.zone, entry.account))
                 .ok_or_else(|| format!("no zone {id} in the config: nobody can call it"))?,
         ),
+        (Scope::Child { kind, .. }, Some(name)) => {
+            let parent = matched.parent_id.unwrap_or("");
+            let kind = policy.resource_type(kind).ok_or_else(|| {
+                format!("no resource type {kind} in the config: nobody can call it")
+            })?;
+            Some(Resource::Child(
+                policy.child_resource(kind, parent, name).map_err(|what| {
+                    format!("no {what} {parent} in the config: nobody can call it")
+                })?,
+            ))
+        }
         _ => None,
     };
     let mut answer = WhoCan {
@@ -137,8 +148,18 @@ pub fn who_can_key<'s>(
         Resource::Account(_) => Scope::Account { param: "".into() },
         Resource::Zone(..) => Scope::Zone { param: "".into() },
         Resource::User(_) => Scope::User,
+        Resource::Child(_) => Scope::Child {
+            kind: "".into(),
+            param: "".into(),
+            parent: crate::policy::model::ParentKind::Account,
+            parent_param: "".into(),
+        },
     };
     let resource_id = policy.resource_ref(resource).id;
+    let child_ids = match resource {
+        Resource::Child(child) => Some((child.kind, policy.child_path_ids(child))),
+        _ => None,
+    };
     let keys = [key_id];
     for known in candidates(policy, &scope, Some(resource), with_blocked) {
         let Some(credential) = Credential::of(policy, known) else {
@@ -151,10 +172,15 @@ pub fn who_can_key<'s>(
         }
         let usability = usability(policy, known, now);
         let ip: IpAddr = usability.witness_ip.unwrap_or(super::ANY_IP);
-        let target = match resource {
-            Resource::Account(_) => Target::Account(resource_id),
-            Resource::Zone(..) => Target::Zone(resource_id),
-            Resource::User(_) => Target::User,
+        let target = match (resource, &child_ids) {
+            (Resource::Child(_), Some((kind, (parent, name)))) => Target::Child {
+                kind: *kind,
+                parent,
+                name,
+            },
+            (Resource::Account(_), _) => Target::Account(resource_id),
+            (Resource::Zone(..), _) => Target::Zone(resource_id),
+            (Resource::User(_) | Resource::Child(_), _) => Target::User,
         };
         let decision = policy.evaluate(&AccessRequest {
             presented: Presented::Known(known),
@@ -191,6 +217,9 @@ pub fn who_can_key<'s>(
 
 /// The resource a resource key names, in this config.
 pub fn parse_resource_key(policy: &PolicySet, text: &str) -> Result<Resource, String> {
+    if let Some(child) = parse_child_key(policy, text) {
+        return child;
+    }
     let rest = text
         .strip_prefix(&*policy.namespace)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -222,6 +251,23 @@ pub fn parse_resource_key(policy: &PolicySet, text: &str) -> Result<Resource, St
             .ok_or_else(|| format!("no user {id} in the config"));
     }
     Err(format!("{text:?} names no account, zone or user"))
+}
+
+/// A child resource's key (`com.cloudflare.edge.r2.bucket.<ACCOUNT_ID>_default_<NAME>`), in this config.
+fn parse_child_key(policy: &PolicySet, text: &str) -> Option<Result<Resource, String>> {
+    for (kind, form) in policy.resource_types.iter().enumerate() {
+        let Some((parent, name)) = form.parse(text) else {
+            continue;
+        };
+        let kind = crate::policy::model::KindIdx::try_from(kind).ok()?;
+        return Some(
+            policy
+                .child_resource(kind, parent, name)
+                .map(Resource::Child)
+                .map_err(|what| format!("no {what} {parent} in the config")),
+        );
+    }
+    None
 }
 
 fn owned_by_user(policy: &PolicySet, known: Known, user: u32) -> bool {
@@ -258,7 +304,10 @@ fn candidates(
             };
             match (scope, account) {
                 (Scope::User, _) => user.is_some() || everyone,
-                (Scope::Account { .. } | Scope::Zone { .. }, Some(account)) => {
+                (
+                    Scope::Account { .. } | Scope::Zone { .. } | Scope::Child { .. },
+                    Some(account),
+                ) => {
                     everyone
                         || own == Some(account)
                         || user.is_some_and(|user| policy.member(user, account).is_some())

@@ -277,10 +277,15 @@ fn explain_text(explanation: &Explanation<'_>, routes: &[Route]) -> String {
         ));
     }
     out.push(format!(
-        "access:    {} account(s), {} zone(s), {} user(s){}",
+        "access:    {} account(s), {} zone(s), {} user(s){}{}",
         explanation.accounts,
         explanation.zones,
         explanation.users,
+        if explanation.children > 0 {
+            format!(", {} other resource(s)", explanation.children)
+        } else {
+            String::new()
+        },
         if explanation.truncated {
             format!(
                 " — the first {} listed (--limit)",
@@ -307,10 +312,24 @@ fn explain_text(explanation: &Explanation<'_>, routes: &[Route]) -> String {
             for key in &access.keys {
                 let mut why = Vec::new();
                 if let Some(policy) = key.token_policy {
-                    why.push(format!("token policy {policy}"));
+                    why.push(format!(
+                        "token policy {policy}{}",
+                        groups_text(&key.token_groups)
+                    ));
                 }
                 if let Some(policy) = key.member_policy {
-                    why.push(format!("member policy {policy}"));
+                    let mut text =
+                        format!("member policy {policy}{}", groups_text(&key.member_groups));
+                    if let Some(group) = key.user_group {
+                        text.push_str(&format!(" of user group {group}"));
+                    }
+                    if !key.domain_groups.is_empty() {
+                        text.push_str(&format!(
+                            ", zone by domain group {}",
+                            key.domain_groups.join(", ")
+                        ));
+                    }
+                    why.push(text);
                 }
                 out.push(format!("    {}  ({})", key.key, why.join(" + ")));
             }
@@ -350,6 +369,15 @@ fn explain_text(explanation: &Explanation<'_>, routes: &[Route]) -> String {
     out.join("\n")
 }
 
+/// ` [DNS Read, Zone Read]`: the permission groups of a policy that hold a key.
+fn groups_text(groups: &[&str]) -> String {
+    if groups.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", groups.join(", "))
+    }
+}
+
 fn credential_json(credential: &Credential<'_>) -> Value {
     json!({
         "kind": credential.kind.as_str(),
@@ -386,6 +414,7 @@ fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
                     crate::policy::ResourceKind::Account => "account",
                     crate::policy::ResourceKind::Zone => "zone",
                     crate::policy::ResourceKind::User => "user",
+                    crate::policy::ResourceKind::Child => access.resource.child.map_or("child", |(form, _)| &*form.name),
                 },
                 "id": access.resource.id,
                 "name": access.name,
@@ -394,7 +423,11 @@ fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
                 "keys": access.keys.iter().map(|key| json!({
                     "key": key.key,
                     "token_policy": key.token_policy,
+                    "token_groups": key.token_groups,
                     "member_policy": key.member_policy,
+                    "member_groups": key.member_groups,
+                    "user_group": key.user_group,
+                    "domain_groups": key.domain_groups,
                 })).collect::<Vec<_>>(),
                 "routes": access.routes.iter().filter_map(|index| routes.get(*index)).map(route_json).collect::<Vec<_>>(),
                 "blocked": access.blocked.iter().map(|blocked| json!({
@@ -407,7 +440,7 @@ fn explain_json(explanation: &Explanation<'_>, routes: &[Route]) -> Value {
         "credential": credential_json(&explanation.credential),
         "at": time_text(explanation.now),
         "usability": usability_json(&explanation.usability),
-        "counts": {"accounts": explanation.accounts, "zones": explanation.zones, "users": explanation.users},
+        "counts": {"accounts": explanation.accounts, "zones": explanation.zones, "users": explanation.users, "children": explanation.children},
         "truncated": explanation.truncated,
         "resources": resources,
         "unscoped_routes": explanation.unscoped_routes.iter().filter_map(|index| routes.get(*index)).map(route_json).collect::<Vec<_>>(),

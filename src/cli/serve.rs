@@ -17,7 +17,7 @@ use crate::authz_endpoint::{self, DecisionListeners};
 use crate::decision_log::{DecisionLog, DecisionLogError, LogWriter};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Drain, Observer, Running, StartError};
-use crate::reload::{ReloadTask, Reloader, Triggers};
+use crate::reload::{ChangeRecords, ReloadTask, Reloader, Triggers};
 use crate::snapshot::Snapshot;
 
 /// Runs the gateway with the config at `config`.
@@ -91,6 +91,7 @@ pub struct Services {
     pub reloader: Arc<Reloader>,
     reload_task: ReloadTask,
     decision_log: Option<LogWriter>,
+    audit_log: Option<LogWriter>,
 }
 
 impl Services {
@@ -101,7 +102,7 @@ impl Services {
         self.reload_task.stop().await;
         self.decision.stop().await;
         let drain = self.proxy.stop().await;
-        if let Some(writer) = self.decision_log {
+        for writer in [self.decision_log, self.audit_log].into_iter().flatten() {
             writer.stop().await;
         }
         self.admin.stop().await;
@@ -140,12 +141,24 @@ pub async fn start(
             Some((log, writer)) => (Some(log), Some(writer)),
             None => (None, None),
         };
+    let (change_records, audit_writer) = match &settings.audit_log {
+        None => (ChangeRecords::DecisionLog, None),
+        Some(audit) => match DecisionLog::start(audit, Arc::clone(&metrics))? {
+            Some((log, writer)) => (ChangeRecords::AuditLog(log), Some(writer)),
+            None => (ChangeRecords::Off, None),
+        },
+    };
     let observer = Observer {
         metrics: Arc::clone(&metrics),
         decision_log,
     };
     let running = proxy::start_observed(snapshot, listener, observer).await?;
-    let reloader = Reloader::new(config, Arc::clone(&running.gateway), metrics);
+    let reloader = Reloader::new(
+        config,
+        Arc::clone(&running.gateway),
+        metrics,
+        change_records,
+    );
     let state = AdminState::new(Arc::clone(&running.gateway), Some(Arc::clone(&reloader)));
     let admin = match admin::start_on(admin_listener, state) {
         Ok(admin) => admin,
@@ -166,6 +179,7 @@ pub async fn start(
         reloader,
         reload_task,
         decision_log: writer,
+        audit_log: audit_writer,
     })
 }
 

@@ -147,6 +147,11 @@ pub enum ErrorKind {
     InvalidRoute,
     /// More routes than the table can number.
     TooManyRoutes,
+    /// A resource type whose name or key form is not valid, or a route naming a type no policy file
+    /// declares (or with another parent).
+    InvalidResourceType,
+    /// A user group naming a user who is not a member of its account.
+    GroupMemberNotInAccount,
     /// A bug caught while compiling.
     Internal,
     /// Warning: a policy whose permission groups grant no key that any route requires.
@@ -169,7 +174,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 31] = [
         Self::Unreadable,
         Self::Syntax,
         Self::ChangingTooFast,
@@ -179,11 +184,13 @@ impl ErrorKind {
         Self::UnknownReference,
         Self::AmbiguousReference,
         Self::ForeignResource,
+        Self::GroupMemberNotInAccount,
         Self::InvalidDigest,
         Self::InvalidTime,
         Self::InvalidCidr,
         Self::InvalidResourceKey,
         Self::InvalidPermission,
+        Self::InvalidResourceType,
         Self::IncompleteDefinition,
         Self::InvalidMethod,
         Self::InvalidPathPattern,
@@ -224,6 +231,8 @@ impl ErrorKind {
             Self::RouteConflict => "E062",
             Self::InvalidRoute => "E063",
             Self::TooManyRoutes => "E064",
+            Self::InvalidResourceType => "E045",
+            Self::GroupMemberNotInAccount => "E033",
             Self::Internal => "E099",
             Self::PolicyGrantsNoKey => "W001",
             Self::GroupTypeNotSelected => "W002",

@@ -47,6 +47,9 @@ pub struct RawGateway {
     pub shutdown_grace_ms: Option<u64>,
     #[serde(default)]
     pub decision_log: Option<RawDecisionLog>,
+    /// Where the access-change record of each reload goes instead of the decision log; same shape.
+    #[serde(default)]
+    pub audit_log: Option<RawDecisionLog>,
     #[serde(default)]
     pub reload_interval_ms: Option<u64>,
     /// The operational log (stderr): `{format: text | json}`.
@@ -256,30 +259,32 @@ impl Settings {
                 "at least one route file or folder is needed".into(),
             );
         }
+        let mut log_settings = |field: &str, log: RawDecisionLog| {
+            if log.sink == DecisionLogSink::File && log.path.is_none() {
+                error(&format!("{field}.path"), "a file sink needs a path".into());
+            }
+            let queue_capacity = log.queue_capacity.unwrap_or(65_536);
+            if queue_capacity == 0 {
+                error(
+                    &format!("{field}.queue_capacity"),
+                    "must be greater than 0".into(),
+                );
+            }
+            DecisionLogSettings {
+                sink: log.sink,
+                path: log.path.as_deref().map(resolve),
+                queue_capacity,
+            }
+        };
         let decision_log = match raw.decision_log {
             None => DecisionLogSettings {
                 sink: DecisionLogSink::Stdout,
                 path: None,
                 queue_capacity: 65_536,
             },
-            Some(log) => {
-                if log.sink == DecisionLogSink::File && log.path.is_none() {
-                    error("decision_log.path", "a file sink needs a path".into());
-                }
-                let queue_capacity = log.queue_capacity.unwrap_or(65_536);
-                if queue_capacity == 0 {
-                    error(
-                        "decision_log.queue_capacity",
-                        "must be greater than 0".into(),
-                    );
-                }
-                DecisionLogSettings {
-                    sink: log.sink,
-                    path: log.path.as_deref().map(resolve),
-                    queue_capacity,
-                }
-            }
+            Some(log) => log_settings("decision_log", log),
         };
+        let audit_log = raw.audit_log.map(|log| log_settings("audit_log", log));
         let decision = compile_decision(&raw.decision, listen, admin_listen, &mut error);
         if !decision.is_empty() && raw.trusted_proxies.is_empty() {
             error(
@@ -321,6 +326,7 @@ impl Settings {
             max_connections,
             shutdown_grace,
             decision_log,
+            audit_log,
             log_format: raw.log.and_then(|log| log.format).unwrap_or_default(),
             reload_interval,
             base_dir,
@@ -364,6 +370,15 @@ impl Settings {
             || self.decision_log.queue_capacity != next.decision_log.queue_capacity
         {
             changed.push("decision_log");
+        }
+        let audit_sink = |settings: &Settings| {
+            settings
+                .audit_log
+                .as_ref()
+                .map(|log| (log.sink, log.path.clone(), log.queue_capacity))
+        };
+        if audit_sink(self) != audit_sink(next) {
+            changed.push("audit_log");
         }
         // The subscriber is installed once, at start.
         if self.log_format != next.log_format {

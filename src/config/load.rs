@@ -744,6 +744,13 @@ fn compile_with(
         None => None,
     };
     drop_in_background(entities);
+    if let (Some(routes), Some(policy)) = (&routes, &policy) {
+        errors.extend(routes::check_resource_types(
+            &set.route_files,
+            routes,
+            &policy.resource_types,
+        ));
+    }
     Compiled::Done(match (routes, policy) {
         (Some(routes), Some(policy)) if errors.is_empty() => {
             let policy_files: Vec<FileDigest> = digests.into_iter().flatten().collect();

@@ -165,7 +165,9 @@ impl SourceFile {
         errors
     }
 
-    /// Fills in line and column of every error of this file that has a path but no line yet.
+    /// Fills in line and column of every error of this file that has a path but no line yet: where the
+    /// node at the path starts or, for a field that is missing (`audit_log.path`), where its nearest
+    /// written parent does.
     pub fn locate(&self, errors: &mut [ConfigError]) {
         let mut index: Option<LineIndex> = None;
         for error in errors.iter_mut() {
@@ -173,7 +175,17 @@ impl SourceFile {
                 continue;
             }
             let index = index.get_or_insert_with(|| LineIndex::build(&self.text));
-            if let Some((line, column)) = index.position_of(&error.path) {
+            let mut path = error.path.as_str();
+            let found = loop {
+                if let Some(found) = index.position_of(path) {
+                    break Some(found);
+                }
+                match path.rfind(['.', '[']) {
+                    Some(end) if end > 0 => path = path.get(..end).unwrap_or_default(),
+                    _ => break None,
+                }
+            };
+            if let Some((line, column)) = found {
                 error.line = Some(line);
                 error.column = Some(column);
             }

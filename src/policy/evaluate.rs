@@ -9,8 +9,9 @@ use smallvec::SmallVec;
 use super::decision::{Denial, KeyList, Outcome, PolicySource};
 use super::keys::KeyId;
 use super::model::{
-    AccountIdx, Effect, Member, Owner, Policy, PolicySet, Principal, PrincipalKind, Resource,
-    ResourceKind, ResourceRef, Status, Token, TokenGate, UserIdx, ZoneIdx,
+    AccountIdx, ChildRef, Effect, KindIdx, Member, NO_ZONE, Owner, ParentKind, Policy, PolicySet,
+    Principal, PrincipalKind, Resource, ResourceKind, ResourceRef, Select, Status, Token,
+    TokenGate, UNNAMED_CHILD, UserIdx, ZoneIdx,
 };
 
 /// The credential as presented, already hashed (secrets never go further than the hash).
@@ -56,6 +57,13 @@ pub enum Target<'a> {
     Account(&'a str),
     /// A zone, by id (from the path).
     Zone(&'a str),
+    /// A child resource of a declared type: its parent's id and its name (both from the path). A type
+    /// the config does not declare is [`KindIdx::MAX`] (denied).
+    Child {
+        kind: KindIdx,
+        parent: &'a str,
+        name: &'a str,
+    },
     /// The caller's own user.
     User,
     /// A collection: allowed when allowed on at least one resource.
@@ -185,14 +193,31 @@ impl PolicySet {
                             .accounts
                             .get(entry.account as usize)
                             .map(|account| &*account.id),
+                        child: None,
                     };
                     Subject { resource, shown }
                 }
                 None => return Err(unknown("zone", id)),
             },
+            Target::Child { kind, parent, name } => self.child_subject(kind, parent, name)?,
         };
         decision.resource = Some(subject.shown);
         self.authorize(caller, subject, request.required, &mut decision.policies)
+    }
+
+    /// A child resource by its type, its parent's id and its name: known when its parent is (a child
+    /// needs no declaration), denied when the parent or the type is unknown.
+    fn child_subject<'s>(
+        &'s self,
+        kind: KindIdx,
+        parent: &str,
+        name: &str,
+    ) -> Result<Subject<'s>, Denial<'s>> {
+        match self.child_resource(kind, parent, name) {
+            Ok(child) => Ok(self.subject(Resource::Child(child))),
+            Err("resource type") => Err(unknown("resource type", name)),
+            Err(kind) => Err(unknown(kind, parent)),
+        }
     }
 
     /// Token verification: the caller must be a token owned as `owner` says (a user token on an account's
@@ -554,6 +579,7 @@ impl PolicySet {
             return candidates;
         };
         let mut named: Vec<ZoneIdx> = Vec::new();
+        let mut named_children: Vec<ChildRef> = Vec::new();
         let mut collect = |policies: &[Policy]| {
             for policy in policies {
                 named.extend(policy.selector.named_zones().filter(|zone| {
@@ -561,6 +587,19 @@ impl PolicySet {
                         .get(*zone as usize)
                         .is_some_and(|z| z.account == account)
                 }));
+                for item in policy.selector.items() {
+                    if let Select::Child(index) = *item
+                        && let Some(child) = self.children.child(index)
+                        && child.account == account
+                    {
+                        named_children.push(ChildRef {
+                            kind: child.kind,
+                            child: index,
+                            account,
+                            zone: child.zone,
+                        });
+                    }
+                }
             }
         };
         match caller {
@@ -586,6 +625,28 @@ impl PolicySet {
             .find(|zone| named.binary_search(zone).is_err())
         {
             candidates.push(Resource::Zone(*unnamed, account));
+        }
+        named_children.sort_unstable();
+        named_children.dedup();
+        candidates.extend(named_children.into_iter().map(Resource::Child));
+        // A child of each type that no policy names: what covers every child of a type covers it.
+        for (kind, form) in self.resource_types.iter().enumerate() {
+            let Ok(kind) = KindIdx::try_from(kind) else {
+                break;
+            };
+            let zone = match form.parent {
+                ParentKind::Account => NO_ZONE,
+                ParentKind::Zone => match info.zones.first() {
+                    Some(zone) => *zone,
+                    None => continue,
+                },
+            };
+            candidates.push(Resource::Child(ChildRef {
+                kind,
+                child: UNNAMED_CHILD,
+                account,
+                zone,
+            }));
         }
         candidates
     }

@@ -242,6 +242,20 @@ pub struct Reloader {
     /// The queue of the task that computes each applied reload's access changes, off the reload's path
     /// (started by the first applied reload).
     access_changes: std::sync::OnceLock<ChangeQueue>,
+    /// Where the access-change records go.
+    change_records: ChangeRecords,
+}
+
+/// Where each applied reload's access-change record (`config_change`) is written.
+#[derive(Debug, Clone, Default)]
+pub enum ChangeRecords {
+    /// On the decision log, beside the requests (the default).
+    #[default]
+    DecisionLog,
+    /// On its own sink (`audit_log`).
+    AuditLog(crate::decision_log::DecisionLog),
+    /// Nowhere (`audit_log: {sink: off}`); `/status` and the metric still have it.
+    Off,
 }
 
 /// Pairs of (replaced, applied) snapshots whose access changes are still to be recorded.
@@ -287,6 +301,7 @@ impl Reloader {
         config_path: impl Into<PathBuf>,
         gateway: Arc<Gateway>,
         metrics: Arc<Metrics>,
+        change_records: ChangeRecords,
     ) -> Arc<Self> {
         let current = gateway.snapshot();
         // Read once at start; an unreadable file here only means the first check sees a change.
@@ -323,6 +338,7 @@ impl Reloader {
                 last_change: None,
             })),
             access_changes: std::sync::OnceLock::new(),
+            change_records,
             gateway,
             metrics,
         })
@@ -492,7 +508,11 @@ impl Reloader {
             access_recorder(
                 self.config_path.display().to_string(),
                 Arc::clone(&self.metrics),
-                self.gateway.decision_log().cloned(),
+                match &self.change_records {
+                    ChangeRecords::DecisionLog => self.gateway.decision_log().cloned(),
+                    ChangeRecords::AuditLog(log) => Some(log.clone()),
+                    ChangeRecords::Off => None,
+                },
                 Arc::clone(&self.status),
             )
         });

@@ -216,8 +216,8 @@ struct Folders {
     names: HashSet<OsString>,
     /// Route folders: any `*.yaml`, `*.yml`, `*.json` appearing there counts.
     route_dirs: HashSet<PathBuf>,
-    /// The decision log's file name, when it is a file: its writes never count.
-    ignored: Option<OsString>,
+    /// The decision and audit logs' file names, when they are files: their writes never count.
+    ignored: Vec<OsString>,
     /// When to recreate a failed watcher.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -232,7 +232,7 @@ impl Folders {
             watched: BTreeSet::new(),
             names: HashSet::new(),
             route_dirs: HashSet::new(),
-            ignored: None,
+            ignored: Vec::new(),
             retry_at: None,
             backoff: FIRST_BACKOFF,
         }
@@ -362,12 +362,12 @@ impl Folders {
                 folders.insert(parent.to_path_buf());
             }
         }
-        self.ignored = settings
-            .decision_log
-            .path
-            .as_ref()
-            .and_then(|path| path.file_name())
-            .map(|name| name.to_os_string());
+        self.ignored = [Some(&settings.decision_log), settings.audit_log.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|log| log.path.as_ref()?.file_name())
+            .map(|name| name.to_os_string())
+            .collect();
         folders
     }
 
@@ -384,7 +384,7 @@ impl Folders {
         let Some(name) = path.file_name() else {
             return true;
         };
-        if self.ignored.as_deref() == Some(name) {
+        if self.ignored.iter().any(|ignored| ignored == name) {
             return false;
         }
         if self.names.contains(name) || name.to_string_lossy().starts_with("..") {
@@ -419,7 +419,7 @@ mod tests {
         folders.names.insert("tokens.yaml".into());
         folders.route_dirs.insert("/etc/permgate/routes".into());
         folders.watched.insert("/etc/permgate".into());
-        folders.ignored = Some("decisions.json".into());
+        folders.ignored = vec!["decisions.json".into()];
         folders
     }
 

@@ -15,6 +15,7 @@ use super::target::{
     CanonicalTarget, TargetRejection, check_encoded_slash_segment, has_encoded_slash,
 };
 use crate::policy::keys::KeyId;
+use crate::policy::model::ParentKind;
 
 /// A route the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -77,6 +78,15 @@ pub enum Scope {
     Account { param: Box<str> },
     /// The zone whose id is in path parameter `param`.
     Zone { param: Box<str> },
+    /// A child resource of the declared type `kind` (`r2_bucket`): its name is in path parameter `param`,
+    /// its parent's id (an account's or a zone's, as `parent` says) in `parent_param`
+    /// (`scope: {account: account_id, r2_bucket: bucket_name}`).
+    Child {
+        kind: Box<str>,
+        param: Box<str>,
+        parent: ParentKind,
+        parent_param: Box<str>,
+    },
     /// The caller's own user.
     User,
     /// Allowed when the keys are held on at least one resource (collections).
@@ -114,8 +124,11 @@ pub struct RouteMatch<'t, 'p> {
     pub route: &'t Route,
     /// The route's index in [`RouteTable::routes`].
     pub index: usize,
-    /// The value of the scope parameter, for `Scope::Account` and `Scope::Zone`; borrowed from the path.
+    /// The value of the scope parameter, for `Scope::Account` and `Scope::Zone` (a child's name for
+    /// `Scope::Child`); borrowed from the path.
     pub resource_id: Option<&'p str>,
+    /// The value of the parent's parameter, for `Scope::Child`.
+    pub parent_id: Option<&'p str>,
 }
 
 /// Every route of a config, in one matchit router per explicit method plus one for `*`.
@@ -128,6 +141,8 @@ pub struct RouteTable {
     /// Per route (same index): the position of the scope parameter among the path's parameters. matchit
     /// yields parameters in path order, so the value is found without comparing names.
     scope_params: Vec<Option<usize>>,
+    /// Per route: the position of a child scope's parent parameter (read only for `Scope::Child`).
+    parent_params: Vec<Option<usize>>,
     /// One router per explicitly named method; a handful, so a linear scan beats hashing.
     by_method: Vec<(Box<str>, Router<u32>)>,
     any_method: Router<u32>,
@@ -239,6 +254,18 @@ impl RouteTable {
         methods: &[Box<str>],
         scope_param: Option<usize>,
     ) -> Result<Vec<Result<(), InsertError>>, TooManyRoutes> {
+        self.insert_with_parent(route, methods, scope_param, None)
+    }
+
+    /// [`RouteTable::insert`] for a route whose scope is a child resource: `parent_param` is the position
+    /// of its parent's parameter.
+    pub fn insert_with_parent(
+        &mut self,
+        route: Route,
+        methods: &[Box<str>],
+        scope_param: Option<usize>,
+        parent_param: Option<usize>,
+    ) -> Result<Vec<Result<(), InsertError>>, TooManyRoutes> {
         let Ok(value) = u32::try_from(self.routes.len()) else {
             return Err(TooManyRoutes);
         };
@@ -257,6 +284,7 @@ impl RouteTable {
         if inserted {
             self.routes.push(route);
             self.scope_params.push(scope_param);
+            self.parent_params.push(parent_param);
         }
         Ok(outcomes)
     }
@@ -288,17 +316,23 @@ impl RouteTable {
     /// `None` when no route matches, including a path that exists only for other methods.
     #[inline]
     pub fn lookup<'t, 'p>(&'t self, method: &str, path: &'p str) -> Option<RouteMatch<'t, 'p>> {
-        let (index, route, resource_id) = self.find(method, path)?;
+        let (index, route, resource_id, parent_id) = self.find(method, path)?;
         Some(RouteMatch {
             route,
             index,
             resource_id: resource_id.and_then(|range| path.get(range)),
+            parent_id: parent_id.and_then(|range| path.get(range)),
         })
     }
 
     /// The route for `method` and `path`, and where in `path` the value of its scope parameter is (a range,
     /// not a borrow, so that [`RouteTable::route_request`] can look up once and still change the path).
-    fn find(&self, method: &str, path: &str) -> Option<(usize, &Route, Option<Range<usize>>)> {
+    #[allow(clippy::type_complexity)]
+    fn find(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Option<(usize, &Route, Option<Range<usize>>, Option<Range<usize>>)> {
         let matched = self
             .by_method
             .iter()
@@ -315,7 +349,15 @@ impl RouteTable {
                 .and_then(|(_, value)| range_within(path, value)),
             _ => None,
         };
-        Some((index, route, resource_id))
+        let parent_id = match (&route.scope, self.parent_params.get(index)) {
+            (Scope::Child { .. }, Some(Some(position))) => matched
+                .params
+                .iter()
+                .nth(*position)
+                .and_then(|(_, value)| range_within(path, value)),
+            _ => None,
+        };
+        Some((index, route, resource_id, parent_id))
     }
 
     /// Looks up a request's target (from [`super::target::canonicalize_request`]), holding it to the
@@ -333,7 +375,8 @@ impl RouteTable {
         target: &'p mut CanonicalTarget,
         received: &str,
     ) -> Result<Option<RouteMatch<'t, 'p>>, TargetRejection> {
-        let Some((index, route, mut resource_id)) = self.find(method, &target.path) else {
+        let Some((index, route, mut resource_id, mut parent_id)) = self.find(method, &target.path)
+        else {
             return if target.encoded_slash {
                 Err(TargetRejection::EncodedSlash)
             } else {
@@ -353,8 +396,11 @@ impl RouteTable {
             if as_received != target.path {
                 target.path = as_received;
                 match self.find(method, &target.path) {
-                    Some((_, again, again_resource_id)) if std::ptr::eq(again, route) => {
+                    Some((_, again, again_resource_id, again_parent_id))
+                        if std::ptr::eq(again, route) =>
+                    {
                         resource_id = again_resource_id;
+                        parent_id = again_parent_id;
                     }
                     _ => return Err(TargetRejection::OpaqueChangedRoute),
                 }
@@ -365,6 +411,7 @@ impl RouteTable {
             route,
             index,
             resource_id: resource_id.and_then(|range| path.get(range)),
+            parent_id: parent_id.and_then(|range| path.get(range)),
         }))
     }
 

@@ -769,6 +769,12 @@ pub struct ShippedGateway {
 
 impl ShippedGateway {
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, "").await
+    }
+
+    /// [`ShippedGateway::start`], with `extra` (top-level YAML) appended to `gateway.yaml`; `{dir}` in it
+    /// is the temporary folder.
+    pub async fn start_with(upstream: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let gateway = copy_shipped(dir.path());
         let (listen, admin) = (free_port().await, free_port().await);
@@ -780,6 +786,9 @@ impl ShippedGateway {
             upstream,
             &format!("sink: file\n  path: {}", log.display()),
         );
+        let mut text = std::fs::read_to_string(&gateway).unwrap();
+        text.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
+        std::fs::write(&gateway, text).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
             .args(["serve", "--config"])
             .arg(&gateway)

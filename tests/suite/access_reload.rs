@@ -126,3 +126,63 @@ async fn each_applied_reload_records_exactly_the_access_it_gained_and_lost() {
         format!("permgate check --config {} --user", gateway.display())
     );
 }
+
+/// `audit_log` takes the access-change records off the decision log: each applied reload's `config_change`
+/// line is in the audit file, and the decision log keeps only requests; `audit_log: {sink: off}` writes
+/// none, while `/status` still has the last change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_log_takes_the_access_change_records() {
+    let upstream = start_upstream().await;
+    for off in [false, true] {
+        let extra = if off {
+            "audit_log:\n  sink: off\n"
+        } else {
+            "audit_log:\n  sink: file\n  path: {dir}/audit.log\n"
+        };
+        let served = ShippedGateway::start_with(&upstream.url(), extra).await;
+        let (admin, listen, log) = (served.admin, served.listen, served.log.clone());
+        let audit = served.dir.path().join("audit.log");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while status(admin).await.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "never started");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // A request, so the decision log has a line of its own.
+        let answer = send(listen, "GET", "/client/v4/user/tokens/verify", &[]).await;
+        assert_eq!(answer.status, 400, "{}", answer.body);
+
+        let accounts = served.dir.path().join("config/accounts.yaml");
+        replace(&accounts, STAGING_GROUP, STAGING_AND_SHOP);
+        let second = change_of(admin, 2).await;
+        assert_eq!(second["last_change"]["gained"], 7);
+
+        let _dir = served.stop().await;
+        let lines = |path: &Path| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        };
+        let decisions = lines(&log);
+        assert!(
+            decisions
+                .iter()
+                .any(|line| line["path"] == "/client/v4/user/tokens/verify"),
+            "{decisions:#?}"
+        );
+        assert!(
+            decisions.iter().all(|line| line["type"] != "config_change"),
+            "{decisions:#?}"
+        );
+        let audited = lines(&audit);
+        if off {
+            assert!(!audit.exists(), "{audited:#?}");
+        } else {
+            assert_eq!(audited.len(), 1, "{audited:#?}");
+            assert_eq!(audited[0]["type"], "config_change");
+            assert_eq!(audited[0]["generation"], 2);
+            assert_eq!(audited[0]["gained"], 7);
+        }
+    }
+}

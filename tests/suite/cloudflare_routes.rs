@@ -125,6 +125,24 @@ fn every_route_matches_a_path_built_from_its_template_and_resolves_its_scope() {
                     );
                     assert_eq!(found.resource_id, value_of(param), "{method} {path}");
                 }
+                Scope::Child {
+                    kind,
+                    param,
+                    parent,
+                    parent_param,
+                } => {
+                    // Only R2 buckets: their account, then the bucket right after /r2/buckets/.
+                    assert_eq!(&**kind, "r2_bucket", "{tail}");
+                    assert_eq!(parent.as_str(), "account");
+                    assert!(
+                        tail.starts_with(&format!(
+                            "/accounts/{{{parent_param}}}/r2/buckets/{{{param}}}"
+                        )),
+                        "{tail}"
+                    );
+                    assert_eq!(found.resource_id, value_of(param), "{method} {path}");
+                    assert_eq!(found.parent_id, value_of(parent_param), "{method} {path}");
+                }
                 Scope::User => {
                     assert!(
                         tail == "/user"

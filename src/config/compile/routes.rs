@@ -8,9 +8,12 @@ use std::path::Path;
 use matchit::InsertError;
 use rustc_hash::FxHashMap;
 
-use crate::config::raw::routes::{RawMethods, RawPermissions, RawRoute, RawRouteFile, RawScope};
+use crate::config::raw::routes::{
+    RawMethods, RawPermissions, RawRoute, RawRouteFile, RawScope, RawScopeParent,
+};
 use crate::config::{ConfigError, ErrorKind, SourceFile};
 use crate::policy::keys::{KeyId, KeyInterner, KeyPattern};
+use crate::policy::model::ParentKind;
 use crate::routes::table::ANY_METHOD;
 use crate::routes::{
     AcceptedCredentials, Handler, OpaqueParam, Requirement, Route, RouteRefusal, RouteTable, Scope,
@@ -66,6 +69,62 @@ pub fn compile(
     }
 }
 
+/// Checks that every child scope of the routes names a resource type the policy files declare, with the
+/// parent it declares (the route files are read again only when the table has a child scope).
+pub fn check_resource_types(
+    files: &[SourceFile],
+    table: &RouteTable,
+    types: &[crate::policy::model::ResourceType],
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if !table
+        .routes()
+        .iter()
+        .any(|route| matches!(route.scope, Scope::Child { .. }))
+    {
+        return errors;
+    }
+    for file in files {
+        let Ok(raw) = file.parse::<RawRouteFile>() else {
+            continue;
+        };
+        for (index, route) in raw.routes.iter().enumerate() {
+            let Some(RawScope::Child { kind, parent, .. }) = &route.scope else {
+                continue;
+            };
+            let parent = match parent {
+                RawScopeParent::Account => ParentKind::Account,
+                RawScopeParent::Zone => ParentKind::Zone,
+            };
+            let at = RouteAt {
+                file: &file.path,
+                index,
+            };
+            match types.iter().find(|form| *form.name == **kind) {
+                None => errors.push(at.error(
+                    &format!("scope.{kind}"),
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "no policy file declares the resource type {kind:?} (resource_types: [{{name: {kind}, key: …, parent: …}}])"
+                    ),
+                )),
+                Some(form) if form.parent != parent => errors.push(at.error(
+                    &format!("scope.{kind}"),
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "a {kind}'s parent is a {}, not a {}",
+                        form.parent.as_str(),
+                        parent.as_str()
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        file.locate(&mut errors);
+    }
+    errors
+}
+
 /// What matchit said when a route went into the router of one of its methods.
 pub type MethodOutcome = (Box<str>, Result<(), InsertError>);
 
@@ -85,7 +144,12 @@ pub fn add_route(
         return Err(errors);
     };
     let methods = compiled.methods.clone();
-    match table.insert(compiled.route, &compiled.methods, compiled.scope_param) {
+    match table.insert_with_parent(
+        compiled.route,
+        &compiled.methods,
+        compiled.scope_param,
+        compiled.parent_param,
+    ) {
         Ok(outcomes) => Ok(methods.into_iter().zip(outcomes).collect()),
         Err(_) => Err(vec![at.error(
             "",
@@ -104,7 +168,12 @@ fn insert(
     origins: &mut FxHashMap<(Box<str>, Box<str>), Origin>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let Ok(outcomes) = table.insert(compiled.route, &compiled.methods, compiled.scope_param) else {
+    let Ok(outcomes) = table.insert_with_parent(
+        compiled.route,
+        &compiled.methods,
+        compiled.scope_param,
+        compiled.parent_param,
+    ) else {
         errors.push(ConfigError::new(
             file_path(files, origin.file),
             format!("routes[{}]", origin.index),
@@ -197,6 +266,8 @@ struct Compiled {
     route: Route,
     methods: Vec<Box<str>>,
     scope_param: Option<usize>,
+    /// A child scope's parent parameter.
+    parent_param: Option<usize>,
 }
 
 /// Checks one route on its own; pushes its errors and returns `None` when it has any.
@@ -239,6 +310,7 @@ fn compile_route(
     }
 
     let mut scope_param = None;
+    let mut parent_param = None;
     let scope = if raw.public {
         if raw.scope.is_some() {
             errors.push(at.error(
@@ -356,6 +428,73 @@ fn compile_route(
                     Scope::Account { param }
                 }
             }
+            Some(RawScope::Child {
+                kind,
+                param,
+                parent,
+                parent_param: parent_name,
+            }) => {
+                if verify {
+                    errors.push(at.error(
+                        "scope",
+                        ErrorKind::InvalidRoute,
+                        "handler: verify_token answers for one token: its scope is none (any token), \
+                         user (user-owned tokens) or { account: <param> } (that account's tokens)",
+                    ));
+                } else if !has_keys {
+                    errors.push(at.error(
+                        "",
+                        ErrorKind::InvalidRoute,
+                        "this scope needs permissions (use scope: none for a route that checks none)",
+                    ));
+                }
+                let parent = match parent {
+                    RawScopeParent::Account => ParentKind::Account,
+                    RawScopeParent::Zone => ParentKind::Zone,
+                };
+                if param == parent_name {
+                    errors.push(at.error(
+                        &format!("scope.{kind}"),
+                        ErrorKind::InvalidRoute,
+                        "the child's name and its parent's id are two parameters",
+                    ));
+                }
+                if let Some(params) = &params {
+                    for (field, name, slot) in [
+                        (format!("scope.{kind}"), param, &mut scope_param),
+                        (
+                            format!("scope.{}", parent.as_str()),
+                            parent_name,
+                            &mut parent_param,
+                        ),
+                    ] {
+                        match params.iter().position(|p| p.name == *name) {
+                            Some(position) if params.get(position).is_some_and(|p| p.catch_all) => {
+                                errors.push(at.error(
+                                    &field,
+                                    ErrorKind::InvalidRoute,
+                                    format!(
+                                        "the scope parameter {name} is a catch-all ({{*{name}}}); a resource \
+                                         id is one segment"
+                                    ),
+                                ));
+                            }
+                            Some(position) => *slot = Some(position),
+                            None => errors.push(at.error(
+                                &field,
+                                ErrorKind::InvalidRoute,
+                                format!("{name:?} is not a parameter of the path {}", raw.path),
+                            )),
+                        }
+                    }
+                }
+                Scope::Child {
+                    kind: kind.as_str().into(),
+                    param: param.as_str().into(),
+                    parent,
+                    parent_param: parent_name.as_str().into(),
+                }
+            }
         }
     };
 
@@ -381,6 +520,7 @@ fn compile_route(
         },
         methods,
         scope_param,
+        parent_param,
     })
 }
 
@@ -399,7 +539,16 @@ fn compile_opaque(
         let segment = raw.path.split('/').position(|segment| segment == whole);
         let scope_param = match scope {
             Scope::Account { param } | Scope::Zone { param } => Some(&**param),
+            Scope::Child { .. } => None,
             Scope::User | Scope::Any | Scope::None => None,
+        };
+        let child_params = match scope {
+            Scope::Child {
+                param,
+                parent_param,
+                ..
+            } => [Some(&**param), Some(&**parent_param)],
+            _ => [None, None],
         };
         if raw
             .opaque
@@ -411,7 +560,8 @@ fn compile_opaque(
                 ErrorKind::Duplicate,
                 format!("{name} is listed twice"),
             ));
-        } else if scope_param == Some(name.as_str()) {
+        } else if scope_param == Some(name.as_str()) || child_params.contains(&Some(name.as_str()))
+        {
             errors.push(at.error(
                 &field,
                 ErrorKind::InvalidRoute,

@@ -16,6 +16,9 @@ pub use super::de::{FromText, OrderedMap, Str};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyFile<Tokens = Vec<RawToken>> {
+    /// Resource types beyond account, zone and user (an R2 bucket, a Worker script).
+    #[serde(default)]
+    pub resource_types: Vec<RawResourceType>,
     #[serde(default)]
     pub permission_groups: Vec<RawGroup>,
     #[serde(default)]
@@ -29,7 +32,10 @@ pub struct RawPolicyFile<Tokens = Vec<RawToken>> {
 impl<Tokens> RawPolicyFile<Tokens> {
     /// Whether the file defines anything besides tokens (permission groups, users or accounts).
     pub fn has_entities(&self) -> bool {
-        !(self.permission_groups.is_empty() && self.users.is_empty() && self.accounts.is_empty())
+        !(self.resource_types.is_empty()
+            && self.permission_groups.is_empty()
+            && self.users.is_empty()
+            && self.accounts.is_empty())
     }
 }
 
@@ -231,6 +237,27 @@ pub enum Scalar {
     Text(String),
 }
 
+/// A resource type: `{name: r2_bucket, key: "com.cloudflare.edge.r2.bucket.{account}_default_{name}",
+/// parent: account}`. The key form is a literal prefix ending in a dot, the parent's id (`{account}` or
+/// `{zone}`, as `parent` says), a literal separator, and `{name}` at the end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResourceType {
+    pub name: String,
+    pub key: String,
+    pub parent: RawParent,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// What a resource type's parent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawParent {
+    Account,
+    Zone,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
@@ -256,6 +283,22 @@ pub struct RawAccount {
     pub domain_groups: Vec<RawDomainGroup>,
     #[serde(default)]
     pub members: Vec<RawMember>,
+    /// User groups: their members inherit their policies.
+    #[serde(default)]
+    pub user_groups: Vec<RawUserGroup>,
+}
+
+/// A user group of an account: members (user ids, each a member of the account) and Bach policies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserGroup {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub policies: Vec<RawBachPolicy>,
 }
 
 /// An account's API-access setting: the default for its members' user credentials.

@@ -113,15 +113,121 @@ pub enum RawPermissions {
     AnyOf(Vec<String>),
 }
 
-/// `scope: user | any | none` or `scope: { zone: <param> }` / `{ account: <param> }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `scope: user | any | none`, `scope: { zone: <param> }` / `{ account: <param> }`, or a child resource of a
+/// declared type: `{ account: <param>, r2_bucket: <param> }` (the parent's parameter, and the child's name
+/// parameter under the type's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawScope {
     User,
     Any,
     None,
     Zone(String),
     Account(String),
+    Child {
+        /// The resource type's name (`r2_bucket`).
+        kind: String,
+        /// The parameter holding the child's name.
+        param: String,
+        /// `account` or `zone`.
+        parent: RawScopeParent,
+        /// The parameter holding the parent's id.
+        parent_param: String,
+    },
+}
+
+/// The parent named in a child scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawScopeParent {
+    Account,
+    Zone,
+}
+
+// === impl RawScope ===
+
+impl<'de> Deserialize<'de> for RawScope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScopeVisitor;
+
+        impl<'de> Visitor<'de> for ScopeVisitor {
+            type Value = RawScope;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "user, any, none, {zone: <param>}, {account: <param>} or {account: <param>, <type>: <param>}",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                match value {
+                    "user" => Ok(RawScope::User),
+                    "any" => Ok(RawScope::Any),
+                    "none" => Ok(RawScope::None),
+                    other => Err(E::unknown_variant(
+                        other,
+                        &["user", "any", "none", "zone", "account"],
+                    )),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries: Vec<(String, String)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    if entries.iter().any(|(seen, _)| *seen == key) {
+                        return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+                    }
+                    entries.push((key, value));
+                }
+                let parent = |entries: &[(String, String)]| {
+                    entries.iter().find_map(|(key, value)| match key.as_str() {
+                        "account" => Some((RawScopeParent::Account, value.clone())),
+                        "zone" => Some((RawScopeParent::Zone, value.clone())),
+                        _ => None,
+                    })
+                };
+                match entries.as_slice() {
+                    [(key, param)] if key == "zone" => Ok(RawScope::Zone(param.clone())),
+                    [(key, param)] if key == "account" => Ok(RawScope::Account(param.clone())),
+                    [(key, _)] => Err(de::Error::custom(format_args!(
+                        "unknown scope `{key}`: a scope map is {{zone: <param>}}, {{account: <param>}} or {{account: <param>, <type>: <param>}}"
+                    ))),
+                    [_, _] => {
+                        let Some((parent, parent_param)) = parent(&entries) else {
+                            return Err(de::Error::custom(
+                                "a child resource's scope names its parent: {account: <param>, <type>: <param>} or {zone: <param>, <type>: <param>}",
+                            ));
+                        };
+                        let parent_word = match parent {
+                            RawScopeParent::Account => "account",
+                            RawScopeParent::Zone => "zone",
+                        };
+                        let Some((kind, param)) =
+                            entries.iter().find(|(key, _)| key != parent_word)
+                        else {
+                            return Err(de::Error::custom(
+                                "a scope names `account` or `zone` once",
+                            ));
+                        };
+                        if matches!(kind.as_str(), "account" | "zone") {
+                            return Err(de::Error::custom(
+                                "a scope is an account or a zone, not both",
+                            ));
+                        }
+                        Ok(RawScope::Child {
+                            kind: kind.clone(),
+                            param: param.clone(),
+                            parent,
+                            parent_param,
+                        })
+                    }
+                    _ => Err(de::Error::custom(
+                        "a scope map is {zone: <param>}, {account: <param>} or {account: <param>, <type>: <param>}",
+                    )),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(ScopeVisitor)
+    }
 }
 
 // === impl RawMethods ===
@@ -269,7 +375,39 @@ impl Serialize for RawScope {
             Self::Account(param) => {
                 FlowMap(OneEntry("account", DoubleQuoted(param))).serialize(serializer)
             }
+            Self::Child {
+                kind,
+                param,
+                parent,
+                parent_param,
+            } => FlowMap(ChildEntries {
+                parent: match parent {
+                    RawScopeParent::Account => "account",
+                    RawScopeParent::Zone => "zone",
+                },
+                parent_param,
+                kind,
+                param,
+            })
+            .serialize(serializer),
         }
+    }
+}
+
+/// `{account: "…", r2_bucket: "…"}`: a child scope, its parent first.
+struct ChildEntries<'a> {
+    parent: &'static str,
+    parent_param: &'a str,
+    kind: &'a str,
+    param: &'a str,
+}
+
+impl Serialize for ChildEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.parent, &DoubleQuoted(self.parent_param))?;
+        map.serialize_entry(self.kind, &DoubleQuoted(self.param))?;
+        map.end()
     }
 }
 

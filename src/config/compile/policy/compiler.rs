@@ -10,9 +10,13 @@ use rustc_hash::FxHashMap;
 use super::ids::FirstSeen;
 use super::output::Output;
 use crate::config::error::ConfigError;
-use crate::config::raw::{Effect as RawEffect, RawAccount, RawGroup, RawPolicyFile, RawUser};
+use crate::config::raw::{
+    Effect as RawEffect, RawAccount, RawGroup, RawPolicyFile, RawResourceType, RawUser,
+};
 use crate::policy::keys::{KeyInterner, KeySet};
-use crate::policy::model::{AccountIdx, Effect, GroupInfo, Policy, PolicySet, Token};
+use crate::policy::model::{
+    AccountIdx, ChildTable, Effect, GroupInfo, KindIdx, Policy, PolicySet, Token,
+};
 
 /// The string type of raw token fields: `String`, or `Str` borrowed from the file's text.
 pub trait Text: std::ops::Deref<Target = str> {}
@@ -27,6 +31,7 @@ pub(super) type GroupScopes<'s> = Vec<(usize, Cow<'s, [Box<str>]>)>;
 /// What a policy file defines besides its tokens, and where it came from.
 pub struct PolicySource<'a> {
     pub file: &'a Path,
+    pub resource_types: &'a [RawResourceType],
     pub permission_groups: &'a [RawGroup],
     pub users: &'a [RawUser],
     pub accounts: &'a [RawAccount],
@@ -37,6 +42,7 @@ impl<'a> PolicySource<'a> {
     pub fn new<Tokens>(file: &'a Path, raw: &'a RawPolicyFile<Tokens>) -> Self {
         Self {
             file,
+            resource_types: &raw.resource_types,
             permission_groups: &raw.permission_groups,
             users: &raw.users,
             accounts: &raw.accounts,
@@ -56,6 +62,10 @@ pub(super) enum ResourceKey<'a> {
     Zone(&'a str),
     User(&'a str),
     AllUsers,
+    /// `<prefix>*` of a resource type.
+    AllOfKind(KindIdx),
+    /// A child resource's key: its type, its parent's id and its name.
+    Child(KindIdx, &'a str, &'a str),
 }
 
 /// A compile in progress: [`Compiler::entities`] once with every file; then [`Compiler::tokens`] with each
@@ -71,8 +81,11 @@ pub struct Compiler<'a> {
     pub(super) group_keys: Vec<KeySet>,
     pub(super) group_by_id: FxHashMap<&'a str, usize>,
     pub(super) group_by_name: FxHashMap<&'a str, Vec<usize>>,
-    /// Domain groups: id → (account, zones).
-    pub(super) domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>)>,
+    /// Domain groups: id → (account, zones, position in `PolicySet::domain_groups`).
+    pub(super) domain_groups: FxHashMap<&'a str, (AccountIdx, Vec<u32>, u32)>,
+    /// The child resources policies name, interned as the policies are compiled (on any thread: token
+    /// files compile in parallel, and share one numbering).
+    pub(super) children: std::sync::Mutex<ChildTable>,
     /// Where each catalog group, account and domain group id was first defined, for duplicate errors.
     pub(super) first_seen: FirstSeen<'a>,
     /// The emptied token lists of batches the sink took in, for the next batches: each is a few hundred
@@ -135,6 +148,7 @@ impl<'a> Compiler<'a> {
             group_by_id: FxHashMap::default(),
             group_by_name: FxHashMap::default(),
             domain_groups: FxHashMap::default(),
+            children: std::sync::Mutex::default(),
             first_seen: FirstSeen::default(),
             spare_lists: std::sync::Mutex::default(),
         }
@@ -148,8 +162,9 @@ impl<'a> Compiler<'a> {
         // Every key set of `previous`, in its numbering: the tokens taken from it keep their policies as
         // they are (shared), so their numbers must stay valid; new ones are added after them.
         let mut out = Output::default();
-        for keysets in &previous.keysets {
-            out.intern_keys(keysets.clone());
+        for (keys, groups) in previous.keysets.iter().zip(&previous.keyset_groups) {
+            let identity = groups.iter().map(|group| group.identity).collect();
+            out.intern_keys(keys.clone(), identity, || groups.clone());
         }
         out.warnings = previous
             .warnings
@@ -179,6 +194,11 @@ impl<'a> Compiler<'a> {
             users: previous.users.clone(),
             accounts: previous.accounts.clone(),
             zones: previous.zones.clone(),
+            resource_types: previous.resource_types.clone(),
+            user_groups: previous.user_groups.clone(),
+            domain_groups: previous.domain_groups.clone(),
+            member_policy_domain_groups: previous.member_policy_domain_groups.clone(),
+            member_own_policies: previous.member_own_policies.clone(),
             groups: previous
                 .groups
                 .iter()
@@ -204,6 +224,8 @@ impl<'a> Compiler<'a> {
             group_by_name,
             // Only member policies refer to domain groups; tokens never do.
             domain_groups: FxHashMap::default(),
+            // The previous numbering: its tokens' policies, shared, keep their child indexes.
+            children: std::sync::Mutex::new(previous.children.clone()),
             first_seen: FirstSeen::default(),
             spare_lists: std::sync::Mutex::default(),
         }

@@ -13,7 +13,10 @@ use super::output::Output;
 use crate::config::compile::values::parse_sha256;
 use crate::config::error::{ConfigError, ErrorKind};
 use crate::config::raw::RawAccount;
-use crate::policy::model::{Account, AccountIdx, User, UserIdx, Zone, ZoneEntry};
+use crate::policy::model::{
+    Account, AccountIdx, DomainGroup, KindIdx, ParentKind, ResourceType, User, UserIdx, Zone,
+    ZoneEntry,
+};
 
 impl<'a> Compiler<'a> {
     /// The permission groups, users, accounts, zones, domain groups and members of every file: all that a
@@ -21,6 +24,9 @@ impl<'a> Compiler<'a> {
     pub fn entities(&mut self, sources: &[PolicySource<'a>]) {
         self.reserve_entities(sources);
         let mut out = std::mem::take(&mut self.out);
+        for source in sources {
+            self.resource_types(&mut out, source);
+        }
         for source in sources {
             self.catalog(&mut out, source);
         }
@@ -192,7 +198,15 @@ impl<'a> Compiler<'a> {
                         ),
                     }
                 }
-                self.domain_groups.insert(&group.id, (position, members));
+                let index = u32::try_from(self.set.domain_groups.len()).unwrap_or(u32::MAX);
+                self.set.domain_groups.push(DomainGroup {
+                    id: group.id.as_str().into(),
+                    name: group.name.as_str().into(),
+                    account: position,
+                    zones: members.clone(),
+                });
+                self.domain_groups
+                    .insert(&group.id, (position, members, index));
             }
             self.set.accounts.push(Account {
                 id: account.id.as_str().into(),
@@ -227,9 +241,126 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The resource types of one file (`resource_types:`): a name, a key form, a parent.
+    pub(super) fn resource_types(&mut self, out: &mut Output, source: &PolicySource<'a>) {
+        for (index, raw) in source.resource_types.iter().enumerate() {
+            let path = Item("resource_types", index);
+            let name_ok = !raw.name.is_empty()
+                && raw
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !matches!(
+                    raw.name.as_str(),
+                    "account" | "zone" | "user" | "any" | "none"
+                );
+            if !name_ok {
+                out.field_error(
+                    source.file,
+                    &path,
+                    "name",
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "{:?} is not a resource type name (lower case letters, digits and _; not account, zone, user, any or none)",
+                        raw.name
+                    ),
+                );
+                continue;
+            }
+            if self
+                .set
+                .resource_types
+                .iter()
+                .any(|form| *form.name == *raw.name)
+            {
+                out.field_error(
+                    source.file,
+                    &path,
+                    "name",
+                    ErrorKind::Duplicate,
+                    format!("resource type {:?} is declared twice", raw.name),
+                );
+                continue;
+            }
+            let parent = match raw.parent {
+                crate::config::raw::RawParent::Account => ParentKind::Account,
+                crate::config::raw::RawParent::Zone => ParentKind::Zone,
+            };
+            let placeholder = format!("{{{}}}", parent.as_str());
+            let form = raw
+                .key
+                .strip_suffix("{name}")
+                .and_then(|head| head.split_once(placeholder.as_str()))
+                .filter(|(prefix, separator)| {
+                    prefix.ends_with('.')
+                        && prefix.len() > 1
+                        && !separator.is_empty()
+                        && !prefix.contains(['*', '{', '}', ' '])
+                        && !separator.contains(['*', '{', '}', ' ', '.'])
+                        && !prefix.starts_with(&format!("{}.", self.namespace))
+                });
+            let Some((prefix, separator)) = form else {
+                out.field_error(
+                    source.file,
+                    &path,
+                    "key",
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "{:?} is not a key form like com.example.thing.{placeholder}_{{name}}: a prefix ending in a dot (outside {}.), {placeholder}, a separator, then {{name}}",
+                        raw.key, self.namespace
+                    ),
+                );
+                continue;
+            };
+            if let Some(other) =
+                self.set.resource_types.iter().find(|form| {
+                    form.prefix.starts_with(prefix) || prefix.starts_with(&*form.prefix)
+                })
+            {
+                out.field_error(
+                    source.file,
+                    &path,
+                    "key",
+                    ErrorKind::InvalidResourceType,
+                    format!(
+                        "its keys could not be told from those of resource type {:?}",
+                        other.name
+                    ),
+                );
+                continue;
+            }
+            if KindIdx::try_from(self.set.resource_types.len()).is_err() {
+                out.error(
+                    source.file,
+                    &path,
+                    ErrorKind::InvalidResourceType,
+                    "too many resource types",
+                );
+                continue;
+            }
+            self.set.resource_types.push(ResourceType {
+                name: raw.name.as_str().into(),
+                prefix: prefix.into(),
+                separator: separator.into(),
+                parent,
+            });
+        }
+    }
+
     /// Parses `<ns>.account.*`, `<ns>.account.<A>`, `<ns>.account.zone.*`, `<ns>.account.zone.<Z>`,
-    /// `<ns>.user.<U>`.
+    /// `<ns>.user.<U>`, and the keys of the declared resource types (`<prefix>*`, `<prefix><PARENT><sep><NAME>`).
     pub(super) fn parse_resource_key<'k>(&self, key: &'k str) -> Option<ResourceKey<'k>> {
+        for (kind, form) in self.set.resource_types.iter().enumerate() {
+            let Ok(kind) = KindIdx::try_from(kind) else {
+                break;
+            };
+            if key.strip_prefix(&*form.prefix) == Some("*") {
+                return Some(ResourceKey::AllOfKind(kind));
+            }
+            if let Some((parent, name)) = form.parse(key) {
+                return Some(ResourceKey::Child(kind, parent, name));
+            }
+        }
         let rest = key.strip_prefix(self.namespace)?.strip_prefix('.')?;
         // Bytes, not characters: no byte of a multi-byte UTF-8 character is ASCII.
         let valid =
@@ -331,5 +462,74 @@ impl<'a> UserTables<'a> {
                 memberships: Vec::new(),
             });
         }
+    }
+}
+
+impl Compiler<'_> {
+    /// A child resource named by its key, as a selector item: its parent must exist and, when `within` is
+    /// given, belong to that account. The child itself needs no declaration.
+    pub(super) fn child_item(
+        &self,
+        kind: KindIdx,
+        parent: &str,
+        name: &str,
+        within: Option<AccountIdx>,
+    ) -> Result<crate::policy::model::Select, (ErrorKind, String)> {
+        use crate::policy::model::{Child, NO_ZONE, Select};
+        let form = self
+            .set
+            .resource_types
+            .get(usize::from(kind))
+            .ok_or((ErrorKind::Internal, "unknown resource type".to_string()))?;
+        let (account, zone) = match form.parent {
+            ParentKind::Account => match self.set.account_by_id.get(parent) {
+                Some(&account) => (account, NO_ZONE),
+                None => {
+                    return Err((
+                        ErrorKind::UnknownReference,
+                        format!(
+                            "unknown account {parent:?} (the parent of this {})",
+                            form.name
+                        ),
+                    ));
+                }
+            },
+            ParentKind::Zone => match self.set.zone_by_id.get(parent) {
+                Some(entry) => (entry.account, entry.zone),
+                None => {
+                    return Err((
+                        ErrorKind::UnknownReference,
+                        format!("unknown zone {parent:?} (the parent of this {})", form.name),
+                    ));
+                }
+            },
+        };
+        if let Some(within) = within
+            && within != account
+        {
+            let within_id = self
+                .set
+                .accounts
+                .get(within as usize)
+                .map_or("", |a| &*a.id);
+            return Err((
+                ErrorKind::ForeignResource,
+                format!(
+                    "this {} belongs to another account than {within_id:?}",
+                    form.name
+                ),
+            ));
+        }
+        let index = self
+            .children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .intern(Child {
+                kind,
+                name: name.into(),
+                account,
+                zone,
+            });
+        Ok(Select::Child(index))
     }
 }

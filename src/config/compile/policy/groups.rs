@@ -10,7 +10,30 @@ use super::output::Output;
 use crate::config::error::ErrorKind;
 use crate::config::raw::RawGroup;
 use crate::policy::keys::{KeyPattern, KeySet};
-use crate::policy::model::{GroupInfo, Select, Selector, WarningKind};
+use crate::policy::model::{GrantGroup, GroupInfo, Select, Selector, WarningKind};
+
+/// A group a policy holds, as resolved: a catalog position, or an inline group.
+pub(super) enum HeldGroup {
+    Catalog(usize),
+    Inline(GrantGroup),
+}
+
+/// The identity of an inline group: a hash of its id, name and patterns, top bit set (catalog positions
+/// never have it).
+fn inline_identity(id: &str, name: &str, patterns: &[KeyPattern]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+    id.hash(&mut hasher);
+    name.hash(&mut hasher);
+    for pattern in patterns {
+        match pattern {
+            KeyPattern::Exact(key) => (0u8, &**key).hash(&mut hasher),
+            KeyPattern::Prefix(prefix) => (1u8, &**prefix).hash(&mut hasher),
+            KeyPattern::All => (2u8, "").hash(&mut hasher),
+        }
+    }
+    hasher.finish() | (1 << 63)
+}
 
 impl<'a> Compiler<'a> {
     pub(super) fn catalog(&mut self, out: &mut Output, source: &PolicySource<'a>) {
@@ -136,11 +159,20 @@ impl<'a> Compiler<'a> {
         file: &Path,
         path: At<'_>,
         into: &mut KeySet,
+        held: &mut Vec<HeldGroup>,
     ) -> Option<Cow<'_, [Box<str>]>> {
         if group.permissions.is_some() {
             let scopes = self.group_scopes(out, group, file, path);
-            let (_, keys, ok) = self.group_patterns(out, group, file, path);
+            let (patterns, keys, ok) = self.group_patterns(out, group, file, path);
             into.union_with(&keys);
+            let name: &str = group.name.as_deref().unwrap_or("");
+            let id: &str = group.id.as_deref().unwrap_or("");
+            held.push(HeldGroup::Inline(GrantGroup {
+                identity: inline_identity(id, name, &patterns),
+                id: id.into(),
+                name: name.into(),
+                patterns: patterns.into_boxed_slice(),
+            }));
             return ok.then_some(Cow::Owned(scopes));
         }
         let position = match (group.id.as_deref(), group.name.as_deref()) {
@@ -191,6 +223,7 @@ impl<'a> Compiler<'a> {
             }
         };
         out.used_groups.push(position);
+        held.push(HeldGroup::Catalog(position));
         let scopes = self
             .set
             .groups
@@ -210,6 +243,7 @@ impl<'a> Compiler<'a> {
         path: At<'_>,
     ) -> Option<(u32, GroupScopes<'_>)> {
         let mut group_scopes = Vec::new();
+        let mut held: Vec<HeldGroup> = Vec::with_capacity(groups.len());
         // The union is built in a reused set, and copied only when it is one not seen before.
         let mut keys = std::mem::take(&mut out.scratch_keys);
         keys.reset(self.keys.len());
@@ -226,7 +260,7 @@ impl<'a> Compiler<'a> {
         }
         for (index, group) in groups.iter().enumerate() {
             let group_path = Sub::item(path, "permission_groups", index);
-            match self.resolve_group(out, group, file, &group_path, &mut keys) {
+            match self.resolve_group(out, group, file, &group_path, &mut keys, &mut held) {
                 Some(scopes) => {
                     if !scopes.is_empty() {
                         group_scopes.push((index, scopes));
@@ -239,7 +273,35 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let empty = keys.is_empty();
-        let (index, reusable) = out.intern_keys(keys);
+        let identity = held
+            .iter()
+            .map(|group| match group {
+                HeldGroup::Catalog(position) => *position as u64,
+                HeldGroup::Inline(inline) => inline.identity,
+            })
+            .collect();
+        let catalog = &self.set.groups;
+        let (index, reusable) = out.intern_keys(keys, identity, || {
+            held.into_iter()
+                .map(|group| match group {
+                    HeldGroup::Catalog(position) => catalog.get(position).map_or_else(
+                        || GrantGroup {
+                            identity: position as u64,
+                            id: "".into(),
+                            name: "".into(),
+                            patterns: Box::new([]),
+                        },
+                        |info| GrantGroup {
+                            identity: position as u64,
+                            id: info.id.clone(),
+                            name: info.name.clone(),
+                            patterns: info.patterns.clone().into_boxed_slice(),
+                        },
+                    ),
+                    HeldGroup::Inline(inline) => inline,
+                })
+                .collect()
+        });
         if let Some(keys) = reusable {
             out.scratch_keys = keys;
         }
@@ -270,15 +332,51 @@ impl<'a> Compiler<'a> {
                     ("account", Select::AllAccounts | Select::Account(_))
                         | (
                             "account.zone",
-                            Select::AllZones | Select::AccountZones(_) | Select::Zone(_)
+                            Select::AllZones
+                                | Select::AccountZones(_)
+                                | Select::Zone(_)
+                                | Select::AllBelow
+                                | Select::AccountBelow(_)
                         )
                         | ("user", Select::User(_))
                 )
             })
         };
+        // A group meant for a declared resource type (its scope is the type's prefix without the dot).
+        let holds_type = |kind: crate::policy::model::KindIdx| {
+            selector.items().iter().any(|item| match item {
+                Select::AllBelow | Select::AccountBelow(_) => true,
+                Select::AllOfKind(k) | Select::AccountOfKind(_, k) => *k == kind,
+                Select::Child(child) => self
+                    .children
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .child(*child)
+                    .is_some_and(|child| child.kind == kind),
+                _ => false,
+            })
+        };
         let mut warnings = Vec::new();
         for (index, scopes) in group_scopes {
             for scope in scopes.iter() {
+                let declared = self
+                    .set
+                    .resource_types
+                    .iter()
+                    .position(|form| form.prefix.strip_suffix('.') == Some(&**scope));
+                if let Some(kind) =
+                    declared.and_then(|k| crate::policy::model::KindIdx::try_from(k).ok())
+                {
+                    if !holds_type(kind) {
+                        warnings.push((
+                            Sub::item(path, "permission_groups", *index).to_string(),
+                            format!(
+                                "the group is meant for {scope} resources, but the policy selects none"
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 let Some(kind) = scope
                     .strip_prefix(self.namespace)
                     .and_then(|rest| rest.strip_prefix('.'))

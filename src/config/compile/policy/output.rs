@@ -8,7 +8,10 @@ use rustc_hash::FxHashMap;
 
 use crate::config::error::{ConfigError, ErrorKind};
 use crate::policy::keys::KeySet;
-use crate::policy::model::{Policy, Warning, WarningKind};
+use crate::policy::model::{GrantGroup, Policy, Warning, WarningKind};
+
+/// What tells a policy's permission groups apart (see [`GrantGroup::identity`]), in the policy's order.
+pub(super) type GroupIdentity = smallvec::SmallVec<[u64; 4]>;
 
 /// What compiling part of a config produced besides its items: errors, warnings, the distinct key sets its
 /// policies use (a policy holds an index into `keysets`), and which catalog groups it referred to.
@@ -20,7 +23,9 @@ pub struct Output {
     pub(super) errors: Vec<ConfigError>,
     pub(super) warnings: Vec<Warning>,
     pub(super) keysets: Vec<KeySet>,
-    pub(super) keyset_index: FxHashMap<KeySet, u32>,
+    /// By the same index: the groups each key set is the union of.
+    pub(super) keyset_groups: Vec<std::sync::Arc<[GrantGroup]>>,
+    pub(super) keyset_index: FxHashMap<(KeySet, GroupIdentity), u32>,
     /// A key set reused by each policy's union (see `policy_keys`).
     pub(super) scratch_keys: KeySet,
     /// Positions in `PolicySet::groups` of the catalog groups referred to.
@@ -74,15 +79,22 @@ impl Output {
         });
     }
 
-    /// The index of `keys` in `keysets`, adding it when it is new; `keys` is given back for reuse when it
-    /// was known.
-    pub(super) fn intern_keys(&mut self, keys: KeySet) -> (u32, Option<KeySet>) {
-        match self.keyset_index.get(&keys).copied() {
-            Some(index) => (index, Some(keys)),
+    /// The index of `keys` from the groups `identity` names in `keysets`, adding it when it is new (with
+    /// the groups `groups` gives); `keys` is given back for reuse when it was known.
+    pub(super) fn intern_keys(
+        &mut self,
+        keys: KeySet,
+        identity: GroupIdentity,
+        groups: impl FnOnce() -> std::sync::Arc<[GrantGroup]>,
+    ) -> (u32, Option<KeySet>) {
+        let entry = (keys, identity);
+        match self.keyset_index.get(&entry).copied() {
+            Some(index) => (index, Some(entry.0)),
             None => {
                 let index = u32::try_from(self.keysets.len()).unwrap_or(u32::MAX);
-                self.keyset_index.insert(keys.clone(), index);
-                self.keysets.push(keys);
+                self.keysets.push(entry.0.clone());
+                self.keyset_groups.push(groups());
+                self.keyset_index.insert(entry, index);
                 (index, None)
             }
         }
@@ -97,7 +109,11 @@ impl Output {
         other
             .keysets
             .into_iter()
-            .map(|keys| self.intern_keys(keys).0)
+            .zip(other.keyset_groups)
+            .map(|(keys, groups)| {
+                let identity = groups.iter().map(|group| group.identity).collect();
+                self.intern_keys(keys, identity, || groups).0
+            })
             .collect()
     }
 }

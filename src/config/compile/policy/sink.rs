@@ -63,7 +63,15 @@ impl<'a> Compiler<'a> {
 
     /// The compiled set, or every error met.
     pub fn finish(self, sink: TokenSink<'a>) -> Result<PolicySet, Vec<ConfigError>> {
-        let Compiler { mut set, keys, .. } = self;
+        let Compiler {
+            mut set,
+            keys,
+            children,
+            ..
+        } = self;
+        set.children = children
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let TokenSink {
             out,
             tokens,
@@ -82,6 +90,7 @@ impl<'a> Compiler<'a> {
         }
         set.keys = keys;
         set.keysets = out.keysets;
+        set.keyset_groups = out.keyset_groups;
         set.warnings = out.warnings;
         set.tokens = tokens;
         set.token_gates = token_gates;

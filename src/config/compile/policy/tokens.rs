@@ -321,7 +321,7 @@ impl<'a> Compiler<'a> {
                 path,
                 ErrorKind::InvalidResourceKey,
                 format!(
-                    "{key:?} is not a resource key ({ns}.account.<id>, {ns}.account.zone.<id>, {ns}.user.<id> or a `*` form)",
+                    "{key:?} is not a resource key ({ns}.account.<id>, {ns}.account.zone.<id>, {ns}.user.<id>, a declared resource type's key or a `*` form)",
                     ns = self.namespace
                 ),
             );
@@ -358,8 +358,29 @@ impl<'a> Compiler<'a> {
         }
         match parsed {
             ResourceKey::AllAccounts => {
-                into.extend([Select::AllAccounts, Select::AllZones]);
+                into.extend([Select::AllAccounts, Select::AllBelow]);
                 true
+            }
+            ResourceKey::AllOfKind(kind) => {
+                into.push(Select::AllOfKind(kind));
+                true
+            }
+            ResourceKey::Child(kind, parent, name) => {
+                match self.child_item(kind, parent, name, own_account) {
+                    Ok(item) => {
+                        into.push(item);
+                        true
+                    }
+                    Err((kind, message)) => {
+                        let message = if kind == ErrorKind::ForeignResource {
+                            format!("{message}: outside the token's own account")
+                        } else {
+                            message
+                        };
+                        out.error(file, path, kind, message);
+                        false
+                    }
+                }
             }
             ResourceKey::AllZones => {
                 into.extend([Select::AllZones]);
@@ -453,7 +474,7 @@ impl<'a> Compiler<'a> {
                 }
                 let Some(nested) = nested else {
                     return {
-                        into.extend([Select::Account(account), Select::AccountZones(account)]);
+                        into.extend([Select::Account(account), Select::AccountBelow(account)]);
                         true
                     };
                 };
@@ -473,6 +494,18 @@ impl<'a> Compiler<'a> {
                     }
                     match self.parse_resource_key(zone_key) {
                         Some(ResourceKey::AllZones) => into.push(Select::AccountZones(account)),
+                        Some(ResourceKey::AllOfKind(kind)) => {
+                            into.push(Select::AccountOfKind(account, kind))
+                        }
+                        Some(ResourceKey::Child(kind, parent, name)) => {
+                            match self.child_item(kind, parent, name, Some(account)) {
+                                Ok(item) => into.push(item),
+                                Err((kind, message)) => {
+                                    out.error(file, &zone_path, kind, message);
+                                    ok = false;
+                                }
+                            }
+                        }
                         Some(ResourceKey::Zone(zone_id)) => match self.zone_in(zone_id, account) {
                             Ok(zone) => into.push(Select::Zone(zone)),
                             Err((kind, message)) => {
@@ -485,7 +518,7 @@ impl<'a> Compiler<'a> {
                                 file,
                                 &zone_path,
                                 ErrorKind::InvalidResourceKey,
-                                format!("{zone_key:?} is not a zone key like {}.account.zone.<id> or its `*` form", self.namespace),
+                                format!("{zone_key:?} is not a zone key like {}.account.zone.<id>, a declared resource type's key, or their `*` forms", self.namespace),
                             );
                             ok = false;
                         }
@@ -511,10 +544,21 @@ impl<'a> Compiler<'a> {
             .get(user as usize)
             .map_or(&[], |info| &info.memberships);
         let reachable = selector.items().iter().any(|item| match item {
-            Select::AllAccounts | Select::AllZones | Select::User(_) => true,
-            Select::Account(account) | Select::AccountZones(account) => {
-                memberships.contains(account)
-            }
+            Select::AllAccounts
+            | Select::AllZones
+            | Select::User(_)
+            | Select::AllBelow
+            | Select::AllOfKind(_) => true,
+            Select::Account(account)
+            | Select::AccountZones(account)
+            | Select::AccountBelow(account)
+            | Select::AccountOfKind(account, _) => memberships.contains(account),
+            Select::Child(child) => self
+                .children
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .child(*child)
+                .is_some_and(|child| memberships.contains(&child.account)),
             Select::Zone(zone) => self
                 .set
                 .zones

@@ -1140,3 +1140,34 @@ fn an_encoded_slash_passes_only_in_an_opaque_parameter_as_received() {
     );
     assert_eq!(route_request(&table, "GET", "/nowhere"), Ok(None));
 }
+
+#[test]
+fn child_scopes_name_their_parent_and_their_name_parameters() {
+    let table = compile(&one(
+        "method: GET, path: \"/a/{account_id}/b/{bucket_name}\", permissions: [k], scope: { account: account_id, r2_bucket: bucket_name }",
+    ));
+    let found = table.lookup("GET", "/a/acc1/b/photos").unwrap();
+    assert_eq!(found.resource_id, Some("photos"));
+    assert_eq!(found.parent_id, Some("acc1"));
+    assert!(
+        matches!(&found.route.scope, crate::routes::Scope::Child { kind, .. } if &**kind == "r2_bucket")
+    );
+    assert_error(
+        &one(
+            "method: GET, path: \"/a/{account_id}/b/{name}\", permissions: [k], scope: { account: account_id, r2_bucket: bucket_name }",
+        ),
+        "routes[0].scope.r2_bucket",
+        "not a parameter",
+    );
+    assert_error(
+        &one(
+            "method: GET, path: \"/a/{account_id}/b/{*rest}\", permissions: [k], scope: { account: account_id, r2_bucket: rest }",
+        ),
+        "routes[0].scope.r2_bucket",
+        "catch-all",
+    );
+    let both = errors(&one(
+        "method: GET, path: \"/a/{x}/{y}\", permissions: [k], scope: { account: x, zone: y }",
+    ));
+    assert!(both[0].message.contains("not both"), "{both:#?}");
+}
