@@ -114,6 +114,12 @@ impl Answer {
         Self::chained(400, 6003, "Invalid request headers", 6100, what.into())
     }
 
+    /// 403/10000 with `why` as its chain: a decision listener that cannot decide (a peer not in
+    /// `trusted_proxies`, an internal error) denies, and says why.
+    pub fn undecidable(why: impl Into<Cow<'static, str>>) -> Self {
+        Self::chained(403, 10000, "Authentication error", 10000, why.into())
+    }
+
     /// 400/1001: a legacy key on a token-verify route, as Cloudflare answers it (the route reads only
     /// `Authorization`).
     pub fn verify_needs_authorization() -> Self {

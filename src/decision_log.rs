@@ -290,6 +290,8 @@ pub struct Decided<'a, 's> {
     pub reason: &'a str,
     /// How long `decide` took.
     pub decision_time: Duration,
+    /// Which listener decided: `proxy`, or a decision listener's protocol (`auth_request`, …).
+    pub mode: &'a str,
 }
 
 impl Entry {
@@ -302,6 +304,8 @@ impl Entry {
         string(&mut out, "trace_id", decided.trace_id);
         out.push(',');
         string(&mut out, "method", Some(decided.method));
+        out.push(',');
+        string(&mut out, "mode", Some(decided.mode));
         out.push(',');
         // The canonical path only: never the query.
         string(
@@ -368,12 +372,15 @@ impl Entry {
         }
     }
 
-    /// A request refused before any decision (ambiguous framing): the fields a decision would set are null.
+    /// A request refused before any decision (ambiguous framing; on a decision listener, a peer not in
+    /// `trusted_proxies` or no original request named): the fields a decision would set are null. `mode`
+    /// as in [`Decided::mode`].
     pub fn undecided(
         time: SystemTime,
         request_id: &str,
         trace_id: Option<&str>,
         method: &str,
+        mode: &str,
         client_ip: std::net::IpAddr,
         reason: &str,
         generation: u64,
@@ -384,6 +391,8 @@ impl Entry {
         string(&mut out, "trace_id", trace_id);
         out.push(',');
         string(&mut out, "method", Some(method));
+        out.push(',');
+        string(&mut out, "mode", Some(mode));
         for name in [
             "path",
             "route",
@@ -443,6 +452,7 @@ mod tests {
             "rid",
             Some("4bf92f3577b34da6a3ce929d0e0e4736"),
             "POST",
+            "proxy",
             "192.0.2.1".parse().unwrap(),
             "Content-Length with \"Transfer-Encoding\"",
             3,
@@ -458,6 +468,7 @@ mod tests {
         assert_eq!(json["code"], 6003);
         assert_eq!(json["total_us"], 42);
         assert_eq!(json["generation"], 3);
+        assert_eq!(json["mode"], "proxy");
         assert!(json["route"].is_null());
         assert_eq!(json["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(json["error"].is_null());
@@ -471,7 +482,9 @@ mod tests {
             let entry = Entry::undecided(
                 SystemTime::UNIX_EPOCH,
                 &format!("r{index}"),
+                None,
                 "GET",
+                "proxy",
                 "::1".parse().unwrap(),
                 reason,
                 1,
@@ -502,6 +515,7 @@ mod tests {
                 "r",
                 None,
                 "GET",
+                "proxy",
                 "::1".parse().unwrap(),
                 "x",
                 1,

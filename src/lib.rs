@@ -20,6 +20,8 @@
 //! - [`metrics`]: the Prometheus registry and one typed function per event.
 //! - [`decision_log`]: one JSON line per request, queued off the request path.
 //! - [`reload`]: file watcher, timer and `SIGHUP` → re-read, compile, one atomic swap of the snapshot.
+//! - [`authz_endpoint`]: the decision listeners, for proxies that delegate the decision (nginx
+//!   `auth_request`, forward-auth, Envoy `ext_authz` over HTTP and gRPC).
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`) and its read-only web console.
 //!
 //! The pure modules (`policy`, `routes`, `auth`, `answer`, `pipeline`) do no I/O and read no clock.
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod analysis;
 pub mod answer;
 pub mod auth;
+pub mod authz_endpoint;
 pub mod cli;
 pub mod config;
 pub mod decision_log;

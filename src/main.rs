@@ -47,6 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Print the nginx, Caddy, Traefik or Envoy configuration that delegates the decision to permgate.
+    Integrate(permgate::cli::integrate::IntegrateArgs),
     /// Work with route files.
     Routes {
         #[command(subcommand)]
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => permgate::cli::demo::run(&args),
         Command::Check(args) => permgate::cli::check::run(&args),
         Command::Access { command } => permgate::cli::access::run(&command),
+        Command::Integrate(args) => permgate::cli::integrate::run(&args),
         Command::Validate { config } => permgate::cli::validate::run(&config),
         Command::Token {
             command: TokenCommand::New(args),

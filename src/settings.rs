@@ -45,6 +45,8 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// The admin listener's console and its protection (`admin:`); read per admin request.
     pub admin: AdminSettings,
+    /// The decision listeners (`decision:`), for proxies that delegate the decision: none by default.
+    pub decision: Vec<DecisionListener>,
 }
 
 /// The admin listener's console and protection (`admin: {console: on | off, token_file: PATH}`).
@@ -137,4 +139,49 @@ pub enum DecisionLogSink {
     Stderr,
     File,
     Off,
+}
+
+/// One decision listener (`decision:`): where it listens and which proxy sits in front of it, which fixes
+/// the headers that name the original request (never guessed per request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionListener {
+    pub listen: SocketAddr,
+    pub protocol: DecisionProtocol,
+    /// `ext_authz_http` only: the `path_prefix` Envoy puts before the original path, removed before deciding.
+    pub strip_prefix: Option<String>,
+}
+
+/// The protocol of a decision listener: the proxy in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionProtocol {
+    /// nginx `auth_request` (and ingress-nginx): `X-Original-Method` and `X-Original-URI`.
+    AuthRequest,
+    /// Traefik `forwardAuth`, Caddy `forward_auth`, APISIX `forward-auth`: `X-Forwarded-Method` and
+    /// `X-Forwarded-Uri`.
+    ForwardAuth,
+    /// Envoy `ext_authz` HTTP service: the check request's own method and path.
+    ExtAuthzHttp,
+    /// Envoy `ext_authz` gRPC service (`envoy.service.auth.v3.Authorization/Check`).
+    ExtAuthzGrpc,
+}
+
+impl DecisionProtocol {
+    /// Every protocol, in the order the README lists them.
+    pub const ALL: [Self; 4] = [
+        Self::AuthRequest,
+        Self::ForwardAuth,
+        Self::ExtAuthzHttp,
+        Self::ExtAuthzGrpc,
+    ];
+
+    /// The name in `gateway.yaml`, the `mode` of the decision log and of the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthRequest => "auth_request",
+            Self::ForwardAuth => "forward_auth",
+            Self::ExtAuthzHttp => "ext_authz_http",
+            Self::ExtAuthzGrpc => "ext_authz_grpc",
+        }
+    }
 }

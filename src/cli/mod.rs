@@ -3,6 +3,7 @@
 pub mod access;
 pub mod check;
 pub mod demo;
+pub mod integrate;
 pub mod routes;
 pub mod serve;
 pub mod token;

@@ -1,6 +1,6 @@
 //! `permgate serve`: load the config (a bad one is fatal: every error printed, exit 2), start the proxy, the
-//! admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`), the decision log and the reloader (file
-//! watcher, timer, `SIGHUP`), run until SIGTERM/SIGINT, drain within `shutdown_grace`, exit 0.
+//! admin listener (`/metrics`, `/healthz`, `/readyz`, `/status`), the decision listeners (`decision:`), the
+//! decision log and the reloader (file watcher, timer, `SIGHUP`), run until SIGTERM/SIGINT, drain within `shutdown_grace`, exit 0.
 //!
 //! [`start`] starts everything and hands back [`Services`], so integration tests run exactly what the
 //! binary runs (on port 0, without the process-wide `SIGHUP` handler).
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin, AdminState};
+use crate::authz_endpoint::{self, DecisionListeners};
 use crate::decision_log::{DecisionLog, DecisionLogError, DenialRing, LogWriter};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Drain, Observer, Running, StartError};
@@ -61,6 +62,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     DecisionLog(#[from] DecisionLogError),
+    #[error(transparent)]
+    Decision(#[from] crate::authz_endpoint::BindError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -70,7 +73,7 @@ impl ServeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Proxy(StartError::Tls(_) | StartError::Upstream(_)) | Self::DecisionLog(_) => 2,
-            Self::Proxy(_) | Self::Admin { .. } | Self::Metrics(_) => 1,
+            Self::Proxy(_) | Self::Admin { .. } | Self::Metrics(_) | Self::Decision(_) => 1,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Services {
     pub proxy: Running,
     /// The admin listener.
     pub admin: Admin,
+    /// The decision listeners (`decision:`; none by default).
+    pub decision: DecisionListeners,
     /// The reloader ([`Reloader::reload_now`] reloads at once).
     pub reloader: Arc<Reloader>,
     reload_task: ReloadTask,
@@ -95,6 +100,7 @@ impl Services {
     pub async fn stop(self) -> Drain {
         self.admin.state.begin_draining();
         self.reload_task.stop().await;
+        self.decision.stop().await;
         let drain = self.proxy.stop().await;
         for writer in [self.decision_log, self.audit_log].into_iter().flatten() {
             writer.stop().await;
@@ -127,6 +133,8 @@ pub async fn start(
                 addr: admin_addr,
                 source,
             })?;
+    let decision_sockets = authz_endpoint::bind(&settings.decision).await?;
+    let decision_listeners = settings.decision.clone();
     let metrics = Metrics::new()?;
     // The console's Recent denials: the denied lines the decision log writes (none while it is off).
     let denials = DenialRing::new(DenialRing::DEFAULT_CAPACITY);
@@ -172,10 +180,12 @@ pub async fn start(
             });
         }
     };
+    let decision = authz_endpoint::start(&decision_listeners, decision_sockets, &running.gateway);
     let reload_task = reloader.spawn(triggers);
     Ok(Services {
         proxy: running,
         admin,
+        decision,
         reloader,
         reload_task,
         decision_log: writer,

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::compile::values::parse_cidr;
 use super::error::{ConfigError, ErrorKind};
 pub use crate::settings::{
-    AdminSettings, DecisionLogSettings, DecisionLogSink, Mode, Settings, TlsSettings, UpstreamAuth,
-    UpstreamSettings,
+    AdminSettings, DecisionListener, DecisionLogSettings, DecisionLogSink, DecisionProtocol, Mode,
+    Settings, TlsSettings, UpstreamAuth, UpstreamSettings,
 };
 
 /// The file as written. Every key is documented in the README's config reference.
@@ -58,6 +58,20 @@ pub struct RawGateway {
     /// The admin listener's console and protection: `{console: on | off, token_file: PATH}`.
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    /// The decision listeners for proxies that delegate the decision (none by default).
+    #[serde(default)]
+    pub decision: Vec<RawDecisionListener>,
+}
+
+/// One `decision:` entry: `{listen: ADDR, protocol: auth_request | forward_auth | ext_authz_http |
+/// ext_authz_grpc, strip_prefix: /PATH}` (`strip_prefix` for `ext_authz_http` only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecisionListener {
+    pub listen: String,
+    pub protocol: DecisionProtocol,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +359,15 @@ impl Settings {
                 }
             }
         };
+        let decision = compile_decision(&raw.decision, listen, admin_listen, &mut error);
+        if !decision.is_empty() && raw.trusted_proxies.is_empty() {
+            error(
+                "trusted_proxies",
+                "the decision listeners answer only the proxies listed here: list the address of the \
+                 proxy in front (e.g. 127.0.0.1/32)"
+                    .into(),
+            );
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -382,6 +405,7 @@ impl Settings {
             reload_interval,
             admin,
             base_dir,
+            decision,
         })
     }
 
@@ -435,6 +459,76 @@ impl Settings {
         if self.log_format != next.log_format {
             changed.push("log");
         }
+        // The decision listeners are bound once, at start (each request reads the serving snapshot).
+        if self.decision != next.decision {
+            changed.push("decision");
+        }
         changed
     }
+}
+
+/// The decision listeners: each address parsed, distinct from `listen`, `admin_listen` and each other;
+/// `strip_prefix` only on `ext_authz_http`, a path like `/authz` (no trailing slash, no query).
+fn compile_decision(
+    raw: &[RawDecisionListener],
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    error: &mut dyn FnMut(&str, String),
+) -> Vec<DecisionListener> {
+    let mut listeners: Vec<DecisionListener> = Vec::with_capacity(raw.len());
+    for (index, entry) in raw.iter().enumerate() {
+        let path = format!("decision[{index}]");
+        let Ok(addr) = entry.listen.parse::<SocketAddr>() else {
+            error(
+                &format!("{path}.listen"),
+                format!("{:?} is not an address like 127.0.0.1:9191", entry.listen),
+            );
+            continue;
+        };
+        let taken = addr.port() != 0
+            && (addr == listen
+                || addr == admin_listen
+                || listeners.iter().any(|other| other.listen == addr));
+        if taken {
+            error(
+                &format!("{path}.listen"),
+                format!(
+                    "{addr} is already used by another listener: a decision listener is never the proxy \
+                     or admin listener"
+                ),
+            );
+        }
+        let strip_prefix = match (&entry.strip_prefix, entry.protocol) {
+            (None, _) => None,
+            (Some(prefix), DecisionProtocol::ExtAuthzHttp) => {
+                let valid = prefix.starts_with('/')
+                    && prefix.len() > 1
+                    && !prefix.ends_with('/')
+                    && !prefix.contains(['?', '#', '%', ' ']);
+                if !valid {
+                    error(
+                        &format!("{path}.strip_prefix"),
+                        format!("{prefix:?} is not a path prefix like /authz"),
+                    );
+                }
+                Some(prefix.clone())
+            }
+            (Some(_), protocol) => {
+                error(
+                    &format!("{path}.strip_prefix"),
+                    format!(
+                        "only ext_authz_http listeners have a prefix to strip, not {}",
+                        protocol.as_str()
+                    ),
+                );
+                None
+            }
+        };
+        listeners.push(DecisionListener {
+            listen: addr,
+            protocol: entry.protocol,
+            strip_prefix,
+        });
+    }
+    listeners
 }

@@ -104,6 +104,7 @@ pub const FAMILIES: &[&str] = &[
     "permgate_config_watcher_errors_total",
     "permgate_config_access_changes_total",
     "permgate_build_info",
+    "permgate_decision_requests_total",
     "process_cpu_seconds_total",
     "process_open_fds",
     "process_max_fds",
@@ -138,6 +139,8 @@ pub struct Metrics {
     watcher_up: IntGauge,
     watcher_errors: IntCounter,
     access_changes: IntCounterVec,
+    /// `permgate_decision_requests_total`: requests decided for a proxy in front, by mode and decision.
+    delegated: IntCounterVec,
     /// The series of requests that matched no route.
     unrouted: RouteSeries,
 }
@@ -349,6 +352,25 @@ impl Metrics {
         for direction in ["gained", "lost"] {
             access_changes.get_metric_with_label_values(&[direction])?;
         }
+        let delegated = IntCounterVec::new(
+            Opts::new(
+                "permgate_decision_requests_total",
+                "Requests decided on a decision listener for a proxy in front, by mode (auth_request, \
+                 forward_auth, ext_authz_http, ext_authz_grpc) and decision (allow, deny, shadow_allow). \
+                 Each is also counted in permgate_requests_total.",
+            ),
+            &["mode", "decision"],
+        )?;
+        registry.register(Box::new(delegated.clone()))?;
+        for mode in crate::settings::DecisionProtocol::ALL {
+            for decision in [
+                DecisionLabel::Allow,
+                DecisionLabel::Deny,
+                DecisionLabel::ShadowAllow,
+            ] {
+                delegated.get_metric_with_label_values(&[mode.as_str(), decision.as_str()])?;
+            }
+        }
         // Series that exist from the start, so dashboards and alerts see zeros rather than nothing.
         for kind in UPSTREAM_ERROR_KINDS {
             upstream_errors.get_metric_with_label_values(&[kind])?;
@@ -384,6 +406,7 @@ impl Metrics {
             watcher_up,
             watcher_errors,
             access_changes,
+            delegated,
             unrouted: RouteSeries::default(),
         }))
     }
@@ -504,6 +527,20 @@ impl Metrics {
         });
         if let Some(duration) = duration {
             duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// A decision listener of protocol `mode` decided a request (besides [`Metrics::routed_request`]).
+    pub fn delegated_decision(
+        &self,
+        mode: crate::settings::DecisionProtocol,
+        decision: DecisionLabel,
+    ) {
+        if let Ok(counter) = self
+            .delegated
+            .get_metric_with_label_values(&[mode.as_str(), decision.as_str()])
+        {
+            counter.inc();
         }
     }
 

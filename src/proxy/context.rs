@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use http::header::HeaderValue;
-use http::{Method, Request, Version};
+use http::{HeaderMap, Method, Request, Version};
 use hyper::body::Incoming;
 
 use super::bound::UpstreamLane;
@@ -14,6 +14,7 @@ use super::framing::FramingTap;
 use super::live::Live;
 use super::request_id;
 use super::trace_context::{self, TraceId};
+use crate::settings::DecisionProtocol;
 use crate::snapshot::Snapshot;
 
 /// What is known about the connection a request came on.
@@ -66,6 +67,8 @@ pub(super) struct RequestContext<'a> {
     /// The trace id of a valid inbound `traceparent`, for the decision log only (not looked for when it is
     /// off).
     pub trace_id: Option<TraceId>,
+    /// The decision listener's protocol when a proxy in front delegated the decision (`None`: the proxy).
+    pub delegated: Option<DecisionProtocol>,
 }
 
 // === impl RequestContext ===
@@ -77,19 +80,47 @@ impl<'a> RequestContext<'a> {
         request: &Request<Incoming>,
         decision_log: bool,
     ) -> Self {
+        Self::from_parts(
+            live,
+            conn,
+            request.headers(),
+            request.method().clone(),
+            request.version() <= Version::HTTP_11,
+            decision_log,
+            None,
+        )
+    }
+
+    /// The context of a request known by its parts: the proxy's requests, and the decision listeners'
+    /// (`delegated`), whose `method` is the original request's.
+    pub fn from_parts(
+        live: &'a Live,
+        conn: &'a ConnInfo,
+        headers: &HeaderMap,
+        method: Method,
+        http1: bool,
+        decision_log: bool,
+        delegated: Option<DecisionProtocol>,
+    ) -> Self {
         let peer_trusted = is_trusted(conn.peer.ip(), &live.snapshot.settings.trusted_proxies);
         Self {
-            id_value: request_id::choose(request.headers(), peer_trusted),
+            id_value: request_id::choose(headers, peer_trusted),
             peer_trusted,
-            method: request.method().clone(),
-            http1: request.version() <= Version::HTTP_11,
+            method,
+            http1,
             arrived: decision_log.then(SystemTime::now),
             trace_id: decision_log
-                .then(|| trace_context::trace_id(request.headers()))
+                .then(|| trace_context::trace_id(headers))
                 .flatten(),
+            delegated,
             live,
             conn,
         }
+    }
+
+    /// The decision log's `mode`: `proxy`, or the decision listener's protocol.
+    pub fn mode_name(&self) -> &'static str {
+        self.delegated.map_or("proxy", DecisionProtocol::as_str)
     }
 
     /// The snapshot this request is decided with.

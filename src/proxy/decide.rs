@@ -81,7 +81,6 @@ impl Gateway {
         framing::check(request.version(), request.headers())?;
         framing::check_host(request.version(), request.headers())?;
         let offer = upgrade::offer(request.version(), request.method(), request.headers())?;
-        let snapshot = cx.snapshot();
         let target = request_target(request);
         let facts = Facts {
             method: request.method().as_str(),
@@ -90,19 +89,36 @@ impl Gateway {
             peer_ip: cx.conn.peer.ip(),
             now: unix_now(),
         };
+        let (plan, decided) = self.decide_facts(cx, &facts, seen);
+        Ok(Decided {
+            plan,
+            at: decided,
+            offer,
+        })
+    }
+}
+
+// === impl Gateway (decide_facts) ===
+
+impl Gateway {
+    /// The decision proper, shared by the proxy and the decision listeners (`authz_endpoint`): `facts` on
+    /// the request's snapshot, timed and counted, noted in `seen`, and made into the plan. Returns the plan
+    /// and the end of the decision.
+    pub(super) fn decide_facts<'a>(
+        &self,
+        cx: &RequestContext<'a>,
+        facts: &Facts<'_>,
+        seen: &mut Observation<'a>,
+    ) -> (Plan, tokio::time::Instant) {
         let deciding = tokio::time::Instant::now();
-        let verdict = pipeline::decide(snapshot, &facts);
+        let verdict = pipeline::decide(cx.snapshot(), facts);
         // One clock read ends the decision and starts the upstream response timeout.
         let decided = tokio::time::Instant::now();
         let decision_time = decided.duration_since(deciding);
         self.metrics.decision(decision_time);
         let plan = plan(&verdict, facts.target, cx);
         self.observe_decision(seen, &verdict, &plan, cx, decision_time);
-        Ok(Decided {
-            plan,
-            at: decided,
-            offer,
-        })
+        (plan, decided)
     }
 }
 
@@ -129,6 +145,25 @@ fn plan(verdict: &Verdict<'_>, target: &str, cx: &RequestContext<'_>) -> Plan {
             let handler = verdict.route.and_then(|route| route.handler);
             match (handler, verdict.principal) {
                 (Some(Handler::VerifyToken), Some(principal)) => match verified_token(&principal) {
+                    // Behind a proxy that delegates the decision, permgate answers no request itself:
+                    // the usable token is allowed with its identity, and the upstream answers.
+                    Some(_) if cx.delegated.is_some() => match &verdict.canonical {
+                        Some(canonical) => Plan::Forward(Forward {
+                            target: forward_target(canonical, target),
+                            authorized: true,
+                            identity,
+                        }),
+                        None => Plan::Refuse(Box::new(
+                            pipeline::Refusal {
+                                answer: Answer::rejected_request(
+                                    "request target could not be checked",
+                                ),
+                                denial: None,
+                                shadow_forwardable: false,
+                            }
+                            .render(explain),
+                        )),
+                    },
                     Some(token) => Plan::Verify(token),
                     None => Plan::Refuse(Box::new(verify_with_legacy_key().render(explain))),
                 },

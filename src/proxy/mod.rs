@@ -16,6 +16,8 @@
 //!   `pool`: the idle pool between exchanges, generic over the connection.
 //! - `shutdown`: the graceful-shutdown signal each connection watches without a shared lock.
 //! - `pair`: an inbound connection and its lent upstream connection in one task, each polled when woken.
+//! - [`delegate`]: the decision for a proxy in front (the decision listeners of `authz_endpoint`): the
+//!   same context, decision, plan, metrics and log as the proxy's own requests, answered as a [`Delegated`].
 //! - [`launch`]: start a gateway in the background and stop it (CLI and tests).
 //! - [`error`]: the one function that turns any failure into the client's answer; [`failure_log`]: repeated
 //!   failures logged as one line per kind per interval.
@@ -75,6 +77,7 @@ pub mod body;
 mod bound;
 mod context;
 mod decide;
+pub mod delegate;
 pub mod error;
 pub mod failure_log;
 mod forward;
@@ -97,6 +100,7 @@ pub mod upstream_auth;
 mod verify;
 
 pub use context::ConnInfo;
+pub use delegate::{Delegated, Original};
 pub use error::ProxyError;
 pub use launch::{Running, StartError, start, start_observed, start_on};
 pub use live::Live;

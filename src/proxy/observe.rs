@@ -44,6 +44,17 @@ impl Observation<'_> {
             entry: None,
         }
     }
+
+    /// What was decided so far.
+    pub fn decision(&self) -> DecisionLabel {
+        self.decision
+    }
+
+    /// The request is refused with `code` after all (a plan that cannot be carried out).
+    pub fn refused(&mut self, code: u32) {
+        self.decision = DecisionLabel::Deny;
+        self.code = code;
+    }
 }
 
 // === impl Gateway (observe) ===
@@ -87,6 +98,7 @@ impl Gateway {
             decision: seen.decision,
             reason,
             decision_time,
+            mode: cx.mode_name(),
         }));
     }
 
@@ -109,6 +121,7 @@ impl Gateway {
                         cx.request_id(),
                         cx.trace_id.as_ref().map(TraceId::as_str),
                         cx.method.as_str(),
+                        cx.mode_name(),
                         cx.conn.peer.ip(),
                         &error.to_string(),
                         cx.snapshot().generation,
@@ -117,7 +130,19 @@ impl Gateway {
                 self.error_answer(&error, cx)
             }
         };
-        let status = response.status().as_u16();
+        self.count_and_log(cx, seen, response.status().as_u16(), started);
+        response
+    }
+
+    /// Counts a request answered with `status` on its generation's series (and, on a decision listener,
+    /// by its mode) and queues its decision-log line.
+    pub(super) fn count_and_log(
+        &self,
+        cx: &RequestContext<'_>,
+        mut seen: Observation<'_>,
+        status: u16,
+        started: Instant,
+    ) {
         let elapsed = started.elapsed();
         self.metrics.routed_request(
             &cx.live.route_series,
@@ -127,10 +152,38 @@ impl Gateway {
             status,
             elapsed,
         );
+        if let Some(mode) = cx.delegated {
+            self.metrics.delegated_decision(mode, seen.decision);
+        }
         if let (Some(log), Some(entry)) = (&self.decision_log, seen.entry.take()) {
             log.submit(entry.finish(status, seen.code, seen.error, elapsed));
         }
-        response
+    }
+
+    /// A request refused before any decision on a decision listener (`answer`, with `reason` for the
+    /// logs): counted and logged as the proxy's undecided refusals are.
+    pub(super) fn refuse_undecided(
+        &self,
+        cx: &RequestContext<'_>,
+        answer: &crate::answer::Answer,
+        reason: &str,
+        started: Instant,
+    ) {
+        let mut seen = Observation::new();
+        seen.code = answer.code;
+        if let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrived) {
+            seen.entry = Some(Entry::undecided(
+                arrived,
+                cx.request_id(),
+                cx.trace_id.as_ref().map(TraceId::as_str),
+                cx.method.as_str(),
+                cx.mode_name(),
+                cx.conn.peer.ip(),
+                reason,
+                cx.snapshot().generation,
+            ));
+        }
+        self.count_and_log(cx, seen, answer.status, started);
     }
 
     /// Records a failure in the observation (and counts upstream failures).

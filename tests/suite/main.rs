@@ -12,6 +12,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../decision_support/mod.rs"]
+mod decision_support;
 #[path = "../reload_support/mod.rs"]
 mod reload_support;
 
@@ -26,6 +28,9 @@ mod cloudflare_routes;
 mod config_corruption;
 mod console;
 mod console_browser;
+mod decision_grpc;
+mod decision_listeners;
+mod decision_proxies;
 mod decisions;
 mod deploy;
 mod group_reload;

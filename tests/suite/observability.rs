@@ -335,6 +335,7 @@ async fn the_decision_log_has_one_line_per_request_and_no_secret() {
         "request_id",
         "trace_id",
         "method",
+        "mode",
         "path",
         "route",
         "principal",
@@ -368,6 +369,7 @@ async fn the_decision_log_has_one_line_per_request_and_no_secret() {
         )
         .unwrap();
         assert_eq!(line["generation"], 1);
+        assert_eq!(line["mode"], "proxy");
         assert_eq!(line["client_ip"], "127.0.0.1");
         assert!(line["total_us"].as_u64().unwrap() >= line["decision_us"].as_u64().unwrap());
     }
