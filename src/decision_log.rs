@@ -274,6 +274,18 @@ fn render(line: &Line, text: &mut String) {
 
 // === impl Entry ===
 
+/// What is known of a request when it arrives, for [`Entry::undecided`].
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived<'a> {
+    pub time: SystemTime,
+    pub request_id: &'a str,
+    /// The trace id of the request's valid W3C `traceparent`, if it had one.
+    pub trace_id: Option<&'a str>,
+    pub method: &'a str,
+    /// Which listener it came to: `proxy`, or a decision listener's protocol.
+    pub mode: &'a str,
+}
+
 /// What the proxy knows about a decided request, for [`Entry::decided`].
 #[derive(Debug)]
 pub struct Decided<'a, 's> {
@@ -376,23 +388,19 @@ impl Entry {
     /// `trusted_proxies` or no original request named): the fields a decision would set are null. `mode`
     /// as in [`Decided::mode`].
     pub fn undecided(
-        time: SystemTime,
-        request_id: &str,
-        trace_id: Option<&str>,
-        method: &str,
-        mode: &str,
+        arrived: Arrived<'_>,
         client_ip: std::net::IpAddr,
         reason: &str,
         generation: u64,
     ) -> Self {
         let mut out = String::with_capacity(384);
-        string(&mut out, "request_id", Some(request_id));
+        string(&mut out, "request_id", Some(arrived.request_id));
         out.push(',');
-        string(&mut out, "trace_id", trace_id);
+        string(&mut out, "trace_id", arrived.trace_id);
         out.push(',');
-        string(&mut out, "method", Some(method));
+        string(&mut out, "method", Some(arrived.method));
         out.push(',');
-        string(&mut out, "mode", Some(mode));
+        string(&mut out, "mode", Some(arrived.mode));
         for name in [
             "path",
             "route",
@@ -414,7 +422,10 @@ impl Entry {
         let client_ip = client_ip.to_string();
         string(&mut out, "client_ip", Some(&client_ip));
         let _ = write!(out, ",\"decision_us\":0,\"generation\":{generation}");
-        Self { time, members: out }
+        Self {
+            time: arrived.time,
+            members: out,
+        }
     }
 
     /// Adds the answer: HTTP `status`, the gateway's error `code` (0 when it did not refuse; in shadow mode
@@ -448,11 +459,13 @@ mod tests {
     #[test]
     fn an_undecided_line_is_one_json_object_with_every_field() {
         let entry = Entry::undecided(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            "rid",
-            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-            "POST",
-            "proxy",
+            Arrived {
+                time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                request_id: "rid",
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                method: "POST",
+                mode: "proxy",
+            },
             "192.0.2.1".parse().unwrap(),
             "Content-Length with \"Transfer-Encoding\"",
             3,
@@ -480,11 +493,13 @@ mod tests {
         let mut text = String::new();
         for (index, reason) in ["a", "b", "c"].into_iter().enumerate() {
             let entry = Entry::undecided(
-                SystemTime::UNIX_EPOCH,
-                &format!("r{index}"),
-                None,
-                "GET",
-                "proxy",
+                Arrived {
+                    time: SystemTime::UNIX_EPOCH,
+                    request_id: &format!("r{index}"),
+                    trace_id: None,
+                    method: "GET",
+                    mode: "proxy",
+                },
                 "::1".parse().unwrap(),
                 reason,
                 1,
@@ -511,11 +526,13 @@ mod tests {
         };
         for _ in 0..3 {
             let entry = Entry::undecided(
-                SystemTime::now(),
-                "r",
-                None,
-                "GET",
-                "proxy",
+                Arrived {
+                    time: SystemTime::now(),
+                    request_id: "r",
+                    trace_id: None,
+                    method: "GET",
+                    mode: "proxy",
+                },
                 "::1".parse().unwrap(),
                 "x",
                 1,

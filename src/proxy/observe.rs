@@ -14,7 +14,7 @@ use super::decide::Plan;
 use super::error::{ProxyError, Side, error_response};
 use super::service::Gateway;
 use super::trace_context::TraceId;
-use crate::decision_log::{Decided, Entry};
+use crate::decision_log::{Arrived, Decided, Entry};
 use crate::metrics::DecisionLabel;
 use crate::pipeline::Verdict;
 use crate::routes::Route;
@@ -117,11 +117,13 @@ impl Gateway {
                 self.failed(&error, &mut seen);
                 if let (None, Some(arrived)) = (&seen.entry, cx.arrived) {
                     seen.entry = Some(Entry::undecided(
-                        arrived,
-                        cx.request_id(),
-                        cx.trace_id.as_ref().map(TraceId::as_str),
-                        cx.method.as_str(),
-                        cx.mode_name(),
+                        Arrived {
+                            time: arrived,
+                            request_id: cx.request_id(),
+                            trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
+                            method: cx.method.as_str(),
+                            mode: cx.mode_name(),
+                        },
                         cx.conn.peer.ip(),
                         &error.to_string(),
                         cx.snapshot().generation,
@@ -173,11 +175,13 @@ impl Gateway {
         seen.code = answer.code;
         if let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrived) {
             seen.entry = Some(Entry::undecided(
-                arrived,
-                cx.request_id(),
-                cx.trace_id.as_ref().map(TraceId::as_str),
-                cx.method.as_str(),
-                cx.mode_name(),
+                Arrived {
+                    time: arrived,
+                    request_id: cx.request_id(),
+                    trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
+                    method: cx.method.as_str(),
+                    mode: cx.mode_name(),
+                },
                 cx.conn.peer.ip(),
                 reason,
                 cx.snapshot().generation,
