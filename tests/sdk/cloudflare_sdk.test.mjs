@@ -155,6 +155,7 @@ upstream:
   connect_timeout_ms: 500
 ${auth ? `  auth: ${auth}\n` : ''}policy_files:
   - ${path.join(REPO, 'config/cloudflare/permission_groups.yaml')}
+  - ${path.join(REPO, 'config/cloudflare/resource_types.yaml')}
   - accounts.yaml
   - tokens.yaml
 route_files:

@@ -164,6 +164,7 @@ upstream:
   connect_timeout_ms: 500
 policy_files:
   - {REPO / "config/cloudflare/permission_groups.yaml"}
+  - {REPO / "config/cloudflare/resource_types.yaml"}
   - accounts.yaml
   - tokens.yaml
 route_files:
