@@ -16,33 +16,18 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+use common::{require, target_dir};
 
 const PYTHON_PACKAGES: [&str; 2] = ["cloudflare==5.9.0", "pytest==8.4.2"];
 const TYPESCRIPT_VERSIONS: [&str; 3] = ["4.5.0", "5.2.0", "7.3.0"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/` (where this test's own binary was built).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_permgate"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-fn require(tool: &str, install: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
 }
 
 fn run(command: &mut Command) {

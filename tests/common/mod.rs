@@ -840,3 +840,23 @@ impl ShippedGateway {
         self.dir
     }
 }
+
+/// `target/`, where the test's own binary was built: tools a test installs (venvs, npm folders) live there.
+pub fn target_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_permgate"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The tool on PATH, or a failure saying how to install it.
+pub fn require(tool: &str, install: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
+}

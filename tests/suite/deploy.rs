@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{bearer, free_port, send, start_upstream};
+use crate::common::{bearer, free_port, require, send, start_upstream, target_dir};
 
 /// Pinned: the schema versions the test validates with.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
@@ -37,26 +37,6 @@ fn root() -> &'static Path {
 
 fn deploy() -> PathBuf {
     root().join("deploy")
-}
-
-/// `target/` (where the test's own binary was built).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_permgate"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The tool on PATH, or a failure saying how to install it.
-fn require(tool: &str, install: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
 }
 
 fn run(command: &mut Command) -> Output {
