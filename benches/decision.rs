@@ -15,7 +15,9 @@
 //! accounts); `decision/bucket_pipeline/<scale>` and the bucket p50/p99 decide requests on buckets (half of
 //! them named by no policy: known from their account alone).
 //!
-//! `cargo bench --bench decision` (`PERMGATE_BENCH_SCALES=1k` to skip the larger worlds; default `1k,100k,1m`).
+//! `cargo bench --bench decision` (`PERMGATE_BENCH_SCALES=1k` to skip the larger worlds; default `1k,100k,1m`;
+//! `PERMGATE_BENCH_BUCKETS=0` for the world without buckets, exactly the one before issue 20, to tell what the
+//! code costs from what the larger world costs).
 
 #![allow(
     clippy::unwrap_used,
@@ -45,6 +47,13 @@ use sha2::{Digest, Sha256};
 
 fn bench_decisions(c: &mut Criterion) {
     let scales = std::env::var("PERMGATE_BENCH_SCALES").unwrap_or_else(|_| "1k,100k,1m".into());
+    let buckets: usize = std::env::var("PERMGATE_BENCH_BUCKETS")
+        .map(|value| {
+            value
+                .parse()
+                .expect("PERMGATE_BENCH_BUCKETS: a number of buckets per account")
+        })
+        .unwrap_or(BUCKETS_PER_ACCOUNT);
     let mut report = Vec::new();
     for name in scales.split(',') {
         let tokens = match name.trim() {
@@ -53,7 +62,7 @@ fn bench_decisions(c: &mut Criterion) {
             "1m" => 1_000_000,
             other => other.parse().expect("a scale: 1k, 100k, 1m or a number"),
         };
-        let (snapshot, scale, raw) = build_with_buckets(tokens, BUCKETS_PER_ACCOUNT);
+        let (snapshot, scale, raw) = build_with_buckets(tokens, buckets);
         let requests = requests(scale, &raw, 4096);
         let bucket_requests = bucket_requests(scale, &raw, 4096);
         drop(raw);
