@@ -122,11 +122,29 @@ pub fn snippet(args: &IntegrateArgs) -> Result<String, String> {
 }
 
 fn nginx(listen: SocketAddr, decision: SocketAddr, upstream: &str, scheme: &str) -> String {
+    // With an upstream block, nginx would send its name as Host and as the TLS server name: name the API's
+    // own authority instead, as `proxy_pass {scheme}://{upstream}` would.
+    let upstream_host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);
+    let tls_name = if scheme == "https" {
+        format!("\n        proxy_ssl_server_name on;\n        proxy_ssl_name {upstream_host};")
+    } else {
+        String::new()
+    };
     format!(
-        r#"# nginx with auth_request (nginx-light, nginx-full and ingress-nginx have the module): put this server
-# block in nginx's http {{ }} block. Every request is decided by permgate first; an allowed one goes to the
+        r#"# nginx with auth_request (nginx-light, nginx-full and ingress-nginx have the module): put these blocks
+# in nginx's http {{ }} block. Every request is decided by permgate first; an allowed one goes to the
 # API with permgate's identity headers and without the client's credential, a denied one gets permgate's
 # Cloudflare envelope and status.
+# Kept-alive connections to permgate and to the API: without an upstream block's keepalive (and HTTP/1.1),
+# nginx opens a new connection for every decision subrequest and every proxied request.
+upstream permgate_decision {{
+    server {decision};
+    keepalive 32;
+}}
+upstream permgate_api {{
+    server {upstream};
+    keepalive 32;
+}}
 server {{
     listen {listen};
 
@@ -142,7 +160,10 @@ server {{
         # in headers: this gives the client both.
         error_page 403 = @permgate_denied;
 
-        proxy_pass {scheme}://{upstream};
+        proxy_pass {scheme}://permgate_api;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host {upstream};{tls_name}
         proxy_set_header X-Permgate-Principal $permgate_principal;
         proxy_set_header X-Permgate-Token-Id $permgate_token_id;
         proxy_set_header X-Permgate-Account $permgate_account;
@@ -156,7 +177,9 @@ server {{
 
     location = /.permgate-decision {{
         internal;
-        proxy_pass http://{decision};
+        proxy_pass http://permgate_decision;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
         # The original request, named by nginx (replacing anything the client sent under these names).
