@@ -246,9 +246,15 @@ http:
     api:
       rule: PathPrefix(`/`)
       entryPoints: [web]
-      middlewares: [permgate, permgate-strip-credentials]
+      middlewares: [permgate-request-id, permgate, permgate-strip-credentials]
       service: api
   middlewares:
+    # Traefik names no request id itself, and permgate adopts the one the proxy in front sends: drop the
+    # client's, so that permgate names the request (and a client cannot choose the id in your logs).
+    permgate-request-id:
+      headers:
+        customRequestHeaders:
+          X-Request-Id: ""
     permgate:
       forwardAuth:
         address: http://{decision}/

