@@ -8,9 +8,13 @@
 -- offered load of about connections / PACE_MS, below saturation, where latency is service time rather than
 -- queueing. wrk times each request from its write, so the wait is not in the latency. (An environment
 -- variable, not an argument: wrk decides whether a script paces before `init` sees the arguments.)
+-- With PERMGATE_AS_AUTH_REQUEST=1 (delegated.sh's "endpoint" target), each request is asked as nginx's
+-- auth_request subrequest asks permgate's decision listener: GET / naming the request in X-Original-Method
+-- and X-Original-URI, with the client's Authorization.
 
 local requests, index, threads = {}, 0, {}
 local pace_ms = tonumber(os.getenv("PERMGATE_PACE_MS") or "")
+local as_auth_request = os.getenv("PERMGATE_AS_AUTH_REQUEST") == "1"
 statuses = {}
 
 function setup(thread)
@@ -23,6 +27,11 @@ function init(args)
     if method then
       local headers = {}
       if auth ~= "-" then headers["Authorization"] = auth:gsub("%%20", " ") end
+      if as_auth_request then
+        headers["X-Original-Method"] = method
+        headers["X-Original-URI"] = path
+        method, path = "GET", "/"
+      end
       requests[#requests + 1] = wrk.format(method, path, headers)
     end
   end
