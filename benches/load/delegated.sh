@@ -77,20 +77,7 @@ if [ -n "$COMPARE_INTEGRATE" ]; then
 $(snippet "$COMPARE_INTEGRATE" nginx "$NGINX_AUTH_BASE_PORT" "$AUTH_REQUEST_PORT" \
     | sed -e 's/upstream permgate_\([a-z]*\) {/upstream permgate_\1_base {/' -e 's#://permgate_\([a-z]*\);#://permgate_\1_base;#')"
 fi
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  keepalive_requests 1000000;
+{ nginx_conf_head "$WORK/nginx" 1; cat <<EOF
   upstream backend {
     server 127.0.0.1:$UPSTREAM_PORT;
     keepalive 64;
@@ -106,6 +93,7 @@ http {
 $NGINX_SNIPPET
 }
 EOF
+} > "$WORK/nginx/nginx.conf"
 
 # --- Caddy: a plain reverse_proxy and the integrate snippet, verbatim ---------------------------------------
 mkdir -p "$WORK/caddy"
@@ -128,14 +116,6 @@ $CADDY_SNIPPET
 EOF
 
 # --- processes ---------------------------------------------------------------------------------------------
-cpu_ticks() { # pid...: CPU ticks used so far by these processes and their children
-  local total=0 pid child
-  for pid in "$@"; do
-    [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-    for child in $(pgrep -P "$pid" 2>/dev/null || true); do total=$((total + $(cpu_ticks "$child"))); done
-  done
-  echo "$total"
-}
 taskset -c "$LOADGEN_CPUS" "$TARGET_DIR/release/examples/fast_upstream" "127.0.0.1:$UPSTREAM_PORT" 1 2>"$WORK/upstream.log" &
 PIDS+=("$!")
 taskset -c "$PROXY_CPUS" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr.log" &
@@ -180,8 +160,6 @@ pids_of() {
   esac
 }
 
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
-steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
 RESULTS="$WORK/results.tsv"
 printf 'round\ttarget\treq_s\tp50_ms\tp90_ms\tp99_ms\tnon_2xx\tproxy_cpu_us_per_req\tsteal_pct\n' > "$RESULTS"
@@ -200,16 +178,11 @@ measure() { # round target; PACED=1: at the fixed load of PACE_MS
   # shellcheck disable=SC2086
   after=$([ -n "$pids" ] && cpu_ticks $pids || echo 0)
   steal_after="$(steal_ticks)"
-  steal=$(echo "$steal_before $steal_after" | awk '{d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) * 100 / d : 0)}')
+  steal="$(steal_pct "$steal_before" "$steal_after")"
   echo "$out" > "$WORK/wrk-$round-$name.txt"
   local rps p50 p90 p99 non2xx
-  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
-  requests=$(echo "$out" | awk '/requests in/ {print $1}')
-  p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
-  p90=$(echo "$out" | awk '$1=="90%" {print $2}' | to_ms)
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); non2xx="${non2xx:-0}"
-  cpu=$([ -n "$pids" ] && awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}' || echo "-")
+  read -r rps requests p50 p90 p99 non2xx <<< "$(wrk_figures "$out")"
+  cpu=$([ -n "$pids" ] && cpu_us_per_request $((after - before)) "$requests" || echo "-")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$cpu" "$steal" >> "$RESULTS"
   log "  round $round  $(printf '%-18s' "$name") $(printf '%10s' "$rps") req/s  p50 ${p50} ms  p90 ${p90} ms  p99 ${p99} ms  non-2xx $non2xx  proxy side CPU ${cpu} us/req  steal ${steal}%"
 }

@@ -72,20 +72,7 @@ done
 REQUESTS="$WORK/plain/requests.txt"
 
 mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes $PROXY_WORKERS;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  keepalive_requests 1000000;
+{ nginx_conf_head "$WORK/nginx" $PROXY_WORKERS; cat <<EOF
   upstream backend {
     server 127.0.0.1:$UPSTREAM_PORT;
     keepalive 64;
@@ -103,21 +90,9 @@ http {
   }
 }
 EOF
+} > "$WORK/nginx/nginx.conf"
 
 # --- processes ---------------------------------------------------------------------------------------------
-
-# CPU time (clock ticks, all threads) used so far by a process and its descendants (nginx: master + workers).
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
-    if [ "$pid" != "$1" ]; then
-      total=$((total + $(cpu_ticks "$pid")))
-    elif [ -r "/proc/$pid/stat" ]; then
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-    fi
-  done
-  echo "$total"
-}
 
 # Started with taskset directly (not through a shell function) so that $! is the server's own pid
 # (taskset execs it): the cleanup then stops the server itself.
@@ -136,15 +111,10 @@ if [ "$BARE" = 1 ]; then
 fi
 
 # --- measuring ---------------------------------------------------------------------------------------------
-# wrk's latency figures in ms.
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
 
 RESULTS="$WORK/results.tsv"
 printf 'round\ttarget\treq_s\tp50_ms\tp90_ms\tp99_ms\tnon_2xx\tproxy_cpu_us_per_req\tsteal_pct\n' > "$RESULTS"
 
-# "steal total" ticks from /proc/stat: the time this VM's CPUs were runnable but the host ran something else.
-# Tail latency follows it: a run with more than a few % steal measured the host's neighbours, not the proxies.
-steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
 measure() { # round name url [pid of the proxy]; PACED=1: at the fixed load of PACE_MS
   local round="$1" name="$2" url="$3" pid="${4:-}" out before after requests cpu
@@ -156,16 +126,11 @@ measure() { # round name url [pid of the proxy]; PACED=1: at the fixed load of P
   out="$(on "$LOADGEN_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/benches/load/requests.lua" "$url" -- "$REQUESTS")"
   after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
   steal_after="$(steal_ticks)"
-  steal=$(echo "$steal_before $steal_after" | awk '{d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) * 100 / d : 0)}')
+  steal="$(steal_pct "$steal_before" "$steal_after")"
   echo "$out" > "$WORK/wrk-$round-$name.txt"
   local rps p50 p90 p99 non2xx
-  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
-  requests=$(echo "$out" | awk '/requests in/ {print $1}')
-  p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
-  p90=$(echo "$out" | awk '$1=="90%" {print $2}' | to_ms)
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); non2xx="${non2xx:-0}"
-  cpu=$([ -n "$pid" ] && awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}' || echo "-")
+  read -r rps requests p50 p90 p99 non2xx <<< "$(wrk_figures "$out")"
+  cpu=$([ -n "$pid" ] && cpu_us_per_request $((after - before)) "$requests" || echo "-")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$cpu" "$steal" >> "$RESULTS"
   log "  round $round  $(printf '%-24s' "$name") $(printf '%10s' "$rps") req/s  p50 ${p50} ms  p90 ${p90} ms  p99 ${p99} ms  non-2xx $non2xx  proxy CPU ${cpu} us/req  steal ${steal}%"
 }

@@ -359,3 +359,53 @@ pub async fn wait_listening(addr: SocketAddr, what: &str, log: &Path) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// A program from PyPI, installed once per checkout: the path `program` (relative to the venv) of the venv
+/// `target/<venv>`, created with `packages` (pinned) when `works` says the program there does not work yet.
+/// `override_var` names an environment variable that gives another path instead. The first caller installs;
+/// the others (tests run in parallel) wait on `ready` and reuse it.
+pub fn pip_tool(
+    ready: &std::sync::Mutex<Option<PathBuf>>,
+    override_var: &str,
+    venv: &str,
+    program: &str,
+    packages: &[&str],
+    works: impl Fn(&Path) -> bool,
+) -> PathBuf {
+    let mut ready = ready
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = ready.as_ref() {
+        return path.clone();
+    }
+    if let Ok(path) = std::env::var(override_var) {
+        *ready = Some(PathBuf::from(&path));
+        return PathBuf::from(path);
+    }
+    let venv = target_dir().join(venv);
+    let path = venv.join(program);
+    if !works(&path) {
+        let created = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            created,
+            "cannot create the venv {} (apt-get install python3-venv)",
+            venv.display()
+        );
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            installed && works(&path),
+            "cannot install {packages:?} into {} (pip needs PyPI; or set {override_var})",
+            venv.display()
+        );
+    }
+    *ready = Some(path.clone());
+    path
+}

@@ -3,7 +3,7 @@
 //! (tests/decision/ext_authz_check.py), so a wire-format mistake cannot hide.
 //!
 //! The client runs in a venv under target/ (`target/ext-authz-venv`), created here with pinned packages when
-//! it is missing (pip must reach PyPI then; `.ci/run` creates it before `cargo test`). Set
+//! it is missing (pip must reach PyPI then; `decision_support::pip_tool`). Set
 //! `PERMGATE_EXT_AUTHZ_PYTHON` to use another Python that has `grpcio` and `xds-protos`.
 
 use crate::{common, decision_support};
@@ -21,54 +21,25 @@ use serde_json::{Value, json};
 /// The client's packages, pinned.
 const PACKAGES: [&str; 3] = ["grpcio==1.85.4", "xds-protos==1.85.0", "protobuf==7.36.2"];
 
-/// The venv's Python, created once (tests in this file run in parallel).
+/// The venv's Python (`target/ext-authz-venv`), created once with the client's packages.
 fn python() -> PathBuf {
     static READY: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut ready = READY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(python) = ready.as_ref() {
-        return python.clone();
-    }
-    if let Ok(python) = std::env::var("PERMGATE_EXT_AUTHZ_PYTHON") {
-        *ready = Some(PathBuf::from(&python));
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ext-authz-venv");
-    let python = venv.join("bin/python");
-    let has_client = |python: &PathBuf| {
-        std::process::Command::new(python)
-            .args([
-                "-c",
-                "import grpc, envoy.service.auth.v3.external_auth_pb2_grpc",
-            ])
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    if !has_client(&python) {
-        let created = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            created,
-            "cannot create the venv {} (apt-get install python3-venv)",
-            venv.display()
-        );
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(PACKAGES)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            installed && has_client(&python),
-            "cannot install {PACKAGES:?} into {} (pip needs PyPI; or set PERMGATE_EXT_AUTHZ_PYTHON)",
-            venv.display()
-        );
-    }
-    *ready = Some(python.clone());
-    python
+    pip_tool(
+        &READY,
+        "PERMGATE_EXT_AUTHZ_PYTHON",
+        "ext-authz-venv",
+        "bin/python",
+        &PACKAGES,
+        |python| {
+            std::process::Command::new(python)
+                .args([
+                    "-c",
+                    "import grpc, envoy.service.auth.v3.external_auth_pb2_grpc",
+                ])
+                .output()
+                .is_ok_and(|output| output.status.success())
+        },
+    )
 }
 
 /// Sends `requests` (see the script) to the gRPC listener at `addr`; the `CheckResponse`s as JSON.

