@@ -278,6 +278,9 @@ async fn the_table_through(permgate: &Permgate, proxy: &Proxy, name: &str, dots:
                 row.name
             );
             let seen = &upstream[0];
+            // HTTP/1.1, so the proxy can keep its connections to the API alive (nginx's default is
+            // HTTP/1.0 with a new connection per request; the snippet asks for 1.1 and keep-alive).
+            assert_eq!(seen.version, http::Version::HTTP_11, "{name}, {}", row.name);
             assert_eq!(seen.method, row.method, "{name}, {}", row.name);
             assert_eq!(seen.target, row.target, "{name}, {}", row.name);
             // Behind forward-auth an identity header that is not known arrives empty (see the README).
