@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::keys::{KeyId, KeyInterner};
-use super::model::ResourceRef;
+use super::model::{ResourceRef, UserGroup};
 
 /// Which policy list a key was checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,8 @@ pub enum Denial<'s> {
         key: &'s str,
         resource: ResourceRef<'s>,
         source: PolicySource,
+        /// The user group the member's deny policy comes from (`None`: the token's or the member's own).
+        group: Option<&'s UserGroup>,
     },
     /// A collection route (`scope: any`): no resource on which the request would be allowed.
     NoResourceAllowed {
@@ -164,11 +166,13 @@ impl fmt::Display for Denial<'_> {
                 key,
                 resource,
                 source,
+                group,
             } => {
-                write!(
-                    f,
-                    "deny policy {policy} of {source} matches {key} on {resource}"
-                )
+                write!(f, "deny policy {policy} of {source}")?;
+                if let Some(group) = group {
+                    write!(f, " (from user group {})", group.id)?;
+                }
+                write!(f, " matches {key} on {resource}")
             }
             Self::NoResourceAllowed {
                 keys,

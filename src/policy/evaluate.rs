@@ -374,25 +374,50 @@ impl PolicySet {
                     required,
                     decided_by,
                 )?;
-                self.grant(
-                    &member.policies,
-                    PolicySource::Member,
-                    subject,
-                    required,
-                    decided_by,
-                )
+                self.grant_member(member, subject, required, decided_by)
             }
             Caller::LegacyKey(user) => {
                 let member = self.usable_member(user, account)?;
-                self.grant(
-                    &member.policies,
-                    PolicySource::Member,
-                    subject,
-                    required,
-                    decided_by,
-                )
+                self.grant_member(member, subject, required, decided_by)
             }
         }
+    }
+
+    /// [`Self::grant`] on a member's policies; a deny names the user group its policy comes from.
+    fn grant_member<'s>(
+        &'s self,
+        member: &'s Member,
+        subject: Subject<'s>,
+        required: Required<'_>,
+        decided_by: &mut PolicyIds<'s>,
+    ) -> Outcome<'s> {
+        self.grant(
+            &member.policies,
+            PolicySource::Member,
+            subject,
+            required,
+            decided_by,
+        )
+        .map_err(|denial| match denial {
+            Denial::DeniedByPolicy {
+                policy,
+                key,
+                resource,
+                source,
+                group: None,
+            } => Denial::DeniedByPolicy {
+                policy,
+                key,
+                resource,
+                source,
+                group: member
+                    .policies
+                    .iter()
+                    .position(|candidate| std::ptr::eq(candidate.id.as_ptr(), policy.as_ptr()))
+                    .and_then(|index| self.policy_group(member, index)),
+            },
+            other => other,
+        })
     }
 
     /// The user's membership of `account`, if it exists and its API access is on.
@@ -475,6 +500,7 @@ impl PolicySet {
                 key: self.keys.name(key),
                 resource: subject.shown,
                 source,
+                group: None,
             }),
             KeyVerdict::Missing => Err(Denial::MissingPermission {
                 key: self.keys.name(key),
