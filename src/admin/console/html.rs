@@ -47,6 +47,23 @@ impl Html {
             .raw("</a>")
     }
 
+    /// `<label>label <input attributes value="value"></label>`: the label and the input's attributes (its
+    /// name first) written in the source, the value escaped.
+    pub fn input(
+        &mut self,
+        label: &'static str,
+        attributes: &'static str,
+        value: &str,
+    ) -> &mut Self {
+        self.raw("<label>")
+            .raw(label)
+            .raw(" <input ")
+            .raw(attributes)
+            .raw(" value=\"")
+            .text(value)
+            .raw("\"></label>")
+    }
+
     /// The page.
     pub fn finish(self) -> String {
         self.0

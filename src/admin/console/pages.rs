@@ -429,13 +429,10 @@ pub fn denials(state: &AdminState, query: &Query) -> String {
     let snapshot = state.gateway.snapshot();
     layout(&snapshot, "/console/denials", "Recent denials", |h| {
         h.raw("<form class=\"filters\" method=\"get\" action=\"/console/denials\">")
-            .raw("<label>reason contains <input name=\"reason\" value=\"")
-            .text(query.text("reason"))
-            .raw("\"></label><label>route contains <input name=\"route\" value=\"")
-            .text(query.text("route"))
-            .raw("\"></label><label>token id <input name=\"token_id\" value=\"")
-            .text(query.text("token_id"))
-            .raw("\"></label><button type=\"submit\">Filter</button> <a href=\"/console/denials\">clear</a></form>");
+            .input("reason contains", "name=\"reason\"", query.text("reason"))
+            .input("route contains", "name=\"route\"", query.text("route"))
+            .input("token id", "name=\"token_id\"", query.text("token_id"))
+            .raw("<button type=\"submit\">Filter</button> <a href=\"/console/denials\">clear</a></form>");
         h.raw("<div id=\"pg-live\">");
         match matching_denials(state, query) {
             None => {
@@ -616,9 +613,12 @@ pub fn routes(state: &AdminState, query: &Query) -> String {
     let snapshot = state.gateway.snapshot();
     layout(&snapshot, "/console/routes", "Routes", |h| {
         h.raw("<form class=\"filters\" method=\"get\" action=\"/console/routes\">")
-            .raw("<label>search id, path, method or key <input type=\"search\" name=\"q\" value=\"")
-            .text(query.text("q"))
-            .raw("\"></label><button type=\"submit\">Search</button> <a href=\"/console/routes\">all</a></form>");
+            .input(
+                "search id, path, method or key",
+                "type=\"search\" name=\"q\"",
+                query.text("q"),
+            )
+            .raw("<button type=\"submit\">Search</button> <a href=\"/console/routes\">all</a></form>");
         let routes = matching_routes(&snapshot, query);
         h.raw("<div id=\"pg-live\"><p class=\"hint\">")
             .count(routes.len() as u64)
@@ -801,39 +801,32 @@ pub fn who_can(state: &AdminState, query: &Query) -> String {
     let snapshot = state.gateway.snapshot();
     layout(&snapshot, "/console/who-can", "Who can do what", |h| {
         h.raw("<div class=\"forms\">");
-        h.raw("<form method=\"get\" action=\"/console/who-can\"><h2>What can a credential do?</h2>")
-            .raw("<label>token id <input name=\"token_id\" list=\"pg-token-ids\" autocomplete=\"off\" value=\"")
-            .text(query.text("token_id"))
-            .raw("\"></label><label>or user (legacy key), id or email <input name=\"user\" value=\"")
-            .text(query.text("user"))
-            .raw("\"></label>");
+        h.raw(
+            "<form method=\"get\" action=\"/console/who-can\"><h2>What can a credential do?</h2>",
+        )
+        .input("token id", TOKEN_ID_INPUT, query.text("token_id"))
+        .input(USER_LABEL, "name=\"user\"", query.text("user"));
         at_and_blocked(h, query);
         h.raw("<button type=\"submit\">Explain</button></form>");
         h.raw("<form method=\"get\" action=\"/console/who-can\"><h2>Who can call a route?</h2>")
-            .raw("<label>method <input name=\"method\" size=\"7\" value=\"")
-            .text(query.text("method"))
-            .raw("\"></label><label>path <input name=\"path\" size=\"48\" placeholder=\"/client/v4/zones/…/dns_records\" value=\"")
-            .text(query.text("path"))
-            .raw("\"></label>");
+            .input("method", "name=\"method\" size=\"7\"", query.text("method"))
+            .input(
+                "path",
+                "name=\"path\" size=\"48\" placeholder=\"/client/v4/zones/…/dns_records\"",
+                query.text("path"),
+            );
         at_and_blocked(h, query);
         h.raw("<button type=\"submit\">Who can?</button></form>");
         h.raw("<form method=\"get\" action=\"/console/who-can\"><h2>Who holds a key on a resource?</h2>")
-            .raw("<label>key <input name=\"key\" value=\"")
-            .text(query.text("key"))
-            .raw("\"></label><label>resource <input name=\"resource\" size=\"48\" placeholder=\"com.cloudflare.api.account.zone.…\" value=\"")
-            .text(query.text("resource"))
-            .raw("\"></label>");
+            .input("key", "name=\"key\"", query.text("key"))
+            .input(
+                "resource",
+                "name=\"resource\" size=\"48\" placeholder=\"com.cloudflare.api.account.zone.…\"",
+                query.text("resource"),
+            );
         at_and_blocked(h, query);
         h.raw("<button type=\"submit\">Who holds it?</button></form></div>");
-        h.raw("<datalist id=\"pg-token-ids\">");
-        for token in snapshot.policy.tokens.iter().take(2000) {
-            h.raw("<option value=\"")
-                .text(&token.id)
-                .raw("\">")
-                .text(&token.name)
-                .raw("</option>");
-        }
-        h.raw("</datalist>");
+        token_datalist(h, &snapshot);
 
         h.raw("<div id=\"pg-live\">");
         if query.get("token_id").is_some() || query.get("user").is_some() {
@@ -855,10 +848,28 @@ pub fn who_can(state: &AdminState, query: &Query) -> String {
     })
 }
 
+/// The token-id input of the forms that take one: it offers the datalist of [`token_datalist`].
+const TOKEN_ID_INPUT: &str = "name=\"token_id\" list=\"pg-token-ids\" autocomplete=\"off\"";
+
+/// The label of the forms' user input.
+const USER_LABEL: &str = "or user (legacy key), id or email";
+
+/// The token ids (and names) the forms' token-id input offers: the first 2,000 tokens.
+fn token_datalist(h: &mut Html, snapshot: &Snapshot) {
+    h.raw("<datalist id=\"pg-token-ids\">");
+    for token in snapshot.policy.tokens.iter().take(2000) {
+        h.raw("<option value=\"")
+            .text(&token.id)
+            .raw("\">")
+            .text(&token.name)
+            .raw("</option>");
+    }
+    h.raw("</datalist>");
+}
+
 fn at_and_blocked(h: &mut Html, query: &Query) {
-    h.raw("<label>at (RFC 3339; empty: now) <input name=\"at\" value=\"")
-        .text(query.text("at"))
-        .raw("\"></label><label class=\"check\"><input type=\"checkbox\" name=\"blocked\" value=\"on\"");
+    h.input("at (RFC 3339; empty: now)", "name=\"at\"", query.text("at"))
+        .raw("<label class=\"check\"><input type=\"checkbox\" name=\"blocked\" value=\"on\"");
     if query.flag("blocked") {
         h.raw(" checked");
     }
@@ -1102,28 +1113,31 @@ pub fn why_denied(state: &AdminState, query: &Query) -> String {
     let snapshot = state.gateway.snapshot();
     layout(&snapshot, "/console/why-denied", "Why denied?", |h| {
         h.raw("<form class=\"check\" method=\"get\" action=\"/console/why-denied\">")
-            .raw("<label>method <input name=\"method\" size=\"7\" value=\"")
-            .text(query.get("method").unwrap_or("GET"))
-            .raw("\"></label><label>path <input name=\"path\" size=\"56\" placeholder=\"/client/v4/zones/…/dns_records\" value=\"")
-            .text(query.text("path"))
-            .raw("\"></label><label>token id <input name=\"token_id\" list=\"pg-token-ids\" autocomplete=\"off\" value=\"")
-            .text(query.text("token_id"))
-            .raw("\"></label><label>or user (legacy key), id or email <input name=\"user\" value=\"")
-            .text(query.text("user"))
-            .raw("\"></label><label>client IP <input name=\"ip\" value=\"")
-            .text(query.get("ip").unwrap_or("127.0.0.1"))
-            .raw("\"></label><label>time (RFC 3339; empty: now) <input name=\"at\" value=\"")
-            .text(query.text("at"))
-            .raw("\"></label><button type=\"submit\">Decide</button></form>");
-        h.raw("<datalist id=\"pg-token-ids\">");
-        for token in snapshot.policy.tokens.iter().take(2000) {
-            h.raw("<option value=\"")
-                .text(&token.id)
-                .raw("\">")
-                .text(&token.name)
-                .raw("</option>");
-        }
-        h.raw("</datalist><div id=\"pg-live\">");
+            .input(
+                "method",
+                "name=\"method\" size=\"7\"",
+                query.get("method").unwrap_or("GET"),
+            )
+            .input(
+                "path",
+                "name=\"path\" size=\"56\" placeholder=\"/client/v4/zones/…/dns_records\"",
+                query.text("path"),
+            )
+            .input("token id", TOKEN_ID_INPUT, query.text("token_id"))
+            .input(USER_LABEL, "name=\"user\"", query.text("user"))
+            .input(
+                "client IP",
+                "name=\"ip\"",
+                query.get("ip").unwrap_or("127.0.0.1"),
+            )
+            .input(
+                "time (RFC 3339; empty: now)",
+                "name=\"at\"",
+                query.text("at"),
+            )
+            .raw("<button type=\"submit\">Decide</button></form>");
+        token_datalist(h, &snapshot);
+        h.raw("<div id=\"pg-live\">");
         if query.get("path").is_none() {
             h.raw("<p class=\"hint\">The same decision as <code>permgate check --token-id ID</code> (or <code>--user</code>) on the config serving now: named by token id, never by a secret.</p>");
         } else {
