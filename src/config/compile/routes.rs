@@ -259,6 +259,25 @@ impl RouteAt<'_> {
         };
         ConfigError::new(self.file, path, kind, message)
     }
+
+    /// A verify route whose scope is not one token's owner.
+    fn verify_scope_error(&self) -> ConfigError {
+        self.error(
+            "scope",
+            ErrorKind::InvalidRoute,
+            "handler: verify_token answers for one token: its scope is none (any token), \
+             user (user-owned tokens) or { account: <param> } (that account's tokens)",
+        )
+    }
+
+    /// A scoped route that names no permission.
+    fn needs_permissions_error(&self) -> ConfigError {
+        self.error(
+            "",
+            ErrorKind::InvalidRoute,
+            "this scope needs permissions (use scope: none for a route that checks none)",
+        )
+    }
 }
 
 /// A route that passed every check of its own, ready to insert.
@@ -359,19 +378,10 @@ fn compile_route(
             Some(scope @ (RawScope::User | RawScope::Any)) => {
                 if verify {
                     if *scope == RawScope::Any {
-                        errors.push(at.error(
-                            "scope",
-                            ErrorKind::InvalidRoute,
-                            "handler: verify_token answers for one token: its scope is none (any token), \
-                             user (user-owned tokens) or { account: <param> } (that account's tokens)",
-                        ));
+                        errors.push(at.verify_scope_error());
                     }
                 } else if !has_keys {
-                    errors.push(at.error(
-                        "",
-                        ErrorKind::InvalidRoute,
-                        "this scope needs permissions (use scope: none for a route that checks none)",
-                    ));
+                    errors.push(at.needs_permissions_error());
                 }
                 if *scope == RawScope::User {
                     Scope::User
@@ -382,19 +392,10 @@ fn compile_route(
             Some(scope @ (RawScope::Zone(param) | RawScope::Account(param))) => {
                 if verify {
                     if matches!(scope, RawScope::Zone(_)) {
-                        errors.push(at.error(
-                            "scope",
-                            ErrorKind::InvalidRoute,
-                            "handler: verify_token answers for one token: its scope is none (any token), \
-                             user (user-owned tokens) or { account: <param> } (that account's tokens)",
-                        ));
+                        errors.push(at.verify_scope_error());
                     }
                 } else if !has_keys {
-                    errors.push(at.error(
-                        "",
-                        ErrorKind::InvalidRoute,
-                        "this scope needs permissions (use scope: none for a route that checks none)",
-                    ));
+                    errors.push(at.needs_permissions_error());
                 }
                 let field = if matches!(scope, RawScope::Zone(_)) {
                     "scope.zone"
@@ -435,18 +436,9 @@ fn compile_route(
                 parent_param: parent_name,
             }) => {
                 if verify {
-                    errors.push(at.error(
-                        "scope",
-                        ErrorKind::InvalidRoute,
-                        "handler: verify_token answers for one token: its scope is none (any token), \
-                         user (user-owned tokens) or { account: <param> } (that account's tokens)",
-                    ));
+                    errors.push(at.verify_scope_error());
                 } else if !has_keys {
-                    errors.push(at.error(
-                        "",
-                        ErrorKind::InvalidRoute,
-                        "this scope needs permissions (use scope: none for a route that checks none)",
-                    ));
+                    errors.push(at.needs_permissions_error());
                 }
                 let parent = match parent {
                     RawScopeParent::Account => ParentKind::Account,
