@@ -289,12 +289,8 @@ pub struct Arrived<'a> {
 /// What the proxy knows about a decided request, for [`Entry::decided`].
 #[derive(Debug)]
 pub struct Decided<'a, 's> {
-    /// When the request arrived.
-    pub time: SystemTime,
-    pub request_id: &'a str,
-    /// The trace id of the request's valid W3C `traceparent`, if it had one.
-    pub trace_id: Option<&'a str>,
-    pub method: &'a str,
+    /// When and how the request arrived.
+    pub arrived: Arrived<'a>,
     pub verdict: &'a Verdict<'s>,
     pub snapshot: &'s Snapshot,
     pub decision: DecisionLabel,
@@ -302,8 +298,19 @@ pub struct Decided<'a, 's> {
     pub reason: &'a str,
     /// How long `decide` took.
     pub decision_time: Duration,
-    /// Which listener decided: `proxy`, or a decision listener's protocol (`auth_request`, …).
-    pub mode: &'a str,
+}
+
+impl Arrived<'_> {
+    /// The line's first members: request id, trace id, method, mode.
+    fn write_head(&self, out: &mut String) {
+        string(out, "request_id", Some(self.request_id));
+        out.push(',');
+        string(out, "trace_id", self.trace_id);
+        out.push(',');
+        string(out, "method", Some(self.method));
+        out.push(',');
+        string(out, "mode", Some(self.mode));
+    }
 }
 
 impl Entry {
@@ -311,13 +318,7 @@ impl Entry {
     pub fn decided(decided: &Decided<'_, '_>) -> Self {
         let verdict = decided.verdict;
         let mut out = String::with_capacity(512);
-        string(&mut out, "request_id", Some(decided.request_id));
-        out.push(',');
-        string(&mut out, "trace_id", decided.trace_id);
-        out.push(',');
-        string(&mut out, "method", Some(decided.method));
-        out.push(',');
-        string(&mut out, "mode", Some(decided.mode));
+        decided.arrived.write_head(&mut out);
         out.push(',');
         // The canonical path only: never the query.
         string(
@@ -379,14 +380,14 @@ impl Entry {
             decided.snapshot.generation
         );
         Self {
-            time: decided.time,
+            time: decided.arrived.time,
             members: out,
         }
     }
 
     /// A request refused before any decision (ambiguous framing; on a decision listener, a peer not in
     /// `trusted_proxies` or no original request named): the fields a decision would set are null. `mode`
-    /// as in [`Decided::mode`].
+    /// as in [`Arrived::mode`].
     pub fn undecided(
         arrived: Arrived<'_>,
         client_ip: std::net::IpAddr,
@@ -394,13 +395,7 @@ impl Entry {
         generation: u64,
     ) -> Self {
         let mut out = String::with_capacity(384);
-        string(&mut out, "request_id", Some(arrived.request_id));
-        out.push(',');
-        string(&mut out, "trace_id", arrived.trace_id);
-        out.push(',');
-        string(&mut out, "method", Some(arrived.method));
-        out.push(',');
-        string(&mut out, "mode", Some(arrived.mode));
+        arrived.write_head(&mut out);
         for name in [
             "path",
             "route",

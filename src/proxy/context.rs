@@ -14,6 +14,7 @@ use super::framing::FramingTap;
 use super::live::Live;
 use super::request_id;
 use super::trace_context::{self, TraceId};
+use crate::decision_log::Arrived;
 use crate::settings::DecisionProtocol;
 use crate::snapshot::Snapshot;
 
@@ -131,6 +132,17 @@ impl<'a> RequestContext<'a> {
     /// The request id as text (for logs).
     pub fn request_id(&self) -> &str {
         self.id_value.to_str().unwrap_or("invalid-request-id")
+    }
+
+    /// What the decision log records of the request's arrival (`None` when the log is off).
+    pub fn arrival(&self) -> Option<Arrived<'_>> {
+        self.arrived.map(|time| Arrived {
+            time,
+            request_id: self.request_id(),
+            trace_id: self.trace_id.as_ref().map(TraceId::as_str),
+            method: self.method.as_str(),
+            mode: self.mode_name(),
+        })
     }
 }
 

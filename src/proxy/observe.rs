@@ -13,8 +13,7 @@ use super::context::RequestContext;
 use super::decide::Plan;
 use super::error::{ProxyError, Side, error_response};
 use super::service::Gateway;
-use super::trace_context::TraceId;
-use crate::decision_log::{Arrived, Decided, Entry};
+use crate::decision_log::{Decided, Entry};
 use crate::metrics::DecisionLabel;
 use crate::pipeline::Verdict;
 use crate::routes::Route;
@@ -76,7 +75,7 @@ impl Gateway {
             Plan::Forward(_) if !verdict.allowed() => (DecisionLabel::ShadowAllow, verdict.code()),
             Plan::Forward(_) | Plan::Verify(_) => (DecisionLabel::Allow, 0),
         };
-        let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrived) else {
+        let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrival()) else {
             return;
         };
         let would_refuse;
@@ -89,16 +88,12 @@ impl Gateway {
             (_, Ok(())) => "allowed",
         };
         seen.entry = Some(Entry::decided(&Decided {
-            time: arrived,
-            request_id: cx.request_id(),
-            trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
-            method: cx.method.as_str(),
+            arrived,
             verdict,
             snapshot: cx.snapshot(),
             decision: seen.decision,
             reason,
             decision_time,
-            mode: cx.mode_name(),
         }));
     }
 
@@ -115,15 +110,9 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => {
                 self.failed(&error, &mut seen);
-                if let (None, Some(arrived)) = (&seen.entry, cx.arrived) {
+                if let (None, Some(arrived)) = (&seen.entry, cx.arrival()) {
                     seen.entry = Some(Entry::undecided(
-                        Arrived {
-                            time: arrived,
-                            request_id: cx.request_id(),
-                            trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
-                            method: cx.method.as_str(),
-                            mode: cx.mode_name(),
-                        },
+                        arrived,
                         cx.conn.peer.ip(),
                         &error.to_string(),
                         cx.snapshot().generation,
@@ -173,15 +162,9 @@ impl Gateway {
     ) {
         let mut seen = Observation::new();
         seen.code = answer.code;
-        if let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrived) {
+        if let (Some(_), Some(arrived)) = (&self.decision_log, cx.arrival()) {
             seen.entry = Some(Entry::undecided(
-                Arrived {
-                    time: arrived,
-                    request_id: cx.request_id(),
-                    trace_id: cx.trace_id.as_ref().map(TraceId::as_str),
-                    method: cx.method.as_str(),
-                    mode: cx.mode_name(),
-                },
+                arrived,
                 cx.conn.peer.ip(),
                 reason,
                 cx.snapshot().generation,
