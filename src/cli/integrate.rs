@@ -281,8 +281,27 @@ http:
     )
 }
 
-/// The listener, route and upstream cluster shared by both Envoy forms; `filter` is the ext_authz filter.
-fn envoy(listen: SocketAddr, upstream: &str, filter: &str, decision_cluster: &str) -> String {
+/// The listener, route, upstream cluster and permgate's cluster shared by both Envoy forms; `filter` is the
+/// ext_authz filter, `cluster_options` what permgate's cluster adds for its form.
+fn envoy(
+    listen: SocketAddr,
+    upstream: &str,
+    filter: &str,
+    decision: SocketAddr,
+    cluster_options: &str,
+) -> String {
+    let decision_cluster = format!(
+        r#"    - name: permgate
+      type: STATIC
+{cluster_options}      load_assignment:
+        cluster_name: permgate
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
+"#,
+        ip = decision.ip(),
+        port = decision.port(),
+    );
     let (upstream_host, upstream_port) = upstream.rsplit_once(':').unwrap_or((upstream, "80"));
     format!(
         r#"# Envoy (v3 API) with the ext_authz filter: a static bootstrap. Every request is decided by permgate
@@ -336,23 +355,13 @@ fn envoy_grpc(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> Strin
                       grpc_service:
                         envoy_grpc: { cluster_name: permgate }
                         timeout: 1s"#;
-    let cluster = format!(
-        r#"    - name: permgate
-      type: STATIC
-      typed_extension_protocol_options:
+    // The gRPC service speaks HTTP/2 to permgate.
+    let options = r#"      typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: {{ http2_protocol_options: {{}} }}
-      load_assignment:
-        cluster_name: permgate
-        endpoints:
-          - lb_endpoints:
-              - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
-"#,
-        ip = decision.ip(),
-        port = decision.port(),
-    );
-    envoy(listen, upstream, filter, &cluster)
+          explicit_http_config: { http2_protocol_options: {} }
+"#;
+    envoy(listen, upstream, filter, decision, options)
 }
 
 fn envoy_http(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> String {
@@ -388,19 +397,7 @@ fn envoy_http(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> Strin
                             patterns:
                               - { exact: content-type }
                               - { exact: x-request-id }"#;
-    let cluster = format!(
-        r#"    - name: permgate
-      type: STATIC
-      load_assignment:
-        cluster_name: permgate
-        endpoints:
-          - lb_endpoints:
-              - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
-"#,
-        ip = decision.ip(),
-        port = decision.port(),
-    );
-    envoy(listen, upstream, filter, &cluster)
+    envoy(listen, upstream, filter, decision, "")
 }
 
 #[cfg(test)]
