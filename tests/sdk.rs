@@ -21,7 +21,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{require, target_dir};
+use common::{pip_venv, require, run_ok, target_dir};
 
 const PYTHON_PACKAGES: [&str; 2] = ["cloudflare==5.9.0", "pytest==8.4.2"];
 const TYPESCRIPT_VERSIONS: [&str; 3] = ["4.5.0", "5.2.0", "7.3.0"];
@@ -30,43 +30,27 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn the_python_sdk_through_the_gateway() {
-    let venv = target_dir().join("sdk-venv");
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import cloudflare, pytest, sys; sys.exit(cloudflare.__version__ != '5.9.0')",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !installed {
-        require("python3", "apt-get install -y python3 python3-venv");
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(PYTHON_PACKAGES));
-    }
-    run(Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root().join("tests/sdk"))
-        .env("PERMGATE_BIN", env!("CARGO_BIN_EXE_permgate"))
-        .current_dir(root()));
+    let python_of = |venv: &Path| venv.join("bin/python");
+    let venv = pip_venv("sdk-venv", &PYTHON_PACKAGES, |venv| {
+        Command::new(python_of(venv))
+            .args([
+                "-c",
+                "import cloudflare, pytest, sys; sys.exit(cloudflare.__version__ != '5.9.0')",
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    let python = python_of(&venv);
+    run_ok(
+        Command::new(&python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg(root().join("tests/sdk"))
+            .env("PERMGATE_BIN", env!("CARGO_BIN_EXE_permgate"))
+            .current_dir(root()),
+    );
 }
 
 #[test]
@@ -82,18 +66,22 @@ fn the_typescript_sdks_through_the_gateway() {
             if !sdk.join("package.json").exists() {
                 std::fs::write(sdk.join("package.json"), "{ \"private\": true }\n").unwrap();
             }
-            run(Command::new("npm")
-                .arg("install")
-                .arg("--prefix")
-                .arg(&sdk)
-                .args(["--no-audit", "--no-fund", "--save-exact", "--silent"])
-                .arg(format!("cloudflare@{version}")));
+            run_ok(
+                Command::new("npm")
+                    .arg("install")
+                    .arg("--prefix")
+                    .arg(&sdk)
+                    .args(["--no-audit", "--no-fund", "--save-exact", "--silent"])
+                    .arg(format!("cloudflare@{version}")),
+            );
         }
-        run(Command::new("node")
-            .arg("--test")
-            .arg(root().join("tests/sdk/cloudflare_sdk.test.mjs"))
-            .env("CLOUDFLARE_SDK_DIR", &sdk)
-            .env("PERMGATE_BIN", env!("CARGO_BIN_EXE_permgate"))
-            .current_dir(root()));
+        run_ok(
+            Command::new("node")
+                .arg("--test")
+                .arg(root().join("tests/sdk/cloudflare_sdk.test.mjs"))
+                .env("CLOUDFLARE_SDK_DIR", &sdk)
+                .env("PERMGATE_BIN", env!("CARGO_BIN_EXE_permgate"))
+                .current_dir(root()),
+        );
     }
 }

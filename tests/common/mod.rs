@@ -860,3 +860,48 @@ pub fn require(tool: &str, install: &str) {
         .success();
     assert!(found, "`{tool}` is not installed: {install} (.ci/run does)");
 }
+
+/// Runs `command`; fails the test with its status and output unless it succeeds. Its output.
+pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The venv `target/<name>`, with the pinned PyPI `packages` installed when `ready` (given the venv's
+/// folder) says it lacks them. The caller makes sure one test at a time installs (tests run in parallel).
+pub fn pip_venv(
+    name: &str,
+    packages: &[&str],
+    ready: impl Fn(&std::path::Path) -> bool,
+) -> PathBuf {
+    let venv = target_dir().join(name);
+    if !ready(&venv) {
+        require("python3", "apt-get install -y python3 python3-venv");
+        run_ok(
+            std::process::Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv),
+        );
+        run_ok(
+            std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(packages),
+        );
+        assert!(
+            ready(&venv),
+            "{packages:?} installed into {} but not usable",
+            venv.display()
+        );
+    }
+    venv
+}

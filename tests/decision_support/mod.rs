@@ -361,7 +361,8 @@ pub async fn wait_listening(addr: SocketAddr, what: &str, log: &Path) {
 }
 
 /// A program from PyPI, installed once per checkout: the path `program` (relative to the venv) of the venv
-/// `target/<venv>`, created with `packages` (pinned) when `works` says the program there does not work yet.
+/// `target/<venv>` ([`pip_venv`]), created with `packages` (pinned) when `works` says the program there does
+/// not work yet.
 /// `override_var` names an environment variable that gives another path instead. The first caller installs;
 /// the others (tests run in parallel) wait on `ready` and reuse it.
 pub fn pip_tool(
@@ -382,30 +383,7 @@ pub fn pip_tool(
         *ready = Some(PathBuf::from(&path));
         return PathBuf::from(path);
     }
-    let venv = target_dir().join(venv);
-    let path = venv.join(program);
-    if !works(&path) {
-        let created = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            created,
-            "cannot create the venv {} (apt-get install python3-venv)",
-            venv.display()
-        );
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(packages)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            installed && works(&path),
-            "cannot install {packages:?} into {} (pip needs PyPI; or set {override_var})",
-            venv.display()
-        );
-    }
+    let path = pip_venv(venv, packages, |venv| works(&venv.join(program))).join(program);
     *ready = Some(path.clone());
     path
 }

@@ -17,13 +17,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{bearer, free_port, require, send, start_upstream, target_dir};
+use crate::common::{
+    bearer, free_port, pip_venv, require, run_ok, send, start_upstream, target_dir,
+};
 
 /// Pinned: the schema versions the test validates with.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
@@ -39,20 +41,6 @@ fn deploy() -> PathBuf {
     root().join("deploy")
 }
 
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// Installs are done once per test binary (the tests run in parallel threads).
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -61,19 +49,9 @@ fn venv() -> PathBuf {
     let _once = INSTALL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let venv = target_dir().join("deploy-venv");
-    let validate = venv.join("bin/kubernetes-validate");
-    if !validate.exists() {
-        require("python3", "apt-get install -y python3 python3-venv");
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            KUBERNETES_VALIDATE,
-        ]));
-    }
-    venv
+    pip_venv("deploy-venv", &[KUBERNETES_VALIDATE], |venv| {
+        venv.join("bin/kubernetes-validate").exists()
+    })
 }
 
 /// `target/deploy-npm` with the Prometheus Operator's models (and their schema validators).
@@ -89,17 +67,19 @@ fn operator_models() -> PathBuf {
         require("npm", "apt-get install -y nodejs npm");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("package.json"), "{ \"private\": true }\n").unwrap();
-        run(Command::new("npm")
-            .arg("install")
-            .arg("--prefix")
-            .arg(&dir)
-            .args([
-                "--no-audit",
-                "--no-fund",
-                "--save-exact",
-                "--silent",
-                OPERATOR_MODELS,
-            ]));
+        run_ok(
+            Command::new("npm")
+                .arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args([
+                    "--no-audit",
+                    "--no-fund",
+                    "--save-exact",
+                    "--silent",
+                    OPERATOR_MODELS,
+                ]),
+        );
     }
     dir
 }
@@ -352,9 +332,11 @@ async fn the_deployment_serves_the_config_it_carries() {
                 &format!("url: {upstream_url}"),
             )
     });
-    run(Command::new(env!("CARGO_BIN_EXE_permgate"))
-        .args(["validate", "--config"])
-        .arg(&gateway_path));
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_permgate"))
+            .args(["validate", "--config"])
+            .arg(&gateway_path),
+    );
     // ...and serves it: ready, the example token allowed where it should be and refused elsewhere, the
     // upstream's own credential from the Secret sent in place of the client's.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_permgate"))
@@ -442,11 +424,13 @@ fn promtool() -> Command {
 #[test]
 fn the_alert_rules_pass_promtool_and_every_alert_has_a_unit_test() {
     let rules = monitoring().join("alerts.yaml");
-    run(promtool().arg("check").arg("rules").arg(&rules));
-    let tested = run(promtool()
-        .arg("test")
-        .arg("rules")
-        .arg(monitoring().join("alerts.test.yaml")));
+    run_ok(promtool().arg("check").arg("rules").arg(&rules));
+    let tested = run_ok(
+        promtool()
+            .arg("test")
+            .arg("rules")
+            .arg(monitoring().join("alerts.test.yaml")),
+    );
     assert!(String::from_utf8_lossy(&tested.stdout).contains("SUCCESS"));
 
     // The alerts the issue asks for, each with a unit test that shows it firing and one that shows it silent.
@@ -554,7 +538,7 @@ fn the_dashboard_queries_parse_and_name_only_metrics_permgate_serves() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dashboard-queries.yaml");
     std::fs::write(&path, rules).unwrap();
-    run(promtool().arg("check").arg("rules").arg(&path));
+    run_ok(promtool().arg("check").arg("rules").arg(&path));
     // And a broken query fails the same check.
     std::fs::write(
         &path,
@@ -578,17 +562,21 @@ async fn the_image_runs_from_its_own_root_file_system_as_a_non_root_user() {
     require("chroot", "apt-get install -y coreutils");
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("oci");
-    run(Command::new("bash")
-        .arg(deploy().join("image/build.sh"))
-        .arg(env!("CARGO_BIN_EXE_permgate"))
-        .arg(&layout)
-        .arg("test"));
+    run_ok(
+        Command::new("bash")
+            .arg(deploy().join("image/build.sh"))
+            .arg(env!("CARGO_BIN_EXE_permgate"))
+            .arg(&layout)
+            .arg("test"),
+    );
     let bundle = work.path().join("bundle");
-    run(Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:test", layout.display()))
-        .arg(&bundle));
+    run_ok(
+        Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:test", layout.display()))
+            .arg(&bundle),
+    );
 
     // What the image's config says to run, and as whom.
     let config: Value =
@@ -617,7 +605,7 @@ async fn the_image_runs_from_its_own_root_file_system_as_a_non_root_user() {
     );
     // Nothing in the root file system but the binary, what it links, and the few files build.sh names.
     let rootfs = bundle.join("rootfs");
-    let listing = run(Command::new("find").arg(&rootfs).args(["-type", "f"]));
+    let listing = run_ok(Command::new("find").arg(&rootfs).args(["-type", "f"]));
     let files: Vec<String> = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .map(|line| {
@@ -660,7 +648,7 @@ async fn the_image_runs_from_its_own_root_file_system_as_a_non_root_user() {
                 &format!("url: {upstream_url}"),
             )
     });
-    run(Command::new("chmod").args(["-R", "a+rX"]).arg(&config_dir));
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&config_dir));
 
     // The binary from that root file system alone: chrooted, as the image's user.
     let mut child = tokio::process::Command::new("chroot")
