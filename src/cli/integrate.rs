@@ -61,37 +61,56 @@ pub fn run(args: &IntegrateArgs) -> ExitCode {
     }
 }
 
-/// The upstream as `host:port` (the proxies name it so), from an `http://host:port` URL.
-fn upstream_authority(upstream: &str) -> Result<(String, &'static str), String> {
-    let uri: http::Uri = upstream
-        .parse()
-        .map_err(|_| format!("--upstream {upstream:?} is not a URL like http://127.0.0.1:9000"))?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => "http",
-        Some("https") => "https",
-        _ => {
+/// The API the proxy forwards allowed requests to, from `--upstream` (`http://host:port`, an origin only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Api {
+    scheme: &'static str,
+    host: String,
+    /// The URL's port, or its scheme's default.
+    port: u16,
+}
+
+impl Api {
+    fn parse(upstream: &str) -> Result<Self, String> {
+        let uri: http::Uri = upstream.parse().map_err(|_| {
+            format!("--upstream {upstream:?} is not a URL like http://127.0.0.1:9000")
+        })?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => "http",
+            Some("https") => "https",
+            _ => {
+                return Err(format!(
+                    "--upstream {upstream:?} is not an http:// or https:// URL"
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("--upstream {upstream:?} has no host"))?;
+        if uri.path() != "/" && !uri.path().is_empty() {
             return Err(format!(
-                "--upstream {upstream:?} is not an http:// or https:// URL"
+                "--upstream {upstream:?}: give the API's origin only (no path)"
             ));
         }
-    };
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("--upstream {upstream:?} has no host"))?;
-    if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!(
-            "--upstream {upstream:?}: give the API's origin only (no path)"
-        ));
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Ok(Self {
+            scheme,
+            host: authority.host().to_string(),
+            port,
+        })
     }
-    let port = authority
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    Ok((format!("{}:{port}", authority.host()), scheme))
+
+    /// `host:port`, as the proxies name it.
+    fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 /// The configuration text for `args`.
 pub fn snippet(args: &IntegrateArgs) -> Result<String, String> {
-    let (upstream, scheme) = upstream_authority(&args.upstream)?;
+    let api = Api::parse(&args.upstream)?;
     let (protocol, default_port) = match (args.proxy, args.http) {
         (Proxy::Nginx, _) => ("auth_request", 9191),
         (Proxy::Caddy | Proxy::Traefik, _) => ("forward_auth", 9192),
@@ -112,21 +131,24 @@ pub fn snippet(args: &IntegrateArgs) -> Result<String, String> {
          #   trusted_proxies: [127.0.0.1/32]   # the address the proxy connects to permgate from\n"
     );
     let text = match args.proxy {
-        Proxy::Nginx => nginx(listen, decision, &upstream, scheme),
-        Proxy::Caddy => caddy(listen, decision, &upstream, scheme),
+        Proxy::Nginx => nginx(listen, decision, &api),
+        Proxy::Caddy => caddy(listen, decision, &api),
         Proxy::Traefik => traefik(listen, decision, &args.upstream),
-        Proxy::Envoy if args.http => envoy_http(listen, decision, &upstream),
-        Proxy::Envoy => envoy_grpc(listen, decision, &upstream),
+        Proxy::Envoy if args.http => envoy_http(listen, decision, &api),
+        Proxy::Envoy => envoy_grpc(listen, decision, &api),
     };
     Ok(format!("{gateway_lines}{text}"))
 }
 
-fn nginx(listen: SocketAddr, decision: SocketAddr, upstream: &str, scheme: &str) -> String {
+fn nginx(listen: SocketAddr, decision: SocketAddr, api: &Api) -> String {
     // With an upstream block, nginx would send its name as Host and as the TLS server name: name the API's
     // own authority instead, as `proxy_pass {scheme}://{upstream}` would.
-    let upstream_host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);
+    let (scheme, upstream) = (api.scheme, api.authority());
     let tls_name = if scheme == "https" {
-        format!("\n        proxy_ssl_server_name on;\n        proxy_ssl_name {upstream_host};")
+        format!(
+            "\n        proxy_ssl_server_name on;\n        proxy_ssl_name {};",
+            api.host
+        )
     } else {
         String::new()
     };
@@ -203,7 +225,8 @@ server {{
     )
 }
 
-fn caddy(listen: SocketAddr, decision: SocketAddr, upstream: &str, scheme: &str) -> String {
+fn caddy(listen: SocketAddr, decision: SocketAddr, api: &Api) -> String {
+    let (scheme, upstream) = (api.scheme, api.authority());
     let ip = listen.ip();
     let port = listen.port();
     let transport = if scheme == "https" {
@@ -285,7 +308,7 @@ http:
 /// ext_authz filter, `cluster_options` what permgate's cluster adds for its form.
 fn envoy(
     listen: SocketAddr,
-    upstream: &str,
+    api: &Api,
     filter: &str,
     decision: SocketAddr,
     cluster_options: &str,
@@ -302,7 +325,7 @@ fn envoy(
         ip = decision.ip(),
         port = decision.port(),
     );
-    let (upstream_host, upstream_port) = upstream.rsplit_once(':').unwrap_or((upstream, "80"));
+    let (upstream_host, upstream_port) = (&api.host, api.port);
     format!(
         r#"# Envoy (v3 API) with the ext_authz filter: a static bootstrap. Every request is decided by permgate
 # first; failure_mode_allow stays false (an unreachable permgate denies).
@@ -346,7 +369,7 @@ static_resources:
     )
 }
 
-fn envoy_grpc(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> String {
+fn envoy_grpc(listen: SocketAddr, decision: SocketAddr, api: &Api) -> String {
     let filter = r#"                  - name: envoy.filters.http.ext_authz
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -361,10 +384,10 @@ fn envoy_grpc(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> Strin
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
           explicit_http_config: { http2_protocol_options: {} }
 "#;
-    envoy(listen, upstream, filter, decision, options)
+    envoy(listen, api, filter, decision, options)
 }
 
-fn envoy_http(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> String {
+fn envoy_http(listen: SocketAddr, decision: SocketAddr, api: &Api) -> String {
     let filter = r#"                  - name: envoy.filters.http.ext_authz
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
@@ -397,7 +420,7 @@ fn envoy_http(listen: SocketAddr, decision: SocketAddr, upstream: &str) -> Strin
                             patterns:
                               - { exact: content-type }
                               - { exact: x-request-id }"#;
-    envoy(listen, upstream, filter, decision, "")
+    envoy(listen, api, filter, decision, "")
 }
 
 #[cfg(test)]
